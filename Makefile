@@ -1,0 +1,27 @@
+# make demo: set everything up and run the demo.  make test: set up and run the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system demo test bench clean
+
+setup: system $(STAMP)
+
+system:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(PY) examples/vector_add.py
+	$(VENV)/bin/hlx info
+
+test: setup
+	HLX_VALIDATION=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,74 @@
+"""The ``hlx`` command.
+
+Example::
+
+    $ hlx info          # Vulkan devices, what each supports, which one is chosen
+    $ hlx info --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import errors
+from .vk.instance import Instance, loader_version
+from .vk.api import version_str
+from .vk.physical import choose, describe
+
+
+def _info(args) -> int:
+    inst = Instance(enable_validation=False)
+    try:
+        devices = [describe(h, i) for i, h in enumerate(inst.physical_devices())]
+        try:
+            selection = choose(devices)
+            chosen, why, passed = selection.chosen, selection.how, dict((d.index, r) for d, r in selection.passed_over)
+        except errors.DeviceSelectionError as exc:
+            chosen, why, passed = None, str(exc), {}
+        if args.json:
+            print(json.dumps({
+                "loader_version": version_str(loader_version()),
+                "devices": [d.summary() for d in devices],
+                "chosen": None if chosen is None else chosen.index, "reason": why,
+                "passed_over": {str(k): v for k, v in passed.items()},
+            }, indent=2, default=str))
+            return 0 if chosen is not None else 1
+        print(f"Vulkan loader {version_str(loader_version())}, {len(devices)} device(s)")
+        for d in devices:
+            mark = "*" if chosen is not None and d.index == chosen.index else " "
+            print(f"{mark} [{d.index}] {d.name}  ({d.type}, Vulkan {d.api_version_str}, {d.driver_name} {d.driver_info})")
+            feats = ", ".join(k for k, v in d.features.items() if v) or "none"
+            print(f"      features: {feats}")
+            lim = d.limits
+            print(f"      workgroup: size {lim['max_compute_workgroup_size']}, "
+                  f"{lim['max_compute_workgroup_invocations']} invocations, "
+                  f"{lim['max_compute_shared_memory_size']} B shared, subgroup {lim['subgroup_size']}; "
+                  f"storage range {lim['max_storage_buffer_range']} B")
+            fc = ", ".join(k for k, v in d.float_controls.items() if v) or "none"
+            print(f"      float controls: {fc}")
+            if d.index in passed:
+                print(f"      passed over: {passed[d.index]}")
+        print(f"chosen: [{chosen.index}] {chosen.name} ({why})" if chosen is not None else f"no device chosen: {why}")
+        return 0 if chosen is not None else 1
+    finally:
+        inst.destroy()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="hlx", description="hlx-vulkan: deterministic ML compute on Vulkan")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="list Vulkan devices, what each supports, and which one would be chosen")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_info)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except errors.HlxError as exc:
+        print(f"hlx: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

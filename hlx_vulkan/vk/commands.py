@@ -1,0 +1,187 @@
+"""Command buffers: a round-robin pool, submission, and fences that always time out."""
+
+from __future__ import annotations
+
+import vulkan as vkb
+
+from .. import errors
+from .api import call
+from .handles import Owner, VkObject
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def _destroy_fence(device, handle) -> None:
+    vkb.vkDestroyFence(device.handle, handle, None)
+
+
+class Fence(VkObject):
+    """A VkFence; every wait has a timeout.
+
+    Example::
+
+        fence = Fence(ctx.device); ...; fence.wait(timeout=5.0)
+    """
+
+    def __init__(self, device, signaled: bool = False):
+        device._check_alive()
+        self.device = device
+        flags = vkb.VK_FENCE_CREATE_SIGNALED_BIT if signaled else 0
+        self.handle = call(vkb.vkCreateFence, device.handle, vkb.VkFenceCreateInfo(flags=flags), None)
+        self._own(device, _destroy_fence, device, self.handle)
+
+    def is_signaled(self) -> bool:
+        self._check_alive()
+        return vkb.lib.vkGetFenceStatus(self.device.handle, self.handle) == vkb.VK_SUCCESS
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Block until signaled; :class:`FenceTimeoutError` after ``timeout`` seconds."""
+        self._check_alive()
+        try:
+            call(vkb.vkWaitForFences, self.device.handle, 1, [self.handle], vkb.VK_TRUE, int(timeout * 1e9))
+        except errors.FenceTimeoutError:
+            raise errors.FenceTimeoutError(
+                "vkWaitForFences", "VK_TIMEOUT", f"the GPU work did not finish within {timeout} s") from None
+
+    def reset(self) -> None:
+        self._check_alive()
+        call(vkb.vkResetFences, self.device.handle, 1, [self.handle])
+
+
+class Submission:
+    """What :meth:`CommandBufferPool.submit` returns: something to wait on.
+
+    Example::
+
+        sub = pool.submit(cmd, ctx.compute_queue); ...; sub.wait()
+    """
+
+    def __init__(self, pool: "CommandBufferPool", slot: int):
+        self._pool, self._slot = pool, slot
+
+    def done(self) -> bool:
+        return self._pool._fences[self._slot].is_signaled()
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._pool._wait_slot(self._slot, timeout)
+
+
+def _destroy_command_pool(device, handle) -> None:
+    vkb.vkDestroyCommandPool(device.handle, handle, None)
+
+
+class CommandBufferPool(Owner):
+    """N command buffers allocated up front and handed out round-robin.
+
+    A buffer still in flight is waited for before it is reset and reused.
+
+    Example::
+
+        pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 4)
+        cmd = pool.begin_command_buffer()
+        pipeline.record_dispatch(cmd, desc_set, None, (64, 1, 1))
+        pool.end_command_buffer(cmd)
+        pool.submit_and_wait(cmd, ctx.compute_queue)
+    """
+
+    def __init__(self, device, queue_family: int | None = None, count: int = 4):
+        device._check_alive()
+        if count < 1:
+            raise ValueError(f"a command buffer pool needs at least 1 buffer, got {count}")
+        self.device = device
+        self.queue_family = device.queue_family if queue_family is None else queue_family
+        info = vkb.VkCommandPoolCreateInfo(
+            flags=vkb.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, queueFamilyIndex=self.queue_family)
+        self.handle = call(vkb.vkCreateCommandPool, device.handle, info, None)
+        self._init_children()
+        self._own(device, _destroy_command_pool, device, self.handle)
+        alloc = vkb.VkCommandBufferAllocateInfo(
+            commandPool=self.handle, level=vkb.VK_COMMAND_BUFFER_LEVEL_PRIMARY, commandBufferCount=count)
+        buffers = call(vkb.vkAllocateCommandBuffers, device.handle, alloc)
+        self.command_buffers = [buffers[i] for i in range(count)]
+        self._slots = {self._key(cb): i for i, cb in enumerate(self.command_buffers)}
+        self._fences = [Fence(device, signaled=True) for _ in range(count)]
+        self._in_flight = [False] * count
+        self._recording = [False] * count
+        self.next_buffer_index = 0
+
+    @staticmethod
+    def _key(cmd) -> int:
+        return int(vkb.ffi.cast("uintptr_t", cmd))
+
+    def _slot_of(self, cmd) -> int:
+        self._check_alive()
+        slot = self._slots.get(self._key(cmd))
+        if slot is None:
+            raise ValueError("that command buffer does not belong to this pool")
+        return slot
+
+    def _wait_slot(self, slot: int, timeout: float) -> None:
+        if self._in_flight[slot]:
+            self._fences[slot].wait(timeout)
+            self._in_flight[slot] = False
+
+    def begin_command_buffer(self, timeout: float = DEFAULT_TIMEOUT_S):
+        """The next buffer in round-robin order, reset and recording (one-time submit)."""
+        self._check_alive()
+        slot = self.next_buffer_index
+        self.next_buffer_index = (slot + 1) % len(self.command_buffers)
+        self._wait_slot(slot, timeout)
+        cmd = self.command_buffers[slot]
+        call(vkb.vkResetCommandBuffer, cmd, 0)
+        call(vkb.vkBeginCommandBuffer, cmd, vkb.VkCommandBufferBeginInfo(
+            flags=vkb.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT))
+        self._recording[slot] = True
+        return cmd
+
+    def end_command_buffer(self, cmd) -> None:
+        slot = self._slot_of(cmd)
+        if not self._recording[slot]:
+            raise RuntimeError("end_command_buffer: that command buffer is not recording")
+        call(vkb.vkEndCommandBuffer, cmd)
+        self._recording[slot] = False
+
+    def submit(self, cmd, queue=None) -> Submission:
+        """Submit without blocking; returns a :class:`Submission` to wait on."""
+        slot = self._slot_of(cmd)
+        if self._recording[slot]:
+            raise RuntimeError("submit: end_command_buffer was not called on that command buffer")
+        if self._in_flight[slot]:
+            raise RuntimeError("submit: that command buffer is already in flight")
+        fence = self._fences[slot]
+        fence.reset()
+        info = vkb.VkSubmitInfo(pCommandBuffers=[cmd])
+        with self.device.queue_lock:
+            call(vkb.vkQueueSubmit, self.device.queue if queue is None else queue, 1, [info], fence.handle)
+        self._in_flight[slot] = True
+        return Submission(self, slot)
+
+    def submit_and_wait(self, cmd, queue=None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Submit and block until the GPU finishes, or raise :class:`FenceTimeoutError`."""
+        self.submit(cmd, queue).wait(timeout)
+
+    def wait_all(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        for slot in range(len(self.command_buffers)):
+            self._wait_slot(slot, timeout)
+
+    def destroy(self) -> None:
+        if self.alive:
+            self.device.wait_idle()
+        self._destroy_children()
+        super().destroy()
+
+
+def run_one_shot(device, record, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Record with ``record(cmd)`` into a fresh command buffer, submit, wait, free.
+
+    A pool of its own per call: caching one on the device would form a cycle
+    that keeps the device alive after its last user lets go.
+    """
+    pool = CommandBufferPool(device, device.queue_family, 1)
+    try:
+        cmd = pool.begin_command_buffer()
+        record(cmd)
+        pool.end_command_buffer(cmd)
+        pool.submit_and_wait(cmd, timeout=timeout)
+    finally:
+        pool.destroy()

@@ -1,0 +1,137 @@
+"""The logical device: a VkDevice with one compute queue and the features we use."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+
+import vulkan as vkb
+
+from .api import call
+from .handles import Owner
+from .instance import Instance
+from .physical import COOPERATIVE_MATRIX_EXT, PhysicalDeviceInfo
+
+
+_open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
+_exit_hook_registered = False
+
+
+def _wait_for_open_devices() -> None:
+    # Finalizers run at exit in reverse creation order; work still in flight
+    # must finish before the first of them frees a fence or a buffer.
+    for device in list(_open_devices):
+        if device.alive:
+            vkb.vkDeviceWaitIdle(device.handle)
+
+
+def _register_exit_hook() -> None:
+    # weakref.finalize registers its own exit hook with the first finalizer;
+    # atexit runs hooks last-in first-out, so this one, registered after it, runs first.
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(_wait_for_open_devices)
+        _exit_hook_registered = True
+
+
+def _destroy_device(instance: Instance, handle) -> None:
+    # The instance is an argument so that it outlives every device made from it.
+    vkb.vkDeviceWaitIdle(handle)
+    vkb.vkDestroyDevice(handle, None)
+
+
+class MemoryType:
+    __slots__ = ("index", "flags", "heap_index", "heap_size")
+
+    def __init__(self, index, flags, heap_index, heap_size):
+        self.index, self.flags, self.heap_index, self.heap_size = index, flags, heap_index, heap_size
+
+    def __repr__(self):
+        return f"MemoryType(index={self.index}, flags={self.flags:#x}, heap={self.heap_index}, heap_size={self.heap_size})"
+
+
+class MemoryProperties:
+    """The device's memory types and heaps, read once.
+
+    Example::
+
+        idx = props.find_type(type_bits, MemoryPropertyFlags.DEVICE_LOCAL)
+    """
+
+    def __init__(self, raw):
+        heaps = [raw.memoryHeaps[i].size for i in range(raw.memoryHeapCount)]
+        self.heap_sizes = heaps
+        self.types = [
+            MemoryType(i, raw.memoryTypes[i].propertyFlags, raw.memoryTypes[i].heapIndex,
+                       heaps[raw.memoryTypes[i].heapIndex])
+            for i in range(raw.memoryTypeCount)
+        ]
+
+    def find_type(self, type_bits: int, required: int, preferred: int = 0) -> int | None:
+        """Index of a memory type allowed by ``type_bits`` with ``required`` flags, preferring ``preferred``."""
+        allowed = [t for t in self.types if type_bits & (1 << t.index) and (t.flags & required) == required]
+        best = [t for t in allowed if (t.flags & preferred) == preferred]
+        pick = (best or allowed or [None])[0]
+        return None if pick is None else pick.index
+
+
+class Device(Owner):
+    """A logical device and its compute queue.
+
+    Made by :class:`~hlx_vulkan.VulkanContext`; every buffer, shader, pipeline
+    and pool is created against it and destroyed before it.
+
+    Example::
+
+        ctx = VulkanContext()
+        buf = Buffer(ctx.device, 1024, BufferUsageFlags.STORAGE_BUFFER, ...)
+    """
+
+    def __init__(self, instance: Instance, physical: PhysicalDeviceInfo):
+        self.instance = instance
+        self.physical = physical
+        self.queue_family = physical.compute_family()
+        feats = physical.features
+        v11 = vkb.VkPhysicalDeviceVulkan11Features(storageBuffer16BitAccess=feats["storage_buffer_16bit"])
+        v12 = vkb.VkPhysicalDeviceVulkan12Features(
+            pNext=v11,
+            shaderFloat16=feats["shader_float16"], shaderInt8=feats["shader_int8"],
+            storageBuffer8BitAccess=feats["storage_buffer_8bit"],
+            timelineSemaphore=feats["timeline_semaphore"],
+            bufferDeviceAddress=feats["buffer_device_address"],
+        )
+        head, extensions = v12, []
+        if feats["cooperative_matrix"]:
+            head = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=v12, cooperativeMatrix=True)
+            extensions.append(COOPERATIVE_MATRIX_EXT)
+        core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"])
+        features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)
+        queue_info = vkb.VkDeviceQueueCreateInfo(queueFamilyIndex=self.queue_family, queueCount=1, pQueuePriorities=[1.0])
+        info = vkb.VkDeviceCreateInfo(pNext=features2, pQueueCreateInfos=[queue_info], ppEnabledExtensionNames=extensions)
+        self.handle = call(vkb.vkCreateDevice, physical.handle, info, None)
+        self.enabled_features = dict(feats)
+        self.enabled_extensions = tuple(extensions)
+        self.queue = vkb.vkGetDeviceQueue(self.handle, self.queue_family, 0)
+        self.memory_properties = MemoryProperties(vkb.vkGetPhysicalDeviceMemoryProperties(physical.handle))
+        self.limits = physical.limits
+        # vkQueueSubmit needs external synchronisation of the queue.
+        self.queue_lock = threading.Lock()
+        self._init_children()
+        self._own(instance, _destroy_device, instance, self.handle)
+        _open_devices.add(self)
+        _register_exit_hook()
+
+    def wait_idle(self) -> None:
+        self._check_alive()
+        call(vkb.vkDeviceWaitIdle, self.handle)
+
+    def clone(self) -> "Device":
+        """The same device (Python shares references; kept for the design document's ``device.clone()``)."""
+        return self
+
+    def destroy(self) -> None:
+        if self._finalizer is not None and self._finalizer.alive:
+            vkb.vkDeviceWaitIdle(self.handle)
+        self._destroy_children()
+        super().destroy()

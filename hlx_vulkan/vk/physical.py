@@ -1,0 +1,219 @@
+"""What a physical device is and can do, and which one to use.
+
+Selection follows vk-bootstrap's habit: every device passed over gets a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import vulkan as vkb
+
+from .. import errors
+from .api import api_version, call, version_str
+
+DEVICE_TYPES = {
+    vkb.VK_PHYSICAL_DEVICE_TYPE_OTHER: "other",
+    vkb.VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: "integrated",
+    vkb.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: "discrete",
+    vkb.VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: "virtual",
+    vkb.VK_PHYSICAL_DEVICE_TYPE_CPU: "cpu",
+}
+# Lower is preferred when no device is named.
+TYPE_PREFERENCE = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3, "other": 4}
+
+COOPERATIVE_MATRIX_EXT = "VK_KHR_cooperative_matrix"
+
+
+@dataclass
+class PhysicalDeviceInfo:
+    """Properties, limits and optional features of one physical device.
+
+    Example::
+
+        info = describe(handle); print(info.name, info.type, info.features)
+    """
+
+    index: int
+    handle: object = field(repr=False)
+    name: str
+    type: str
+    api_version: int
+    driver_name: str
+    driver_info: str
+    vendor_id: int
+    device_id: int
+    limits: dict
+    features: dict
+    float_controls: dict
+    extensions: frozenset = field(repr=False)
+    queue_families: list = field(repr=False)
+
+    @property
+    def api_version_str(self) -> str:
+        return version_str(self.api_version)
+
+    def compute_family(self) -> int | None:
+        """A compute-only family when the device has one, else one with compute."""
+        compute = [i for i, q in enumerate(self.queue_families) if q["flags"] & vkb.VK_QUEUE_COMPUTE_BIT]
+        dedicated = [i for i in compute if not self.queue_families[i]["flags"] & vkb.VK_QUEUE_GRAPHICS_BIT]
+        return (dedicated or compute or [None])[0]
+
+    def summary(self) -> dict:
+        return {
+            "index": self.index, "name": self.name, "type": self.type,
+            "api_version": self.api_version_str, "driver": f"{self.driver_name} {self.driver_info}".strip(),
+            "features": self.features, "limits": self.limits, "float_controls": self.float_controls,
+        }
+
+
+def _text(value) -> str:
+    """A C char array from the binding as str (nested structs come back as cdata)."""
+    return value if isinstance(value, str) else vkb.ffi.string(value).decode(errors="replace")
+
+
+def _features(handle, extensions) -> dict:
+    v11 = vkb.VkPhysicalDeviceVulkan11Features()
+    v12 = vkb.VkPhysicalDeviceVulkan12Features(pNext=v11)
+    coop = None
+    head = v12
+    if COOPERATIVE_MATRIX_EXT in extensions:
+        coop = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=v12)
+        head = coop
+    f2 = vkb.VkPhysicalDeviceFeatures2(pNext=head)
+    vkb.vkGetPhysicalDeviceFeatures2(handle, f2)
+    return {
+        "storage_buffer_16bit": bool(v11.storageBuffer16BitAccess),
+        "shader_float16": bool(v12.shaderFloat16),
+        "shader_int8": bool(v12.shaderInt8),
+        "storage_buffer_8bit": bool(v12.storageBuffer8BitAccess),
+        "shader_int64": bool(f2.features.shaderInt64),
+        "shader_float64": bool(f2.features.shaderFloat64),
+        "timeline_semaphore": bool(v12.timelineSemaphore),
+        "buffer_device_address": bool(v12.bufferDeviceAddress),
+        "cooperative_matrix": bool(coop.cooperativeMatrix) if coop is not None else False,
+    }
+
+
+def _properties(handle):
+    fc = vkb.VkPhysicalDeviceFloatControlsProperties()
+    sg = vkb.VkPhysicalDeviceSubgroupProperties(pNext=fc)
+    drv = vkb.VkPhysicalDeviceDriverProperties(pNext=sg)
+    p2 = vkb.VkPhysicalDeviceProperties2(pNext=drv)
+    vkb.vkGetPhysicalDeviceProperties2(handle, p2)
+    # p2.properties is a view into p2's memory: return p2 so it stays alive.
+    return p2, sg, fc, drv
+
+
+def describe(handle, index: int) -> PhysicalDeviceInfo:
+    extensions = frozenset(e.extensionName for e in call(vkb.vkEnumerateDeviceExtensionProperties, handle, None))
+    p2, sg, fc, drv = _properties(handle)
+    props = p2.properties
+    lim = props.limits
+    limits = {
+        "max_compute_workgroup_size": tuple(lim.maxComputeWorkGroupSize[0:3]),
+        "max_compute_workgroup_invocations": lim.maxComputeWorkGroupInvocations,
+        "max_compute_workgroup_count": tuple(lim.maxComputeWorkGroupCount[0:3]),
+        "max_compute_shared_memory_size": lim.maxComputeSharedMemorySize,
+        "max_storage_buffer_range": lim.maxStorageBufferRange,
+        "max_uniform_buffer_range": lim.maxUniformBufferRange,
+        "max_push_constants_size": lim.maxPushConstantsSize,
+        "max_bound_descriptor_sets": lim.maxBoundDescriptorSets,
+        "min_storage_buffer_offset_alignment": lim.minStorageBufferOffsetAlignment,
+        "min_uniform_buffer_offset_alignment": lim.minUniformBufferOffsetAlignment,
+        "non_coherent_atom_size": lim.nonCoherentAtomSize,
+        "max_memory_allocation_count": lim.maxMemoryAllocationCount,
+        "timestamp_period_ns": lim.timestampPeriod,
+        "subgroup_size": sg.subgroupSize,
+    }
+    float_controls = {
+        "rounding_mode_rte_float16": bool(fc.shaderRoundingModeRTEFloat16),
+        "rounding_mode_rte_float32": bool(fc.shaderRoundingModeRTEFloat32),
+        "signed_zero_inf_nan_preserve_float16": bool(fc.shaderSignedZeroInfNanPreserveFloat16),
+        "signed_zero_inf_nan_preserve_float32": bool(fc.shaderSignedZeroInfNanPreserveFloat32),
+        "denorm_preserve_float16": bool(fc.shaderDenormPreserveFloat16),
+        "denorm_preserve_float32": bool(fc.shaderDenormPreserveFloat32),
+        "denorm_flush_to_zero_float32": bool(fc.shaderDenormFlushToZeroFloat32),
+    }
+    families = [
+        {"flags": q.queueFlags, "count": q.queueCount, "timestamp_bits": q.timestampValidBits}
+        for q in vkb.vkGetPhysicalDeviceQueueFamilyProperties(handle)
+    ]
+    return PhysicalDeviceInfo(
+        index=index, handle=handle, name=_text(props.deviceName),
+        type=DEVICE_TYPES.get(props.deviceType, "other"), api_version=props.apiVersion,
+        driver_name=_text(drv.driverName), driver_info=_text(drv.driverInfo),
+        vendor_id=props.vendorID, device_id=props.deviceID, limits=limits,
+        features=_features(handle, extensions), float_controls=float_controls,
+        extensions=extensions, queue_families=families,
+    )
+
+
+def unusable_reason(info: PhysicalDeviceInfo) -> str | None:
+    if info.api_version < api_version(1, 2):
+        return f"Vulkan {info.api_version_str} is older than the 1.2 this library needs"
+    if info.compute_family() is None:
+        return "has no queue family with compute"
+    return None
+
+
+@dataclass
+class Selection:
+    chosen: PhysicalDeviceInfo
+    how: str
+    passed_over: list[tuple[PhysicalDeviceInfo, str]]
+
+
+def choose(devices: list[PhysicalDeviceInfo], device_index: int | None = None,
+           request: str | None = None) -> Selection:
+    """Pick a device: by index, by HLX_DEVICE (index or name substring), else by type.
+
+    ``request`` stands in for ``HLX_DEVICE`` ("" ignores it). With neither
+    an index nor a request: the first discrete GPU, then
+    integrated, then virtual, then the CPU implementation (lavapipe).
+    """
+    if request is None and device_index is None:
+        request = os.environ.get("HLX_DEVICE")
+    request = request.strip() if request else None
+    if not devices:
+        raise errors.DeviceSelectionError(
+            "no Vulkan physical device found: install a driver (Debian: apt-get install mesa-vulkan-drivers for lavapipe)")
+    passed: list[tuple[PhysicalDeviceInfo, str]] = []
+    usable = []
+    for d in devices:
+        reason = unusable_reason(d)
+        if reason:
+            passed.append((d, reason))
+        else:
+            usable.append(d)
+
+    def fail(what: str):
+        lines = [f"  [{d.index}] {d.name} ({d.type}): {why}" for d, why in passed]
+        raise errors.DeviceSelectionError(what + ("\n" + "\n".join(lines) if lines else ""))
+
+    if request is not None and request.lstrip("-").isdigit():
+        device_index, request = int(request), None
+    if request is not None:
+        matches = [d for d in usable if request.lower() in d.name.lower()]
+        for d in usable:
+            if d not in matches:
+                passed.append((d, f"name does not contain HLX_DEVICE={request!r}"))
+        if not matches:
+            fail(f"no usable Vulkan device matches HLX_DEVICE={request!r}")
+        return Selection(matches[0], f"name matches HLX_DEVICE={request!r}", passed)
+    if device_index is not None:
+        if not 0 <= device_index < len(devices):
+            fail(f"device index {device_index} is out of range: {len(devices)} device(s) found")
+        chosen = devices[device_index]
+        if chosen not in usable:
+            fail(f"device {device_index} ({chosen.name}) cannot be used")
+        passed += [(d, f"device {device_index} was requested") for d in usable if d is not chosen]
+        return Selection(chosen, f"index {device_index} requested", passed)
+    if not usable:
+        fail("no usable Vulkan device")
+    ranked = sorted(usable, key=lambda d: (TYPE_PREFERENCE[d.type], d.index))
+    chosen = ranked[0]
+    passed += [(d, f"a {chosen.type} device is preferred to a {d.type} one" if d.type != chosen.type
+                else "an earlier device of the same type was chosen") for d in ranked[1:]]
+    return Selection(chosen, f"first {chosen.type} device", passed)

@@ -1,0 +1,86 @@
+import struct
+
+import numpy as np
+import pytest
+
+from hlx_vulkan import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
+                        compile_glsl, errors, vk)
+from kernels import SPIN
+
+HOST = vk.MemoryPropertyFlags.HOST_VISIBLE | vk.MemoryPropertyFlags.HOST_COHERENT
+
+
+@pytest.fixture()
+def spin(ctx):
+    shader = ShaderModule(ctx.device, compile_glsl(SPIN))
+    pipe = ComputePipeline(ctx.device, shader, DescriptorBindingBuilder().add_storage_buffer(0).build(), 4)
+    buf = Buffer(ctx.device, 4, vk.BufferUsageFlags.STORAGE_BUFFER, HOST)
+    ds = pipe.allocate_descriptor_set()
+    pipe.update_descriptor_set(ds, [(0, buf)])
+    yield pipe, ds, buf
+    for obj in (pipe, buf, shader):
+        obj.destroy()
+
+
+def _lcg(x, iters):
+    for _ in range(iters):
+        x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
+    return x
+
+
+def test_round_robin_reuse_waits_for_in_flight_work(ctx, spin):
+    pipe, ds, buf = spin
+    buf.upload(struct.pack("<I", 7))
+    pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 2)
+    seen = []
+    subs = []
+    for _ in range(5):
+        cmd = pool.begin_command_buffer()
+        seen.append(pool._key(cmd))
+        pipe.record_dispatch(cmd, ds, struct.pack("<I", 1000), (1, 1, 1))
+        pipe.record_barrier(cmd)
+        pool.end_command_buffer(cmd)
+        subs.append(pool.submit(cmd, ctx.compute_queue))
+    assert seen[0] == seen[2] == seen[4] and seen[1] == seen[3] and seen[0] != seen[1]
+    subs[-1].wait()
+    pool.wait_all()
+    assert all(s.done() for s in subs[-2:])
+    # Each submission ran in order on one queue: five chained updates.
+    assert struct.unpack("<I", buf.download())[0] == _lcg(7, 5000)
+    pool.destroy()
+
+
+def test_misuse_is_refused(ctx, spin):
+    pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
+    other = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
+    cmd = pool.begin_command_buffer()
+    with pytest.raises(RuntimeError, match="end_command_buffer"):
+        pool.submit(cmd)
+    pool.end_command_buffer(cmd)
+    with pytest.raises(RuntimeError, match="not recording"):
+        pool.end_command_buffer(cmd)
+    foreign = other.begin_command_buffer()
+    with pytest.raises(ValueError, match="does not belong"):
+        pool.end_command_buffer(foreign)
+    other.end_command_buffer(foreign)
+    pool.submit_and_wait(cmd)
+    with pytest.raises(ValueError, match="at least 1"):
+        CommandBufferPool(ctx.device, ctx.compute_queue_family, 0)
+    pool.destroy(); other.destroy()
+    with pytest.raises(errors.DestroyedError):
+        pool.begin_command_buffer()
+
+
+def test_wait_times_out_with_typed_error(ctx, spin):
+    pipe, ds, buf = spin
+    buf.upload(struct.pack("<I", 1))
+    pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
+    cmd = pool.begin_command_buffer()
+    pipe.record_dispatch(cmd, ds, struct.pack("<I", 200_000_000), (1, 1, 1))
+    pool.end_command_buffer(cmd)
+    sub = pool.submit(cmd)
+    with pytest.raises(errors.FenceTimeoutError, match="did not finish"):
+        sub.wait(timeout=0.0)
+    sub.wait(timeout=120)
+    assert sub.done()
+    pool.destroy()
