@@ -15,7 +15,8 @@ from .handles import VkObject
 def as_bytes_view(data) -> memoryview:
     """A flat byte view of bytes, bytearray, memoryview or a numpy array (C order)."""
     if isinstance(data, np.ndarray):
-        return memoryview(np.ascontiguousarray(data)).cast("B")
+        # Through uint8: dtypes such as ml_dtypes' bfloat16 have no buffer-protocol format.
+        return memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
     if isinstance(data, (bytes, bytearray, memoryview)):
         return memoryview(data).cast("B")
     raise TypeError(f"upload takes bytes, bytearray, memoryview or a numpy array, not {type(data).__name__}")

@@ -97,18 +97,19 @@ def _features(handle, extensions) -> dict:
 
 
 def _properties(handle):
-    fc = vkb.VkPhysicalDeviceFloatControlsProperties()
+    m3 = vkb.VkPhysicalDeviceMaintenance3Properties()
+    fc = vkb.VkPhysicalDeviceFloatControlsProperties(pNext=m3)
     sg = vkb.VkPhysicalDeviceSubgroupProperties(pNext=fc)
     drv = vkb.VkPhysicalDeviceDriverProperties(pNext=sg)
     p2 = vkb.VkPhysicalDeviceProperties2(pNext=drv)
     vkb.vkGetPhysicalDeviceProperties2(handle, p2)
     # p2.properties is a view into p2's memory: return p2 so it stays alive.
-    return p2, sg, fc, drv
+    return p2, sg, fc, drv, m3
 
 
 def describe(handle, index: int) -> PhysicalDeviceInfo:
     extensions = frozenset(e.extensionName for e in call(vkb.vkEnumerateDeviceExtensionProperties, handle, None))
-    p2, sg, fc, drv = _properties(handle)
+    p2, sg, fc, drv, m3 = _properties(handle)
     props = p2.properties
     lim = props.limits
     limits = {
@@ -124,6 +125,7 @@ def describe(handle, index: int) -> PhysicalDeviceInfo:
         "min_uniform_buffer_offset_alignment": lim.minUniformBufferOffsetAlignment,
         "non_coherent_atom_size": lim.nonCoherentAtomSize,
         "max_memory_allocation_count": lim.maxMemoryAllocationCount,
+        "max_memory_allocation_size": m3.maxMemoryAllocationSize,
         "timestamp_period_ns": lim.timestampPeriod,
         "subgroup_size": sg.subgroupSize,
     }

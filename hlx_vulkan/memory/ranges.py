@@ -1,0 +1,96 @@
+"""Sub-allocation of one block: aligned ranges, freed ranges coalesced with their neighbours.
+
+Written here rather than taken from a library: the few Python allocators on
+PyPI manage host memory, not offsets inside a Vulkan block.
+
+Example::
+
+    r = RangeAllocator(1 << 20)
+    off = r.allocate(1000, alignment=256)
+    r.free(off)
+"""
+
+from __future__ import annotations
+
+import bisect
+
+
+class RangeAllocator:
+    """Best-fit allocator of ``[offset, offset + size)`` ranges inside ``capacity`` bytes."""
+
+    def __init__(self, capacity: int):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self._free_starts = [0]             # sorted starts of free ranges
+        self._free = {0: capacity}          # start -> size
+        self._used: dict[int, tuple[int, int]] = {}  # aligned offset -> (range start, range size)
+        self.in_use = 0
+
+    @property
+    def largest_free(self) -> int:
+        return max(self._free.values(), default=0)
+
+    @property
+    def empty(self) -> bool:
+        return not self._used
+
+    def allocate(self, size: int, alignment: int = 1) -> int | None:
+        """An offset that is a multiple of ``alignment`` with ``size`` bytes free, or None."""
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        if alignment <= 0 or alignment & (alignment - 1):
+            raise ValueError(f"alignment must be a power of two, got {alignment}")
+        best = None
+        for start in self._free_starts:
+            length = self._free[start]
+            aligned = -(-start // alignment) * alignment
+            if aligned + size <= start + length and (best is None or length < best[1]):
+                best = (start, length, aligned)
+                if length == size:
+                    break
+        if best is None:
+            return None
+        start, length, aligned = best
+        self._remove_free(start)
+        if aligned > start:
+            self._add_free(start, aligned - start)
+        end = aligned + size
+        if end < start + length:
+            self._add_free(end, start + length - end)
+        self._used[aligned] = (aligned, size)
+        self.in_use += size
+        return aligned
+
+    def free(self, offset: int) -> None:
+        """Return a range; it merges with free neighbours."""
+        try:
+            start, size = self._used.pop(offset)
+        except KeyError:
+            raise ValueError(f"offset {offset} is not an allocated range (double free?)") from None
+        self.in_use -= size
+        nxt = start + size
+        if nxt in self._free:
+            size += self._free[nxt]
+            self._remove_free(nxt)
+        i = bisect.bisect_left(self._free_starts, start)
+        if i > 0:
+            prev = self._free_starts[i - 1]
+            if prev + self._free[prev] == start:
+                start, size = prev, self._free[prev] + size
+                self._remove_free(prev)
+        self._add_free(start, size)
+
+    def _add_free(self, start: int, size: int) -> None:
+        bisect.insort(self._free_starts, start)
+        self._free[start] = size
+
+    def _remove_free(self, start: int) -> None:
+        del self._free[start]
+        self._free_starts.pop(bisect.bisect_left(self._free_starts, start))
+
+    def free_ranges(self) -> list[tuple[int, int]]:
+        return [(s, self._free[s]) for s in self._free_starts]
+
+    def used_ranges(self) -> list[tuple[int, int]]:
+        return sorted(self._used.values())
