@@ -37,9 +37,10 @@ class MemoryManager:
         print(x.digest(), mm.stats())
     """
 
-    def __init__(self, ctx_or_device, block_size: int = DEFAULT_BLOCK_SIZE, staging_block_size: int = 16 << 20):
+    def __init__(self, ctx_or_device, block_size: int = DEFAULT_BLOCK_SIZE, staging_block_size: int = 16 << 20,
+                 device_mappable: bool | None = None):
         self.device = getattr(ctx_or_device, "device", ctx_or_device)
-        self.device_pool = MemoryPool(self.device, "device", block_size)
+        self.device_pool = MemoryPool(self.device, "device", block_size, mappable=device_mappable)
         self.host_pool = MemoryPool(self.device, "host", staging_block_size)
         self.stager = Stager(self.device, self.host_pool)
 

@@ -107,7 +107,9 @@ class MemoryPool:
 
     A request larger than ``block_size`` gets a dedicated block of its own,
     freed when it is. Blocks never exceed the device's maxMemoryAllocationSize.
-    Empty shared blocks are kept for reuse until :meth:`trim`.
+    Empty shared blocks are kept for reuse until :meth:`trim`. ``mappable=False``
+    keeps blocks unmapped even where the memory is host-visible, so every copy
+    goes through staging as on a discrete GPU.
 
     Example::
 
@@ -117,11 +119,12 @@ class MemoryPool:
     """
 
     def __init__(self, device, kind: str = "device", block_size: int = DEFAULT_BLOCK_SIZE,
-                 alignment: int | None = None):
+                 alignment: int | None = None, mappable: bool | None = None):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
         device._check_alive()
         self.device, self.kind = device, kind
+        self.mappable = mappable  # None: map blocks whose memory is host-visible
         limits = device.limits
         self.max_allocation = min(limits["max_memory_allocation_size"], max(device.memory_properties.heap_sizes))
         self.block_size = min(block_size, self.max_allocation)
@@ -146,7 +149,7 @@ class MemoryPool:
 
     def _new_block(self, size: int, dedicated: bool) -> _Block:
         try:
-            buffer = Buffer(self.device, size, _USAGE, KINDS[self.kind])
+            buffer = Buffer(self.device, size, _USAGE, KINDS[self.kind], mappable=self.mappable)
         except errors.OutOfDeviceMemoryError as exc:
             raise errors.OutOfDeviceMemoryError(
                 exc.call, exc.result,

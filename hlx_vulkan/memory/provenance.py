@@ -9,8 +9,8 @@ digests, and, given a function per operation, recomputes each output.
 Example::
 
     ledger = Ledger("run/provenance.jsonl")
-    ledger.append("vector_add", shader.digest, {"n": 1024}, {"a": a, "b": b}, {"c": c})
-    report = ledger.verify(tensors={"a": a, "b": b, "c": c}, recompute={"vector_add": run_add})
+    ledger.append("vector_add", shader.digest, {"n": 1024}, {"a": x, "b": ("y", y)}, {"c": ("z", z)})
+    report = ledger.verify(tensors={"x": x, "y": y, "z": z}, recompute={"vector_add": run_add})
     assert report.ok, report.problems
 """
 
@@ -28,13 +28,22 @@ def _digest_of(value) -> str:
     return value if isinstance(value, str) else value.digest()
 
 
+def _entries(items: Mapping) -> dict:
+    """{arg: tensor} or {arg: (tensor name, tensor or digest)} -> {arg: {"tensor": name, "digest": d}}."""
+    out = {}
+    for arg, value in items.items():
+        name, value = value if isinstance(value, tuple) else (arg, value)
+        out[arg] = {"tensor": name, "digest": _digest_of(value)}
+    return out
+
+
 @dataclass(frozen=True)
 class ProvenanceRecord:
     op: str
     kernel: str                       # SHA-256 of the kernel's SPIR-V
     params: dict
-    inputs: dict                      # name -> tensor digest
-    outputs: dict                     # name -> tensor digest
+    inputs: dict                      # argument -> {"tensor": name, "digest": SHA-256}
+    outputs: dict                     # result -> {"tensor": name, "digest": SHA-256}
     prev: str                         # hash of the record before ("" for the first)
     hash: str = field(default="")
 
@@ -68,10 +77,13 @@ class Ledger:
         return records[-1].hash if records else ""
 
     def append(self, op: str, kernel: str, params: Mapping, inputs: Mapping, outputs: Mapping) -> ProvenanceRecord:
-        """Record that ``op`` (kernel digest, params) made ``outputs`` from ``inputs`` (tensors or digests)."""
+        """Record that ``op`` (kernel digest, params) made ``outputs`` from ``inputs``.
+
+        Each maps the op's argument or result name to a tensor (named like the
+        argument) or to ``(tensor name, tensor or digest)``.
+        """
         rec = ProvenanceRecord(op=op, kernel=kernel, params=json.loads(json.dumps(dict(params))),
-                               inputs={k: _digest_of(v) for k, v in inputs.items()},
-                               outputs={k: _digest_of(v) for k, v in outputs.items()}, prev=self._last_hash())
+                               inputs=_entries(inputs), outputs=_entries(outputs), prev=self._last_hash())
         rec = ProvenanceRecord(**{**rec.body(), "hash": rec.compute_hash()})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
@@ -98,8 +110,9 @@ class Ledger:
                recompute: Mapping[str, Callable[[dict, dict], Mapping]] | None = None) -> VerificationReport:
         """Check the chain, each named tensor's digest against its latest record, and recomputations.
 
-        ``recompute[op](params, inputs)`` gets the record's params and the named
-        input tensors and returns the outputs (tensors or digests) by name.
+        ``tensors`` maps tensor names to tensors. ``recompute[op](params, inputs)``
+        gets the record's params and its input tensors by argument name and
+        returns the results (tensors or digests) by result name.
         """
         tensors, recompute = dict(tensors or {}), dict(recompute or {})
         records, problems = self._read()
@@ -111,18 +124,22 @@ class Ledger:
             if rec.prev != prev:
                 problems.append(f"record {i} ({rec.op}) does not follow record {i - 1}: a record was removed or reordered")
             prev = rec.hash
-            for name, d in rec.outputs.items():
-                latest[name] = (i, d)
+            for e in rec.outputs.values():
+                latest[e["tensor"]] = (i, e["digest"])
             fn = recompute.get(rec.op)
-            if fn is not None and all(name in tensors for name in rec.inputs):
-                for name, d in rec.inputs.items():
-                    if _digest_of(tensors[name]) != d:
-                        problems.append(f"input tensor '{name}' of record {i} ({rec.op}) differs from the recorded one")
-                got = {k: _digest_of(v) for k, v in fn(rec.params, {k: tensors[k] for k in rec.inputs}).items()}
-                for name, d in rec.outputs.items():
-                    if got.get(name) != d:
-                        problems.append(f"recomputing record {i} ({rec.op}) gives output '{name}' digest "
-                                        f"{str(got.get(name))[:16]}..., the record says {d[:16]}...")
+            if fn is not None and all(e["tensor"] in tensors for e in rec.inputs.values()):
+                # Recompute from the inputs as recorded: a later change to a tensor is reported below, by name.
+                stale = [e["tensor"] for e in rec.inputs.values() if _digest_of(tensors[e["tensor"]]) != e["digest"]]
+                if stale:
+                    problems.append(f"record {i} ({rec.op}) cannot be recomputed: input tensor(s) "
+                                    f"{', '.join(repr(n) for n in stale)} changed since")
+                    continue
+                result = fn(rec.params, {arg: tensors[e["tensor"]] for arg, e in rec.inputs.items()})
+                got = {k: _digest_of(v) for k, v in result.items()}
+                for arg, e in rec.outputs.items():
+                    if got.get(arg) != e["digest"]:
+                        problems.append(f"recomputing record {i} ({rec.op}) gives '{e['tensor']}' digest "
+                                        f"{str(got.get(arg))[:16]}..., the record says {e['digest'][:16]}...")
         for name, t in tensors.items():
             if name in latest and _digest_of(t) != latest[name][1]:
                 problems.append(f"tensor '{name}' does not match record {latest[name][0]}: its contents changed")

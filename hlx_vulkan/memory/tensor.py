@@ -111,12 +111,14 @@ class TensorBuffer:
         """A host copy, C-contiguous, of the tensor's elements."""
         return self.manager.read_many([self])[0]
 
-    def from_bytes(self, raw: bytes) -> np.ndarray:
-        """This tensor's elements from the bytes of its span (as downloaded)."""
-        raw = np.frombuffer(raw, dtype=self.dtype.numpy)
+    def from_bytes(self, raw: np.ndarray) -> np.ndarray:
+        """This tensor's elements from a fresh uint8 array of its span (as downloaded); no copy when contiguous."""
+        raw = raw.view(self.dtype.numpy)
+        if self.is_contiguous:
+            return raw.reshape(self.shape)
         item = self.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(raw, self.shape, tuple(s * item for s in self.strides))
-        return np.ascontiguousarray(view)
+        return np.array(view, order="C")
 
     def write(self, array) -> None:
         """Overwrite the elements from an array of this tensor's shape (cast to its dtype)."""

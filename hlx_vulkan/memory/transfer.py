@@ -6,6 +6,7 @@ through one staging allocation per batch.
 
 from __future__ import annotations
 
+import numpy as np
 import vulkan as vkb
 
 from ..vk import CommandBufferPool
@@ -61,18 +62,18 @@ class Stager:
         finally:
             staging.free()
 
-    def download(self, items: list[tuple[Allocation, int, int]]) -> list[bytes]:
-        """``nbytes`` from each ``(allocation, offset, nbytes)``."""
-        results: list[bytes] = []
+    def download(self, items: list[tuple[Allocation, int, int]]) -> list[np.ndarray]:
+        """``nbytes`` from each ``(allocation, offset, nbytes)``, as new uint8 arrays (one copy each)."""
+        results: list[np.ndarray] = []
         staged = []
         for alloc, offset, nbytes in items:
             alloc.check_alive()
             if offset < 0 or offset + nbytes > alloc.size:
                 raise ValueError(f"{nbytes} bytes at offset {offset} lie outside an allocation of {alloc.size}")
             if alloc.host_visible:
-                results.append(bytes(alloc.mapped()[offset:offset + nbytes]))
+                results.append(np.array(np.frombuffer(alloc.mapped()[offset:offset + nbytes], np.uint8)))
             else:
-                results.append(b"")
+                results.append(np.empty(nbytes, np.uint8))
                 if nbytes:
                     staged.append((len(results) - 1, alloc, offset, nbytes))
         if staged:
@@ -87,7 +88,7 @@ class Stager:
                 self._copy(regions)
                 mapped = staging.mapped()
                 for i, p, n in places:
-                    results[i] = bytes(mapped[p:p + n])
+                    results[i][:] = np.frombuffer(mapped[p:p + n], np.uint8)
             finally:
                 staging.free()
         return results

@@ -1,0 +1,99 @@
+import gc
+import random
+
+import numpy as np
+import pytest
+
+from hlx_vulkan import errors
+from hlx_vulkan.memory import MemoryManager, MemoryPool
+from hlx_vulkan.vk import live_objects
+
+
+@pytest.fixture()
+def pool(ctx):
+    p = MemoryPool(ctx.device, "device", block_size=1 << 20)
+    yield p
+    p.destroy()
+
+
+def test_alignment_and_no_overlap(ctx, pool):
+    align = ctx.info["limits"]["min_storage_buffer_offset_alignment"]
+    allocs = [pool.allocate(random.Random(i).randint(1, 3000)) for i in range(200)]
+    spans = sorted((id(a.block), a.offset, a.size) for a in allocs)
+    for (b1, o1, s1), (b2, o2, _) in zip(spans, spans[1:]):
+        assert b1 != b2 or o1 + s1 <= o2
+    assert all(a.offset % align == 0 and a.offset % pool.alignment == 0 for a in allocs)
+    st = pool.stats()
+    assert st.in_use == sum(a.size for a in allocs)
+    assert st.reserved == st.blocks * (1 << 20)
+    for a in allocs:
+        a.free()
+    assert pool.stats().in_use == 0 and pool.stats().peak >= st.in_use
+
+
+def test_dropping_an_allocation_frees_it(pool):
+    a = pool.allocate(1000)
+    assert pool.stats().in_use == 1000
+    del a
+    gc.collect()
+    assert pool.stats().in_use == 0
+
+
+def test_large_requests_get_a_dedicated_block_given_back_on_free(pool):
+    big = pool.allocate(3 << 20)
+    st = pool.stats()
+    assert st.blocks == 1 and st.reserved >= 3 << 20
+    big.free()
+    assert pool.stats().blocks == 0
+
+
+def test_out_of_memory_is_reported_and_pool_stays_usable(ctx, pool):
+    keep = pool.allocate(4096)
+    heap = max(ctx.memory_properties.heap_sizes)
+    with pytest.raises(errors.OutOfDeviceMemoryError) as info:
+        pool.allocate(heap * 2)
+    assert str(heap * 2) in str(info.value) and "in use" in str(info.value)
+    # The heap may accept a block up to its size; one that large is refused by the driver.
+    st = pool.stats()
+    again = pool.allocate(4096)
+    assert pool.stats().in_use == st.in_use + 4096
+    again.free(); keep.free()
+
+
+def test_use_after_free_and_after_device_close():
+    from hlx_vulkan import VulkanContext
+    c = VulkanContext()
+    p = MemoryPool(c.device, "host")
+    a = p.allocate(64)
+    a.free()
+    a.free()
+    with pytest.raises(errors.DestroyedError):
+        a.mapped()
+    b = p.allocate(64)
+    c.cleanup()
+    with pytest.raises(errors.DestroyedError):
+        _ = b.buffer
+    with pytest.raises(errors.DestroyedError):
+        p.allocate(64)
+
+
+def test_soak_blocks_stop_growing_after_warm_up(ctx):
+    mm = MemoryManager(ctx, block_size=4 << 20)
+    rng = random.Random(3)
+    live = []
+    blocks_after_warmup = None
+    for i in range(10_000):
+        if live and (rng.random() < 0.5 or len(live) > 100):
+            live.pop(rng.randrange(len(live))).free()
+        else:
+            live.append(mm.device_pool.allocate(rng.randint(4, 40_000)))
+        if i == 2_000:
+            blocks_after_warmup = mm.device_pool.stats().blocks
+    assert mm.device_pool.stats().blocks <= blocks_after_warmup
+    for a in live:
+        a.free()
+    assert mm.device_pool.stats().in_use == 0
+    baseline = live_objects().get("Buffer", 0)
+    mm.device_pool.trim()
+    assert live_objects().get("Buffer", 0) < baseline
+    mm.destroy()
