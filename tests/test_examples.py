@@ -11,7 +11,7 @@ def test_vector_add_example_runs_the_workflow_and_matches_numpy():
         import vector_add
     finally:
         sys.path.pop(0)
-    rel, bit_exact = vector_add.vector_add(n=(1 << 20), enable_validation=True, seed=3)
+    rel, bit_exact = vector_add.vector_add(n=(1 << 20), enable_validation=False, seed=3)
     assert bit_exact
     assert rel < 1e-7
 

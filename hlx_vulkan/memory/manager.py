@@ -9,7 +9,7 @@ from ..vk.buffer import as_bytes_view
 from .dtypes import dtype_of
 from .pool import DEFAULT_BLOCK_SIZE, MemoryPool
 from .tensor import TensorBuffer, normalize_shape
-from .transfer import Stager
+from .transfer import DEFAULT_SLOT_BYTES, Stager
 
 
 class TensorBatch(list):
@@ -38,11 +38,11 @@ class MemoryManager:
     """
 
     def __init__(self, ctx_or_device, block_size: int = DEFAULT_BLOCK_SIZE, staging_block_size: int = 16 << 20,
-                 device_mappable: bool | None = None):
+                 device_mappable: bool | None = None, staging_slot_bytes: int = DEFAULT_SLOT_BYTES):
         self.device = getattr(ctx_or_device, "device", ctx_or_device)
         self.device_pool = MemoryPool(self.device, "device", block_size, mappable=device_mappable)
         self.host_pool = MemoryPool(self.device, "host", staging_block_size)
-        self.stager = Stager(self.device, self.host_pool)
+        self.stager = Stager(self.device, self.host_pool, staging_slot_bytes)
 
     def empty(self, shape, dtype="float32") -> TensorBuffer:
         shape, dt = normalize_shape(shape), dtype_of(dtype)

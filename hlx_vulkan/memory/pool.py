@@ -19,11 +19,13 @@ DEFAULT_BLOCK_SIZE = 64 << 20
 _USAGE = (BufferUsageFlags.STORAGE_BUFFER | BufferUsageFlags.UNIFORM_BUFFER
           | BufferUsageFlags.TRANSFER_SRC | BufferUsageFlags.TRANSFER_DST)
 
+# kind -> (required memory flags, preferred flags)
 KINDS = {
-    # Tensors: device-local where the device has it (on lavapipe that memory is host-visible too).
-    "device": MemoryPropertyFlags.DEVICE_LOCAL,
-    # Staging and read-back: mapped, coherent.
-    "host": MemoryPropertyFlags.HOST_VISIBLE | MemoryPropertyFlags.HOST_COHERENT,
+    # Tensors: device-local (on lavapipe that memory is host-visible too).
+    "device": (MemoryPropertyFlags.DEVICE_LOCAL, 0),
+    # Staging and read-back: mapped and coherent; cached where the device has it, since
+    # reading uncached (write-combined) memory back is slow on discrete GPUs.
+    "host": (MemoryPropertyFlags.HOST_VISIBLE | MemoryPropertyFlags.HOST_COHERENT, MemoryPropertyFlags.HOST_CACHED),
 }
 
 
@@ -149,7 +151,8 @@ class MemoryPool:
 
     def _new_block(self, size: int, dedicated: bool) -> _Block:
         try:
-            buffer = Buffer(self.device, size, _USAGE, KINDS[self.kind], mappable=self.mappable)
+            required, preferred = KINDS[self.kind]
+            buffer = Buffer(self.device, size, _USAGE, required, mappable=self.mappable, preferred_flags=preferred)
         except errors.OutOfDeviceMemoryError as exc:
             raise errors.OutOfDeviceMemoryError(
                 exc.call, exc.result,

@@ -47,7 +47,7 @@ class Buffer(VkObject):
 
     def __init__(self, device, size: int, usage: int = BufferUsageFlags.STORAGE_BUFFER,
                  memory_flags: int = MemoryPropertyFlags.DEVICE_LOCAL, memory_properties=None,
-                 *, mappable: bool | None = None):
+                 *, mappable: bool | None = None, preferred_flags: int = 0):
         device._check_alive()
         size = int(size)
         if size <= 0:
@@ -65,7 +65,7 @@ class Buffer(VkObject):
             size=size, usage=self.usage, sharingMode=vkb.VK_SHARING_MODE_EXCLUSIVE), None)
         try:
             req = vkb.vkGetBufferMemoryRequirements(device.handle, handle)
-            type_index = props.find_type(req.memoryTypeBits, int(memory_flags))
+            type_index = props.find_type(req.memoryTypeBits, int(memory_flags), int(preferred_flags))
             if type_index is None:
                 raise errors.FeatureNotPresentError(
                     "vkAllocateMemory", "VK_ERROR_FEATURE_NOT_PRESENT",

@@ -99,3 +99,16 @@ def test_bad_input(mm):
     with pytest.raises(errors.DestroyedError):
         t.numpy()
     assert dtype_of("torch.float16").name == "float16" and dtype_of(np.int8).name == "int8"
+
+
+def test_staged_transfers_split_and_double_buffer(ctx):
+    """Tiny staging slots force many batches and pieces: every byte must still land in place."""
+    mm = MemoryManager(ctx, block_size=1 << 20, device_mappable=False, staging_slot_bytes=256)
+    rng = np.random.default_rng(11)
+    tensors = [mm.empty((int(rng.integers(1, 800)),), "float32") for _ in range(12)]
+    arrays = [rng.standard_normal(t.shape).astype(np.float32) for t in tensors]
+    mm.write_many(list(zip(tensors, arrays)))
+    for got, want in zip(mm.read_many(tensors), arrays):
+        assert got.tobytes() == want.tobytes()
+    assert mm.host_pool.stats().in_use == 2 * 256
+    mm.destroy()

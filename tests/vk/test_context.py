@@ -1,6 +1,8 @@
 import pytest
 
 from hlx_vulkan import VulkanContext, errors
+from hlx_vulkan.vk import validation
+from conftest import requires_validation
 from hlx_vulkan.vk.physical import choose, describe
 from hlx_vulkan.vk.instance import Instance
 
@@ -15,7 +17,7 @@ def test_context_attributes(ctx):
         assert key in info
     assert info["limits"]["max_compute_workgroup_invocations"] >= 128
     assert len(info["limits"]["max_compute_workgroup_size"]) == 3
-    assert info["validation"] is True
+    assert info["validation"] is validation.requested_by_environment()
 
 
 def test_context_manager_closes_everything():
@@ -72,6 +74,7 @@ def test_selection_prefers_gpus_and_says_why():
         inst.destroy()
 
 
+@requires_validation
 def test_validation_can_be_asked_for_explicitly():
     with VulkanContext(enable_validation=True) as c:
         assert c.validation_enabled

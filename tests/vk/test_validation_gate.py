@@ -3,6 +3,9 @@ import textwrap
 import vulkan as vkb
 
 from hlx_vulkan import VulkanContext
+from conftest import requires_validation
+
+pytestmark = requires_validation
 
 
 def _trigger_validation_error(ctx):
