@@ -1,0 +1,41 @@
+// Storage and conversion for each operand slot (A, B, C inputs; O output).
+// The launcher defines, per slot S: S_STORAGE (the buffer element type) and
+// S_KIND: 0 = converts with a constructor, 1 = bfloat16 held as uint16_t bits.
+// CT is the compute type of the inputs, OCT of the output.
+#ifndef HLX_DTYPES_GLSL
+#define HLX_DTYPES_GLSL
+#extension GL_EXT_shader_explicit_arithmetic_types : require
+#extension GL_EXT_shader_16bit_storage : require
+#extension GL_EXT_shader_8bit_storage : require
+
+float bf16_to_f32(uint16_t bits) { return uintBitsToFloat(uint(bits) << 16); }
+
+// Round to nearest even; NaN stays a quiet NaN with its sign.
+uint16_t f32_to_bf16(float v) {
+    uint u = floatBitsToUint(v);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((u >> 16) | 0x40u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return uint16_t(u >> 16);
+}
+
+#if A_KIND == 1
+#define A_LOAD(v) CT(bf16_to_f32(v))
+#else
+#define A_LOAD(v) CT(v)
+#endif
+#if B_KIND == 1
+#define B_LOAD(v) CT(bf16_to_f32(v))
+#else
+#define B_LOAD(v) CT(v)
+#endif
+#if C_KIND == 1
+#define C_LOAD(v) CT(bf16_to_f32(v))
+#else
+#define C_LOAD(v) CT(v)
+#endif
+#if O_KIND == 1
+#define O_STORE(v) f32_to_bf16(float(v))
+#else
+#define O_STORE(v) O_STORAGE(v)
+#endif
+#endif

@@ -1,0 +1,58 @@
+// Scalar functions the kernels share. Written with explicit formulas so every
+// device evaluates the same expression.
+#ifndef HLX_MATH_GLSL
+#define HLX_MATH_GLSL
+
+float hlx_sigmoid(float x) {
+    // Split by sign so exp never overflows.
+    if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+    float e = exp(x);
+    return e / (1.0 + e);
+}
+
+float hlx_tanh(float x) {
+    // tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}); exact 0 and NaN pass through.
+    if (isnan(x)) return x;
+    float e = exp(-2.0 * abs(x));
+    float t = (1.0 - e) / (1.0 + e);
+    return x < 0.0 ? -t : (x == 0.0 ? x : t);
+}
+
+// erf with |error| < 1.2e-7: Numerical Recipes' erfc Chebyshev fit.
+float hlx_erf(float x) {
+    float z = abs(x);
+    float t = 1.0 / (1.0 + 0.5 * z);
+    float r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+              t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+              t * (-0.82215223 + t * 0.17087277)))))))));
+    float e = 1.0 - r;
+    return x < 0.0 ? -e : e;
+}
+
+float hlx_gelu_tanh(float x) {
+    return 0.5 * x * (1.0 + hlx_tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+
+float hlx_gelu_erf(float x) {
+    return 0.5 * x * (1.0 + hlx_erf(x * 0.7071067811865476));
+}
+
+// numpy semantics: NaN wins.
+float hlx_max(float a, float b) { return (isnan(a) || a > b) ? a : b; }
+float hlx_min(float a, float b) { return (isnan(a) || a < b) ? a : b; }
+int hlx_max(int a, int b) { return max(a, b); }
+int hlx_min(int a, int b) { return min(a, b); }
+uint hlx_max(uint a, uint b) { return max(a, b); }
+uint hlx_min(uint a, uint b) { return min(a, b); }
+
+float hlx_pow(float x, float y) {
+    // GLSL pow is undefined for x < 0; follow numpy for integral exponents.
+    if (y == 0.0) return 1.0;
+    if (x < 0.0 && floor(y) == y) {
+        float m = pow(-x, y);
+        return mod(y, 2.0) == 1.0 ? -m : m;
+    }
+    if (x == 0.0) return y > 0.0 ? 0.0 : 1.0 / 0.0;
+    return pow(x, y);
+}
+#endif

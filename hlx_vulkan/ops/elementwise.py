@@ -1,0 +1,255 @@
+"""Elementwise ops with numpy broadcasting: one generic kernel, specialised per
+expression and dtype (``elementwise/elementwise.comp``)."""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+import numpy as np
+
+from .. import errors
+from ..memory import dtype_of, uint8
+from .tensor import Tensor, contiguous_like
+
+KERNEL = resources.files(__package__) / "elementwise" / "elementwise.comp"
+BINDING_OUT, BINDING_A, BINDING_B, BINDING_C = 0, 1, 2, 3
+MAX_DIMS = 5
+PUSH_FORMAT = struct.Struct("<Iff4I5I5i5i5i5i")  # mirrors Params in elementwise.comp
+WORKGROUP = 256
+
+_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
+            "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
+
+
+def compute_type(dtype) -> str:
+    if dtype.is_float:
+        return "float"
+    return "uint" if dtype.name.startswith("u") else "int"
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for d in range(ndim):
+        sizes = {s[len(s) - ndim + d] for s in shapes if len(s) - ndim + d >= 0} - {1}
+        if len(sizes) > 1:
+            raise errors.ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def broadcast_strides(t: Tensor, shape) -> list[int]:
+    pad = len(shape) - t.ndim
+    return [0 if d < pad or t.shape[d - pad] == 1 else t.strides[d - pad] for d in range(len(shape))]
+
+
+def _coalesce(shape, strides_per_operand):
+    """Drop size-1 dims and merge dims that are contiguous for every operand."""
+    dims = [(s, [st[d] for st in strides_per_operand]) for d, s in enumerate(shape) if s != 1]
+    merged = []
+    for size, sts in dims:
+        if merged:
+            psize, psts = merged[-1]
+            if all(p == c * size for p, c in zip(psts, sts)):
+                merged[-1] = (psize * size, sts)
+                continue
+        merged.append((size, sts))
+    if len(merged) > MAX_DIMS:
+        raise errors.ShapeError(f"an elementwise op over shape {tuple(shape)} needs {len(merged)} dimensions after "
+                                f"merging; at most {MAX_DIMS} are supported (call .contiguous() first)")
+    pad = MAX_DIMS - len(merged)
+    out_shape = [1] * pad + [m[0] for m in merged]
+    per_operand = [[0] * pad + [m[1][k] for m in merged] for k in range(len(strides_per_operand))]
+    return out_shape, per_operand
+
+
+def _slot_defines(slot: str, dtype) -> dict:
+    return {f"{slot}_STORAGE": _STORAGE[dtype.name], f"{slot}_KIND": int(dtype.name == "bfloat16")}
+
+
+def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+           out: Tensor | None = None, shape=None) -> Tensor:
+    """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
+
+    ``alpha`` and ``beta`` are scalars the expression may use. Inputs share one
+    dtype; the expression computes in its compute type (float for float dtypes).
+    """
+    if not inputs:
+        raise ValueError("elementwise launch needs at least one input")
+    in_dtype = inputs[0].dtype
+    for t in inputs[1:]:
+        if t.dtype is not in_dtype:
+            raise errors.DTypeError(f"dtypes {in_dtype.name} and {t.dtype.name} do not match; convert with .to()")
+    rt = inputs[0].runtime
+    out_shape = broadcast_shapes(*(t.shape for t in inputs))
+    if shape is not None:
+        if broadcast_shapes(out_shape, tuple(shape)) != tuple(shape):
+            raise errors.ShapeError(f"shape {out_shape} does not broadcast to {tuple(shape)}")
+        out_shape = tuple(shape)
+    out_dtype = dtype_of(out_dtype) if out_dtype is not None else in_dtype
+    if out is None:
+        out = contiguous_like(out_shape, out_dtype, rt)
+    elif out.shape != out_shape:
+        raise errors.ShapeError(f"output of shape {out.shape} does not match the result shape {out_shape}")
+    n = int(np.prod(out_shape, dtype=np.int64))
+    if n == 0:
+        return out
+    if n >= 2**31:
+        raise errors.LimitExceededError(f"{n} elements are more than one elementwise launch indexes")
+    strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out.strides)]
+    shape5, st = _coalesce(out_shape, strides)
+    st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
+    defines = {"NARGS": len(inputs), "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype),
+               "EXPR": expr, **_slot_defines("O", out_dtype)}
+    for slot, t in zip("ABC", inputs + [inputs[0]] * (3 - len(inputs))):
+        defines.update(_slot_defines(slot, t.dtype))
+    kernel = rt.kernels.get(KERNEL, defines, (WORKGROUP,))
+    offs = [out.buf.byte_offset // out_dtype.itemsize] + [t.buf.byte_offset // t.dtype.itemsize for t in inputs]
+    offs += [0] * (4 - len(offs))
+    push = PUSH_FORMAT.pack(n, alpha, beta, *offs, *shape5, *st_in[0], *st_in[1], *st_in[2], *st[-1])
+    rt.launch(kernel, [out.buf] + [t.buf for t in inputs], push, n)
+    return out
+
+
+# --- the op table ---------------------------------------------------------------------------
+UNARY_FLOAT = {
+    "exp": "exp(x)", "log": "log(x)", "sqrt": "sqrt(x)", "rsqrt": "inversesqrt(x)", "tanh": "hlx_tanh(x)",
+    "sigmoid": "hlx_sigmoid(x)", "sin": "sin(x)", "cos": "cos(x)",
+}
+GELU = {"tanh": "hlx_gelu_tanh(x)", "none": "hlx_gelu_erf(x)"}
+COMPARE = {"eq": "x == y", "ne": "x != y", "lt": "x < y", "le": "x <= y", "gt": "x > y", "ge": "x >= y"}
+
+
+def _require_float(t: Tensor, name: str) -> None:
+    if not t.dtype.is_float:
+        raise errors.DTypeError(f"{name} needs a floating-point tensor, not {t.dtype.name}")
+
+
+def unary(name: str):
+    expr = UNARY_FLOAT[name]
+
+    def op(x: Tensor) -> Tensor:
+        _require_float(x, name)
+        return launch(expr, [x])
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name}."
+    return op
+
+
+exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos = (unary(n) for n in UNARY_FLOAT)
+
+
+def neg(x: Tensor) -> Tensor:
+    return launch("-x", [x])
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    return launch("x", [x]) if compute_type(x.dtype) == "uint" else launch("abs(x)", [x])
+
+
+def relu(x: Tensor) -> Tensor:
+    return launch("(x > CT(0) ? x : CT(0))", [x])
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU; ``approximate="tanh"`` for the tanh form, ``"none"`` for the exact erf form."""
+    _require_float(x, "gelu")
+    if approximate not in GELU:
+        raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
+    return launch(GELU[approximate], [x])
+
+
+def _scalar_ok(x: Tensor, s) -> float:
+    if isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)):
+        raise TypeError(f"expected a tensor or a number, not {type(s).__name__}")
+    if not x.dtype.is_float and float(s) != int(s):
+        raise errors.DTypeError(f"a {x.dtype.name} tensor cannot be combined with the float {s}; convert with .to()")
+    return float(s)
+
+
+def _binary(tensor_expr: str, scalar_expr: str, rscalar_expr: str):
+    def op(a, b) -> Tensor:
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            return launch(tensor_expr, [a, b])
+        if isinstance(a, Tensor):
+            return launch(scalar_expr, [a], alpha=_scalar_ok(a, b))
+        return launch(rscalar_expr, [b], alpha=_scalar_ok(b, a))
+    return op
+
+
+add = _binary("x + y", "x + alpha", "alpha + x")
+sub = _binary("x - y", "x - alpha", "alpha - x")
+mul = _binary("x * y", "x * alpha", "alpha * x")
+div = _binary("x / y", "x / alpha", "alpha / x")
+maximum = _binary("hlx_max(x, y)", "hlx_max(x, alpha)", "hlx_max(alpha, x)")
+minimum = _binary("hlx_min(x, y)", "hlx_min(x, alpha)", "hlx_min(alpha, x)")
+
+
+def pow(x: Tensor, exponent) -> Tensor:  # noqa: A001 - mirrors torch.pow
+    """``x ** exponent`` for a scalar exponent (float tensors)."""
+    _require_float(x, "pow")
+    e = _scalar_ok(x, exponent)
+    if e == 2.0:
+        return launch("x * x", [x])
+    if e == 0.5:
+        return launch("sqrt(x)", [x])
+    if e == 1.0:
+        return launch("x", [x])
+    return launch("hlx_pow(x, alpha)", [x], alpha=e)
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
+    if min is None and max is None:
+        raise ValueError("clamp needs min or max")
+    lo = -np.inf if min is None else _scalar_ok(x, min)
+    hi = np.inf if max is None else _scalar_ok(x, max)
+    if x.dtype.is_float:
+        return launch("isnan(x) ? x : clamp(x, alpha, beta)", [x], alpha=lo, beta=hi)
+    lo, hi = np.maximum(lo, -2**31), np.minimum(hi, 2**31 - 1)
+    return launch("clamp(x, alpha, beta)", [x], alpha=lo, beta=hi)
+
+
+def where(cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``a`` where ``cond`` is nonzero, else ``b`` (all broadcast)."""
+    if a.dtype is not b.dtype:
+        raise errors.DTypeError(f"where: dtypes {a.dtype.name} and {b.dtype.name} do not match")
+    c = cond if cond.dtype is a.dtype else cond.to(a.dtype)
+    return launch("x != CT(0) ? y : z", [c, a, b])
+
+
+def _compare(name: str):
+    expr = COMPARE[name]
+
+    def op(a, b) -> Tensor:
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            return launch(expr, [a, b], out_dtype=uint8)
+        t, s = (a, b) if isinstance(a, Tensor) else (b, a)
+        e = expr.replace("y", "alpha") if isinstance(a, Tensor) else expr.replace("x", "alpha").replace("y", "x")
+        return launch(e, [t], out_dtype=uint8, alpha=_scalar_ok(t, s))
+    op.__name__ = name
+    return op
+
+
+eq, ne, lt, le, gt, ge = (_compare(n) for n in COMPARE)
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    """A copy converted to ``dtype`` (float to int truncates toward zero, as numpy's astype)."""
+    dt = dtype_of(dtype)
+    if dt is x.dtype:
+        return copy(x)
+    # Compute in the wider of the two kinds so integers survive a trip through float.
+    if x.dtype.is_float and not dt.is_float:
+        return launch(f"{compute_type(dt)}(x)", [x], out_dtype=dt)
+    return launch("x", [x], out_dtype=dt)
+
+
+def copy(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """A contiguous copy of ``x``, or a copy into ``out`` (broadcasting ``x``)."""
+    return launch("x", [x], out=out, shape=None if out is None else out.shape)
+
+
+__all__ = ["abs", "add", "broadcast_shapes", "cast", "clamp", "copy", "cos", "div", "eq", "exp", "ge", "gelu", "gt",
+           "launch", "le", "log", "lt", "maximum", "minimum", "mul", "ne", "neg", "pow", "relu", "rsqrt", "sigmoid",
+           "sin", "sqrt", "sub", "tanh", "where"]

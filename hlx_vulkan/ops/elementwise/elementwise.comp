@@ -1,0 +1,56 @@
+#version 450
+// out = EXPR(x[, y[, z]]) over up to 5 broadcast, strided dimensions.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+#include "dtypes.glsl"
+#include "math.glsl"
+
+layout(local_size_x_id = 0) in;
+
+// Bindings mirror BINDING_* in ops/elementwise.py.
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+#if NARGS >= 2
+layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
+#endif
+#if NARGS >= 3
+layout(std430, binding = 3) readonly buffer C { C_STORAGE c[]; };
+#endif
+
+// Mirrors PUSH_FORMAT in ops/elementwise.py: 128 bytes, the smallest limit Vulkan allows.
+layout(push_constant) uniform Params {
+    uint n;
+    float alpha;
+    float beta;
+    uint off_o, off_a, off_b, off_c;
+    uint shape[5];
+    int st_a[5];
+    int st_b[5];
+    int st_c[5];
+    int st_o[5];
+} p;
+
+void main() {
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    if (i >= p.n) return;
+    int ia = int(p.off_a), ib = int(p.off_b), ic = int(p.off_c), io = int(p.off_o);
+    uint rest = i;
+    for (int d = 4; d >= 0; --d) {
+        uint coord = rest % p.shape[d];
+        rest /= p.shape[d];
+        ia += int(coord) * p.st_a[d];
+        ib += int(coord) * p.st_b[d];
+        ic += int(coord) * p.st_c[d];
+        io += int(coord) * p.st_o[d];
+    }
+    CT x = A_LOAD(a[ia]);
+#if NARGS >= 2
+    CT y = B_LOAD(b[ib]);
+#endif
+#if NARGS >= 3
+    CT z = C_LOAD(c[ic]);
+#endif
+    CT alpha = CT(p.alpha);
+    CT beta = CT(p.beta);
+    o[io] = O_STORE(OCT(EXPR));
+}

@@ -1,0 +1,96 @@
+"""The runtime of one device: memory, kernels, the stream; and the default one."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..memory import MemoryManager, TensorBuffer
+from ..vk import VulkanContext
+from ..vk.shader import target_env_for
+from .kernels import KernelCache
+from .stream import Stream
+
+MAX_GROUPS_X = 65535
+
+
+class Runtime:
+    """Everything ops need on one device.
+
+    Example::
+
+        rt = Runtime(VulkanContext())
+        rt.launch(kernel, [out, a, b], push, n)
+        rt.synchronize()
+    """
+
+    def __init__(self, ctx: VulkanContext | None = None, *, own_context: bool | None = None):
+        self.own_context = ctx is None if own_context is None else own_context
+        self.ctx = ctx if ctx is not None else VulkanContext()
+        self.device = self.ctx.device
+        self.memory = MemoryManager(self.ctx)
+        api = min(self.device.physical.api_version, self.device.instance.api_version)
+        self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api))
+        self.stream = Stream(self.device)
+
+    @property
+    def alive(self) -> bool:
+        return self.device.alive
+
+    def launch(self, kernel, tensors, push: bytes | None, threads: int, writes: int = 1) -> None:
+        """Dispatch ``kernel`` over ``threads`` invocations (x, folded into y past 65535 groups).
+
+        ``tensors`` are in binding order; the first ``writes`` are written, the rest read.
+        """
+        wg = kernel.workgroup[0]
+        groups = max(1, -(-threads // wg))
+        gy = -(-groups // MAX_GROUPS_X)
+        gx = -(-groups // gy)
+        self.dispatch(kernel, tensors, push, (gx, gy, 1), writes)
+
+    def dispatch(self, kernel, tensors, push: bytes | None, groups, writes: int = 1) -> None:
+        allocs = [t.allocation for t in tensors]
+        ranges = [(a.block, a.offset, a.size) for a in allocs]
+        self.stream.dispatch(kernel, ranges, push, groups, reads=allocs[writes:], writes=allocs[:writes])
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def read(self, tensors: list[TensorBuffer]) -> list[np.ndarray]:
+        self.stream.synchronize()
+        return self.memory.read_many(tensors)
+
+    def write(self, items) -> None:
+        self.stream.synchronize()
+        self.memory.write_many(items)
+
+    def close(self) -> None:
+        if self.device.alive:
+            self.stream.synchronize()
+            self.stream.destroy()
+            self.kernels.destroy()
+            self.memory.destroy()
+        if self.own_context:
+            self.ctx.cleanup()
+
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def default_runtime() -> Runtime:
+    """The process's runtime on the default device (HLX_DEVICE, else the best one), made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None or not _default.alive:
+            _default = Runtime()
+        return _default
+
+
+def set_default_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` the default; returns the previous one (not closed)."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, runtime
+        return previous
