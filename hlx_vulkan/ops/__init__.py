@@ -4,6 +4,8 @@ This module binds the ops to :class:`Tensor` as methods and operators.
 """
 
 from . import elementwise as ew
+from . import reduce as red
+from . import shape as sh
 from .tensor import Tensor, empty, from_numpy, normalize_axis, tensor
 
 
@@ -30,6 +32,14 @@ def _bind() -> None:
     for name in ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos", "relu", "gelu", "neg", "abs",
                  "clamp", "maximum", "minimum", "pow"):
         setattr(T, name, getattr(ew, name))
+    for name in ("sum", "mean", "max", "min", "argmax", "argmin", "var"):
+        setattr(T, name, getattr(red, name))
+    for name in ("reshape", "view", "permute", "transpose", "unsqueeze", "squeeze", "flatten", "expand",
+                 "index_select"):
+        setattr(T, name, getattr(sh, name))
+    T.T = property(lambda t: sh.permute(t, tuple(reversed(range(t.ndim)))))
+    T.__getitem__ = sh.getitem
+    T.__setitem__ = sh.setitem
     T.to = ew.cast
     T.contiguous = lambda t: t if t.is_contiguous() else ew.copy(t)
 

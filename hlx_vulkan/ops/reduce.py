@@ -1,0 +1,180 @@
+"""Reductions along any axis: sum, mean, max, min, argmax, argmin, var.
+
+Deterministic: a fixed fold per thread and a fixed tree per workgroup
+(``reduce/reduce.comp``); a long axis is cut into fixed chunks whose partial
+results are reduced again by the same kernel. No atomics anywhere.
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+import numpy as np
+
+from .. import errors
+from ..memory import float32, int32
+from .elementwise import _slot_defines, compute_type
+from .tensor import Tensor, contiguous_like, normalize_axis
+
+KERNEL = resources.files(__package__) / "reduce" / "reduce.comp"
+BINDING_OUT, BINDING_INDEX, BINDING_IN = 0, 1, 2
+PUSH_FORMAT = struct.Struct("<IIIIfIIi4I4i")
+OPS = {"sum": 0, "max": 1, "min": 2, "argmax": 3, "argmin": 4}
+KEPT_DIMS = 4
+CHUNK = 16384          # elements of the axis per workgroup before a second pass
+SPLIT_BELOW_OUTPUTS = 1024
+
+
+def _workgroup(length: int) -> int:
+    for wg in (32, 64, 128):
+        if length <= wg * 8:
+            return wg
+    return 256
+
+
+def _kept_layout(shape, strides):
+    """Coalesce the kept dims (C order) into at most KEPT_DIMS (shape, stride) pairs."""
+    dims = [(s, st) for s, st in zip(shape, strides) if s != 1]
+    merged = []
+    for s, st in dims:
+        if merged and merged[-1][1] == st * s:
+            merged[-1] = (merged[-1][0] * s, st)
+        else:
+            merged.append((s, st))
+    if len(merged) > KEPT_DIMS:
+        raise errors.ShapeError(f"reducing a tensor of shape {tuple(shape)} keeps {len(merged)} dimensions that do "
+                                f"not merge; at most {KEPT_DIMS} are supported (call .contiguous() first)")
+    pad = KEPT_DIMS - len(merged)
+    return [1] * pad + [m[0] for m in merged], [0] * pad + [m[1] for m in merged]
+
+
+def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
+    """Reduce one axis; returns the result (axis removed) and, for arg ops, the index tensor."""
+    rt = x.runtime
+    R = x.shape[axis]
+    kept_shape = x.shape[:axis] + x.shape[axis + 1:]
+    kept_strides = x.strides[:axis] + x.strides[axis + 1:]
+    arg = op in ("argmax", "argmin")
+    if R == 0:
+        if op != "sum":
+            raise errors.ShapeError(f"{op} of an empty axis (shape {x.shape}, axis {axis}) has no identity")
+        return _full(kept_shape, x, 0.0), None
+    n_out = int(np.prod(kept_shape, dtype=np.int64))
+    out = contiguous_like(kept_shape, x.dtype, rt)
+    index = contiguous_like(kept_shape, int32, rt) if arg else None
+    if n_out == 0:
+        return out, index
+    nchunks = 1
+    if not arg and R > CHUNK and n_out < SPLIT_BELOW_OUTPUTS:
+        nchunks = -(-R // CHUNK)
+    chunk = -(-R // nchunks)
+    shape4, st4 = _kept_layout(kept_shape, kept_strides)
+    # Partials of a split reduction stay in float32 for float inputs; the second pass casts back.
+    partial_dtype = float32 if x.dtype.is_float else x.dtype
+    target = out if nchunks == 1 else contiguous_like((n_out, nchunks), partial_dtype, rt)
+    wg = _workgroup(chunk)
+    defines = {"OP": OPS[op], "CT": compute_type(x.dtype), "OCT": compute_type(target.dtype),
+               **_slot_defines("A", x.dtype), **_slot_defines("O", target.dtype), **_slot_defines("B", x.dtype),
+               **_slot_defines("C", x.dtype)}
+    kernel = rt.kernels.get(KERNEL, defines, (wg,))
+    n_groups = n_out * nchunks
+    push = PUSH_FORMAT.pack(n_groups, nchunks, R, chunk, scale if nchunks == 1 else 1.0,
+                            x.buf.byte_offset // x.dtype.itemsize, target.buf.byte_offset // target.dtype.itemsize,
+                            x.strides[axis], *shape4, *st4)
+    gy = -(-n_groups // 65535)
+    written = [target.buf, index.buf] if arg else [target.buf]
+    rt.dispatch(kernel, written + [x.buf], push, (-(-n_groups // gy), gy, 1), writes=len(written))
+    if nchunks > 1:
+        final, _ = _reduce_axis(target, 1, op, scale)
+        final = final.reshape(kept_shape)
+        return (final if final.dtype is x.dtype else final.to(x.dtype)), None
+    return out, index
+
+
+def _full(shape, like: Tensor, value: float) -> Tensor:
+    from .tensor import from_numpy
+    return from_numpy(np.full(shape, value, like.dtype.numpy), like.dtype, like.runtime)
+
+
+def _axes(x: Tensor, axis) -> list[int]:
+    if axis is None:
+        return list(range(x.ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = sorted({normalize_axis(a, x.ndim) for a in axis})
+        return axes
+    return [normalize_axis(axis, x.ndim)]
+
+
+def _keep(result: Tensor, x: Tensor, axes, keepdim: bool) -> Tensor:
+    if not keepdim:
+        return result
+    shape = tuple(1 if d in axes else s for d, s in enumerate(x.shape))
+    return result.reshape(shape)
+
+
+def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False) -> Tensor:
+    axes = _axes(x, axis)
+    if x.ndim == 0:
+        return x.contiguous()
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    if mean and count == 0:
+        raise errors.ShapeError(f"mean over an empty selection of shape {x.shape}")
+    if axis is None and x.is_contiguous() and x.ndim > 1:
+        flat = x.reshape((x.numel(),))
+        r, _ = _reduce_axis(flat, 0, op, 1.0 / count if mean else 1.0)
+        return _keep(r, x, axes, keepdim)
+    r = x
+    for i, a in enumerate(sorted(axes, reverse=True)):
+        last = i == len(axes) - 1
+        r, _ = _reduce_axis(r, a, op, 1.0 / count if (mean and last) else 1.0)
+    return _keep(r, x, axes, keepdim)
+
+
+def sum(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001 - torch's name
+    """Sum over ``axis`` (an int, a tuple, or None for all)."""
+    return _reduce(x, axis, keepdim, "sum")
+
+
+def mean(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:
+    if not x.dtype.is_float:
+        raise errors.DTypeError(f"mean needs a floating-point tensor, not {x.dtype.name}")
+    return _reduce(x, axis, keepdim, "sum", mean=True)
+
+
+def max(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """Largest element along ``axis`` (NaN propagates, as in numpy)."""
+    return _reduce(x, axis, keepdim, "max")
+
+
+def min(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    return _reduce(x, axis, keepdim, "min")
+
+
+def _arg(x: Tensor, axis, keepdim: bool, op: str) -> Tensor:
+    if axis is None:
+        flat = x.contiguous().reshape((x.numel(),))
+        _, idx = _reduce_axis(flat, 0, op)
+        return idx.reshape((1,) * x.ndim) if keepdim else idx
+    a = normalize_axis(axis, x.ndim)
+    _, idx = _reduce_axis(x, a, op)
+    return _keep(idx, x, [a], keepdim)
+
+
+def argmax(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:
+    """Index (int32) of the largest element; the first one on ties, the first NaN if any."""
+    return _arg(x, axis, keepdim, "argmax")
+
+
+def argmin(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:
+    return _arg(x, axis, keepdim, "argmin")
+
+
+def var(x: Tensor, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    """Variance with ``correction`` (1: unbiased, like torch.var; 0: numpy's default)."""
+    axes = _axes(x, axis)
+    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    centered = x - mean(x, axis, keepdim=True)
+    ss = sum(centered * centered, axis, keepdim)
+    denom = n - correction
+    return ss * (1.0 / denom if denom > 0 else float("nan"))

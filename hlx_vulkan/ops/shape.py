@@ -1,0 +1,250 @@
+"""Shape ops: views that share memory (reshape of contiguous data, transpose,
+permute, slicing, expand) and copies (contiguous, concat, index_select, one_hot)."""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+import numpy as np
+
+from .. import errors
+from ..memory import int32
+from . import elementwise as ew
+from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
+
+GATHER_KERNEL = resources.files(__package__) / "shape" / "gather.comp"
+BINDING_OUT, BINDING_SRC, BINDING_INDEX = 0, 1, 2
+GATHER_PUSH = struct.Struct("<7I4i")
+
+
+def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = [int(s) for s in shape]
+    if shape.count(-1) > 1:
+        raise errors.ShapeError(f"only one dimension can be -1, got {tuple(shape)}")
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        if known == 0 or numel % known:
+            raise errors.ShapeError(f"cannot reshape a tensor of shape {old} into {tuple(shape)}")
+        shape[shape.index(-1)] = numel // known
+    if int(np.prod(shape, dtype=np.int64)) != numel or any(s < 0 for s in shape):
+        raise errors.ShapeError(f"cannot reshape a tensor of shape {old} ({numel} elements) into {tuple(shape)}")
+    return tuple(shape)
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    """The same elements in a new shape: a view when ``x`` is contiguous, else a copy."""
+    new = _resolve_shape(shape, x.numel(), x.shape)
+    src = x if x.is_contiguous() else ew.copy(x)
+    return src._view(new, contiguous_strides(new))
+
+
+def view(x: Tensor, *shape) -> Tensor:
+    """Like :func:`reshape`, but never copies: a non-contiguous ``x`` is an error."""
+    if not x.is_contiguous():
+        raise errors.ShapeError(f"view() needs a contiguous tensor (shape {x.shape}, strides {x.strides}); "
+                                "use reshape() or contiguous()")
+    return reshape(x, *shape)
+
+
+def permute(x: Tensor, *dims) -> Tensor:
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    dims = tuple(normalize_axis(d, x.ndim) for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise errors.ShapeError(f"permute({dims}) is not a permutation of the {x.ndim} dims of shape {x.shape}")
+    return x._view(tuple(x.shape[d] for d in dims), tuple(x.strides[d] for d in dims))
+
+
+def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
+    if x.ndim < 2:
+        return x
+    order = list(range(x.ndim))
+    a, b = normalize_axis(dim0, x.ndim), normalize_axis(dim1, x.ndim)
+    order[a], order[b] = order[b], order[a]
+    return permute(x, order)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    d = dim % (x.ndim + 1) if dim < 0 else dim
+    if not 0 <= d <= x.ndim:
+        raise errors.ShapeError(f"unsqueeze dim {dim} is out of range for shape {x.shape}")
+    stride = x.strides[d] * x.shape[d] if d < x.ndim else 1
+    return x._view(x.shape[:d] + (1,) + x.shape[d:], x.strides[:d] + (stride,) + x.strides[d:])
+
+
+def squeeze(x: Tensor, dim=None) -> Tensor:
+    dims = [d for d in range(x.ndim) if x.shape[d] == 1] if dim is None else [normalize_axis(dim, x.ndim)]
+    dims = [d for d in dims if x.shape[d] == 1]
+    keep = [d for d in range(x.ndim) if d not in dims]
+    return x._view(tuple(x.shape[d] for d in keep), tuple(x.strides[d] for d in keep))
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s, e = normalize_axis(start_dim, x.ndim), normalize_axis(end_dim, x.ndim)
+    return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+
+def expand(x: Tensor, *shape) -> Tensor:
+    """A broadcast view of ``x`` with ``shape`` (-1 keeps a dim); no memory is copied."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    pad = len(shape) - x.ndim
+    if pad < 0:
+        raise errors.ShapeError(f"cannot expand shape {x.shape} to fewer dimensions {shape}")
+    out_shape, strides = [], []
+    for d, s in enumerate(shape):
+        src = d - pad
+        cur = x.shape[src] if src >= 0 else 1
+        s = cur if s == -1 else int(s)
+        if cur != s and cur != 1:
+            raise errors.ShapeError(f"cannot expand shape {x.shape} to {tuple(shape)}")
+        out_shape.append(s)
+        strides.append(0 if src < 0 or cur != s else x.strides[src])
+    return x._view(tuple(out_shape), tuple(strides))
+
+
+def getitem(x: Tensor, key) -> Tensor:
+    """Basic indexing: ints, slices (positive steps), None and Ellipsis give views; an integer
+    array or tensor along one axis gives a copy (index_select)."""
+    if isinstance(key, (Tensor, list, np.ndarray)):
+        return index_select(x, 0, key)
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(isinstance(k, (Tensor, list, np.ndarray)) for k in key):
+        raise errors.ShapeError("advanced indexing is supported along the first axis only (x[idx])")
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if key.count(Ellipsis) > 1:
+        raise errors.ShapeError("an index can have only one ellipsis")
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (x.ndim - n_real) + key[i + 1:]
+    if n_real > x.ndim:
+        raise errors.ShapeError(f"too many indices ({n_real}) for a tensor of shape {x.shape}")
+    shape, strides, offset, d = [], [], x.buf.byte_offset, 0
+    item = x.dtype.itemsize
+    for k in key:
+        if k is None:
+            shape.append(1)
+            strides.append(1)
+            continue
+        size, stride = x.shape[d], x.strides[d]
+        if isinstance(k, (int, np.integer)):
+            k = int(k)
+            if not -size <= k < size:
+                raise errors.ShapeError(f"index {k} is out of range for axis {d} of size {size}")
+            offset += (k % size) * stride * item
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(size)
+            if step <= 0:
+                raise errors.ShapeError("slices with a negative or zero step are not supported")
+            length = max(0, -(-(stop - start) // step))
+            if length:
+                offset += start * stride * item
+            shape.append(length)
+            strides.append(stride * step)
+        else:
+            raise TypeError(f"unsupported index {k!r}")
+        d += 1
+    shape += list(x.shape[d:])
+    strides += list(x.strides[d:])
+    return x._view(tuple(shape), tuple(strides), offset)
+
+
+def setitem(x: Tensor, key, value) -> None:
+    """Write ``value`` (a tensor, array or number) into ``x[key]`` in place."""
+    target = getitem(x, key)
+    if isinstance(value, Tensor):
+        src = value if value.dtype is x.dtype else value.to(x.dtype)
+    else:
+        src = from_numpy(np.asarray(value, dtype=x.dtype.numpy), x.dtype, x.runtime)
+    ew.copy(src, out=target)
+
+
+def concat(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (torch.cat)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concat needs at least one tensor")
+    first = tensors[0]
+    a = normalize_axis(axis, first.ndim)
+    for t in tensors[1:]:
+        if t.dtype is not first.dtype:
+            raise errors.DTypeError(f"concat: dtypes {first.dtype.name} and {t.dtype.name} do not match")
+        if t.ndim != first.ndim or any(t.shape[d] != first.shape[d] for d in range(first.ndim) if d != a):
+            raise errors.ShapeError(f"concat along axis {a}: shapes {first.shape} and {t.shape} do not fit")
+    total = sum(t.shape[a] for t in tensors)
+    out = contiguous_like(first.shape[:a] + (total,) + first.shape[a + 1:], first.dtype, first.runtime)
+    pos = 0
+    for t in tensors:
+        if t.shape[a]:
+            index = (slice(None),) * a + (slice(pos, pos + t.shape[a]),)
+            ew.copy(t, out=getitem(out, index))
+        pos += t.shape[a]
+    return out
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    a = axis % (tensors[0].ndim + 1) if axis < 0 else axis
+    return concat([unsqueeze(t, a) for t in tensors], a)
+
+
+def _index_tensor(x: Tensor, axis: int, index) -> Tensor:
+    size = x.shape[axis]
+    if isinstance(index, Tensor):
+        if index.dtype is not int32:
+            if index.dtype.is_float:
+                raise errors.DTypeError(f"indices must be integers, not {index.dtype.name}")
+            index = index.to(int32)
+        return index
+    idx = np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise errors.DTypeError(f"indices must be integers, not {idx.dtype}")
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        raise errors.ShapeError(f"index {int(idx.max() if idx.max() >= size else idx.min())} is out of range "
+                                f"for axis {axis} of size {size}")
+    return from_numpy(np.where(idx < 0, idx + size, idx).astype(np.int32), int32, x.runtime)
+
+
+def index_select(x: Tensor, axis: int, index) -> Tensor:
+    """Rows of ``x`` along ``axis`` picked by ``index`` (any shape; the result puts the index's
+    shape in place of that axis). Host indices are range-checked before anything is recorded;
+    indices in a device tensor are clamped to the axis by the kernel."""
+    a = normalize_axis(axis, x.ndim)
+    idx = _index_tensor(x, a, index)
+    flat_idx = idx if idx.is_contiguous() else ew.copy(idx)
+    nidx = flat_idx.numel()
+    outer = int(np.prod(x.shape[:a], dtype=np.int64))
+    inner = int(np.prod(x.shape[a + 1:], dtype=np.int64))
+    out_shape = x.shape[:a] + idx.shape + x.shape[a + 1:]
+    out = contiguous_like(out_shape, x.dtype, x.runtime)
+    n = outer * nidx * inner
+    if n == 0:
+        return out
+    if x.shape[a] == 0:
+        raise errors.ShapeError(f"cannot index an empty axis {a} of shape {x.shape}")
+    src = x if x.is_contiguous() else ew.copy(x)
+    rt = x.runtime
+    defines = {"CT": ew.compute_type(x.dtype), "OCT": ew.compute_type(x.dtype), **ew._slot_defines("A", x.dtype),
+               **ew._slot_defines("O", x.dtype), **ew._slot_defines("B", x.dtype), **ew._slot_defines("C", x.dtype)}
+    kernel = rt.kernels.get(GATHER_KERNEL, defines, (256,))
+    push = GATHER_PUSH.pack(n, nidx, inner, x.shape[a], src.buf.byte_offset // x.dtype.itemsize,
+                            flat_idx.buf.byte_offset // 4, 0, x.shape[a] * inner, inner, 1, 1)
+    rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
+    return out
+
+
+def one_hot(index: Tensor, num_classes: int, dtype="float32") -> Tensor:
+    """``out[..., c] = 1`` where ``index == c`` (torch.nn.functional.one_hot, in ``dtype``)."""
+    if index.dtype.is_float:
+        raise errors.DTypeError(f"one_hot needs integer indices, not {index.dtype.name}")
+    classes = from_numpy(np.arange(num_classes, dtype=index.dtype.numpy), index.dtype, index.runtime)
+    hit = ew.eq(unsqueeze(index, -1), classes)
+    return ew.cast(hit, dtype)

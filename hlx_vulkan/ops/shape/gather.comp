@@ -1,0 +1,39 @@
+#version 450
+// out[o, j, i] = src[o, index[j], i]: index_select / embedding lookup along one axis.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+#include "dtypes.glsl"
+
+layout(local_size_x_id = 0) in;
+
+// Bindings mirror BINDING_* in ops/shape.py.
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+layout(std430, binding = 2) readonly buffer I { int idx[]; };
+
+// Mirrors GATHER_PUSH in ops/shape.py.
+layout(push_constant) uniform Params {
+    uint n;          // outer * nidx * inner
+    uint nidx;
+    uint inner;
+    uint axis_len;
+    uint off_a;
+    uint off_i;
+    uint off_o;
+    int st_outer;    // source stride between outer rows (elements)
+    int st_axis;
+    int st_inner;
+    int st_idx;
+} p;
+
+void main() {
+    uint t = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    if (t >= p.n) return;
+    uint i = t % p.inner;
+    uint j = (t / p.inner) % p.nidx;
+    uint outer = t / (p.inner * p.nidx);
+    int k = idx[p.off_i + j * p.st_idx];
+    // Out-of-range indices are refused on the host; clamping here keeps a stray read in bounds.
+    k = clamp(k, 0, int(p.axis_len) - 1);
+    o[p.off_o + t] = O_STORE(OCT(A_LOAD(a[int(p.off_a) + int(outer) * p.st_outer + k * p.st_axis + int(i) * p.st_inner])));
+}
