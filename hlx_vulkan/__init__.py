@@ -1,25 +1,52 @@
 """hlx_vulkan: deterministic, reproducible machine-learning compute on any Vulkan device.
 
-Example::
+Two faces: the tensor API, for a numpy or PyTorch user::
 
-    import numpy as np
-    from hlx_vulkan import VulkanContext, Buffer, vk
+    import hlx_vulkan as hv
+    hv.manual_seed(0)
+    x = hv.randn(64, 32)
+    y = hv.nn.functional.softmax(x @ hv.randn(32, 10), axis=-1)
+    print(y.sum(axis=1).numpy(), y.digest())
 
-    with VulkanContext() as ctx:
-        buf = Buffer(ctx.device, 16, vk.BufferUsageFlags.STORAGE_BUFFER,
-                     vk.MemoryPropertyFlags.HOST_VISIBLE | vk.MemoryPropertyFlags.HOST_COHERENT)
-        buf.upload(np.arange(4, dtype=np.float32))
+and the Vulkan foundation under it (VulkanContext, Buffer, ShaderModule,
+ComputePipeline, CommandBufferPool), for running your own SPIR-V.
 """
 
-from . import errors, vk
+from . import errors, memory, nn, vk
 from .compiler import compile_glsl
 from .errors import HlxError
+from .memory.dtypes import bfloat16, float16, float32, int8, int32, uint8, uint32
+from .ops import Tensor, tensor
+from .ops import elementwise as _ew
+from .ops import reduce as _red
+from .ops import shape as _sh
+from .ops.creation import arange, full, ones, ones_like, zeros, zeros_like
+from .ops.random import Generator, manual_seed, rand, randn
+from .precision import precision_report
+from .runtime import Runtime, default_runtime, set_default_runtime
 from .vk import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
                  VulkanContext)
+
+exp, log, sqrt, rsqrt, tanh, sigmoid, relu, gelu = (_ew.exp, _ew.log, _ew.sqrt, _ew.rsqrt, _ew.tanh, _ew.sigmoid,
+                                                     _ew.relu, _ew.gelu)
+add, sub, mul, div, pow, maximum, minimum, clamp, where = (_ew.add, _ew.sub, _ew.mul, _ew.div, _ew.pow, _ew.maximum,
+                                                           _ew.minimum, _ew.clamp, _ew.where)
+abs, neg, eq, ne, lt, le, gt, ge = _ew.abs, _ew.neg, _ew.eq, _ew.ne, _ew.lt, _ew.le, _ew.gt, _ew.ge
+sum, mean, max, min, argmax, argmin, var = _red.sum, _red.mean, _red.max, _red.min, _red.argmax, _red.argmin, _red.var
+reshape, permute, transpose, concat, cat, stack, index_select, one_hot = (
+    _sh.reshape, _sh.permute, _sh.transpose, _sh.concat, _sh.concat, _sh.stack, _sh.index_select, _sh.one_hot)
+
+
+def synchronize() -> None:
+    """Submit every recorded op on the default device and wait for it."""
+    default_runtime().synchronize()
+
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "HlxError",
-    "ShaderModule", "VulkanContext", "compile_glsl", "errors", "vk",
+    "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
+    "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
+    "errors", "float16", "float32", "full", "int8", "int32", "manual_seed", "memory", "nn", "ones", "precision_report",
+    "rand", "randn", "set_default_runtime", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

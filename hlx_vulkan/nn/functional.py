@@ -1,0 +1,90 @@
+"""Neural-network functions built from the ops (numerically stable forms).
+
+Example::
+
+    import hlx_vulkan as hv
+    logits = hv.randn(4, 10)
+    loss = hv.nn.functional.cross_entropy(logits, hv.tensor([1, 0, 9, 3]))
+"""
+
+from __future__ import annotations
+
+from .. import errors
+from ..ops import elementwise as ew
+from ..ops import reduce as red
+from ..ops import shape as sh
+from ..ops.tensor import Tensor, normalize_axis
+
+relu = ew.relu
+gelu = ew.gelu
+tanh = ew.tanh
+sigmoid = ew.sigmoid
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
+    e = ew.exp(x - red.max(x, axis, keepdim=True))
+    return e / red.sum(e, axis, keepdim=True)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """x - max - log(sum(exp(x - max))) along ``axis``."""
+    shifted = x - red.max(x, axis, keepdim=True)
+    return shifted - ew.log(red.sum(ew.exp(shifted), axis, keepdim=True))
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch)."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape):
+        raise errors.ShapeError(f"layer_norm over {tuple(normalized_shape)} does not match input shape {x.shape}")
+    axes = tuple(range(x.ndim - k, x.ndim))
+    centered = x - red.mean(x, axes, keepdim=True)
+    var = red.mean(centered * centered, axes, keepdim=True)
+    y = centered * ew.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of integer ``target`` classes under ``log_probs`` (N, C)."""
+    if log_probs.ndim != 2:
+        raise errors.ShapeError(f"nll_loss expects log-probabilities of shape (N, C), got {log_probs.shape}")
+    n, c = log_probs.shape
+    target = target if isinstance(target, Tensor) else sh._index_tensor(log_probs, 1, target)
+    if target.shape != (n,):
+        raise errors.ShapeError(f"target of shape {target.shape} does not match {n} rows of {log_probs.shape}")
+    picked = red.sum(log_probs * sh.one_hot(target, c, log_probs.dtype), 1)
+    return _reduce(-picked, reduction)
+
+
+def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C)."""
+    return nll_loss(log_softmax(logits, 1), target, reduction)
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
+    if input.shape != target.shape:
+        raise errors.ShapeError(f"mse_loss: input shape {input.shape} and target shape {target.shape} differ")
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def _reduce(x: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return red.mean(x)
+    if reduction == "sum":
+        return red.sum(x)
+    if reduction == "none":
+        return x
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+__all__ = ["cross_entropy", "gelu", "layer_norm", "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid",
+           "softmax", "tanh", "normalize_axis"]

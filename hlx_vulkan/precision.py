@@ -1,0 +1,37 @@
+"""What the current device guarantees about floating-point results."""
+
+from __future__ import annotations
+
+from .runtime import default_runtime
+from .runtime.kernels import float_control_defines
+
+
+def precision_report(runtime=None) -> dict:
+    """The float controls the device has, the ones every shipped kernel declares, and what follows.
+
+    Example::
+
+        import hlx_vulkan as hv
+        hv.precision_report()["kernels_declare"]
+    """
+    rt = runtime or default_runtime()
+    fc = dict(rt.ctx.physical_device.float_controls)
+    declared = sorted(float_control_defines(fc))
+    return {
+        "device": rt.ctx.info["device_name"],
+        "driver": rt.ctx.info["driver"],
+        "float_controls_supported": fc,
+        "kernels_declare": declared,
+        "guarantees": [
+            "float32 +, -, * are correctly rounded (a Vulkan requirement); kernels declare RoundingModeRTE "
+            "where the device supports it" + ("" if "HLX_FC_RTE_32" in declared else " (this device does not)"),
+            "NaN, Inf and signed zeros are preserved" if "HLX_FC_PRESERVE_32" in declared else
+            "this device may not preserve NaN/Inf/signed zero (no SignedZeroInfNanPreserve)",
+            "float16 and bfloat16 are storage types: arithmetic and accumulation run in float32",
+            "reductions and matmul sum in a fixed order: the same inputs give the same bits on every run",
+            "rand/randn: the same seed gives the same bits on every device (integer Philox; normals from "
+            "correctly rounded +, * only)",
+            "division, exp, log, sqrt, tanh follow the device's Vulkan precision bounds (a few ULP): results of "
+            "these may differ in the last bits between devices, never between runs",
+        ],
+    }
