@@ -102,10 +102,14 @@ class Device(Owner):
             bufferDeviceAddress=feats["buffer_device_address"],
         )
         head, extensions = v12, []
+        if feats["maintenance4"] or feats["subgroup_size_control"]:
+            head = vkb.VkPhysicalDeviceVulkan13Features(pNext=head, maintenance4=feats["maintenance4"],
+                                                        subgroupSizeControl=feats["subgroup_size_control"])
         if feats["cooperative_matrix"]:
-            head = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=v12, cooperativeMatrix=True)
+            head = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=head, cooperativeMatrix=True)
             extensions.append(COOPERATIVE_MATRIX_EXT)
-        core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"])
+        core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"],
+                                            shaderInt16=feats["shader_int16"])
         features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)
         queue_info = vkb.VkDeviceQueueCreateInfo(queueFamilyIndex=self.queue_family, queueCount=1, pQueuePriorities=[1.0])
         info = vkb.VkDeviceCreateInfo(pNext=features2, pQueueCreateInfos=[queue_info], ppEnabledExtensionNames=extensions)

@@ -76,10 +76,13 @@ def _text(value) -> str:
 def _features(handle, extensions) -> dict:
     v11 = vkb.VkPhysicalDeviceVulkan11Features()
     v12 = vkb.VkPhysicalDeviceVulkan12Features(pNext=v11)
-    coop = None
+    coop = v13 = None
     head = v12
+    if vkb.vkGetPhysicalDeviceProperties(handle).apiVersion >= api_version(1, 3):
+        v13 = vkb.VkPhysicalDeviceVulkan13Features(pNext=head)
+        head = v13
     if COOPERATIVE_MATRIX_EXT in extensions:
-        coop = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=v12)
+        coop = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=head)
         head = coop
     f2 = vkb.VkPhysicalDeviceFeatures2(pNext=head)
     vkb.vkGetPhysicalDeviceFeatures2(handle, f2)
@@ -89,10 +92,14 @@ def _features(handle, extensions) -> dict:
         "shader_int8": bool(v12.shaderInt8),
         "storage_buffer_8bit": bool(v12.storageBuffer8BitAccess),
         "shader_int64": bool(f2.features.shaderInt64),
+        "shader_int16": bool(f2.features.shaderInt16),
         "shader_float64": bool(f2.features.shaderFloat64),
         "timeline_semaphore": bool(v12.timelineSemaphore),
         "buffer_device_address": bool(v12.bufferDeviceAddress),
         "cooperative_matrix": bool(coop.cooperativeMatrix) if coop is not None else False,
+        # SPIR-V 1.6 (Vulkan 1.3) expresses specialised workgroup sizes with LocalSizeId, which needs it.
+        "maintenance4": bool(v13.maintenance4) if v13 is not None else False,
+        "subgroup_size_control": bool(v13.subgroupSizeControl) if v13 is not None else False,
     }
 
 

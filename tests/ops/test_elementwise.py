@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+
+import hlx_vulkan as hv
+from hlx_vulkan import errors
+from opcheck import check, f64, randn
+
+FLOATS = ["float32", "float16", "bfloat16"]
+SHAPES = [(0,), (1,), (257,), (3, 5), (2, 3, 4), (2, 1, 3, 1, 2, 2)]
+BROADCASTS = [((3, 1), (1, 4)), ((5,), (2, 3, 5)), ((2, 1, 4), (3, 1)), ((1,), (7,)), ((), (3, 2)),
+              ((4, 1, 1, 2, 3), (5, 1, 3))]
+
+UNARY = {
+    "exp": (hv.exp, np.exp, False), "log": (hv.log, np.log, True), "sqrt": (hv.sqrt, np.sqrt, True),
+    "rsqrt": (hv.rsqrt, lambda x: 1 / np.sqrt(x), True), "tanh": (hv.tanh, np.tanh, False),
+    "sigmoid": (hv.sigmoid, lambda x: 1 / (1 + np.exp(-x)), False), "abs": (hv.abs, np.abs, False),
+    "neg": (hv.neg, np.negative, False), "relu": (hv.relu, lambda x: np.maximum(x, 0), False),
+}
+
+
+def _gelu_ref(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    from math import erf
+    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", sorted(UNARY))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_unary(name, dtype, shape):
+    fn, ref, positive = UNARY[name]
+    x = randn(np.random.default_rng(), shape, dtype, positive)
+    check(fn(hv.tensor(x)).numpy(), ref(f64(x)), dtype)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_gelu(approximate, dtype):
+    x = randn(np.random.default_rng(), (513,), dtype)
+    check(hv.gelu(hv.tensor(x), approximate).numpy(), _gelu_ref(f64(x), approximate), dtype)
+
+
+BINARY = {"add": (np.add, lambda a, b: a + b), "sub": (np.subtract, lambda a, b: a - b),
+          "mul": (np.multiply, lambda a, b: a * b), "div": (np.divide, lambda a, b: a / b),
+          "maximum": (np.maximum, hv.maximum), "minimum": (np.minimum, hv.minimum)}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("sa,sb", BROADCASTS, ids=str)
+def test_binary_broadcasting(name, dtype, sa, sb):
+    ref, fn = BINARY[name]
+    rng = np.random.default_rng()
+    a, b = randn(rng, sa, dtype), randn(rng, sb, dtype, positive=name == "div")
+    check(fn(hv.tensor(a), hv.tensor(b)).numpy(), ref(f64(a), f64(b)), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_scalars_on_either_side_and_pow(dtype):
+    x = randn(np.random.default_rng(), (4, 33), dtype, positive=True)
+    t, d = hv.tensor(x), f64(x)
+    for out, ref in [(t + 2, d + 2), (2 + t, 2 + d), (t - 1.5, d - 1.5), (1.5 - t, 1.5 - d), (t * 3, d * 3),
+                     (3 * t, 3 * d), (t / 4, d / 4), (4 / t, 4 / d), (t ** 2, d ** 2), (t ** 0.5, d ** 0.5),
+                     (t ** 3, d ** 3), (t ** -1.5, d ** -1.5), (-t, -d), (t.clamp(0.5, 1.0), np.clip(d, 0.5, 1.0))]:
+        check(out.numpy(), ref, dtype)
+
+
+def test_int_arithmetic_is_exact():
+    rng = np.random.default_rng()
+    a = rng.integers(-1000, 1000, (5, 7)).astype(np.int32)
+    b = rng.integers(-1000, 1000, (7,)).astype(np.int32)
+    ta, tb = hv.tensor(a), hv.tensor(b)
+    np.testing.assert_array_equal((ta + tb).numpy(), a + b)
+    np.testing.assert_array_equal((ta * tb).numpy(), a * b)
+    np.testing.assert_array_equal((ta - 3).numpy(), a - 3)
+    np.testing.assert_array_equal(hv.maximum(ta, tb).numpy(), np.maximum(a, b))
+    np.testing.assert_array_equal(abs(ta).numpy(), np.abs(a))
+
+
+@pytest.mark.parametrize("op", ["eq", "ne", "lt", "le", "gt", "ge"])
+def test_comparisons_and_where(op):
+    rng = np.random.default_rng()
+    a = rng.integers(-3, 3, (4, 5)).astype(np.float32)
+    b = rng.integers(-3, 3, (5,)).astype(np.float32)
+    ref = getattr(np, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
+                       "ge": "greater_equal"}[op])
+    got = getattr(hv, op)(hv.tensor(a), hv.tensor(b))
+    assert got.dtype is hv.uint8
+    np.testing.assert_array_equal(got.numpy(), ref(a, b).astype(np.uint8))
+    np.testing.assert_array_equal(getattr(hv, op)(hv.tensor(a), 1.0).numpy(), ref(a, 1.0).astype(np.uint8))
+    w = hv.where(got, hv.tensor(a), hv.tensor(b))
+    np.testing.assert_array_equal(w.numpy(), np.where(ref(a, b), a, b))
+
+
+def test_nan_and_inf_propagate_like_numpy():
+    x = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -2.0], np.float32)
+    t = hv.tensor(x)
+    with np.errstate(all="ignore"):
+        for got, ref in [(hv.exp(t), np.exp(x)), (t + 1, x + 1), (t * 0, x * 0), (hv.maximum(t, hv.tensor(x[::-1].copy())),
+                         np.maximum(x, x[::-1])), (hv.relu(t), np.where(x > 0, x, 0)), (hv.log(t), np.log(x)),
+                         (hv.sqrt(t), np.sqrt(x)), (hv.tanh(t), np.tanh(x)), (hv.sigmoid(t), 1 / (1 + np.exp(-x)))]:
+            g = got.numpy()
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(ref))
+            fin = ~np.isnan(ref)
+            np.testing.assert_allclose(g[fin], ref[fin], rtol=1e-6)
+    neg_zero = (hv.tensor(np.array([-0.0], np.float32)) * 1.0).numpy()
+    assert np.signbit(neg_zero[0])
+
+
+@pytest.mark.parametrize("src,dst", [("float32", "float16"), ("float32", "bfloat16"), ("float16", "float32"),
+                                     ("bfloat16", "float32"), ("float32", "int32"), ("int32", "float32"),
+                                     ("int32", "int8"), ("uint8", "float32")])
+def test_casts_match_numpy(src, dst):
+    rng = np.random.default_rng()
+    x = (rng.standard_normal(300) * 50).astype(hv.memory.dtype_of(src).numpy) if "float" in src \
+        else rng.integers(0, 100, 300).astype(hv.memory.dtype_of(src).numpy)
+    got = hv.tensor(x).to(dst)
+    assert got.dtype.name == dst
+    want = x.astype(hv.memory.dtype_of(dst).numpy)
+    assert got.numpy().tobytes() == want.tobytes()
+
+
+def test_outputs_are_fully_written_over_poison():
+    """Copy into a NaN-poisoned tensor, strided and broadcast, and check every element landed."""
+    rng = np.random.default_rng()
+    src = rng.standard_normal((6, 1, 5)).astype(np.float32)
+    dst = hv.full((6, 4, 5), np.nan)
+    dst.copy_(hv.tensor(src))
+    np.testing.assert_array_equal(dst.numpy(), np.broadcast_to(src, (6, 4, 5)))
+    ones = hv.ones(70_000 * 2)
+    np.testing.assert_array_equal((ones * 2).numpy(), np.full(140_000, 2, np.float32))
+
+
+def test_errors_before_recording():
+    a, b = hv.randn(3, 4), hv.randn(5, 4)
+    a16, ints = a.to(hv.float16), hv.tensor([1, 2])
+    dispatched = a.runtime.stream.dispatches
+    with pytest.raises(errors.ShapeError, match=r"\(3, 4\) and \(5, 4\)"):
+        a + b
+    with pytest.raises(errors.DTypeError, match="float32 and float16"):
+        a + a16
+    with pytest.raises(errors.DTypeError, match="int32"):
+        hv.exp(ints)
+    with pytest.raises(errors.DTypeError, match="float"):
+        ints + 0.5
+    with pytest.raises(TypeError):
+        a + "x"
+    assert a.runtime.stream.dispatches == dispatched
+
+
+def test_same_input_same_bits():
+    x = randn(np.random.default_rng(), (1000,), "float32")
+    t = hv.tensor(x)
+    first = (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
+    assert first == (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
