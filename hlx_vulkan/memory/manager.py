@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import errors
@@ -46,7 +48,7 @@ class MemoryManager:
 
     def empty(self, shape, dtype="float32") -> TensorBuffer:
         shape, dt = normalize_shape(shape), dtype_of(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        nbytes = math.prod(shape) * dt.itemsize
         if nbytes == 0:
             return TensorBuffer(self, None, shape, dt)
         return TensorBuffer(self, self.device_pool.allocate(nbytes), shape, dt)
@@ -76,7 +78,7 @@ class MemoryManager:
             shape, dt = normalize_shape(shape), dtype_of(dtype)
             total = -(-total // align) * align
             layout.append((shape, dt, total))
-            total += int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+            total += math.prod(shape) * dt.itemsize
         if total == 0:
             return TensorBatch([TensorBuffer(self, None, s, d) for s, d, _ in layout], None)
         alloc = self.device_pool.allocate(total)

@@ -3,6 +3,7 @@ expression and dtype (``elementwise/elementwise.comp``)."""
 
 from __future__ import annotations
 
+import math
 import struct
 from importlib import resources
 
@@ -92,7 +93,7 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
         out = contiguous_like(out_shape, out_dtype, rt)
     elif out.shape != out_shape:
         raise errors.ShapeError(f"output of shape {out.shape} does not match the result shape {out_shape}")
-    n = int(np.prod(out_shape, dtype=np.int64))
+    n = math.prod(out_shape)
     if n == 0:
         return out
     if n >= 2**31:
@@ -100,16 +101,25 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out.strides)]
     shape5, st = _coalesce(out_shape, strides)
     st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
-    defines = {"NARGS": len(inputs), "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype),
-               "EXPR": expr, **_slot_defines("O", out_dtype)}
-    for slot, t in zip("ABC", inputs + [inputs[0]] * (3 - len(inputs))):
-        defines.update(_slot_defines(slot, t.dtype))
-    kernel = rt.kernels.get(KERNEL, defines, (WORKGROUP,))
-    offs = [out.buf.byte_offset // out_dtype.itemsize] + [t.buf.byte_offset // t.dtype.itemsize for t in inputs]
+    kernel = _kernel(rt, expr, len(inputs), in_dtype, out_dtype)
+    offs = [rt.elem_offset(out.buf)] + [rt.elem_offset(t.buf) for t in inputs]
     offs += [0] * (4 - len(offs))
     push = PUSH_FORMAT.pack(n, alpha, beta, *offs, *shape5, *st_in[0], *st_in[1], *st_in[2], *st[-1])
     rt.launch(kernel, [out.buf] + [t.buf for t in inputs], push, n)
     return out
+
+
+def _kernel(rt, expr: str, nargs: int, in_dtype, out_dtype):
+    key = (expr, nargs, in_dtype.name, out_dtype.name)
+    cache = rt.kernels.memo.setdefault("elementwise", {})
+    kernel = cache.get(key)
+    if kernel is None:
+        defines = {"NARGS": nargs, "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype), "EXPR": expr,
+                   **_slot_defines("O", out_dtype)}
+        for slot in "ABC":
+            defines.update(_slot_defines(slot, in_dtype))
+        kernel = cache[key] = rt.kernels.get(KERNEL, defines, (WORKGROUP,))
+    return kernel
 
 
 # --- the op table ---------------------------------------------------------------------------

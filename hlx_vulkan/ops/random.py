@@ -82,7 +82,7 @@ def _draw(shape, dist: int, alpha: float, beta: float, dtype, generator, runtime
     defines = {"DIST": dist, "CT": "float", "OCT": "float", **_slot_defines("O", dt),
                **_slot_defines("A", dt), **_slot_defines("B", dt), **_slot_defines("C", dt)}
     kernel = rt.kernels.get(KERNEL, defines, (64,))
-    push = PUSH_FORMAT.pack(n, out.buf.byte_offset // dt.itemsize, gen.seed & 0xFFFFFFFF, gen.seed >> 32,
+    push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32,
                             start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF, alpha, beta)
     rt.launch(kernel, [out.buf], push, -(-n // 4))
     return out

@@ -7,6 +7,7 @@ results are reduced again by the same kernel. No atomics anywhere.
 
 from __future__ import annotations
 
+import math
 import struct
 from importlib import resources
 
@@ -19,7 +20,7 @@ from .tensor import Tensor, contiguous_like, normalize_axis
 
 KERNEL = resources.files(__package__) / "reduce" / "reduce.comp"
 BINDING_OUT, BINDING_INDEX, BINDING_IN = 0, 1, 2
-PUSH_FORMAT = struct.Struct("<IIIIfIIi4I4i")
+PUSH_FORMAT = struct.Struct("<IIIIfIIIi4I4i")
 OPS = {"sum": 0, "max": 1, "min": 2, "argmax": 3, "argmin": 4}
 KEPT_DIMS = 4
 CHUNK = 16384          # elements of the axis per workgroup before a second pass
@@ -60,7 +61,7 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
         if op != "sum":
             raise errors.ShapeError(f"{op} of an empty axis (shape {x.shape}, axis {axis}) has no identity")
         return _full(kept_shape, x, 0.0), None
-    n_out = int(np.prod(kept_shape, dtype=np.int64))
+    n_out = math.prod(kept_shape)
     out = contiguous_like(kept_shape, x.dtype, rt)
     index = contiguous_like(kept_shape, int32, rt) if arg else None
     if n_out == 0:
@@ -80,7 +81,8 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
     kernel = rt.kernels.get(KERNEL, defines, (wg,))
     n_groups = n_out * nchunks
     push = PUSH_FORMAT.pack(n_groups, nchunks, R, chunk, scale if nchunks == 1 else 1.0,
-                            x.buf.byte_offset // x.dtype.itemsize, target.buf.byte_offset // target.dtype.itemsize,
+                            rt.elem_offset(x.buf), rt.elem_offset(target.buf),
+                            rt.elem_offset(index.buf) if arg else 0,
                             x.strides[axis], *shape4, *st4)
     gy = -(-n_groups // 65535)
     written = [target.buf, index.buf] if arg else [target.buf]
@@ -117,7 +119,7 @@ def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False) -> Tens
     axes = _axes(x, axis)
     if x.ndim == 0:
         return x.contiguous()
-    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    count = math.prod([x.shape[a] for a in axes])
     if mean and count == 0:
         raise errors.ShapeError(f"mean over an empty selection of shape {x.shape}")
     if axis is None and x.is_contiguous() and x.ndim > 1:
@@ -173,7 +175,7 @@ def argmin(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:
 def var(x: Tensor, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor:
     """Variance with ``correction`` (1: unbiased, like torch.var; 0: numpy's default)."""
     axes = _axes(x, axis)
-    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    n = math.prod([x.shape[a] for a in axes])
     centered = x - mean(x, axis, keepdim=True)
     ss = sum(centered * centered, axis, keepdim)
     denom = n - correction

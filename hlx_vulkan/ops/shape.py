@@ -3,6 +3,7 @@ permute, slicing, expand) and copies (contiguous, concat, index_select, one_hot)
 
 from __future__ import annotations
 
+import math
 import struct
 from importlib import resources
 
@@ -25,11 +26,11 @@ def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
     if shape.count(-1) > 1:
         raise errors.ShapeError(f"only one dimension can be -1, got {tuple(shape)}")
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        known = math.prod([s for s in shape if s != -1])
         if known == 0 or numel % known:
             raise errors.ShapeError(f"cannot reshape a tensor of shape {old} into {tuple(shape)}")
         shape[shape.index(-1)] = numel // known
-    if int(np.prod(shape, dtype=np.int64)) != numel or any(s < 0 for s in shape):
+    if math.prod(shape) != numel or any(s < 0 for s in shape):
         raise errors.ShapeError(f"cannot reshape a tensor of shape {old} ({numel} elements) into {tuple(shape)}")
     return tuple(shape)
 
@@ -221,8 +222,8 @@ def index_select(x: Tensor, axis: int, index) -> Tensor:
     idx = _index_tensor(x, a, index)
     flat_idx = idx if idx.is_contiguous() else ew.copy(idx)
     nidx = flat_idx.numel()
-    outer = int(np.prod(x.shape[:a], dtype=np.int64))
-    inner = int(np.prod(x.shape[a + 1:], dtype=np.int64))
+    outer = math.prod(x.shape[:a])
+    inner = math.prod(x.shape[a + 1:])
     out_shape = x.shape[:a] + idx.shape + x.shape[a + 1:]
     out = contiguous_like(out_shape, x.dtype, x.runtime)
     n = outer * nidx * inner
@@ -235,8 +236,8 @@ def index_select(x: Tensor, axis: int, index) -> Tensor:
     defines = {"CT": ew.compute_type(x.dtype), "OCT": ew.compute_type(x.dtype), **ew._slot_defines("A", x.dtype),
                **ew._slot_defines("O", x.dtype), **ew._slot_defines("B", x.dtype), **ew._slot_defines("C", x.dtype)}
     kernel = rt.kernels.get(GATHER_KERNEL, defines, (256,))
-    push = GATHER_PUSH.pack(n, nidx, inner, x.shape[a], src.buf.byte_offset // x.dtype.itemsize,
-                            flat_idx.buf.byte_offset // 4, 0, x.shape[a] * inner, inner, 1, 1)
+    push = GATHER_PUSH.pack(n, nidx, inner, x.shape[a], rt.elem_offset(src.buf), rt.elem_offset(flat_idx.buf),
+                            rt.elem_offset(out.buf), x.shape[a] * inner, inner, 1, 1)
     rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
     return out
 

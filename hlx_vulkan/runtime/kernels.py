@@ -91,6 +91,8 @@ class KernelCache:
         self.fc_defines = float_control_defines(float_controls)
         self.target_env = target_env
         self._kernels: dict[tuple, Kernel] = {}
+        # Per-op-family lookup tables (op key -> Kernel) that skip building define dicts on the hot path.
+        self.memo: dict[str, dict] = {}
 
     def get(self, path: Path, defines: dict | None = None, workgroup=(256, 1, 1)) -> Kernel:
         wg = tuple(workgroup) + (1,) * (3 - len(workgroup))
@@ -112,4 +114,5 @@ class KernelCache:
         for k in self._kernels.values():
             k.destroy()
         self._kernels.clear()
+        self.memo.clear()
 

@@ -33,6 +33,7 @@ class Runtime:
         api = min(self.device.physical.api_version, self.device.instance.api_version)
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api))
         self.stream = Stream(self.device)
+        self.max_range = self.device.limits["max_storage_buffer_range"]
 
     @property
     def alive(self) -> bool:
@@ -51,8 +52,23 @@ class Runtime:
 
     def dispatch(self, kernel, tensors, push: bytes | None, groups, writes: int = 1) -> None:
         allocs = [t.allocation for t in tensors]
-        ranges = [(a.block, a.offset, a.size) for a in allocs]
+        ranges = [self._binding(a) for a in allocs]
         self.stream.dispatch(kernel, ranges, push, groups, reads=allocs[writes:], writes=allocs[:writes])
+
+    def _binding(self, alloc) -> tuple:
+        # Whole pool blocks are bound, so a block's descriptor set serves every tensor in it and
+        # the tensor's place travels in push constants; only a block past the device's storage
+        # range is bound at the allocation.
+        block = alloc.block
+        if block.size <= self.max_range:
+            return block, 0, block.size
+        return block, alloc.offset, alloc.size
+
+    def elem_offset(self, buf: TensorBuffer) -> int:
+        """Index of the tensor's first element inside the range its kernels bind."""
+        alloc = buf.allocation
+        base = 0 if alloc.block.size <= self.max_range else alloc.offset
+        return (alloc.offset - base + buf.byte_offset) // buf.dtype.itemsize
 
     def synchronize(self) -> None:
         self.stream.synchronize()

@@ -60,9 +60,9 @@ class VkObject:
 
     @property
     def alive(self) -> bool:
-        """False once destroyed, or once the owner that made it was closed."""
+        """False once destroyed, or once the owner that made it was closed (closing destroys children)."""
         f = self._finalizer
-        return f is not None and f.alive and (self._owner is None or self._owner.alive)
+        return f is not None and f.alive
 
     def _check_alive(self) -> None:
         if not self.alive:

@@ -26,6 +26,7 @@ layout(push_constant) uniform Params {
     float scale;     // multiplies the result (1/R for a mean)
     uint off_a;
     uint off_o;
+    uint off_i;      // first element of the index output (arg ops)
     int st_r;        // stride of the reduced axis
     uint shape[4];   // the kept dimensions
     int st[4];
@@ -104,7 +105,7 @@ void main() {
     }
     if (tid == 0) {
 #if OP >= 3
-        oi[p.off_o + g] = sidx[0];
+        oi[p.off_i + g] = sidx[0];
         o[p.off_o + g] = O_STORE(OCT(sval[0]));
 #else
         o[p.off_o + g] = O_STORE(OCT(sval[0] * CT(p.scale)));
