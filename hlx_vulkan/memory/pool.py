@@ -16,6 +16,9 @@ from ..vk import Buffer, BufferUsageFlags, MemoryPropertyFlags
 from .ranges import RangeAllocator
 
 DEFAULT_BLOCK_SIZE = 64 << 20
+# Empty dedicated blocks kept for reuse: allocating hundreds of MiB of device memory costs
+# milliseconds, and a loop over large tensors frees and asks for the same sizes again.
+KEEP_EMPTY_DEDICATED = 4
 _USAGE = (BufferUsageFlags.STORAGE_BUFFER | BufferUsageFlags.UNIFORM_BUFFER
           | BufferUsageFlags.TRANSFER_SRC | BufferUsageFlags.TRANSFER_DST)
 
@@ -107,8 +110,8 @@ class Allocation:
 class MemoryPool:
     """Blocks of one memory kind ("device" or "host"), sub-allocated.
 
-    A request larger than ``block_size`` gets a dedicated block of its own,
-    freed when it is. Blocks never exceed the device's maxMemoryAllocationSize.
+    A request larger than half a block gets a dedicated block of its own; a few
+    empty dedicated blocks are kept for requests of about their size. Blocks never exceed the device's maxMemoryAllocationSize.
     Empty shared blocks are kept for reuse until :meth:`trim`. ``mappable=False``
     keeps blocks unmapped even where the memory is host-visible, so every copy
     goes through staging as on a discrete GPU.
@@ -183,6 +186,12 @@ class MemoryPool:
                 if offset is not None:
                     return self._handed_out(block, offset, size)
             dedicated = size > self.block_size // 2
+            if dedicated:
+                spare = [b for b in self._blocks if b.dedicated and b.ranges.empty
+                         and size <= b.buffer.size <= 2 * size]
+                if spare:
+                    block = min(spare, key=lambda b: b.buffer.size)
+                    return self._handed_out(block, block.ranges.allocate(size, align), size)
             block_bytes = -(-size // align) * align if dedicated else self.block_size
             block = self._new_block(block_bytes, dedicated)
             return self._handed_out(block, block.ranges.allocate(size, align), size)
@@ -197,8 +206,10 @@ class MemoryPool:
                 return
             block.ranges.free(offset)
             if block.dedicated and block.ranges.empty:
-                block.buffer.destroy()
-                self._drop_dead_blocks()
+                spare = [b for b in self._blocks if b.dedicated and b.ranges.empty]
+                if len(spare) > KEEP_EMPTY_DEDICATED:
+                    block.buffer.destroy()
+                    self._drop_dead_blocks()
 
     def trim(self) -> int:
         """Free empty blocks; returns the bytes given back to the device."""

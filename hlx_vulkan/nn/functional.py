@@ -13,24 +13,15 @@ from .. import errors
 from ..ops import elementwise as ew
 from ..ops import reduce as red
 from ..ops import shape as sh
+from ..ops import softmax as sm
 from ..ops.tensor import Tensor, normalize_axis
 
+softmax = sm.softmax
+log_softmax = sm.log_softmax
 relu = ew.relu
 gelu = ew.gelu
 tanh = ew.tanh
 sigmoid = ew.sigmoid
-
-
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
-    e = ew.exp(x - red.max(x, axis, keepdim=True))
-    return e / red.sum(e, axis, keepdim=True)
-
-
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - max - log(sum(exp(x - max))) along ``axis``."""
-    shifted = x - red.max(x, axis, keepdim=True)
-    return shifted - ew.log(red.sum(ew.exp(shifted), axis, keepdim=True))
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,

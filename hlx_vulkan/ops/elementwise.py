@@ -101,7 +101,7 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out.strides)]
     shape5, st = _coalesce(out_shape, strides)
     st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
-    kernel = _kernel(rt, expr, len(inputs), in_dtype, out_dtype)
+    kernel = _kernel(rt, expr, len(inputs), in_dtype, out_dtype, flat=shape5[3] == 1 and max(shape5[:3]) == 1)
     offs = [rt.elem_offset(out.buf)] + [rt.elem_offset(t.buf) for t in inputs]
     offs += [0] * (4 - len(offs))
     push = PUSH_FORMAT.pack(n, alpha, beta, *offs, *shape5, *st_in[0], *st_in[1], *st_in[2], *st[-1])
@@ -109,12 +109,13 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     return out
 
 
-def _kernel(rt, expr: str, nargs: int, in_dtype, out_dtype):
-    key = (expr, nargs, in_dtype.name, out_dtype.name)
+def _kernel(rt, expr: str, nargs: int, in_dtype, out_dtype, flat: bool):
+    key = (expr, nargs, in_dtype.name, out_dtype.name, flat)
     cache = rt.kernels.memo.setdefault("elementwise", {})
     kernel = cache.get(key)
     if kernel is None:
-        defines = {"NARGS": nargs, "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype), "EXPR": expr,
+        defines = {"NARGS": nargs, "FLAT": int(flat), "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype),
+                   "EXPR": expr,
                    **_slot_defines("O", out_dtype)}
         for slot in "ABC":
             defines.update(_slot_defines(slot, in_dtype))

@@ -7,6 +7,7 @@ results are reduced again by the same kernel. No atomics anywhere.
 
 from __future__ import annotations
 
+import builtins
 import math
 import struct
 from importlib import resources
@@ -23,8 +24,10 @@ BINDING_OUT, BINDING_INDEX, BINDING_IN = 0, 1, 2
 PUSH_FORMAT = struct.Struct("<IIIIfIIIi4I4i")
 OPS = {"sum": 0, "max": 1, "min": 2, "argmax": 3, "argmin": 4}
 KEPT_DIMS = 4
-CHUNK = 16384          # elements of the axis per workgroup before a second pass
-SPLIT_BELOW_OUTPUTS = 1024
+# A long axis with few outputs is cut into chunks of at least MIN_CHUNK elements, enough
+# of them to give the device TARGET_GROUPS workgroups; the partials are reduced again.
+MIN_CHUNK = 2048
+TARGET_GROUPS = 1024
 
 
 def _workgroup(length: int) -> int:
@@ -67,8 +70,8 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
     if n_out == 0:
         return out, index
     nchunks = 1
-    if not arg and R > CHUNK and n_out < SPLIT_BELOW_OUTPUTS:
-        nchunks = -(-R // CHUNK)
+    if not arg and R > 2 * MIN_CHUNK and n_out < TARGET_GROUPS:
+        nchunks = builtins.min(-(-R // MIN_CHUNK), -(-TARGET_GROUPS // n_out))
     chunk = -(-R // nchunks)
     shape4, st4 = _kept_layout(kept_shape, kept_strides)
     # Partials of a split reduction stay in float32 for float inputs; the second pass casts back.

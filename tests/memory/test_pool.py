@@ -39,12 +39,18 @@ def test_dropping_an_allocation_frees_it(pool):
     assert pool.stats().in_use == 0
 
 
-def test_large_requests_get_a_dedicated_block_given_back_on_free(pool):
+def test_large_requests_get_a_dedicated_block_kept_for_reuse_then_trimmed(pool):
     big = pool.allocate(3 << 20)
     st = pool.stats()
     assert st.blocks == 1 and st.reserved >= 3 << 20
+    block = big.block
     big.free()
-    assert pool.stats().blocks == 0
+    again = pool.allocate((3 << 20) - 100)
+    assert again.block is block and pool.stats().blocks == 1
+    other = pool.allocate(7 << 20)  # more than twice: a block of its own
+    assert other.block is not block
+    again.free(); other.free()
+    assert pool.trim() >= 10 << 20 and pool.stats().blocks == 0
 
 
 def test_out_of_memory_is_reported_and_pool_stays_usable(ctx, pool):

@@ -62,3 +62,12 @@ def test_cross_entropy_and_mse():
         F.cross_entropy(hv.tensor(logits), [10] * 16)
     with pytest.raises(errors.ShapeError, match="target"):
         F.cross_entropy(hv.tensor(logits), [1, 2])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_softmax_on_strided_views_along_any_axis(axis):
+    x = np.random.default_rng().standard_normal((3, 4, 5)).astype(np.float32)
+    view = hv.tensor(x).transpose(0, 2)
+    d = x.swapaxes(0, 2).astype(np.float64)
+    _check(F.log_softmax(view, axis).numpy(), d - _logsumexp(d, axis), "float32")
+    _check(F.softmax(view, axis).numpy(), np.exp(d - _logsumexp(d, axis)), "float32")

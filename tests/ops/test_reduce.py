@@ -44,7 +44,7 @@ def test_var(axis, correction):
 
 
 def test_long_axis_takes_two_passes_and_stays_accurate(monkeypatch):
-    monkeypatch.setattr(red, "CHUNK", 1000)
+    monkeypatch.setattr(red, "MIN_CHUNK", 1000)
     x = randn(np.random.default_rng(), (3, 25_001), "float16")
     for op in ("sum", "max", "min", "mean"):
         got = getattr(hv, op)(hv.tensor(x), axis=1)

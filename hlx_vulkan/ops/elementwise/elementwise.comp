@@ -34,6 +34,13 @@ void main() {
     uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
     if (i >= p.n) return;
     int ia = int(p.off_a), ib = int(p.off_b), ic = int(p.off_c), io = int(p.off_o);
+#if FLAT
+    // Every operand walks one dimension: no index arithmetic beyond a stride.
+    ia += int(i) * p.st_a[4];
+    ib += int(i) * p.st_b[4];
+    ic += int(i) * p.st_c[4];
+    io += int(i) * p.st_o[4];
+#else
     uint rest = i;
     for (int d = 4; d >= 0; --d) {
         uint coord = rest % p.shape[d];
@@ -43,6 +50,7 @@ void main() {
         ic += int(coord) * p.st_c[d];
         io += int(coord) * p.st_o[d];
     }
+#endif
     CT x = A_LOAD(a[ia]);
 #if NARGS >= 2
     CT y = B_LOAD(b[ib]);

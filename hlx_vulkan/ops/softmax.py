@@ -1,0 +1,72 @@
+"""Softmax and log-softmax along an axis, fused: one kernel, one workgroup per row
+(``softmax/softmax.comp``), numerically stable (the row maximum is subtracted)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from importlib import resources
+
+from .. import errors
+from .elementwise import _slot_defines
+from .tensor import Tensor, contiguous_like, normalize_axis
+
+KERNEL = resources.files(__package__) / "softmax" / "softmax.comp"
+BINDING_OUT, BINDING_IN = 0, 1
+PUSH_FORMAT = struct.Struct("<4I2i4I4i4i")
+KEPT_DIMS = 4
+
+
+def _layout(shape, st_in, st_out):
+    dims = [(s, a, b) for s, a, b in zip(shape, st_in, st_out) if s != 1]
+    merged = []
+    for s, a, b in dims:
+        if merged and merged[-1][1] == a * s and merged[-1][2] == b * s:
+            merged[-1] = (merged[-1][0] * s, a, b)
+        else:
+            merged.append((s, a, b))
+    if len(merged) > KEPT_DIMS:
+        raise errors.ShapeError(f"softmax over shape {tuple(shape)} keeps {len(merged)} dimensions that do not merge; "
+                                "call .contiguous() first")
+    pad = [(1, 0, 0)] * (KEPT_DIMS - len(merged))
+    merged = pad + merged
+    return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
+
+
+def _launch(x: Tensor, axis: int, log: bool) -> Tensor:
+    if not x.dtype.is_float:
+        raise errors.DTypeError(f"softmax needs a floating-point tensor, not {x.dtype.name}")
+    rt = x.runtime
+    a = normalize_axis(axis, x.ndim) if x.ndim else 0
+    out = contiguous_like(x.shape, x.dtype, rt)
+    if x.numel() == 0:
+        return out
+    if x.ndim == 0:
+        x = x.reshape(1)
+        out_view = out.reshape(1)
+    else:
+        out_view = out
+    R = x.shape[a]
+    kept = [d for d in range(x.ndim) if d != a]
+    shape4, st4, sto4 = _layout([x.shape[d] for d in kept], [x.strides[d] for d in kept],
+                                [out_view.strides[d] for d in kept])
+    rows = math.prod(x.shape[d] for d in kept)
+    wg = 32 if R <= 256 else 64 if R <= 1024 else 256
+    defines = {"LOG": int(log), "CT": "float", "OCT": "float", **_slot_defines("A", x.dtype),
+               **_slot_defines("O", x.dtype), **_slot_defines("B", x.dtype), **_slot_defines("C", x.dtype)}
+    kernel = rt.kernels.get(KERNEL, defines, (wg,))
+    push = PUSH_FORMAT.pack(rows, R, rt.elem_offset(x.buf), rt.elem_offset(out_view.buf), x.strides[a],
+                            out_view.strides[a], *shape4, *st4, *sto4)
+    gy = -(-rows // 65535)
+    rt.dispatch(kernel, [out_view.buf, x.buf], push, (-(-rows // gy), gy, 1))
+    return out
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
+    return _launch(x, axis, log=False)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """x - max - log(sum(exp(x - max))) along ``axis``."""
+    return _launch(x, axis, log=True)
