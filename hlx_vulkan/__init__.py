@@ -18,6 +18,7 @@ from .errors import HlxError
 from .memory.dtypes import bfloat16, float16, float32, int8, int32, uint8, uint32
 from .ops import Tensor, tensor
 from .ops import elementwise as _ew
+from .ops.matmul import matmul
 from .ops import reduce as _red
 from .ops import shape as _sh
 from .ops.creation import arange, full, ones, ones_like, zeros, zeros_like
@@ -47,6 +48,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
     "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
-    "errors", "float16", "float32", "full", "int8", "int32", "manual_seed", "memory", "nn", "ones", "precision_report",
+    "errors", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
     "rand", "randn", "set_default_runtime", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

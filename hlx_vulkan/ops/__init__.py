@@ -4,6 +4,7 @@ This module binds the ops to :class:`Tensor` as methods and operators.
 """
 
 from . import elementwise as ew
+from . import matmul as mm
 from . import reduce as red
 from . import shape as sh
 from .tensor import Tensor, empty, from_numpy, normalize_axis, tensor
@@ -29,6 +30,8 @@ def _bind() -> None:
     T.__gt__ = lambda a, b: ew.gt(a, b)
     T.__ge__ = lambda a, b: ew.ge(a, b)
     T.__hash__ = object.__hash__
+    T.__matmul__ = lambda a, b: mm.matmul(a, b)
+    T.matmul = mm.matmul
     for name in ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos", "relu", "gelu", "neg", "abs",
                  "clamp", "maximum", "minimum", "pow"):
         setattr(T, name, getattr(ew, name))

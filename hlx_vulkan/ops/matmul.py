@@ -1,0 +1,86 @@
+"""Matrix products: 2-D, batched with broadcasting, 1-D promoted as numpy does.
+
+Operands may be strided views (a transpose costs nothing); 16-bit dtypes are
+read as storage and accumulated in fp32 (``matmul/matmul_tiled.comp``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from importlib import resources
+
+from .. import errors
+from . import elementwise as ew
+from . import shape as sh
+from .elementwise import _slot_defines
+from .tensor import Tensor, contiguous_like
+
+KERNEL = resources.files(__package__) / "matmul" / "matmul_tiled.comp"
+BINDING_OUT, BINDING_A, BINDING_B = 0, 1, 2
+PUSH_FORMAT = struct.Struct("<6I6i")
+TILE_M = TILE_N = 64
+MAX_BATCH = 65535
+
+
+def _batch_stride(t: Tensor, batch_shape) -> tuple[Tensor, int]:
+    """One stride that walks ``t``'s (broadcast) batch dims, copying ``t`` if none does."""
+    nb = len(batch_shape)
+    if nb == 0:
+        return t, 0
+    expanded = sh.expand(t, tuple(batch_shape) + t.shape[-2:])
+    strides = expanded.strides[:nb]
+    dims = [(s, st) for s, st in zip(batch_shape, strides) if s != 1]
+    ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
+    if ok:
+        return expanded, dims[-1][1] if dims else 0
+    full = ew.copy(expanded)
+    return full, full.strides[nb - 1]
+
+
+def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` with numpy's rules; ``out`` (contiguous, of the result's shape) is written if given.
+
+    Example::
+
+        c = hv.randn(8, 32, 64) @ hv.randn(64, 16)     # (8, 32, 16)
+    """
+    if a.dtype is not b.dtype:
+        raise errors.DTypeError(f"matmul: dtypes {a.dtype.name} and {b.dtype.name} do not match")
+    if not a.dtype.is_float:
+        raise errors.DTypeError(f"matmul needs floating-point tensors, not {a.dtype.name}")
+    if a.ndim == 0 or b.ndim == 0:
+        raise errors.ShapeError(f"matmul needs at least 1-D operands, got shapes {a.shape} and {b.shape}")
+    a2 = sh.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = sh.unsqueeze(b, 1) if b.ndim == 1 else b
+    M, K = a2.shape[-2:]
+    K2, N = b2.shape[-2:]
+    if K != K2:
+        raise errors.ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit ({K} != {K2})")
+    batch_shape = ew.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    shape = batch_shape + (M, N)
+    final_shape = batch_shape + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
+    rt = a.runtime
+    if out is None:
+        c = contiguous_like(shape, a.dtype, rt)
+    else:
+        if out.shape != final_shape or not out.is_contiguous() or out.dtype is not a.dtype:
+            raise errors.ShapeError(f"out must be a contiguous {a.dtype.name} tensor of shape {final_shape}")
+        c = out.reshape(shape)
+    batch = math.prod(batch_shape)
+    if M * N * batch == 0:
+        return c.reshape(final_shape)
+    if K == 0:
+        ew.launch("CT(0)", [c], out=c)
+        return c.reshape(final_shape)
+    if batch > MAX_BATCH:
+        raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
+    a3, sa_b = _batch_stride(a2, batch_shape)
+    b3, sb_b = _batch_stride(b2, batch_shape)
+    defines = {"CT": "float", "OCT": "float", **_slot_defines("A", a.dtype), **_slot_defines("B", b.dtype),
+               **_slot_defines("C", a.dtype), **_slot_defines("O", a.dtype)}
+    kernel = rt.kernels.get(KERNEL, defines, (16, 16, 1))
+    push = PUSH_FORMAT.pack(M, N, K, rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf),
+                            sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2], b3.strides[-1])
+    rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // TILE_N), -(-M // TILE_M), batch))
+    return c.reshape(final_shape)

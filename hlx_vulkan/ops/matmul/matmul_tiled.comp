@@ -1,0 +1,70 @@
+#version 450
+// C[b] = A[b] @ B[b]: 64x64 output tile per workgroup of 16x16 threads, each thread a
+// 4x4 block, K in steps of 16 through shared memory. Every output sums k = 0..K-1 in
+// order, in fp32, so the same inputs give the same bits on every run.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+#include "dtypes.glsl"
+
+#define BM 64
+#define BN 64
+#define BK 16
+layout(local_size_x = 16, local_size_y = 16) in;
+
+// Bindings mirror BINDING_* in ops/matmul.py.
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE c[]; };
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
+
+// Mirrors PUSH_FORMAT in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
+layout(push_constant) uniform Params {
+    uint M, N, K;
+    uint off_a, off_b, off_c;
+    int sa_b, sa_m, sa_k;
+    int sb_b, sb_k, sb_n;
+} p;
+
+shared float As[BK][BM + 1];
+shared float Bs[BK][BN + 1];
+
+void main() {
+    uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
+    uint tid = ty * 16u + tx;
+    uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+    uint batch = gl_WorkGroupID.z;
+    int abase = int(p.off_a) + int(batch) * p.sa_b;
+    int bbase = int(p.off_b) + int(batch) * p.sb_b;
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+
+    for (uint k0 = 0u; k0 < p.K; k0 += BK) {
+        // 1024 elements of each tile, four per thread.
+        for (uint e = tid; e < BM * BK; e += 256u) {
+            uint m = e / BK, k = e % BK;
+            uint gm = row0 + m, gk = k0 + k;
+            As[k][m] = (gm < p.M && gk < p.K) ? float(A_LOAD(a[abase + int(gm) * p.sa_m + int(gk) * p.sa_k])) : 0.0;
+        }
+        for (uint e = tid; e < BK * BN; e += 256u) {
+            uint k = e / BN, n = e % BN;
+            uint gk = k0 + k, gn = col0 + n;
+            Bs[k][n] = (gk < p.K && gn < p.N) ? float(B_LOAD(b[bbase + int(gk) * p.sb_k + int(gn) * p.sb_n])) : 0.0;
+        }
+        barrier();
+        for (uint k = 0u; k < BK; ++k) {
+            float av[4], bv[4];
+            for (int i = 0; i < 4; ++i) av[i] = As[k][ty + 16u * uint(i)];
+            for (int j = 0; j < 4; ++j) bv[j] = Bs[k][tx + 16u * uint(j)];
+            for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+        }
+        barrier();
+    }
+    uint cbase = p.off_c + batch * p.M * p.N;
+    for (int i = 0; i < 4; ++i) {
+        uint gm = row0 + ty + 16u * uint(i);
+        if (gm >= p.M) continue;
+        for (int j = 0; j < 4; ++j) {
+            uint gn = col0 + tx + 16u * uint(j);
+            if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(acc[i][j]);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+import hlx_vulkan as hv
+from hlx_vulkan import errors
+from opcheck import check, f64, randn
+
+TOL = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 1e-2}
+SHAPES = [((1, 1), (1, 1)), ((37, 29), (29, 53)), ((65, 1), (1, 130)), ((64, 64), (64, 64)),
+          ((2, 1, 5, 7), (3, 7, 4)), ((4, 3, 9), (9, 2)), ((7,), (7, 3)), ((4, 7), (7,)), ((5,), (5,)),
+          ((3, 70, 20), (3, 20, 17))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("sa,sb", SHAPES, ids=str)
+def test_matmul_matches_numpy(dtype, sa, sb):
+    rng = np.random.default_rng()
+    a, b = randn(rng, sa, dtype), randn(rng, sb, dtype)
+    got = hv.tensor(a) @ hv.tensor(b)
+    ref = f64(a) @ f64(b)
+    assert got.shape == ref.shape and got.dtype.name == dtype
+    check(got.numpy(), ref, dtype, TOL[dtype])
+
+
+def test_transposed_operands_need_no_copy():
+    rng = np.random.default_rng()
+    a, b = randn(rng, (40, 30), "float32"), randn(rng, (50, 40), "float32")
+    ta, tb = hv.tensor(a).T, hv.tensor(b).T
+    dispatched = ta.runtime.stream.dispatches
+    got = ta @ tb
+    assert ta.runtime.stream.dispatches == dispatched + 1
+    check(got.numpy(), f64(a).T @ f64(b).T, "float32", 1e-4)
+
+
+def test_every_output_written_over_poison_and_k_zero():
+    rng = np.random.default_rng()
+    a, b = randn(rng, (33, 17), "float32"), randn(rng, (17, 65), "float32")
+    out = hv.full((33, 65), np.nan)
+    hv.matmul(hv.tensor(a), hv.tensor(b), out=out)
+    assert not np.isnan(out.numpy()).any()
+    check(out.numpy(), f64(a) @ f64(b), "float32", 1e-4)
+    z = hv.matmul(hv.zeros(3, 0), hv.zeros(0, 4))
+    np.testing.assert_array_equal(z.numpy(), np.zeros((3, 4)))
+    assert hv.matmul(hv.zeros(0, 5), hv.zeros(5, 2)).shape == (0, 2)
+
+
+def test_matmul_is_deterministic():
+    rng = np.random.default_rng()
+    a, b = hv.tensor(randn(rng, (130, 257), "float32")), hv.tensor(randn(rng, (257, 70), "float32"))
+    assert (a @ b).digest() == (a @ b).digest()
+
+
+def test_matmul_errors():
+    with pytest.raises(errors.ShapeError, match=r"\(3, 4\) and \(5, 2\)"):
+        hv.randn(3, 4) @ hv.randn(5, 2)
+    with pytest.raises(errors.DTypeError, match="float32 and float16"):
+        hv.randn(3, 4) @ hv.randn(4, 2, dtype=hv.float16)
+    with pytest.raises(errors.DTypeError):
+        hv.tensor([[1, 2]]) @ hv.tensor([[1], [2]])
