@@ -178,7 +178,6 @@ class MemoryPool:
                 f"{self.stats().in_use} bytes in use")
         with self._lock:
             self.device._check_alive()
-            self._drop_dead_blocks()
             for block in self._blocks:
                 if block.dedicated:
                     continue

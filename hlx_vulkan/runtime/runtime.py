@@ -66,8 +66,8 @@ class Runtime:
 
     def elem_offset(self, buf: TensorBuffer) -> int:
         """Index of the tensor's first element inside the range its kernels bind."""
-        alloc = buf.allocation
-        base = 0 if alloc.block.size <= self.max_range else alloc.offset
+        alloc = buf._allocation if buf._allocation is not None else buf.allocation
+        base = 0 if alloc._block.buffer.size <= self.max_range else alloc.offset
         return (alloc.offset - base + buf.byte_offset) // buf.dtype.itemsize
 
     def synchronize(self) -> None:
