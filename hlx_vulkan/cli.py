@@ -21,7 +21,7 @@ from .vk.physical import choose, describe
 def _info(args) -> int:
     inst = Instance(enable_validation=False)
     try:
-        devices = [describe(h, i) for i, h in enumerate(inst.physical_devices())]
+        devices = [describe(h, i, inst.handle) for i, h in enumerate(inst.physical_devices())]
         try:
             selection = choose(devices)
             chosen, why, passed = selection.chosen, selection.how, dict((d.index, r) for d, r in selection.passed_over)

@@ -42,12 +42,13 @@ class PoolStats:
 
 
 class _Block:
-    __slots__ = ("buffer", "ranges", "dedicated")
+    __slots__ = ("buffer", "ranges", "dedicated", "emptied")
 
     def __init__(self, buffer: Buffer, dedicated: bool):
         self.buffer = buffer
         self.ranges = RangeAllocator(buffer.size)
         self.dedicated = dedicated
+        self.emptied = 0  # when it last became empty, for evicting the oldest spare
 
 
 def _release(pool_ref, block, offset) -> None:
@@ -138,6 +139,7 @@ class MemoryPool:
         self._blocks: list[_Block] = []
         self._lock = threading.RLock()
         self._peak = 0
+        self._releases = 0
 
     def _in_use(self) -> int:
         return sum(b.ranges.in_use for b in self._blocks)
@@ -205,10 +207,12 @@ class MemoryPool:
                 return
             block.ranges.free(offset)
             if block.dedicated and block.ranges.empty:
-                spare = [b for b in self._blocks if b.dedicated and b.ranges.empty]
-                if len(spare) > KEEP_EMPTY_DEDICATED:
-                    block.buffer.destroy()
-                    self._drop_dead_blocks()
+                self._releases += 1
+                block.emptied = self._releases
+                spare = sorted((b for b in self._blocks if b.dedicated and b.ranges.empty), key=lambda b: b.emptied)
+                for old in spare[:-KEEP_EMPTY_DEDICATED]:
+                    old.buffer.destroy()
+                self._drop_dead_blocks()
 
     def trim(self) -> int:
         """Free empty blocks; returns the bytes given back to the device."""

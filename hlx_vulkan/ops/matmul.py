@@ -1,7 +1,9 @@
 """Matrix products: 2-D, batched with broadcasting, 1-D promoted as numpy does.
 
 Operands may be strided views (a transpose costs nothing); 16-bit dtypes are
-read as storage and accumulated in fp32 (``matmul/matmul_tiled.comp``).
+read as storage and accumulated in fp32 (``matmul/matmul_tiled.comp``). On a
+device with VK_KHR_cooperative_matrix and a 16x16x16 float16 shape, float16
+products of multiples of 16 use the matrix units (``matmul/matmul_coopmat.comp``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .elementwise import _slot_defines
 from .tensor import Tensor, contiguous_like
 
 KERNEL = resources.files(__package__) / "matmul" / "matmul_tiled.comp"
+COOPMAT_KERNEL = resources.files(__package__) / "matmul" / "matmul_coopmat.comp"
 BINDING_OUT, BINDING_A, BINDING_B = 0, 1, 2
 PUSH_FORMAT = struct.Struct("<6I6i")
 TILE_M = TILE_N = 64
@@ -79,8 +82,27 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     b3, sb_b = _batch_stride(b2, batch_shape)
     defines = {"CT": "float", "OCT": "float", **_slot_defines("A", a.dtype), **_slot_defines("B", b.dtype),
                **_slot_defines("C", a.dtype), **_slot_defines("O", a.dtype)}
-    kernel = rt.kernels.get(KERNEL, defines, (16, 16, 1))
-    push = PUSH_FORMAT.pack(M, N, K, rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf),
-                            sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2], b3.strides[-1])
+    offsets = (rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf))
+    if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
+        kernel = rt.kernels.get(COOPMAT_KERNEL, defines, (32, 4, 1), target_env="vulkan1.3")
+    else:
+        kernel = rt.kernels.get(KERNEL, defines, (16, 16, 1))
+    push = PUSH_FORMAT.pack(M, N, K, *offsets, sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2],
+                            b3.strides[-1])
     rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // TILE_N), -(-M // TILE_M), batch))
     return c.reshape(final_shape)
+
+
+def coopmat_available(rt) -> bool:
+    """The device runs the float16 cooperative-matrix kernel: 16x16x16, fp16 in, fp32 accumulate, subgroup 32."""
+    info = rt.ctx.physical_device
+    return (rt.device.enabled_features.get("cooperative_matrix", False) and info.limits["subgroup_size"] == 32
+            and any(s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == "float16" and s["c"] == "float32"
+                    and s["scope"] == 3 for s in info.cooperative_matrix_shapes))
+
+
+def _coopmat_fits(rt, dtype, M, N, K, a3, b3, offsets, sa_b, sb_b) -> bool:
+    # Cooperative loads read whole 16x16 fragments from rows 16-byte aligned.
+    return (dtype.name == "float16" and M % 16 == 0 and N % 16 == 0 and K % 16 == 0
+            and a3.strides[-1] == 1 and b3.strides[-1] == 1 and a3.strides[-2] % 8 == 0 and b3.strides[-2] % 8 == 0
+            and sa_b % 8 == 0 and sb_b % 8 == 0 and all(o % 8 == 0 for o in offsets) and coopmat_available(rt))

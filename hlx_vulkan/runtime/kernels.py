@@ -94,12 +94,14 @@ class KernelCache:
         # Per-op-family lookup tables (op key -> Kernel) that skip building define dicts on the hot path.
         self.memo: dict[str, dict] = {}
 
-    def get(self, path: Path, defines: dict | None = None, workgroup=(256, 1, 1)) -> Kernel:
+    def get(self, path: Path, defines: dict | None = None, workgroup=(256, 1, 1), target_env: str | None = None) -> Kernel:
+        """The kernel for ``path`` with ``defines``; ``target_env`` overrides the device's default."""
         wg = tuple(workgroup) + (1,) * (3 - len(workgroup))
-        key = (str(path), tuple(sorted((defines or {}).items())), wg)
+        key = (str(path), tuple(sorted((defines or {}).items())), wg, target_env)
         k = self._kernels.get(key)
         if k is None:
-            k = Kernel(self.device, Path(path), {**self.fc_defines, **(defines or {})}, wg, self.target_env)
+            k = Kernel(self.device, Path(path), {**self.fc_defines, **(defines or {})}, wg,
+                       target_env or self.target_env)
             self._kernels[key] = k
         return k
 

@@ -31,7 +31,7 @@ class VulkanContext:
         enable_validation = enable_validation or validation.requested_by_environment()
         self.instance = Instance(enable_validation=enable_validation)
         try:
-            devices = [describe(h, i) for i, h in enumerate(self.instance.physical_devices())]
+            devices = [describe(h, i, self.instance.handle) for i, h in enumerate(self.instance.physical_devices())]
             self.selection = choose(devices, device_index)
             self.device = Device(self.instance, self.selection.chosen)
         except BaseException:
@@ -61,6 +61,7 @@ class VulkanContext:
             "queue_family": self.compute_queue_family, "features": dict(self.device.enabled_features),
             "limits": dict(p.limits), "float_controls": dict(p.float_controls),
             "validation": self.validation_enabled, "selected_because": self.selection.how,
+            "cooperative_matrix_shapes": list(p.cooperative_matrix_shapes),
         }
 
     def load_shader(self, spirv: bytes, entry_point: str = "main") -> str:

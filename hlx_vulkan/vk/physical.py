@@ -32,7 +32,7 @@ class PhysicalDeviceInfo:
 
     Example::
 
-        info = describe(handle); print(info.name, info.type, info.features)
+        info = describe(handle, 0); print(info.name, info.type, info.features)
     """
 
     index: int
@@ -49,6 +49,7 @@ class PhysicalDeviceInfo:
     float_controls: dict
     extensions: frozenset = field(repr=False)
     queue_families: list = field(repr=False)
+    cooperative_matrix_shapes: list = field(default_factory=list, repr=False)
 
     @property
     def api_version_str(self) -> str:
@@ -114,7 +115,32 @@ def _properties(handle):
     return p2, sg, fc, drv, m3
 
 
-def describe(handle, index: int) -> PhysicalDeviceInfo:
+_COMPONENT = {0: "float16", 1: "float32", 2: "float64", 3: "int8", 4: "int16", 5: "int32", 6: "int64",
+              7: "uint8", 8: "uint16", 9: "uint32", 10: "uint64"}
+
+
+def cooperative_matrix_shapes(instance_handle, handle) -> list[dict]:
+    """The (M, N, K, A/B type, C/result type, scope) combinations of VK_KHR_cooperative_matrix."""
+    name = b"vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR"
+    ptr = vkb.lib.vkGetInstanceProcAddr(instance_handle, name)
+    if ptr == vkb.ffi.NULL:
+        return []
+    fn = vkb.ffi.cast("PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR", ptr)
+    count = vkb.ffi.new("uint32_t*")
+    if fn(handle, count, vkb.ffi.NULL) != vkb.VK_SUCCESS:
+        return []
+    props = vkb.ffi.new("VkCooperativeMatrixPropertiesKHR[]", count[0])
+    for i in range(count[0]):
+        props[i].sType = vkb.VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR
+    if fn(handle, count, props) != vkb.VK_SUCCESS:
+        return []
+    return [{"M": p.MSize, "N": p.NSize, "K": p.KSize, "a": _COMPONENT.get(p.AType, p.AType),
+             "b": _COMPONENT.get(p.BType, p.BType), "c": _COMPONENT.get(p.CType, p.CType),
+             "result": _COMPONENT.get(p.ResultType, p.ResultType), "scope": int(p.scope)}
+            for p in (props[i] for i in range(count[0]))]
+
+
+def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
     extensions = frozenset(e.extensionName for e in call(vkb.vkEnumerateDeviceExtensionProperties, handle, None))
     p2, sg, fc, drv, m3 = _properties(handle)
     props = p2.properties
@@ -156,6 +182,8 @@ def describe(handle, index: int) -> PhysicalDeviceInfo:
         vendor_id=props.vendorID, device_id=props.deviceID, limits=limits,
         features=_features(handle, extensions), float_controls=float_controls,
         extensions=extensions, queue_families=families,
+        cooperative_matrix_shapes=cooperative_matrix_shapes(instance_handle, handle)
+        if instance_handle is not None and COOPERATIVE_MATRIX_EXT in extensions else [],
     )
 
 

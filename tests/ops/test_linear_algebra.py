@@ -8,7 +8,7 @@ from opcheck import check, f64, randn
 TOL = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 1e-2}
 SHAPES = [((1, 1), (1, 1)), ((37, 29), (29, 53)), ((65, 1), (1, 130)), ((64, 64), (64, 64)),
           ((2, 1, 5, 7), (3, 7, 4)), ((4, 3, 9), (9, 2)), ((7,), (7, 3)), ((4, 7), (7,)), ((5,), (5,)),
-          ((3, 70, 20), (3, 20, 17))]
+          ((3, 70, 20), (3, 20, 17)), ((48, 32), (32, 80)), ((2, 64, 128), (128, 96))]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -57,3 +57,17 @@ def test_matmul_errors():
         hv.randn(3, 4) @ hv.randn(4, 2, dtype=hv.float16)
     with pytest.raises(errors.DTypeError):
         hv.tensor([[1, 2]]) @ hv.tensor([[1], [2]])
+
+
+def test_cooperative_matrix_kernel_is_valid_spirv():
+    """It runs only where the device has cooperative matrices (not lavapipe); here, check what can be checked."""
+    from hlx_vulkan.compiler import compile_file
+    from hlx_vulkan.ops import matmul as mm
+    from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
+    defines = {"CT": "float", "OCT": "float", **{f"{s}_STORAGE": "float16_t" for s in "ABCO"},
+               **{f"{s}_KIND": 0 for s in "ABCO"}}
+    spirv = compile_file(mm.COOPMAT_KERNEL, defines, target_env="vulkan1.3")
+    validate_spirv(spirv, "vulkan1.3")
+    assert "CooperativeMatrixKHR" in parse_spirv(spirv).capabilities
+    assert mm.coopmat_available(hv.default_runtime()) == bool(
+        hv.default_runtime().ctx.info["features"]["cooperative_matrix"])
