@@ -23,7 +23,7 @@ from .ops import reduce as _red
 from .ops import shape as _sh
 from .ops.creation import arange, full, ones, ones_like, zeros, zeros_like
 from .ops.random import Generator, manual_seed, rand, randn
-from .precision import precision_report
+from .precision import float16_arithmetic, precision_report, set_float16_arithmetic
 from .runtime import Runtime, default_runtime, set_default_runtime
 from .vk import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
                  VulkanContext)
@@ -49,5 +49,5 @@ __all__ = [
     "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
     "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
     "errors", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
-    "rand", "randn", "set_default_runtime", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
+    "rand", "randn", "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import errors
 from ..memory import dtype_of, uint8
+from ..precision import float16_arithmetic
 from .tensor import Tensor, contiguous_like
 
 KERNEL = resources.files(__package__) / "elementwise" / "elementwise.comp"
@@ -23,9 +24,10 @@ _STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", 
             "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
 
 
-def compute_type(dtype) -> str:
+def compute_type(dtype, native16: bool = False) -> str:
+    """The GLSL type arithmetic runs in: float for floats (float16_t for float16 when ``native16``)."""
     if dtype.is_float:
-        return "float"
+        return "float16_t" if native16 and dtype.name == "float16" else "float"
     return "uint" if dtype.name.startswith("u") else "int"
 
 
@@ -110,11 +112,13 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
 
 
 def _kernel(rt, expr: str, nargs: int, in_dtype, out_dtype, flat: bool):
-    key = (expr, nargs, in_dtype.name, out_dtype.name, flat)
+    native16 = float16_arithmetic()
+    key = (expr, nargs, in_dtype.name, out_dtype.name, flat, native16)
     cache = rt.kernels.memo.setdefault("elementwise", {})
     kernel = cache.get(key)
     if kernel is None:
-        defines = {"NARGS": nargs, "FLAT": int(flat), "CT": compute_type(in_dtype), "OCT": compute_type(out_dtype),
+        defines = {"NARGS": nargs, "FLAT": int(flat), "CT": compute_type(in_dtype, native16),
+                   "OCT": compute_type(out_dtype, native16),
                    "EXPR": expr,
                    **_slot_defines("O", out_dtype)}
         for slot in "ABC":

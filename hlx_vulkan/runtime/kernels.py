@@ -32,8 +32,10 @@ def float_control_defines(float_controls: dict) -> dict:
 class Kernel:
     """A compute pipeline with its own cache of descriptor sets."""
 
-    def __init__(self, device, path: Path, defines: dict, workgroup: tuple[int, int, int], target_env: str):
+    def __init__(self, device, path: Path, defines: dict, workgroup: tuple[int, int, int], target_env: str,
+                 before_reset=None):
         self.device = device
+        self._before_reset = before_reset
         self.name = f"{path.parent.name}/{path.stem}"
         self.spirv = compile_file(path, defines, target_env=target_env)
         self.shader = ShaderModule(device, self.spirv)
@@ -57,8 +59,12 @@ class Kernel:
         ds = self._sets.get(key)
         if ds is None:
             if len(self._sets) >= MAX_SETS:
-                raise errors.OutOfDeviceMemoryError(
-                    "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY", f"kernel {self.name} has {MAX_SETS} sets")
+                # Sets for blocks long gone pile up; once the device is done with all of them, start afresh.
+                if self._before_reset is None:
+                    raise errors.OutOfDeviceMemoryError(
+                        "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY", f"kernel {self.name} has {MAX_SETS} sets")
+                self._before_reset()
+                self.reset_sets()
             ds = self.pipeline.allocate_descriptor_set()
             self.pipeline.update_descriptor_set(
                 ds, [(b, blk.buffer, off, size) for b, (blk, off, size) in zip(self.bindings, ranges)])
@@ -86,8 +92,10 @@ class Kernel:
 class KernelCache:
     """Kernels by (source path, defines, workgroup size)."""
 
-    def __init__(self, device, float_controls: dict, target_env: str = "vulkan1.2"):
+    def __init__(self, device, float_controls: dict, target_env: str = "vulkan1.2", before_reset=None):
+        """``before_reset()`` must make the device finish every use of the cached descriptor sets."""
         self.device = device
+        self.before_reset = before_reset
         self.fc_defines = float_control_defines(float_controls)
         self.target_env = target_env
         self._kernels: dict[tuple, Kernel] = {}
@@ -101,7 +109,7 @@ class KernelCache:
         k = self._kernels.get(key)
         if k is None:
             k = Kernel(self.device, Path(path), {**self.fc_defines, **(defines or {})}, wg,
-                       target_env or self.target_env)
+                       target_env or self.target_env, self.before_reset)
             self._kernels[key] = k
         return k
 

@@ -31,8 +31,9 @@ class Runtime:
         self.device = self.ctx.device
         self.memory = MemoryManager(self.ctx)
         api = min(self.device.physical.api_version, self.device.instance.api_version)
-        self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api))
         self.stream = Stream(self.device)
+        self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
+                                   before_reset=self.stream.synchronize)
         self.max_range = self.device.limits["max_storage_buffer_range"]
 
     @property

@@ -81,6 +81,8 @@ class Stream:
 
     def dispatch(self, kernel, ranges, push: bytes | None, groups, reads=(), writes=()) -> None:
         """Record one dispatch of ``kernel``; ``ranges`` are (block, offset, size) per binding."""
+        # First: making a set may have to flush the stream (see Kernel.descriptor_set).
+        descriptor_set = kernel.descriptor_set(ranges)
         if self._cmd is None:
             self._begin()
         r = [id(a) for a in reads]
@@ -91,8 +93,7 @@ class Stream:
         cmd = self._cmd
         pipe = kernel.pipeline
         vkb.lib.vkCmdBindPipeline(cmd, _BIND_COMPUTE, pipe.pipeline)
-        vkb.lib.vkCmdBindDescriptorSets(cmd, _BIND_COMPUTE, pipe.layout, 0, 1, kernel.descriptor_set(ranges),
-                                        0, ffi.NULL)
+        vkb.lib.vkCmdBindDescriptorSets(cmd, _BIND_COMPUTE, pipe.layout, 0, 1, descriptor_set, 0, ffi.NULL)
         if push:
             vkb.lib.vkCmdPushConstants(cmd, pipe.layout, _STAGE_COMPUTE, 0, len(push), ffi.from_buffer(push))
         vkb.lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])

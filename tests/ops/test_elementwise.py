@@ -154,3 +154,22 @@ def test_same_input_same_bits():
     t = hv.tensor(x)
     first = (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
     assert first == (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
+
+
+def test_float16_arithmetic_mode():
+    rng = np.random.default_rng()
+    x, y = randn(rng, (300,), "float16", positive=True), randn(rng, (300,), "float16")
+    previous = hv.set_float16_arithmetic(True)
+    try:
+        tx, ty = hv.tensor(x), hv.tensor(y)
+        for got, ref in [(tx * ty + 1, f64(x) * f64(y) + 1), (hv.exp(ty), np.exp(f64(y))),
+                         (hv.sqrt(tx), np.sqrt(f64(x))), (hv.sigmoid(ty), 1 / (1 + np.exp(-f64(y)))),
+                         (hv.maximum(tx, ty), np.maximum(f64(x), f64(y))), (tx / 3, f64(x) / 3)]:
+            check(got.numpy(), ref, "float16")
+        assert hv.precision_report()["float16_arithmetic"] is True
+        memo = tx.runtime.kernels.memo["elementwise"]
+        native = [k for key, k in memo.items() if key[-1] and key[2] == "float16"]
+        assert native and all("Float16" in k.shader.reflection.capabilities for k in native)
+    finally:
+        hv.set_float16_arithmetic(previous)
+    assert hv.precision_report()["float16_arithmetic"] is previous

@@ -54,3 +54,19 @@ def test_a_runtime_of_its_own_closes_cleanly():
     assert x.runtime is rt and float((x * 0).sum().item()) == 0.0
     rt.close()
     ctx.cleanup()
+
+
+def test_descriptor_set_cache_overflow_waits_and_starts_afresh(monkeypatch):
+    from hlx_vulkan.runtime import kernels
+    monkeypatch.setattr(kernels, "MAX_SETS", 3)
+    ctx = VulkanContext()
+    rt = Runtime(ctx)
+    outs = []
+    # A small block size gives each tensor a block of its own: a new descriptor set per dispatch.
+    rt.memory.device_pool.block_size = 4096
+    xs = [hv.full((2048,), float(i), runtime=rt) for i in range(8)]
+    for x in xs:
+        outs.append(x * 2)
+    assert [o.numpy()[0] for o in outs] == [2.0 * i for i in range(8)]
+    rt.close()
+    ctx.cleanup()
