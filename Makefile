@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) examples/vector_add.py
 	$(VENV)/bin/hlx info
+	$(PY) examples/vector_add.py
+	$(VENV)/bin/hlx train digits --seed 0 --out run
 
 test: setup
 	HLX_VALIDATION=1 $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info run

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine: bring the Vulkan loader and our wheels, check, test, benchmark.
-# Here first: the .gl/ debs and .whl/ wheels (see benchmarks/README.md). Usage there:
+# Here first: the .gl/ debs and .whl/ wheels (see benchmarks/NOTES.md). Usage there:
 #   bash benchmarks/device_run.sh [extra python commands...]
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig

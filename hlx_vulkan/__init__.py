@@ -12,7 +12,9 @@ and the Vulkan foundation under it (VulkanContext, Buffer, ShaderModule,
 ComputePipeline, CommandBufferPool), for running your own SPIR-V.
 """
 
-from . import errors, memory, nn, vk
+from . import errors, memory, nn, optim, vk
+from .autograd import engine as _engine  # binds Tensor.backward
+from .autograd.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .compiler import compile_glsl
 from .errors import HlxError
 from .memory.dtypes import bfloat16, float16, float32, int8, int32, uint8, uint32
@@ -24,7 +26,7 @@ from .ops import shape as _sh
 from .ops.creation import arange, full, ones, ones_like, zeros, zeros_like
 from .ops.random import Generator, manual_seed, rand, randn
 from .precision import float16_arithmetic, precision_report, set_float16_arithmetic
-from .runtime import Runtime, default_runtime, set_default_runtime
+from .runtime import Graph, Runtime, capture, default_runtime, set_default_runtime
 from .vk import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
                  VulkanContext)
 
@@ -46,8 +48,9 @@ def synchronize() -> None:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
     "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
     "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
-    "errors", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
+    "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
     "rand", "randn", "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

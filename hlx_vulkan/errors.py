@@ -82,3 +82,12 @@ class DestroyedError(HlxError, RuntimeError):
 
 class ValidationError(HlxError):
     """The Vulkan validation layer reported an error."""
+
+
+class CheckpointError(HlxError):
+    """A checkpoint file or its manifest is truncated, corrupt, inconsistent, or tampered with."""
+
+
+class CaptureError(HlxError):
+    """Something inside ``hv.capture()`` cannot be recorded for replay (a host sync, a random
+    draw, a host upload into a captured tensor), or a live graph still uses what was freed."""

@@ -67,3 +67,12 @@ def ctx():
     context = VulkanContext()
     yield context
     context.cleanup()
+
+
+@pytest.fixture
+def rng(request):
+    """Fresh random inputs per test, seeded by the test's name so a failure reproduces."""
+    import zlib
+
+    import numpy as np
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

@@ -37,6 +37,18 @@ float hlx_gelu_erf(float x) {
     return 0.5 * x * (1.0 + hlx_erf(x * 0.7071067811865476));
 }
 
+// Derivatives of the two GELU forms, for the backward pass.
+float hlx_gelu_tanh_grad(float x) {
+    float u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    float t = hlx_tanh(u);
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * x * x);
+}
+
+float hlx_gelu_erf_grad(float x) {
+    // Phi(x) + x phi(x), phi the standard normal density.
+    return 0.5 * (1.0 + hlx_erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x);
+}
+
 // numpy semantics: NaN wins.
 float hlx_max(float a, float b) { return (isnan(a) || a > b) ? a : b; }
 float hlx_min(float a, float b) { return (isnan(a) || a < b) ? a : b; }

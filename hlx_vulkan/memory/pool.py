@@ -67,10 +67,11 @@ class Allocation:
         a.free()
     """
 
-    __slots__ = ("pool", "_block", "offset", "size", "_finalizer", "__weakref__")
+    __slots__ = ("pool", "_block", "offset", "size", "_finalizer", "pins", "__weakref__")
 
     def __init__(self, pool: "MemoryPool", block: _Block, offset: int, size: int):
         self.pool, self._block, self.offset, self.size = pool, block, offset, size
+        self.pins = 0  # live captured graphs that use this memory
         self._finalizer = weakref.finalize(self, _release, weakref.ref(pool), block, offset)
 
     @property
@@ -105,6 +106,8 @@ class Allocation:
         return memoryview(mapped)[self.offset:self.offset + self.size]
 
     def free(self) -> None:
+        if self.pins:
+            raise errors.CaptureError("this memory is used by a live captured graph; destroy the graph first")
         self._finalizer()
 
 

@@ -1,5 +1,9 @@
-"""Neural-network building blocks: ``hlx_vulkan.nn.functional`` for now."""
+"""Neural-network building blocks: modules (``Linear``, ``Sequential``, ...), losses, and
+``hlx_vulkan.nn.functional``."""
 
 from . import functional
+from .modules import (GELU, CrossEntropyLoss, Dropout, Embedding, LayerNorm, Linear, Module, MSELoss, Parameter,
+                      ReLU, Sequential, Sigmoid, Tanh)
 
-__all__ = ["functional"]
+__all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "MSELoss", "Module",
+           "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional"]

@@ -14,6 +14,7 @@ from ..ops import elementwise as ew
 from ..ops import reduce as red
 from ..ops import shape as sh
 from ..ops import softmax as sm
+from ..ops.random import rand
 from ..ops.tensor import Tensor, normalize_axis
 
 softmax = sm.softmax
@@ -67,6 +68,18 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
     return _reduce(d * d, reduction)
 
 
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    """Zero elements with probability ``p`` and scale the rest by 1/(1-p); identity when not training.
+    The mask is drawn from the seeded device generator, so the same seed drops the same elements."""
+    if not training or p == 0.0:
+        return x
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    u = rand(*x.shape, dtype=x.dtype, generator=generator, runtime=x.runtime)
+    keep = ew.launch("x >= alpha ? beta : CT(0)", [u], alpha=p, beta=1.0 / (1.0 - p))
+    return x * keep
+
+
 def _reduce(x: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return red.mean(x)
@@ -77,5 +90,5 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
-__all__ = ["cross_entropy", "gelu", "layer_norm", "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid",
+__all__ = ["cross_entropy", "dropout", "gelu", "layer_norm", "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid",
            "softmax", "tanh", "normalize_axis"]

@@ -3,6 +3,7 @@
 This module binds the ops to :class:`Tensor` as methods and operators.
 """
 
+from .. import errors
 from . import elementwise as ew
 from . import matmul as mm
 from . import reduce as red
@@ -48,6 +49,10 @@ def _bind() -> None:
 
     def copy_(self, other):
         """Copy ``other`` (a tensor, broadcast, or array-like) into this tensor in place."""
+        sh.refuse_inplace_grad(self, other)
+        if not isinstance(other, Tensor) and self.runtime.stream.capturing:
+            raise errors.CaptureError("copy_ from host data inside hv.capture() would copy the same data on every "
+                                      "replay; feed inputs with x.copy_(batch) before graph.replay()")
         src = other if isinstance(other, Tensor) else from_numpy(other, self.dtype, self.runtime)
         if src.dtype is not self.dtype:
             src = ew.cast(src, self.dtype)

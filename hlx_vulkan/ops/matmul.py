@@ -13,6 +13,7 @@ import struct
 from importlib import resources
 
 from .. import errors
+from ..autograd.graph import differentiable
 from . import elementwise as ew
 from . import shape as sh
 from .elementwise import _slot_defines
@@ -41,6 +42,24 @@ def _batch_stride(t: Tensor, batch_shape) -> tuple[Tensor, int]:
     return full, full.strides[nb - 1]
 
 
+def _matmul_backward(ctx, g):
+    a, b = ctx.saved
+    a2 = sh.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = sh.unsqueeze(b, 1) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = sh.unsqueeze(g2, -2 if b.ndim > 1 else -1)
+    if b.ndim == 1:
+        g2 = sh.unsqueeze(g2, -1)
+    ga = gb = None
+    if ctx.needs[0]:
+        ga = ew.sum_to_shape(matmul(g2, sh.transpose(b2, -1, -2)), a2.shape).reshape(a.shape)
+    if ctx.needs[1]:
+        gb = ew.sum_to_shape(matmul(sh.transpose(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+    return ga, gb, None
+
+
+@differentiable(_matmul_backward, saves=(0, 1))
 def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """``a @ b`` with numpy's rules; ``out`` (contiguous, of the result's shape) is written if given.
 

@@ -72,6 +72,9 @@ def _draw(shape, dist: int, alpha: float, beta: float, dtype, generator, runtime
         raise errors.DTypeError(f"random floats need a floating-point dtype, not {dt.name}")
     rt: Runtime = runtime or default_runtime()
     gen = generator or default_generator
+    if rt.stream.capturing:
+        raise errors.CaptureError("a random draw inside hv.capture() would give the same numbers on every replay; "
+                                  "draw outside the capture and copy_ the numbers into a captured tensor")
     out = contiguous_like(shape, dt, rt)
     n = out.numel()
     if n == 0:

@@ -15,7 +15,9 @@ from importlib import resources
 import numpy as np
 
 from .. import errors
+from ..autograd.graph import differentiable
 from ..memory import float32, int32
+from . import elementwise as ew
 from .elementwise import _slot_defines, compute_type
 from .tensor import Tensor, contiguous_like, normalize_axis
 
@@ -136,22 +138,59 @@ def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False) -> Tens
     return _keep(r, x, axes, keepdim)
 
 
+def _kept_shape(ctx):
+    shape = ctx.shapes[0]
+    axes = set(range(len(shape))) if ctx.args[1] is None else \
+        {normalize_axis(a, len(shape)) for a in (ctx.args[1] if isinstance(ctx.args[1], (tuple, list))
+                                                 else (ctx.args[1],))}
+    return tuple(1 if d in axes else s for d, s in enumerate(shape)), tuple(sorted(axes))
+
+
+def _spread(ctx, g: Tensor) -> Tensor:
+    """The output gradient as a broadcast view over the input's shape."""
+    kept, _ = _kept_shape(ctx)
+    return g.reshape(kept).expand(ctx.shapes[0]) if len(ctx.shapes[0]) else g.reshape(())
+
+
+def _sum_backward(ctx, g):
+    return _spread(ctx, g), None, None
+
+
+def _mean_backward(ctx, g):
+    _, axes = _kept_shape(ctx)
+    count = math.prod(ctx.shapes[0][a] for a in axes)
+    return ew.launch("x * alpha", [_spread(ctx, g)], alpha=1.0 / count), None, None
+
+
+def _extreme_backward(ctx, g):
+    # The gradient goes to every element equal to the extreme, split evenly among ties.
+    x, out = ctx.saved
+    kept, axes = _kept_shape(ctx)
+    hit = ew.launch("x == y ? CT(1) : CT(0)", [x, out.reshape(kept)])
+    ties = sum(hit, axes, keepdim=True)
+    return ew.launch("x * y / z", [hit, g.reshape(kept), ties]), None, None
+
+
+@differentiable(_sum_backward)
 def sum(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001 - torch's name
     """Sum over ``axis`` (an int, a tuple, or None for all)."""
     return _reduce(x, axis, keepdim, "sum")
 
 
+@differentiable(_mean_backward)
 def mean(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:
     if not x.dtype.is_float:
         raise errors.DTypeError(f"mean needs a floating-point tensor, not {x.dtype.name}")
     return _reduce(x, axis, keepdim, "sum", mean=True)
 
 
+@differentiable(_extreme_backward, saves=(0, "out"))
 def max(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     """Largest element along ``axis`` (NaN propagates, as in numpy)."""
     return _reduce(x, axis, keepdim, "max")
 
 
+@differentiable(_extreme_backward, saves=(0, "out"))
 def min(x: Tensor, axis=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     return _reduce(x, axis, keepdim, "min")
 

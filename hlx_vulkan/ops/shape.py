@@ -10,11 +10,13 @@ from importlib import resources
 import numpy as np
 
 from .. import errors
+from ..autograd.graph import differentiable, is_grad_enabled
 from ..memory import int32
 from . import elementwise as ew
 from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
 
 GATHER_KERNEL = resources.files(__package__) / "shape" / "gather.comp"
+INDEX_ADD_KERNEL = resources.files(__package__) / "shape" / "index_add.comp"
 BINDING_OUT, BINDING_SRC, BINDING_INDEX = 0, 1, 2
 GATHER_PUSH = struct.Struct("<7I4i")
 
@@ -35,9 +37,17 @@ def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _to_input_shape(ctx, g):
+    return (reshape(g, ctx.shapes[0]),) + (None,) * (len(ctx.needs) - 1)
+
+
 def reshape(x: Tensor, *shape) -> Tensor:
     """The same elements in a new shape: a view when ``x`` is contiguous, else a copy."""
-    new = _resolve_shape(shape, x.numel(), x.shape)
+    return _reshape(x, _resolve_shape(shape, x.numel(), x.shape))
+
+
+@differentiable(_to_input_shape)
+def _reshape(x: Tensor, new) -> Tensor:
     src = x if x.is_contiguous() else ew.copy(x)
     return src._view(new, contiguous_strides(new))
 
@@ -56,6 +66,19 @@ def permute(x: Tensor, *dims) -> Tensor:
     dims = tuple(normalize_axis(d, x.ndim) for d in dims)
     if sorted(dims) != list(range(x.ndim)):
         raise errors.ShapeError(f"permute({dims}) is not a permutation of the {x.ndim} dims of shape {x.shape}")
+    return _permute(x, dims)
+
+
+def _permute_backward(ctx, g):
+    dims = ctx.args[1]
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d] = i
+    return permute(g, inverse), None
+
+
+@differentiable(_permute_backward)
+def _permute(x: Tensor, dims) -> Tensor:
     return x._view(tuple(x.shape[d] for d in dims), tuple(x.strides[d] for d in dims))
 
 
@@ -68,6 +91,7 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     return permute(x, order)
 
 
+@differentiable(_to_input_shape)
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     d = dim % (x.ndim + 1) if dim < 0 else dim
     if not 0 <= d <= x.ndim:
@@ -76,6 +100,7 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
     return x._view(x.shape[:d] + (1,) + x.shape[d:], x.strides[:d] + (stride,) + x.strides[d:])
 
 
+@differentiable(_to_input_shape)
 def squeeze(x: Tensor, dim=None) -> Tensor:
     dims = [d for d in range(x.ndim) if x.shape[d] == 1] if dim is None else [normalize_axis(dim, x.ndim)]
     dims = [d for d in dims if x.shape[d] == 1]
@@ -94,6 +119,11 @@ def expand(x: Tensor, *shape) -> Tensor:
     """A broadcast view of ``x`` with ``shape`` (-1 keeps a dim); no memory is copied."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    return _expand(x, tuple(shape))
+
+
+@differentiable(lambda ctx, g: (ew.sum_to_shape(g, ctx.shapes[0]), None))
+def _expand(x: Tensor, shape) -> Tensor:
     pad = len(shape) - x.ndim
     if pad < 0:
         raise errors.ShapeError(f"cannot expand shape {x.shape} to fewer dimensions {shape}")
@@ -118,6 +148,18 @@ def getitem(x: Tensor, key) -> Tensor:
         key = (key,)
     if any(isinstance(k, (Tensor, list, np.ndarray)) for k in key):
         raise errors.ShapeError("advanced indexing is supported along the first axis only (x[idx])")
+    return _basic_index(x, key)
+
+
+def _basic_index_backward(ctx, g):
+    from .creation import zeros
+    gx = zeros(ctx.shapes[0], dtype=ctx.dtypes[0], runtime=g.runtime)
+    ew.copy(g, out=_basic_index(gx, ctx.args[1]))
+    return gx, None
+
+
+@differentiable(_basic_index_backward)
+def _basic_index(x: Tensor, key: tuple) -> Tensor:
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if key.count(Ellipsis) > 1:
         raise errors.ShapeError("an index can have only one ellipsis")
@@ -156,8 +198,16 @@ def getitem(x: Tensor, key) -> Tensor:
     return x._view(tuple(shape), tuple(strides), offset)
 
 
+def refuse_inplace_grad(target: Tensor, value=None) -> None:
+    """In-place writes are not taped: refuse them where a gradient would be lost."""
+    if is_grad_enabled() and (target.requires_grad or getattr(value, "requires_grad", False)):
+        raise errors.HlxError("an in-place write into (or from) a tensor that requires grad is not recorded for "
+                              "backward; do it under hv.no_grad(), or build a new tensor instead")
+
+
 def setitem(x: Tensor, key, value) -> None:
     """Write ``value`` (a tensor, array or number) into ``x[key]`` in place."""
+    refuse_inplace_grad(x, value)
     target = getitem(x, key)
     if isinstance(value, Tensor):
         src = value if value.dtype is x.dtype else value.to(x.dtype)
@@ -171,8 +221,20 @@ def concat(tensors, axis: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concat needs at least one tensor")
+    return _concat(normalize_axis(axis, tensors[0].ndim), *tensors)
+
+
+def _concat_backward(ctx, g):
+    a, pos, out = ctx.args[0], 0, [None]
+    for shape in ctx.shapes[1:]:
+        out.append(getitem(g, (slice(None),) * a + (slice(pos, pos + shape[a]),)))
+        pos += shape[a]
+    return tuple(out)
+
+
+@differentiable(_concat_backward)
+def _concat(a: int, *tensors) -> Tensor:
     first = tensors[0]
-    a = normalize_axis(axis, first.ndim)
     for t in tensors[1:]:
         if t.dtype is not first.dtype:
             raise errors.DTypeError(f"concat: dtypes {first.dtype.name} and {t.dtype.name} do not match")
@@ -198,7 +260,11 @@ def stack(tensors, axis: int = 0) -> Tensor:
 
 
 def _index_tensor(x: Tensor, axis: int, index) -> Tensor:
-    size = x.shape[axis]
+    return _index_tensor_for_shape(x.shape, axis, index, x.runtime)
+
+
+def _index_tensor_for_shape(shape, axis: int, index, runtime) -> Tensor:
+    size = shape[axis]
     if isinstance(index, Tensor):
         if index.dtype is not int32:
             if index.dtype.is_float:
@@ -211,9 +277,17 @@ def _index_tensor(x: Tensor, axis: int, index) -> Tensor:
     if idx.size and (idx.min() < -size or idx.max() >= size):
         raise errors.ShapeError(f"index {int(idx.max() if idx.max() >= size else idx.min())} is out of range "
                                 f"for axis {axis} of size {size}")
-    return from_numpy(np.where(idx < 0, idx + size, idx).astype(np.int32), int32, x.runtime)
+    return from_numpy(np.where(idx < 0, idx + size, idx).astype(np.int32), int32, runtime)
 
 
+def _index_select_backward(ctx, g):
+    x_shape, a = ctx.shapes[0], normalize_axis(ctx.args[1], len(ctx.shapes[0]))
+    (index,) = ctx.saved
+    idx = _index_tensor_for_shape(x_shape, a, index, g.runtime)
+    return index_add(x_shape, a, idx, g), None, None
+
+
+@differentiable(_index_select_backward, saves=(2,))
 def index_select(x: Tensor, axis: int, index) -> Tensor:
     """Rows of ``x`` along ``axis`` picked by ``index`` (any shape; the result puts the index's
     shape in place of that axis). Host indices are range-checked before anything is recorded;
@@ -238,6 +312,34 @@ def index_select(x: Tensor, axis: int, index) -> Tensor:
     kernel = rt.kernels.get(GATHER_KERNEL, defines, (256,))
     push = GATHER_PUSH.pack(n, nidx, inner, x.shape[a], rt.elem_offset(src.buf), rt.elem_offset(flat_idx.buf),
                             rt.elem_offset(out.buf), x.shape[a] * inner, inner, 1, 1)
+    rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
+    return out
+
+
+def index_add(shape, axis: int, index: Tensor, src: Tensor) -> Tensor:
+    """A new tensor of ``shape``: zeros, plus ``src``'s slices added at ``index`` along ``axis``
+    (the backward of index_select). Each output element sums its contributions in index
+    order, so repeated indices give the same bits on every run; no atomics."""
+    a = normalize_axis(axis, len(shape))
+    flat_idx = index if index.is_contiguous() else ew.copy(index)
+    nidx = flat_idx.numel()
+    outer, inner = math.prod(shape[:a]), math.prod(shape[a + 1:])
+    expected = tuple(shape[:a]) + index.shape + tuple(shape[a + 1:])
+    if src.shape != expected:
+        raise errors.ShapeError(f"index_add: source of shape {src.shape}, expected {expected}")
+    src = src if src.is_contiguous() else ew.copy(src)
+    rt = src.runtime
+    out = contiguous_like(tuple(shape), src.dtype, rt)
+    n = outer * shape[a] * inner
+    if n == 0:
+        return out
+    defines = {"CT": "float" if src.dtype.is_float else ew.compute_type(src.dtype),
+               "OCT": ew.compute_type(src.dtype), **ew._slot_defines("A", src.dtype),
+               **ew._slot_defines("O", src.dtype), **ew._slot_defines("B", src.dtype),
+               **ew._slot_defines("C", src.dtype)}
+    kernel = rt.kernels.get(INDEX_ADD_KERNEL, defines, (256,))
+    push = GATHER_PUSH.pack(n, nidx, inner, shape[a], rt.elem_offset(src.buf), rt.elem_offset(flat_idx.buf),
+                            rt.elem_offset(out.buf), nidx * inner, inner, 1, 1)
     rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
     return out
 

@@ -1,5 +1,6 @@
 """Softmax and log-softmax along an axis, fused: one kernel, one workgroup per row
-(``softmax/softmax.comp``), numerically stable (the row maximum is subtracted)."""
+(``softmax/softmax.comp``), numerically stable (the row maximum is subtracted).
+The backward pass is the same kernel compiled with BACKWARD."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import struct
 from importlib import resources
 
 from .. import errors
+from ..autograd.graph import differentiable
+from . import elementwise as ew
 from .elementwise import _slot_defines
 from .tensor import Tensor, contiguous_like, normalize_axis
 
 KERNEL = resources.files(__package__) / "softmax" / "softmax.comp"
-BINDING_OUT, BINDING_IN = 0, 1
-PUSH_FORMAT = struct.Struct("<4I2i4I4i4i")
+BINDING_OUT, BINDING_IN, BINDING_GRAD = 0, 1, 2
+PUSH_FORMAT = struct.Struct("<4I2i4I4i4iI")
 KEPT_DIMS = 4
 
 
@@ -33,7 +36,8 @@ def _layout(shape, st_in, st_out):
     return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
 
 
-def _launch(x: Tensor, axis: int, log: bool) -> Tensor:
+def _launch(x: Tensor, axis: int, log: bool, grad: Tensor | None = None) -> Tensor:
+    """The forward over ``x``; or, given ``grad``, the backward with ``x`` the forward's output."""
     if not x.dtype.is_float:
         raise errors.DTypeError(f"softmax needs a floating-point tensor, not {x.dtype.name}")
     rt = x.runtime
@@ -41,9 +45,12 @@ def _launch(x: Tensor, axis: int, log: bool) -> Tensor:
     out = contiguous_like(x.shape, x.dtype, rt)
     if x.numel() == 0:
         return out
+    if grad is not None:
+        grad = ew.copy(grad) if grad.strides != x.strides or grad.dtype is not x.dtype else grad
     if x.ndim == 0:
         x = x.reshape(1)
         out_view = out.reshape(1)
+        grad = grad.reshape(1) if grad is not None else None
     else:
         out_view = out
     R = x.shape[a]
@@ -52,21 +59,35 @@ def _launch(x: Tensor, axis: int, log: bool) -> Tensor:
                                 [out_view.strides[d] for d in kept])
     rows = math.prod(x.shape[d] for d in kept)
     wg = 32 if R <= 256 else 64 if R <= 1024 else 256
-    defines = {"LOG": int(log), "CT": "float", "OCT": "float", **_slot_defines("A", x.dtype),
+    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "CT": "float", "OCT": "float", **_slot_defines("A", x.dtype),
                **_slot_defines("O", x.dtype), **_slot_defines("B", x.dtype), **_slot_defines("C", x.dtype)}
     kernel = rt.kernels.get(KERNEL, defines, (wg,))
     push = PUSH_FORMAT.pack(rows, R, rt.elem_offset(x.buf), rt.elem_offset(out_view.buf), x.strides[a],
-                            out_view.strides[a], *shape4, *st4, *sto4)
+                            out_view.strides[a], *shape4, *st4, *sto4,
+                            rt.elem_offset(grad.buf) if grad is not None else 0)
     gy = -(-rows // 65535)
-    rt.dispatch(kernel, [out_view.buf, x.buf], push, (-(-rows // gy), gy, 1))
+    bufs = [out_view.buf, x.buf] + ([grad.buf] if grad is not None else [])
+    rt.dispatch(kernel, bufs, push, (-(-rows // gy), gy, 1))
     return out
 
 
+def _softmax_backward(ctx, g):
+    (y,) = ctx.saved
+    return (_launch(y, ctx.args[1], log=False, grad=g), None)
+
+
+def _log_softmax_backward(ctx, g):
+    (y,) = ctx.saved
+    return (_launch(y, ctx.args[1], log=True, grad=g), None)
+
+
+@differentiable(_softmax_backward, saves=("out",))
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x - max) / sum(exp(x - max)) along ``axis``."""
     return _launch(x, axis, log=False)
 
 
+@differentiable(_log_softmax_backward, saves=("out",))
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - max - log(sum(exp(x - max))) along ``axis``."""
     return _launch(x, axis, log=True)

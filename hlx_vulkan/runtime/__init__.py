@@ -1,7 +1,8 @@
-"""Runtime: the stream that records ops, the kernel cache, and the default device runtime."""
+"""Runtime: the stream that records ops, the kernel cache, capture/replay, and the default device runtime."""
 
+from .capture import Graph, capture
 from .kernels import Kernel, KernelCache
 from .runtime import Runtime, default_runtime, set_default_runtime
 from .stream import Stream
 
-__all__ = ["Kernel", "KernelCache", "Runtime", "Stream", "default_runtime", "set_default_runtime"]
+__all__ = ["Graph", "capture", "Kernel", "KernelCache", "Runtime", "Stream", "default_runtime", "set_default_runtime"]

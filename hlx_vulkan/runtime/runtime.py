@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
+from .. import errors
 from ..memory import MemoryManager, TensorBuffer
 from ..vk import VulkanContext
 from ..vk.shader import target_env_for
@@ -32,9 +34,16 @@ class Runtime:
         self.memory = MemoryManager(self.ctx)
         api = min(self.device.physical.api_version, self.device.instance.api_version)
         self.stream = Stream(self.device)
+        self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
-                                   before_reset=self.stream.synchronize)
+                                   before_reset=self._before_descriptor_reset)
         self.max_range = self.device.limits["max_storage_buffer_range"]
+
+    def _before_descriptor_reset(self) -> None:
+        if self.stream.capturing or len(self.live_graphs):
+            raise errors.LimitExceededError("a kernel's descriptor-set cache is full while a captured graph uses its "
+                                            "sets; destroy graphs you no longer need")
+        self.stream.synchronize()
 
     @property
     def alive(self) -> bool:
@@ -84,6 +93,8 @@ class Runtime:
 
     def close(self) -> None:
         if self.device.alive:
+            for graph in list(self.live_graphs):
+                graph.destroy()
             self.stream.synchronize()
             self.stream.destroy()
             self.kernels.destroy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .. import errors
 from ..vk import CommandBufferPool
 from ..vk.api import ffi, vkb
 
@@ -54,6 +55,7 @@ class Stream:
         self._written: set[int] = set()
         self._read: set[int] = set()
         self._in_flight: deque = deque()
+        self._capture = None
         self.dispatches = 0
         self.barriers = 0
         self.submits = 0
@@ -62,8 +64,33 @@ class Stream:
     def recording(self) -> bool:
         return self._cmd is not None
 
+    @property
+    def capturing(self) -> bool:
+        return self._capture is not None
+
+    def begin_capture(self, graph) -> None:
+        """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
+        if self._capture is not None:
+            raise errors.CaptureError("a capture is already in progress on this device")
+        self.submit()
+        self._capture = graph
+
+    def end_capture(self) -> None:
+        try:
+            self.submit()
+        finally:
+            self._capture = None
+
+    def track(self, waitable, keep=()) -> None:
+        """Count work submitted outside the stream (a replay) as in flight: synchronize waits for it."""
+        self._in_flight.append((waitable, list(keep)))
+        while len(self._in_flight) > 3:
+            done, _ = self._in_flight.popleft()
+            done.wait()
+
     def _begin(self):
-        self._cmd = self._pool.begin_command_buffer()
+        self._cmd = (self._capture.new_command_buffer() if self._capture is not None
+                     else self._pool.begin_command_buffer())
         # Order this batch after every earlier one on the queue, transfers included.
         vkb.lib.vkCmdPipelineBarrier(self._cmd, _COMPUTE | _TRANSFER, _COMPUTE | _TRANSFER, 0,
                                      1, _ANY_TO_COMPUTE, 0, ffi.NULL, 0, ffi.NULL)
@@ -113,8 +140,13 @@ class Stream:
         vkb.lib.vkCmdPipelineBarrier(self._cmd, _COMPUTE | _TRANSFER, vkb.VK_PIPELINE_STAGE_HOST_BIT, 0,
                                      1, _TO_HOST, 0, ffi.NULL, 0, ffi.NULL)
         cmd = self._cmd
-        self._pool.end_command_buffer(cmd)
         self._cmd = None
+        if self._capture is not None:
+            self._capture.add_segment(cmd, self._keep)
+            self._keep = []
+            self._ops = 0
+            return
+        self._pool.end_command_buffer(cmd)
         sub = self._pool.submit(cmd)
         self._in_flight.append((sub, self._keep))
         self._keep = []
@@ -126,6 +158,9 @@ class Stream:
 
     def synchronize(self) -> None:
         """Submit what is recorded and wait until the device has finished all of it."""
+        if self._capture is not None:
+            raise errors.CaptureError("a host sync (.numpy(), .item(), synchronize(), a read-back) inside "
+                                      "hv.capture() cannot be replayed; read results after graph.replay()")
         self.submit()
         while self._in_flight:
             sub, _ = self._in_flight.popleft()

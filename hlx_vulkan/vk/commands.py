@@ -121,16 +121,18 @@ class CommandBufferPool(Owner):
             self._fences[slot].wait(timeout)
             self._in_flight[slot] = False
 
-    def begin_command_buffer(self, timeout: float = DEFAULT_TIMEOUT_S):
-        """The next buffer in round-robin order, reset and recording (one-time submit)."""
+    def begin_command_buffer(self, timeout: float = DEFAULT_TIMEOUT_S, reusable: bool = False):
+        """The next buffer in round-robin order, reset and recording: for one submit, or with
+        ``reusable`` for any number of submits, overlapping ones included (simultaneous use)."""
         self._check_alive()
         slot = self.next_buffer_index
         self.next_buffer_index = (slot + 1) % len(self.command_buffers)
         self._wait_slot(slot, timeout)
         cmd = self.command_buffers[slot]
         call(vkb.vkResetCommandBuffer, cmd, 0)
-        call(vkb.vkBeginCommandBuffer, cmd, vkb.VkCommandBufferBeginInfo(
-            flags=vkb.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT))
+        flags = (vkb.VK_COMMAND_BUFFER_USAGE_SIMULTANEOUS_USE_BIT if reusable
+                 else vkb.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
+        call(vkb.vkBeginCommandBuffer, cmd, vkb.VkCommandBufferBeginInfo(flags=flags))
         self._recording[slot] = True
         return cmd
 

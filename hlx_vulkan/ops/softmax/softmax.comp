@@ -1,6 +1,8 @@
 #version 450
 // Softmax or log-softmax along one axis, one workgroup per row: max, then sum of
 // exp(x - max), each a fixed per-thread fold and a fixed tree; then the outputs.
+// With BACKWARD, the gradient instead: A is the forward's output y, G the incoming
+// gradient g (laid out as y), and the row sum is sum(g * y) (softmax) or sum(g) (log).
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -12,6 +14,9 @@ layout(local_size_x_id = 0) in;
 // Bindings mirror BINDING_* in ops/softmax.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+#if BACKWARD
+layout(std430, binding = 2) readonly buffer G { B_STORAGE gr[]; };
+#endif
 
 // Mirrors PUSH_FORMAT in ops/softmax.py.
 layout(push_constant) uniform Params {
@@ -24,6 +29,7 @@ layout(push_constant) uniform Params {
     uint shape[4];  // the other dimensions, coalesced
     int st[4];
     int st_o[4];
+    uint off_g;
 } p;
 
 shared float red[WG];
@@ -53,6 +59,28 @@ void main() {
         base += int(c) * p.st[d];
         obase += int(c) * p.st_o[d];
     }
+#if BACKWARD
+    int gbase = base - int(p.off_a) + int(p.off_g);
+    float s = 0.0;
+    for (uint r = tid; r < p.R; r += WG) {
+        float gv = float(B_LOAD(gr[gbase + int(r) * p.st_r]));
+#if LOG
+        s += gv;
+#else
+        s += gv * float(A_LOAD(a[base + int(r) * p.st_r]));
+#endif
+    }
+    s = tree(s, false);
+    for (uint r = tid; r < p.R; r += WG) {
+        float y = float(A_LOAD(a[base + int(r) * p.st_r]));
+        float gv = float(B_LOAD(gr[gbase + int(r) * p.st_r]));
+#if LOG
+        o[obase + int(r) * p.st_ro] = O_STORE(gv - exp(y) * s);
+#else
+        o[obase + int(r) * p.st_ro] = O_STORE(y * (gv - s));
+#endif
+    }
+#else
     float m = -1.0 / 0.0;
     for (uint r = tid; r < p.R; r += WG) m = hlx_max(m, float(A_LOAD(a[base + int(r) * p.st_r])));
     m = tree(m, true);
@@ -72,4 +100,5 @@ void main() {
         o[obase + int(r) * p.st_ro] = O_STORE(exp(x - m) * inv);
 #endif
     }
+#endif
 }

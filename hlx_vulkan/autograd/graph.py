@@ -1,0 +1,190 @@
+"""The autograd tape: grad mode, graph nodes, and the decorator that makes an op differentiable.
+
+This module sits below the ops: an op declares its backward rule and its saved
+residuals with :func:`differentiable`; the engine that walks the graph
+(:mod:`hlx_vulkan.autograd.engine`) sits above them.
+
+A node is made only when grad mode is on and some tensor argument requires
+grad, so inference pays one flag test per op. The forward of a differentiable
+op runs with grad mode off, so the ops it is built from are not taped twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import threading
+
+_state = threading.local()
+_sequence = itertools.count()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+def set_grad_enabled(flag: bool) -> bool:
+    """Turn taping on or off for this thread; returns the previous setting."""
+    previous = is_grad_enabled()
+    _state.enabled = bool(flag)
+    return previous
+
+
+class _GradMode:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._previous: list[bool] = []
+
+    def __enter__(self):
+        self._previous.append(set_grad_enabled(self.enabled))
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._previous.pop())
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with _GradMode(self.enabled):
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+def no_grad() -> _GradMode:
+    """Context manager (and decorator) that records no graph.
+
+    Example::
+
+        with hv.no_grad():
+            w -= lr * w.grad
+    """
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+class Context:
+    """What a backward rule sees: the saved residuals, the inputs' shapes and dtypes,
+    the op's non-tensor arguments (every parameter, by position, defaults filled in;
+    None where a tensor was passed), and which inputs need a gradient."""
+
+    __slots__ = ("saved", "shapes", "dtypes", "args", "needs")
+
+    def saved_tensors(self):
+        return self.saved
+
+
+class Node:
+    """One taped op: its backward rule, its context, and an edge per tensor argument.
+
+    An edge is None (no grad needed), a leaf tensor (grad goes to ``.grad``) or
+    another node. ``seq`` orders nodes by creation, which is a topological order.
+    """
+
+    __slots__ = ("name", "backward", "ctx", "edges", "seq")
+
+    def __init__(self, name, backward, ctx, edges):
+        self.name = name
+        self.backward = backward
+        self.ctx = ctx
+        self.edges = edges
+        self.seq = next(_sequence)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward #{self.seq}>"
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "_node") and hasattr(x, "requires_grad")
+
+
+def _edge(t):
+    if not _is_tensor(t) or not t.requires_grad:
+        return None
+    return t._node if t._node is not None else t
+
+
+class _Positional:
+    """Turns a call's arguments into one tuple holding every parameter by position."""
+
+    def __init__(self, fn):
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.names = [p.name for p in params]
+        self.varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+        self.defaults = [p.default for p in params]
+        self.fn = fn.__name__
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __call__(self, args, kwargs):
+        if len(args) > len(self.names) and not self.varargs:
+            raise TypeError(f"{self.fn}() takes {len(self.names)} arguments, {len(args)} were given")
+        full = list(args) + self.defaults[len(args):]
+        if kwargs and self.varargs:
+            raise TypeError(f"{self.fn}() takes its arguments by position")
+        for key, value in kwargs.items():
+            if key not in self.names:
+                raise TypeError(f"{self.fn}() got an unexpected keyword argument {key!r}")
+            full[self.names.index(key)] = value
+        missing = [n for n, v in zip(self.names, full) if v is inspect.Parameter.empty]
+        if missing:
+            raise TypeError(f"{self.fn}() is missing argument(s): {', '.join(missing)}")
+        return tuple(full)
+
+
+
+def differentiable(backward, saves=()):
+    """Make an op differentiable.
+
+    ``backward(ctx, grad)`` returns one gradient (or None) per positional argument.
+    ``saves`` names the residuals the rule needs, by positional index or ``"out"``;
+    nothing else is kept alive by the tape.
+
+    Example::
+
+        def _exp_backward(ctx, g):
+            (out,) = ctx.saved
+            return (g * out,)
+
+        @differentiable(_exp_backward, saves=("out",))
+        def exp(x): ...
+    """
+    def decorate(forward):
+        name = forward.__name__
+        positional = _Positional(forward)
+
+        @functools.wraps(forward)
+        def op(*args, **kwargs):
+            if not getattr(_state, "enabled", True):
+                return forward(*args, **kwargs)
+            if kwargs or (len(args) != len(positional) and not positional.varargs):
+                args = positional(args, kwargs)
+            edges = [_edge(a) for a in args]
+            if not any(e is not None for e in edges):
+                return forward(*args)
+            _state.enabled = False
+            try:
+                out = forward(*args)
+            finally:
+                _state.enabled = True
+            ctx = Context()
+            ctx.saved = tuple(out if s == "out" else args[s] for s in saves)
+            ctx.shapes = tuple(a.shape if _is_tensor(a) else None for a in args)
+            ctx.dtypes = tuple(a.dtype if _is_tensor(a) else None for a in args)
+            ctx.args = tuple(None if _is_tensor(a) else a for a in args)
+            ctx.needs = tuple(e is not None for e in edges)
+            out._node = Node(name, backward, ctx, edges)
+            out.requires_grad = True
+            return out
+        op.backward_rule = backward
+        return op
+    return decorate
+
+
+__all__ = ["Context", "Node", "differentiable", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]

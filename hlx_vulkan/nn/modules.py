@@ -1,0 +1,267 @@
+"""Modules: parameters in named trees, PyTorch's defaults for initialisation, seeded.
+
+Example::
+
+    import hlx_vulkan as hv
+    hv.manual_seed(0)
+    model = hv.nn.Sequential(hv.nn.Linear(64, 128), hv.nn.ReLU(), hv.nn.Linear(128, 10))
+    loss = hv.nn.CrossEntropyLoss()(model(hv.randn(8, 64)), hv.tensor([0, 1, 2, 3, 4, 5, 6, 7]))
+    loss.backward()
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import errors
+from ..autograd.graph import no_grad
+from ..memory import dtype_of
+from ..ops import elementwise as ew
+from ..ops import matmul as mm
+from ..ops import shape as sh
+from ..ops.creation import ones, zeros
+from ..ops.random import rand, randn
+from ..ops.tensor import Tensor
+from . import functional as F
+
+
+class Parameter(Tensor):
+    """A tensor that a Module registers as one of its parameters; it requires grad."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Tensor, requires_grad: bool = True):
+        super().__init__(data.buf, data.runtime, requires_grad=False)
+        self.requires_grad_(requires_grad)
+
+
+class Module:
+    """Base class: assign Parameters and Modules as attributes and they are found by
+    ``parameters()``, ``named_parameters()`` and ``state_dict()``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise errors.HlxError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- the tree --------------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix: str = ""):
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for name, m in self._modules.items():
+            yield from m.named_parameters(f"{prefix}.{name}" if prefix else name)
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    # --- state -----------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, Tensor]":
+        """Name to tensor (the parameters' memory, detached), in registration order."""
+        return OrderedDict((name, p.detach()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy ``state`` (tensors or numpy arrays) into the parameters, checking names, shapes, dtypes."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise errors.ShapeError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            if name not in state:
+                continue
+            value = state[name]
+            shape = tuple(value.shape)
+            if shape != p.shape:
+                raise errors.ShapeError(f"{name}: shape {shape} in the state, {p.shape} in the model")
+            vdtype = value.dtype if isinstance(value, Tensor) else dtype_of(np.asarray(value).dtype)
+            if vdtype is not p.dtype:
+                raise errors.DTypeError(f"{name}: dtype {vdtype.name} in the state, {p.dtype.name} in the model")
+        with no_grad():
+            for name, p in own.items():
+                if name in state:
+                    p.copy_(state[name])
+
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + (")" if not lines else "\n" + "\n".join(lines) + "\n)")
+
+
+def _uniform(shape, bound: float, dtype) -> Parameter:
+    return Parameter(rand(*shape, dtype=dtype, low=-bound, high=bound))
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias``; weight (out, in) and bias drawn from U(-1/sqrt(in), 1/sqrt(in)),
+    PyTorch's default (kaiming_uniform with a = sqrt(5))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype="float32"):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = _uniform((out_features, in_features), bound, dtype)
+        self.bias = _uniform((out_features,), bound, dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = mm.matmul(x, sh.transpose(self.weight, 0, 1))
+        return y if self.bias is None else ew.add(y, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Sequential(Module):
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+
+class _Activation(Module):
+    fn = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self).fn(x)
+
+
+class ReLU(_Activation):
+    fn = staticmethod(ew.relu)
+
+
+class Tanh(_Activation):
+    fn = staticmethod(ew.tanh)
+
+
+class Sigmoid(_Activation):
+    fn = staticmethod(ew.sigmoid)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ew.gelu(x, self.approximate)
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing ``normalized_shape``; weight ones and bias zeros, as PyTorch."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype="float32"):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = Parameter(ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class Embedding(Module):
+    """A lookup table (num_embeddings, embedding_dim) drawn from N(0, 1), as PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype="float32"):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(randn(num_embeddings, embedding_dim, dtype=dtype))
+
+    def forward(self, index) -> Tensor:
+        return sh.index_select(self.weight, 0, index)
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` in training mode (scaling the rest by 1/(1-p));
+    the mask comes from the seeded device generator."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+
+class CrossEntropyLoss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, target) -> Tensor:
+        return F.cross_entropy(logits, target, self.reduction)
+
+
+class MSELoss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002 - torch's name
+        return F.mse_loss(input, target, self.reduction)
+
+
+__all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "MSELoss", "Module",
+           "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh"]

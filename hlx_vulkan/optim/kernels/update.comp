@@ -1,0 +1,66 @@
+#version 450
+// One optimizer step for one parameter tensor, elementwise: SGD (RULE 0, with MOMENTUM a
+// momentum buffer M) or Adam/AdamW (RULE 1, with moments M and V). The learning rate and the
+// step count are read from the optimizer's device state H, so a recorded step replays with
+// the current values and no host round trip.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+
+layout(local_size_x_id = 0) in;
+
+// Bindings mirror BINDING_* in optim/optimizers.py.
+layout(std430, binding = 0) buffer P { float p[]; };
+#if RULE == 1 || MOMENTUM
+layout(std430, binding = 1) buffer M { float m[]; };
+#endif
+#if RULE == 1
+layout(std430, binding = 2) buffer V { float v[]; };
+#endif
+layout(std430, binding = 3) readonly buffer G { float g[]; };
+layout(std430, binding = 4) readonly buffer H { float h[]; };  // [lr, step, schedule count, 0]
+
+// Mirrors PUSH_FORMAT in optim/optimizers.py.
+layout(push_constant) uniform Params {
+    uint n;
+    uint off_p, off_m, off_v, off_g, off_h;
+    float beta1;       // Adam; SGD: momentum
+    float beta2;       // Adam; SGD: dampening
+    float eps;
+    float weight_decay;
+    uint flags;        // bit 0: nesterov (SGD) or decoupled weight decay (AdamW)
+} c;
+
+void main() {
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    if (i >= c.n) return;
+    float lr = h[c.off_h];
+    float t = h[c.off_h + 1];
+    uint ip = c.off_p + i;
+    float w = p[ip];
+    float grad = g[c.off_g + i];
+#if RULE == 0
+    grad += c.weight_decay * w;
+#if MOMENTUM
+    uint im = c.off_m + i;
+    float buf = t == 1.0 ? grad : c.beta1 * m[im] + (1.0 - c.beta2) * grad;
+    m[im] = buf;
+    grad = (c.flags & 1u) != 0u ? grad + c.beta1 * buf : buf;
+#endif
+    p[ip] = w - lr * grad;
+#else
+    if ((c.flags & 1u) != 0u) {
+        w *= 1.0 - lr * c.weight_decay;
+    } else {
+        grad += c.weight_decay * w;
+    }
+    uint im = c.off_m + i, iv = c.off_v + i;
+    float mi = c.beta1 * m[im] + (1.0 - c.beta1) * grad;
+    float vi = c.beta2 * v[iv] + (1.0 - c.beta2) * grad * grad;
+    m[im] = mi;
+    v[iv] = vi;
+    float bc1 = 1.0 - pow(c.beta1, t);
+    float bc2 = 1.0 - pow(c.beta2, t);
+    float denom = sqrt(vi) / sqrt(bc2) + c.eps;
+    p[ip] = w - (lr / bc1) * (mi / denom);
+#endif
+}

@@ -1,0 +1,196 @@
+"""Optimizers whose update runs on the device (``kernels/update.comp``): one dispatch per
+parameter, no host round trip per step.
+
+The learning rate and the step count live in a small device tensor (``hyper``) that the
+update kernels read, so a step recorded once (``hv.capture``) replays with the current
+values, and a schedule (``optim.schedulers``) advances them on the device too.
+
+Example::
+
+    opt = hv.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    for x, y in batches:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+import numpy as np
+
+from .. import errors
+from ..autograd.graph import no_grad
+from ..ops import elementwise as ew
+from ..ops.creation import zeros_like
+from ..ops.tensor import Tensor, from_numpy
+
+KERNEL = resources.files(__package__) / "kernels" / "update.comp"
+BINDING_PARAM, BINDING_M, BINDING_V, BINDING_GRAD, BINDING_HYPER = 0, 1, 2, 3, 4
+PUSH_FORMAT = struct.Struct("<6I4fI")
+WORKGROUP = 256
+LR, STEP, SCHEDULE_COUNT = 0, 1, 2
+
+
+class Optimizer:
+    """The parameter list, the device-side state and the per-parameter update loop."""
+
+    rule = 0
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params, lr: float, **defaults):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise errors.HlxError(f"parameter {i} is not a tensor that requires grad")
+            if p.dtype.name != "float32" or not p.is_contiguous():
+                raise errors.DTypeError(f"parameter {i}: the optimizers update contiguous float32 tensors, "
+                                        f"not {p.dtype.name} of strides {p.strides}")
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        self.defaults = dict(lr=lr, **defaults)
+        rt = self.params[0].runtime
+        self.hyper = from_numpy(np.array([lr, 0, 0, 0], np.float32), "float32", rt)
+        self.state = [{name: zeros_like(p) for name in self.slots} for p in self.params]
+
+    # --- the learning rate -----------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The current learning rate (a read from the device: a sync point)."""
+        return float(self.hyper.numpy()[LR])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        with no_grad():
+            ew.launch("alpha", [self.hyper[LR:LR + 1]], out=self.hyper[LR:LR + 1], alpha=float(value))
+
+    @property
+    def step_count(self) -> int:
+        return int(self.hyper.numpy()[STEP])
+
+    # --- steps -----------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                with no_grad():
+                    ew.launch("CT(0)", [p.grad], out=p.grad)
+
+    def _push(self, n: int, offsets) -> bytes:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance the step count, then update every parameter that has a gradient."""
+        rt = self.hyper.runtime
+        with no_grad():
+            count = self.hyper[STEP:STEP + 1]
+            ew.launch("x + CT(1)", [count], out=count)
+            kernel = self._kernel(rt)
+            for p, state in zip(self.params, self.state):
+                g = p.grad
+                if g is None:
+                    continue
+                if g.shape != p.shape or g.dtype is not p.dtype:
+                    raise errors.ShapeError(f"gradient of shape {g.shape} ({g.dtype.name}) for a parameter of "
+                                            f"shape {p.shape} ({p.dtype.name})")
+                if not g.is_contiguous():
+                    g = p.grad = ew.copy(g)
+                n = p.numel()
+                if n == 0:
+                    continue
+                slots = [state[s] for s in self.slots]
+                offsets = [rt.elem_offset(t.buf) for t in [p] + slots]
+                offsets += [0] * (3 - len(offsets))
+                offsets += [rt.elem_offset(g.buf), rt.elem_offset(self.hyper.buf)]
+                rt.launch(kernel, [p.buf] + [t.buf for t in slots] + [g.buf, self.hyper.buf],
+                          self._push(n, offsets), n, writes=1 + len(slots))
+
+    def _kernel(self, rt):
+        key = (type(self).__name__, self.rule, len(self.slots))
+        cache = rt.kernels.memo.setdefault("optim", {})
+        if key not in cache:
+            cache[key] = rt.kernels.get(KERNEL, {"RULE": self.rule, "MOMENTUM": int(self.rule == 0 and
+                                                                                     bool(self.slots))},
+                                        (WORKGROUP,))
+        return cache[key]
+
+    # --- state -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Host copies of the device state: the hyper tensor (lr, step, schedule count) and each
+        parameter's slots, plus the constructor's settings."""
+        return {"defaults": dict(self.defaults), "hyper": self.hyper.numpy(),
+                "state": [{name: t.numpy() for name, t in s.items()} for s in self.state]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["state"]) != len(self.params):
+            raise errors.ShapeError(f"optimizer state for {len(state['state'])} parameters, this one has "
+                                    f"{len(self.params)}")
+        for i, (mine, theirs) in enumerate(zip(self.state, state["state"])):
+            if set(mine) != set(theirs):
+                raise errors.ShapeError(f"parameter {i}: state slots {sorted(theirs)}, expected {sorted(mine)}")
+            for name, t in mine.items():
+                if tuple(np.shape(theirs[name])) != t.shape:
+                    raise errors.ShapeError(f"parameter {i} {name}: shape {np.shape(theirs[name])}, "
+                                            f"expected {t.shape}")
+        with no_grad():
+            self.hyper.copy_(np.asarray(state["hyper"], np.float32))
+            for mine, theirs in zip(self.state, state["state"]):
+                for name, t in mine.items():
+                    t.copy_(np.asarray(theirs[name], np.float32))
+        self.defaults.update(state.get("defaults", {}))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with PyTorch's momentum, dampening, nesterov and weight decay."""
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and no dampening")
+        self.slots = ("momentum_buffer",) if momentum else ()
+        super().__init__(params, lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov)
+
+    def _push(self, n, offsets) -> bytes:
+        d = self.defaults
+        return PUSH_FORMAT.pack(n, *offsets, d["momentum"], d["dampening"], 0.0, d["weight_decay"],
+                                int(d["nesterov"]))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba), bias-corrected as PyTorch computes it; ``weight_decay`` is L2 added
+    to the gradient."""
+
+    rule = 1
+    slots = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        super().__init__(params, lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _push(self, n, offsets) -> bytes:
+        d = self.defaults
+        return PUSH_FORMAT.pack(n, *offsets, d["betas"][0], d["betas"][1], d["eps"], d["weight_decay"],
+                                int(self.decoupled))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter): ``p *= 1 - lr * weight_decay``."""
+
+    decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+__all__ = ["Adam", "AdamW", "Optimizer", "SGD"]

@@ -1,0 +1,190 @@
+"""Record once, replay: ops recorded into command buffers that are kept, then resubmitted
+with no per-op Python work (what CUDA graphs do for CUDA, with Vulkan command buffers).
+
+Inside ``with capture() as graph:`` every op is recorded as in eager mode, but into the
+graph's own command buffers; when the block ends, the graph runs once, so the code inside
+has its eager effect. ``graph.replay()`` submits the same command buffers again: the same
+kernels, descriptor sets and push constants over the same memory. Every allocation the
+graph touches is pinned for the graph's life, so tensors made inside keep their memory.
+
+What a replay could not reproduce is refused while capturing, with :class:`CaptureError`:
+a host sync (``.numpy()``, ``.item()``), a random draw (its counter would repeat), a host
+upload into an existing tensor (feed inputs with ``x.copy_(batch)`` before ``replay()``),
+and freeing memory that a live graph uses.
+
+Example::
+
+    x.copy_(first_batch)
+    with hv.capture() as graph:
+        opt.zero_grad(); F.cross_entropy(model(x), y).backward(); opt.step()
+    for batch in rest:
+        x.copy_(batch)
+        graph.replay()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import vulkan as vkb
+
+from .. import errors
+from ..vk import CommandBufferPool
+from ..vk.api import call
+from ..vk.commands import DEFAULT_TIMEOUT_S, Fence
+from .runtime import Runtime, default_runtime
+
+# Replays in flight at once; a replay waits for the one this many before it.
+RING = 3
+
+
+class _FenceWait:
+    __slots__ = ("fence",)
+
+    def __init__(self, fence: Fence):
+        self.fence = fence
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        if self.fence.alive:  # a destroyed graph waited for its replays before it went
+            self.fence.wait(timeout)
+
+
+def _unpin(allocations: list) -> None:
+    for a in allocations:
+        a.pins -= 1
+    allocations.clear()
+
+
+class Graph:
+    """Command buffers recorded by :func:`capture`, replayable until :meth:`destroy`."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.device = runtime.device
+        self._pools: list[CommandBufferPool] = []
+        self._cmds: list = []
+        self._pinned: list = []
+        self._seen: set[int] = set()
+        self._fences: list[Fence] = []
+        self._next = 0
+        self._submit_info = None
+        self.dispatches = 0
+        self.replays = 0
+        self._unpin = weakref.finalize(self, _unpin, self._pinned)
+
+    # --- called by the stream while capturing -----------------------------------------
+    def new_command_buffer(self):
+        pool = CommandBufferPool(self.device, self.device.queue_family, 1)
+        self._pools.append(pool)
+        return pool.begin_command_buffer(reusable=True)
+
+    def add_segment(self, cmd, keep: list) -> None:
+        self._pools[-1].end_command_buffer(cmd)
+        self._cmds.append(cmd)
+        for a in keep:
+            if id(a) not in self._seen:
+                self._seen.add(id(a))
+                a.pins += 1
+                self._pinned.append(a)
+
+    def _finish(self, dispatches: int) -> None:
+        self.dispatches = dispatches
+        self._seen.clear()
+        self._fences = [Fence(self.device, signaled=True) for _ in range(RING)]
+        self._submit_info = vkb.VkSubmitInfo(pCommandBuffers=self._cmds)
+
+    # --- the public face --------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._unpin.alive
+
+    @property
+    def segments(self) -> int:
+        return len(self._cmds)
+
+    def replay(self) -> None:
+        """Submit the recorded commands again (after any eager work recorded before this call)."""
+        if not self.alive:
+            raise errors.DestroyedError("this graph was destroyed")
+        if self._submit_info is None:
+            raise errors.CaptureError("this graph is still being captured")
+        stream = self.runtime.stream
+        if stream.capturing:
+            raise errors.CaptureError("a graph cannot be replayed inside another capture")
+        stream.submit()
+        if not self._cmds:
+            return
+        fence = self._fences[self._next]
+        self._next = (self._next + 1) % RING
+        fence.wait()
+        fence.reset()
+        with self.device.queue_lock:
+            call(vkb.vkQueueSubmit, self.device.queue, 1, [self._submit_info], fence.handle)
+        stream.track(_FenceWait(fence))
+        self.replays += 1
+
+    def destroy(self) -> None:
+        """Wait for the replays in flight, free the command buffers, unpin the memory."""
+        if not self.alive:
+            return
+        for f in self._fences:
+            if f.alive:
+                f.wait()
+        if self.runtime.stream.capturing and self.runtime.stream._capture is self:
+            raise errors.CaptureError("destroy() inside its own capture")
+        for pool in self._pools:
+            pool.destroy()
+        for f in self._fences:
+            f.destroy()
+        self._pools.clear()
+        self._cmds.clear()
+        self._fences.clear()
+        self._submit_info = None
+        self._unpin()
+        self.runtime.live_graphs.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+        return False
+
+    def __repr__(self) -> str:
+        state = "destroyed" if not self.alive else f"{self.dispatches} dispatches, {self.replays} replays"
+        return f"<Graph {state}>"
+
+
+@contextlib.contextmanager
+def capture(runtime: Runtime | None = None):
+    """Record the ops run inside the block into a :class:`Graph`, then run it once.
+
+    Example::
+
+        with hv.capture() as graph:
+            y.copy_(model(x))
+        graph.replay()
+    """
+    rt = runtime or default_runtime()
+    graph = Graph(rt)
+    stream = rt.stream
+    before = stream.dispatches
+    stream.begin_capture(graph)
+    ok = False
+    try:
+        yield graph
+        ok = True
+    finally:
+        try:
+            stream.end_capture()
+        finally:
+            if ok:
+                graph._finish(stream.dispatches - before)
+                rt.live_graphs.add(graph)
+            else:
+                graph.destroy()
+    graph.replay()
+
+
+__all__ = ["Graph", "capture"]

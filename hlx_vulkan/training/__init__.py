@@ -1,0 +1,1 @@
+"""Training recipes behind ``hlx train``."""

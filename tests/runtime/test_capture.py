@@ -1,0 +1,141 @@
+"""Record once, replay: bit-identical to eager, no per-op recording on replay, and every
+uncapturable action refused while capturing."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import hlx_vulkan as hv
+from hlx_vulkan import errors, nn, optim
+from hlx_vulkan.nn import functional as F
+
+
+def _setup(seed=0):
+    hv.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = optim.AdamW(model.parameters(), lr=1e-2)
+    sched = optim.CosineAnnealingLR(opt, T_max=20)
+    x, y = hv.zeros(8, 12), hv.zeros(8, dtype="int32")
+    return model, opt, sched, x, y
+
+
+def _step(model, opt, sched, x, y):
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    sched.step()
+
+
+def _batches(n=6):
+    rng = np.random.default_rng(7)
+    return [(rng.standard_normal((8, 12)).astype(np.float32), rng.integers(0, 4, 8)) for _ in range(n)]
+
+
+def _weights(model):
+    return [p.numpy().tobytes() for p in model.parameters()]
+
+
+def test_replayed_training_steps_are_bit_identical_to_eager_ones():
+    batches = _batches()
+    eager = _setup()
+    for bx, by in batches:
+        with hv.no_grad():
+            eager[3].copy_(bx)
+            eager[4].copy_(by)
+        _step(*eager)
+
+    model, opt, sched, x, y = _setup()
+    graph = None
+    for bx, by in batches:
+        with hv.no_grad():
+            x.copy_(bx)
+            y.copy_(by)
+        if graph is None:
+            with hv.capture() as graph:
+                _step(model, opt, sched, x, y)
+        else:
+            dispatches = hv.default_runtime().stream.dispatches
+            graph.replay()
+            assert hv.default_runtime().stream.dispatches == dispatches  # nothing recorded per op
+    assert graph.replays == len(batches) and graph.dispatches > 20
+    assert _weights(model) == _weights(eager[0])
+    assert opt.step_count == len(batches)
+    graph.destroy()
+
+
+def test_outputs_made_inside_are_read_after_replay():
+    x = hv.zeros(256)
+    with hv.capture() as graph:
+        y = (x * 2.0 + 1.0).exp()
+    np.testing.assert_allclose(y.numpy(), np.full(256, np.e, np.float32), rtol=1e-6)
+    x.copy_(np.ones(256, np.float32))
+    graph.replay()
+    np.testing.assert_allclose(y.numpy(), np.full(256, np.exp(3.0), np.float32), rtol=1e-6)
+    graph.destroy()
+
+
+@pytest.mark.parametrize("action, match", [
+    (lambda x: x.sum().item(), "host sync"),
+    (lambda x: x.numpy(), "host sync"),
+    (lambda x: hv.synchronize(), "host sync"),
+    (lambda x: hv.rand(4), "random draw"),
+    (lambda x: x.copy_(np.zeros(16, np.float32)), "before graph.replay"),
+])
+def test_uncapturable_actions_raise_at_capture_time(action, match):
+    x = hv.ones(16)
+    with pytest.raises(errors.CaptureError, match=match):
+        with hv.capture():
+            y = x * 2.0
+            action(y)
+    # The stream is usable again and nothing half-recorded runs.
+    np.testing.assert_array_equal((x + 1.0).numpy(), np.full(16, 2.0, np.float32))
+    assert not hv.default_runtime().stream.capturing
+
+
+def test_memory_used_by_a_live_graph_cannot_be_freed_and_is_released_on_destroy():
+    x = hv.ones(64)
+    with hv.capture() as graph:
+        y = x + 1.0
+    with pytest.raises(errors.CaptureError, match="live captured graph"):
+        x.buf.free()
+    assert x.buf._allocation.pins == 1
+    graph.destroy()
+    assert x.buf._allocation.pins == 0
+    x.buf.free()
+    assert not x.buf.alive
+    with pytest.raises(errors.DestroyedError):
+        graph.replay()
+    del y
+
+
+def test_replay_inside_a_capture_and_nested_captures_are_refused():
+    x = hv.ones(8)
+    with hv.capture() as graph:
+        x * 2.0
+    with pytest.raises(errors.CaptureError):
+        with hv.capture():
+            graph.replay()
+    with pytest.raises(errors.CaptureError, match="already"):
+        with hv.capture():
+            with hv.capture():
+                pass
+    graph.destroy()
+
+
+def test_graphs_free_their_vulkan_objects():
+    from hlx_vulkan.vk.handles import live_objects
+    x = hv.ones(8)
+    hv.synchronize()
+    gc.collect()
+    before = live_objects()
+    for _ in range(20):
+        with hv.capture() as graph:
+            x * 2.0
+        graph.replay()
+        graph.destroy()
+    hv.synchronize()
+    gc.collect()
+    assert live_objects() == before
