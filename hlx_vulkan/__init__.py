@@ -27,6 +27,7 @@ from .ops.creation import arange, full, ones, ones_like, zeros, zeros_like
 from .ops.random import Generator, manual_seed, rand, randn
 from .precision import float16_arithmetic, precision_report, set_float16_arithmetic
 from .runtime import Graph, Runtime, capture, default_runtime, set_default_runtime
+from .version import __version__
 from .vk import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
                  VulkanContext)
 
@@ -45,7 +46,6 @@ def synchronize() -> None:
     default_runtime().synchronize()
 
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",

@@ -138,7 +138,6 @@ class _Positional:
         return tuple(full)
 
 
-
 def differentiable(backward, saves=()):
     """Make an op differentiable.
 

@@ -21,9 +21,13 @@ from .tensor import Tensor, contiguous_like
 
 KERNEL = resources.files(__package__) / "matmul" / "matmul_tiled.comp"
 COOPMAT_KERNEL = resources.files(__package__) / "matmul" / "matmul_coopmat.comp"
+DIRECT_KERNEL = resources.files(__package__) / "matmul" / "matmul_direct.comp"
 BINDING_OUT, BINDING_A, BINDING_B = 0, 1, 2
 PUSH_FORMAT = struct.Struct("<6I6i")
 TILE_M = TILE_N = 64
+DIRECT_TILE = 32
+# The shared-memory kernel everywhere, CPU devices included (the tests use it to cover both).
+FORCE_TILED = False
 MAX_BATCH = 65535
 
 
@@ -102,13 +106,16 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     defines = {"CT": "float", "OCT": "float", **_slot_defines("A", a.dtype), **_slot_defines("B", b.dtype),
                **_slot_defines("C", a.dtype), **_slot_defines("O", a.dtype)}
     offsets = (rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf))
+    tile = TILE_M
     if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
         kernel = rt.kernels.get(COOPMAT_KERNEL, defines, (32, 4, 1), target_env="vulkan1.3")
+    elif rt.device.physical.type == "cpu" and not FORCE_TILED:
+        kernel, tile = rt.kernels.get(DIRECT_KERNEL, defines, (8, 8, 1)), DIRECT_TILE
     else:
         kernel = rt.kernels.get(KERNEL, defines, (16, 16, 1))
     push = PUSH_FORMAT.pack(M, N, K, *offsets, sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2],
                             b3.strides[-1])
-    rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // TILE_N), -(-M // TILE_M), batch))
+    rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // tile), -(-M // tile), batch))
     return c.reshape(final_shape)
 
 

@@ -31,7 +31,7 @@ import vulkan as vkb
 
 from .. import errors
 from ..vk import CommandBufferPool
-from ..vk.api import call
+from ..vk.api import check_result, ffi
 from ..vk.commands import DEFAULT_TIMEOUT_S, Fence
 from .runtime import Runtime, default_runtime
 
@@ -92,7 +92,12 @@ class Graph:
         self.dispatches = dispatches
         self._seen.clear()
         self._fences = [Fence(self.device, signaled=True) for _ in range(RING)]
-        self._submit_info = vkb.VkSubmitInfo(pCommandBuffers=self._cmds)
+        # Built once: a replay is three raw Vulkan calls and no per-op work.
+        self._cmd_array = ffi.new("VkCommandBuffer[]", self._cmds)
+        self._submit_info = ffi.new("VkSubmitInfo*", {"sType": vkb.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                                                       "commandBufferCount": len(self._cmds),
+                                                       "pCommandBuffers": self._cmd_array})
+        self._fence_arrays = [ffi.new("VkFence[1]", [f.handle]) for f in self._fences]
 
     # --- the public face --------------------------------------------------------------
     @property
@@ -115,12 +120,14 @@ class Graph:
         stream.submit()
         if not self._cmds:
             return
-        fence = self._fences[self._next]
-        self._next = (self._next + 1) % RING
-        fence.wait()
-        fence.reset()
+        slot = self._next
+        self._next = (slot + 1) % RING
+        fence, handles, lib, dev = self._fences[slot], self._fence_arrays[slot], vkb.lib, self.device.handle
+        if lib.vkGetFenceStatus(dev, handles[0]) != vkb.VK_SUCCESS:
+            fence.wait()
+        check_result("vkResetFences", lib.vkResetFences(dev, 1, handles))
         with self.device.queue_lock:
-            call(vkb.vkQueueSubmit, self.device.queue, 1, [self._submit_info], fence.handle)
+            check_result("vkQueueSubmit", lib.vkQueueSubmit(self.device.queue, 1, self._submit_info, handles[0]))
         stream.track(_FenceWait(fence))
         self.replays += 1
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
 from ..autograd.graph import no_grad
 from ..checkpoint import file_digest, save_checkpoint, state_digest
 from ..nn import CrossEntropyLoss, Linear, ReLU, Sequential
@@ -33,6 +32,7 @@ from ..ops.tensor import from_numpy
 from ..optim import AdamW, CosineAnnealingLR
 from ..runtime import capture as capture_graph
 from ..runtime import default_runtime
+from ..version import __version__
 
 TEST_FRACTION = 0.2
 

@@ -59,6 +59,15 @@ def call(fn, *args):
         raise_for(getattr(fn, "__name__", "vulkan call"), exc)
 
 
+def check_result(name: str, result: int) -> None:
+    """Raise this library's error for a raw ``vkb.lib`` call's VkResult (hot paths skip the binding's wrappers)."""
+    if result != vkb.VK_SUCCESS:
+        exc_type = vkb.exception_codes.get(result)
+        if exc_type is None:
+            raise errors.VulkanError(name, str(result), "")
+        raise_for(name, exc_type())
+
+
 def api_version(major: int, minor: int, patch: int = 0) -> int:
     return vkb.VK_MAKE_VERSION(major, minor, patch)
 

@@ -139,3 +139,32 @@ def test_graphs_free_their_vulkan_objects():
     hv.synchronize()
     gc.collect()
     assert live_objects() == before
+
+
+def test_feeding_a_batch_of_another_shape_is_refused():
+    x = hv.zeros(8, 12)
+    with hv.capture() as graph:
+        y = x.sum(axis=1)
+    with pytest.raises(errors.ShapeError):
+        with hv.no_grad():
+            x.copy_(np.ones((4, 12), np.float32))
+    graph.replay()
+    np.testing.assert_array_equal(y.numpy(), np.zeros(8, np.float32))
+    graph.destroy()
+
+
+def test_a_process_that_exits_with_a_live_graph_exits_cleanly(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "live_graph.py"
+    script.write_text(
+        "import hlx_vulkan as hv\n"
+        "x = hv.ones(1000)\n"
+        "with hv.capture() as graph:\n"
+        "    y = (x * 3.0).sum()\n"
+        "graph.replay()\n"
+        "print(y.item())\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3000.0"
+    assert "Exception ignored" not in out.stderr and "Validation" not in out.stderr, out.stderr

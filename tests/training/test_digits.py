@@ -57,7 +57,7 @@ def test_outputs_plot_checkpoint_and_manifest(tmp_path):
 
 
 def _cli_digest(*args):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1",
                           "--hidden", "32", *args], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr

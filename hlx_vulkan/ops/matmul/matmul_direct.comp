@@ -1,0 +1,53 @@
+#version 450
+// C[b] = A[b] @ B[b] without shared memory or barriers, for CPU implementations (lavapipe),
+// where a workgroup barrier costs more than the loads it saves: 8x8 threads, each a 4x4
+// block read straight from the buffers. Each output sums k = 0..K-1 in order, in fp32.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+#include "dtypes.glsl"
+
+layout(local_size_x = 8, local_size_y = 8) in;
+
+// Bindings mirror BINDING_* in ops/matmul.py.
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE c[]; };
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
+
+// Mirrors PUSH_FORMAT in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
+layout(push_constant) uniform Params {
+    uint M, N, K;
+    uint off_a, off_b, off_c;
+    int sa_b, sa_m, sa_k;
+    int sb_b, sb_k, sb_n;
+} p;
+
+void main() {
+    uint row0 = gl_WorkGroupID.y * 32u + gl_LocalInvocationID.y * 4u;
+    uint col0 = gl_WorkGroupID.x * 32u + gl_LocalInvocationID.x * 4u;
+    uint batch = gl_WorkGroupID.z;
+    int abase = int(p.off_a) + int(batch) * p.sa_b;
+    int bbase = int(p.off_b) + int(batch) * p.sb_b;
+    // Rows and columns past the edge read row/column 0 and are never stored.
+    int ar[4], bc[4];
+    for (int i = 0; i < 4; ++i) {
+        ar[i] = abase + int(row0 + uint(i) < p.M ? row0 + uint(i) : 0u) * p.sa_m;
+        bc[i] = bbase + int(col0 + uint(i) < p.N ? col0 + uint(i) : 0u) * p.sb_n;
+    }
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+    for (uint k = 0u; k < p.K; ++k) {
+        float av[4], bv[4];
+        for (int i = 0; i < 4; ++i) av[i] = float(A_LOAD(a[ar[i] + int(k) * p.sa_k]));
+        for (int j = 0; j < 4; ++j) bv[j] = float(B_LOAD(b[bc[j] + int(k) * p.sb_k]));
+        for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+    }
+    uint cbase = p.off_c + batch * p.M * p.N;
+    for (int i = 0; i < 4; ++i) {
+        uint gm = row0 + uint(i);
+        if (gm >= p.M) continue;
+        for (int j = 0; j < 4; ++j) {
+            uint gn = col0 + uint(j);
+            if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(acc[i][j]);
+        }
+    }
+}
