@@ -72,15 +72,27 @@ def test_misuse_is_refused(ctx, spin):
 
 
 def test_wait_times_out_with_typed_error(ctx, spin):
+    """The work waits on an event only the host sets, so it cannot finish before the timed wait
+    (a long-running shader could, on a fast device or a busy host thread)."""
+    import vulkan as vkb
     pipe, ds, buf = spin
     buf.upload(struct.pack("<I", 1))
+    event = vkb.vkCreateEvent(ctx.device.handle, vkb.VkEventCreateInfo(), None)
     pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
-    cmd = pool.begin_command_buffer()
-    pipe.record_dispatch(cmd, ds, struct.pack("<I", 200_000_000), (1, 1, 1))
-    pool.end_command_buffer(cmd)
-    sub = pool.submit(cmd)
-    with pytest.raises(errors.FenceTimeoutError, match="did not finish"):
-        sub.wait(timeout=0.0)
-    sub.wait(timeout=120)
-    assert sub.done()
-    pool.destroy()
+    try:
+        cmd = pool.begin_command_buffer()
+        vkb.vkCmdWaitEvents(cmd, 1, [event], vkb.VK_PIPELINE_STAGE_HOST_BIT, vkb.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                            0, None, 0, None, 0, None)
+        pipe.record_dispatch(cmd, ds, struct.pack("<I", 10), (1, 1, 1))
+        pool.end_command_buffer(cmd)
+        sub = pool.submit(cmd)
+        with pytest.raises(errors.FenceTimeoutError, match="did not finish"):
+            sub.wait(timeout=0.0)
+        assert not sub.done()
+        vkb.vkSetEvent(ctx.device.handle, event)
+        sub.wait(timeout=120)
+        assert sub.done()
+        assert struct.unpack("<I", buf.download())[0] == _lcg(1, 10)
+    finally:
+        pool.destroy()
+        vkb.vkDestroyEvent(ctx.device.handle, event, None)
