@@ -12,7 +12,7 @@ and the Vulkan foundation under it (VulkanContext, Buffer, ShaderModule,
 ComputePipeline, CommandBufferPool), for running your own SPIR-V.
 """
 
-from . import errors, memory, nn, optim, vk
+from . import checkpoint, errors, memory, nn, optim, vk
 from .autograd import engine as _engine  # binds Tensor.backward
 from .autograd.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .compiler import compile_glsl
@@ -51,6 +51,6 @@ __all__ = [
     "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
     "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
     "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
-    "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
+    "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
     "rand", "randn", "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

@@ -5,6 +5,7 @@ Example::
     $ hlx info          # Vulkan devices, what each supports, which one is chosen
     $ hlx info --json
     $ hlx train digits --seed 0 --out run/   # trains an MLP, writes plot, checkpoint, manifest
+    $ hlx verify run/                        # checks the checkpoint against the manifest's digests
 """
 
 from __future__ import annotations
@@ -69,6 +70,29 @@ def _train(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    import os
+
+    from .checkpoint import file_digest, load_checkpoint, state_digest
+    manifest_path = os.path.join(args.dir, "manifest.json")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise errors.CheckpointError(f"{manifest_path}: cannot read it ({e})") from None
+    ckpt = manifest.get("checkpoint", {})
+    path = os.path.join(args.dir, ckpt.get("file", "model.safetensors"))
+    if "sha256" in ckpt and file_digest(path) != ckpt["sha256"]:
+        raise errors.CheckpointError(f"{path}: the file's SHA-256 differs from the manifest's")
+    state = load_checkpoint(path, manifest)
+    digest = state_digest(manifest["tensors"])
+    if digest != manifest.get("weights_digest"):
+        raise errors.CheckpointError(f"{manifest_path}: the tensors' digests do not give the recorded weights digest")
+    print(f"ok: {len(state)} tensors match {manifest_path}")
+    print(f"weights digest: {digest}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hlx", description="hlx-vulkan: deterministic ML compute on Vulkan")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +110,9 @@ def main(argv=None) -> int:
     train.add_argument("--capture", action="store_true", help="record one training step and replay it")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+    verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")
+    verify.add_argument("dir", help="the --out directory of `hlx train`")
+    verify.set_defaults(func=_verify)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

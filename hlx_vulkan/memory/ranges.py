@@ -24,12 +24,13 @@ class RangeAllocator:
         self.capacity = capacity
         self._free_starts = [0]             # sorted starts of free ranges
         self._free = {0: capacity}          # start -> size
+        self._by_size = [(capacity, 0)]     # sorted (size, start): best fit is a bisect away
         self._used: dict[int, tuple[int, int]] = {}  # aligned offset -> (range start, range size)
         self.in_use = 0
 
     @property
     def largest_free(self) -> int:
-        return max(self._free.values(), default=0)
+        return self._by_size[-1][0] if self._by_size else 0
 
     @property
     def empty(self) -> bool:
@@ -41,14 +42,15 @@ class RangeAllocator:
             raise ValueError(f"size must be positive, got {size}")
         if alignment <= 0 or alignment & (alignment - 1):
             raise ValueError(f"alignment must be a power of two, got {alignment}")
+        # The smallest free range that holds ``size`` once aligned (ties: the lowest start).
+        by_size = self._by_size
         best = None
-        for start in self._free_starts:
-            length = self._free[start]
+        for j in range(bisect.bisect_left(by_size, (size, -1)), len(by_size)):
+            length, start = by_size[j]
             aligned = -(-start // alignment) * alignment
-            if aligned + size <= start + length and (best is None or length < best[1]):
+            if aligned + size <= start + length:
                 best = (start, length, aligned)
-                if length == size:
-                    break
+                break
         if best is None:
             return None
         start, length, aligned = best
@@ -83,11 +85,13 @@ class RangeAllocator:
 
     def _add_free(self, start: int, size: int) -> None:
         bisect.insort(self._free_starts, start)
+        bisect.insort(self._by_size, (size, start))
         self._free[start] = size
 
     def _remove_free(self, start: int) -> None:
-        del self._free[start]
+        size = self._free.pop(start)
         self._free_starts.pop(bisect.bisect_left(self._free_starts, start))
+        self._by_size.pop(bisect.bisect_left(self._by_size, (size, start)))
 
     def free_ranges(self) -> list[tuple[int, int]]:
         return [(s, self._free[s]) for s in self._free_starts]

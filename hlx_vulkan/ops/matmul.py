@@ -24,10 +24,13 @@ COOPMAT_KERNEL = resources.files(__package__) / "matmul" / "matmul_coopmat.comp"
 DIRECT_KERNEL = resources.files(__package__) / "matmul" / "matmul_direct.comp"
 BINDING_OUT, BINDING_A, BINDING_B = 0, 1, 2
 PUSH_FORMAT = struct.Struct("<6I6i")
-TILE_M = TILE_N = 64
+# Tiles of the shared-memory kernel: (BM, BN, BK, TM, TN). The large one does four times the
+# work per shared-memory load; it is used where its workgroups still fill a big GPU.
+TILES = {"small": (64, 64, 16, 4, 4), "wide": (64, 64, 16, 8, 8), "large": (128, 128, 8, 8, 8)}
+LARGE_TILE_MIN_GROUPS = 256
 DIRECT_TILE = 32
-# The shared-memory kernel everywhere, CPU devices included (the tests use it to cover both).
-FORCE_TILED = False
+# "small" or "large": that tiled kernel everywhere, CPU devices included (tests cover each).
+FORCE_TILE: str | None = None
 MAX_BATCH = 65535
 
 
@@ -106,17 +109,23 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     defines = {"CT": "float", "OCT": "float", **_slot_defines("A", a.dtype), **_slot_defines("B", b.dtype),
                **_slot_defines("C", a.dtype), **_slot_defines("O", a.dtype)}
     offsets = (rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf))
-    tile = TILE_M
     if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
-        kernel = rt.kernels.get(COOPMAT_KERNEL, defines, (32, 4, 1), target_env="vulkan1.3")
-    elif rt.device.physical.type == "cpu" and not FORCE_TILED:
+        kernel, tile = rt.kernels.get(COOPMAT_KERNEL, defines, (32, 4, 1), target_env="vulkan1.3"), 64
+    elif rt.device.physical.type == "cpu" and FORCE_TILE is None:
         kernel, tile = rt.kernels.get(DIRECT_KERNEL, defines, (8, 8, 1)), DIRECT_TILE
     else:
-        kernel = rt.kernels.get(KERNEL, defines, (16, 16, 1))
+        kernel, tile = _tiled_kernel(rt, defines, M, N, batch)
     push = PUSH_FORMAT.pack(M, N, K, *offsets, sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2],
                             b3.strides[-1])
     rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // tile), -(-M // tile), batch))
     return c.reshape(final_shape)
+
+
+def _tiled_kernel(rt, defines, M, N, batch):
+    name = FORCE_TILE or ("large" if -(-M // 128) * -(-N // 128) * batch >= LARGE_TILE_MIN_GROUPS else "small")
+    bm, bn, bk, tm, tn = TILES[name]
+    tile_defines = {**defines, "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn}
+    return rt.kernels.get(KERNEL, tile_defines, (bn // tn, bm // tm, 1)), bm
 
 
 def coopmat_available(rt) -> bool:

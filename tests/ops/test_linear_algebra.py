@@ -11,12 +11,13 @@ SHAPES = [((1, 1), (1, 1)), ((37, 29), (29, 53)), ((65, 1), (1, 130)), ((64, 64)
           ((3, 70, 20), (3, 20, 17)), ((48, 32), (32, 80)), ((2, 64, 128), (128, 96))]
 
 
-@pytest.fixture(autouse=True, params=["default kernel", "tiled kernel"])
+@pytest.fixture(autouse=True, params=[None, "small", "wide", "large"],
+                ids=["device's choice", "small tile", "wide tile", "large tile"])
 def matmul_kernel(request, monkeypatch):
-    """Run every test with the device's own choice and with the shared-memory tiled kernel,
-    which a CPU device would otherwise never run."""
+    """Run every test with the device's own choice and with each shared-memory tile, which a
+    CPU device (or a small problem) would otherwise never run."""
     from hlx_vulkan.ops import matmul
-    monkeypatch.setattr(matmul, "FORCE_TILED", request.param == "tiled kernel")
+    monkeypatch.setattr(matmul, "FORCE_TILE", request.param)
 
 
 

@@ -56,6 +56,18 @@ def test_outputs_plot_checkpoint_and_manifest(tmp_path):
     assert acc == result.test_accuracy
 
 
+def test_hlx_verify_accepts_a_run_and_names_a_tampered_tensor(tmp_path, capsys):
+    from hlx_vulkan.cli import main
+    result = train_digits(seed=4, out_dir=str(tmp_path), **SHORT)
+    assert main(["verify", str(tmp_path)]) == 0
+    assert result.weights_digest in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["tensors"]["0.bias"]["digest"] = "0" * 64
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "0.bias" in capsys.readouterr().err
+
+
 def _cli_digest(*args):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1",

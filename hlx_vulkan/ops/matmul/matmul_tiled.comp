@@ -1,15 +1,23 @@
 #version 450
-// C[b] = A[b] @ B[b]: 64x64 output tile per workgroup of 16x16 threads, each thread a
-// 4x4 block, K in steps of 16 through shared memory. Every output sums k = 0..K-1 in
-// order, in fp32, so the same inputs give the same bits on every run.
+// C[b] = A[b] @ B[b]: a BM x BN output tile per workgroup of (BM/TM) x (BN/TN) threads,
+// each thread a TM x TN block, K in steps of BK through shared memory. Every output sums
+// k = 0..K-1 in order, in fp32, so the same inputs give the same bits on every run.
+// The launcher picks the tile (ops/matmul.py TILES); the defaults are the small one.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
+#ifndef BM
 #define BM 64
 #define BN 64
 #define BK 16
-layout(local_size_x = 16, local_size_y = 16) in;
+#define TM 4
+#define TN 4
+#endif
+#define RT (BM / TM)   // thread rows
+#define CT_ (BN / TN)  // thread columns
+#define THREADS (RT * CT_)
+layout(local_size_x = CT_, local_size_y = RT) in;
 
 // Bindings mirror BINDING_* in ops/matmul.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE c[]; };
@@ -29,41 +37,40 @@ shared float Bs[BK][BN + 1];
 
 void main() {
     uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
-    uint tid = ty * 16u + tx;
+    uint tid = ty * uint(CT_) + tx;
     uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
     uint batch = gl_WorkGroupID.z;
     int abase = int(p.off_a) + int(batch) * p.sa_b;
     int bbase = int(p.off_b) + int(batch) * p.sb_b;
-    float acc[4][4];
-    for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+    float acc[TM][TN];
+    for (int i = 0; i < TM; ++i) for (int j = 0; j < TN; ++j) acc[i][j] = 0.0;
 
     for (uint k0 = 0u; k0 < p.K; k0 += BK) {
-        // 1024 elements of each tile, four per thread.
-        for (uint e = tid; e < BM * BK; e += 256u) {
+        for (uint e = tid; e < BM * BK; e += uint(THREADS)) {
             uint m = e / BK, k = e % BK;
             uint gm = row0 + m, gk = k0 + k;
             As[k][m] = (gm < p.M && gk < p.K) ? float(A_LOAD(a[abase + int(gm) * p.sa_m + int(gk) * p.sa_k])) : 0.0;
         }
-        for (uint e = tid; e < BK * BN; e += 256u) {
+        for (uint e = tid; e < BK * BN; e += uint(THREADS)) {
             uint k = e / BN, n = e % BN;
             uint gk = k0 + k, gn = col0 + n;
             Bs[k][n] = (gk < p.K && gn < p.N) ? float(B_LOAD(b[bbase + int(gk) * p.sb_k + int(gn) * p.sb_n])) : 0.0;
         }
         barrier();
         for (uint k = 0u; k < BK; ++k) {
-            float av[4], bv[4];
-            for (int i = 0; i < 4; ++i) av[i] = As[k][ty + 16u * uint(i)];
-            for (int j = 0; j < 4; ++j) bv[j] = Bs[k][tx + 16u * uint(j)];
-            for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+            float av[TM], bv[TN];
+            for (int i = 0; i < TM; ++i) av[i] = As[k][ty + uint(RT) * uint(i)];
+            for (int j = 0; j < TN; ++j) bv[j] = Bs[k][tx + uint(CT_) * uint(j)];
+            for (int i = 0; i < TM; ++i) for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
         }
         barrier();
     }
     uint cbase = p.off_c + batch * p.M * p.N;
-    for (int i = 0; i < 4; ++i) {
-        uint gm = row0 + ty + 16u * uint(i);
+    for (int i = 0; i < TM; ++i) {
+        uint gm = row0 + ty + uint(RT) * uint(i);
         if (gm >= p.M) continue;
-        for (int j = 0; j < 4; ++j) {
-            uint gn = col0 + tx + 16u * uint(j);
+        for (int j = 0; j < TN; ++j) {
+            uint gn = col0 + tx + uint(CT_) * uint(j);
             if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(acc[i][j]);
         }
     }
