@@ -4,6 +4,10 @@ The same seed gives the same bits on every device: the generator uses integer
 arithmetic only, and normals are made with log, sqrt and sin/cos written from
 correctly rounded additions and multiplications (``glsl/repro_math.glsl``).
 
+Draws inside ``hv.capture()`` read their counter from a per-generator device counter
+that the graph advances itself, so every replay draws fresh numbers, and a replayed step
+draws exactly what the same step run eagerly would have.
+
 Example::
 
     hv.manual_seed(0)
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import weakref
 from importlib import resources
 
 from .. import errors
@@ -23,8 +28,11 @@ from .elementwise import _slot_defines
 from .tensor import Tensor, contiguous_like
 
 KERNEL = resources.files(__package__) / "random" / "random.comp"
-BINDING_OUT = 0
+COUNTER_KERNEL = resources.files(__package__) / "random" / "counter.comp"
+BINDING_OUT, BINDING_COUNTER = 0, 1
 PUSH_FORMAT = struct.Struct("<6Iff")
+COUNTER_PUSH = struct.Struct("<3I")
+SET_COUNTER, ADD_COUNTER = 0, 1
 UNIFORM, NORMAL = 0, 1
 
 
@@ -33,6 +41,7 @@ class Generator:
 
     def __init__(self, seed: int = 0):
         self._lock = threading.Lock()
+        self._device_counters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.manual_seed(seed)
 
     def manual_seed(self, seed: int) -> "Generator":
@@ -66,28 +75,72 @@ def manual_seed(seed: int) -> Generator:
     return default_generator.manual_seed(seed)
 
 
+class _DeviceCounter:
+    """A generator's counter in device memory on one runtime, for draws inside captured graphs."""
+
+    def __init__(self, rt: Runtime):
+        self.tensor = Tensor(rt.memory.empty((2,), "uint32"), rt)
+        self.synced: int | None = None  # the host offset the device counter holds, once set
+
+    def dispatch(self, mode: int, value: int) -> None:
+        rt = self.tensor.runtime
+        kernel = rt.kernels.get(COUNTER_KERNEL, {"MODE": mode}, (1, 1, 1))
+        push = COUNTER_PUSH.pack(rt.elem_offset(self.tensor.buf), value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF)
+        rt.dispatch(kernel, [self.tensor.buf], push, (1, 1, 1), writes=1)
+
+
+class _CapturedDraws:
+    """A graph's draws from one generator: before each run the device counter is brought to the
+    generator's offset; after it, the offset moves past what the run drew."""
+
+    def __init__(self, gen: Generator, counter: _DeviceCounter):
+        self.gen, self.counter, self.seed, self.count = gen, counter, gen.seed, 0
+
+    def before_run(self) -> None:
+        if self.gen.seed != self.seed:
+            raise errors.CaptureError("the generator was reseeded since this graph was captured; capture again")
+        if self.counter.synced != self.gen.offset:
+            self.counter.dispatch(SET_COUNTER, self.gen.offset)
+
+    def after_run(self) -> None:
+        with self.gen._lock:
+            self.gen.offset += self.count
+        self.counter.synced = self.gen.offset
+
+
 def _draw(shape, dist: int, alpha: float, beta: float, dtype, generator, runtime) -> Tensor:
     dt = dtype_of(dtype)
     if not dt.is_float:
         raise errors.DTypeError(f"random floats need a floating-point dtype, not {dt.name}")
     rt: Runtime = runtime or default_runtime()
     gen = generator or default_generator
-    if rt.stream.capturing:
-        raise errors.CaptureError("a random draw inside hv.capture() would give the same numbers on every replay; "
-                                  "draw outside the capture and copy_ the numbers into a captured tensor")
     out = contiguous_like(shape, dt, rt)
     n = out.numel()
     if n == 0:
         return out
     if n >= 2**32 - 4:
         raise errors.LimitExceededError(f"{n} random numbers in one draw is more than this kernel counts")
-    start = gen.take(n)
     defines = {"DIST": dist, "CT": "float", "OCT": "float", **_slot_defines("O", dt),
                **_slot_defines("A", dt), **_slot_defines("B", dt), **_slot_defines("C", dt)}
-    kernel = rt.kernels.get(KERNEL, defines, (64,))
+    graph = rt.stream.capture_graph
+    if graph is None:
+        start = gen.take(n)
+        kernel = rt.kernels.get(KERNEL, defines, (64,))
+        push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32,
+                                start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF, alpha, beta)
+        rt.launch(kernel, [out.buf], push, -(-n // 4))
+        return out
+    counter = gen._device_counters.get(rt)
+    if counter is None:
+        counter = gen._device_counters[rt] = _DeviceCounter(rt)
+    draws = graph.hooks.setdefault(("philox", id(gen)), _CapturedDraws(gen, counter))
+    kernel = rt.kernels.get(KERNEL, {**defines, "DEVICE_COUNTER": 1}, (64,))
     push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32,
-                            start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF, alpha, beta)
-    rt.launch(kernel, [out.buf], push, -(-n // 4))
+                            rt.elem_offset(counter.tensor.buf), 0, alpha, beta)
+    rt.launch(kernel, [out.buf, counter.tensor.buf], push, -(-n // 4))
+    used = -(-n // 4)
+    counter.dispatch(ADD_COUNTER, used)
+    draws.count += used
     return out
 
 

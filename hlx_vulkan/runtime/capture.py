@@ -7,10 +7,13 @@ has its eager effect. ``graph.replay()`` submits the same command buffers again:
 kernels, descriptor sets and push constants over the same memory. Every allocation the
 graph touches is pinned for the graph's life, so tensors made inside keep their memory.
 
+Ops above the runtime can attach hooks that run before and after each run of the graph
+(random draws use them to keep their generator's counter moving: each replay draws fresh
+numbers, the ones the same step would draw eagerly).
+
 What a replay could not reproduce is refused while capturing, with :class:`CaptureError`:
-a host sync (``.numpy()``, ``.item()``), a random draw (its counter would repeat), a host
-upload into an existing tensor (feed inputs with ``x.copy_(batch)`` before ``replay()``),
-and freeing memory that a live graph uses.
+a host sync (``.numpy()``, ``.item()``), a host upload into an existing tensor (feed inputs
+with ``x.copy_(batch)`` before ``replay()``), and freeing memory that a live graph uses.
 
 Example::
 
@@ -71,6 +74,8 @@ class Graph:
         self._submit_info = None
         self.dispatches = 0
         self.replays = 0
+        # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
+        self.hooks: dict = {}
         self._unpin = weakref.finalize(self, _unpin, self._pinned)
 
     # --- called by the stream while capturing -----------------------------------------
@@ -117,6 +122,8 @@ class Graph:
         stream = self.runtime.stream
         if stream.capturing:
             raise errors.CaptureError("a graph cannot be replayed inside another capture")
+        for hook in self.hooks.values():
+            hook.before_run()
         stream.submit()
         if not self._cmds:
             return
@@ -129,6 +136,8 @@ class Graph:
         with self.device.queue_lock:
             check_result("vkQueueSubmit", lib.vkQueueSubmit(self.device.queue, 1, self._submit_info, handles[0]))
         stream.track(_FenceWait(fence))
+        for hook in self.hooks.values():
+            hook.after_run()
         self.replays += 1
 
     def destroy(self) -> None:
@@ -148,6 +157,7 @@ class Graph:
         self._cmds.clear()
         self._fences.clear()
         self._submit_info = None
+        self.hooks.clear()
         self._unpin()
         self.runtime.live_graphs.discard(self)
 

@@ -68,6 +68,11 @@ class Stream:
     def capturing(self) -> bool:
         return self._capture is not None
 
+    @property
+    def capture_graph(self):
+        """The graph being captured, or None."""
+        return self._capture
+
     def begin_capture(self, graph) -> None:
         """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
         if self._capture is not None:

@@ -46,13 +46,23 @@ void main() {
     for (int i = 0; i < TM; ++i) for (int j = 0; j < TN; ++j) acc[i][j] = 0.0;
 
     for (uint k0 = 0u; k0 < p.K; k0 += BK) {
+        // Neighbouring threads load neighbouring addresses: along k when A's rows are contiguous,
+        // along m when A is a transposed view (A_COLS). Likewise B along n, or k with B_COLS.
         for (uint e = tid; e < BM * BK; e += uint(THREADS)) {
+#if A_COLS
+            uint k = e / BM, m = e % BM;
+#else
             uint m = e / BK, k = e % BK;
+#endif
             uint gm = row0 + m, gk = k0 + k;
             As[k][m] = (gm < p.M && gk < p.K) ? float(A_LOAD(a[abase + int(gm) * p.sa_m + int(gk) * p.sa_k])) : 0.0;
         }
         for (uint e = tid; e < BK * BN; e += uint(THREADS)) {
+#if B_COLS
+            uint n = e / BK, k = e % BK;
+#else
             uint k = e / BN, n = e % BN;
+#endif
             uint gk = k0 + k, gn = col0 + n;
             Bs[k][n] = (gk < p.K && gn < p.N) ? float(B_LOAD(b[bbase + int(gk) * p.sb_k + int(gn) * p.sb_n])) : 0.0;
         }

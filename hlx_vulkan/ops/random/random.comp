@@ -1,6 +1,8 @@
 #version 450
 // Counter-based random numbers: invocation i fills elements 4i..4i+3 from
 // Philox4x32-10 of the counter (i + offset, stream) under the key (seed).
+// With DEVICE_COUNTER (draws inside a captured graph) the offset is read from the
+// generator's device counter, which a following dispatch advances (counter.comp).
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -11,13 +13,16 @@ layout(local_size_x_id = 0) in;
 
 // Binding mirrors BINDING_OUT in ops/random.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+#if DEVICE_COUNTER
+layout(std430, binding = 1) readonly buffer Ctr { uint ctr[]; };  // BINDING_COUNTER
+#endif
 
 // Mirrors PUSH_FORMAT in ops/random.py.
 layout(push_constant) uniform Params {
     uint n;
     uint off_o;
     uint seed_lo, seed_hi;
-    uint offset_lo, offset_hi;
+    uint offset_lo, offset_hi;   // DEVICE_COUNTER: offset_lo is the counter's index in ctr
     float alpha;   // uniform: low bound; normal: mean
     float beta;    // uniform: high - low; normal: std
 } p;
@@ -25,8 +30,13 @@ layout(push_constant) uniform Params {
 void main() {
     uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
     if (4u * i >= p.n) return;
-    uint lo = i + p.offset_lo;
-    uint hi = p.offset_hi + (lo < i ? 1u : 0u);
+#if DEVICE_COUNTER
+    uint base_lo = ctr[p.offset_lo], base_hi = ctr[p.offset_lo + 1u];
+#else
+    uint base_lo = p.offset_lo, base_hi = p.offset_hi;
+#endif
+    uint lo = i + base_lo;
+    uint hi = base_hi + (lo < i ? 1u : 0u);
     uvec4 r = philox4x32_10(uvec4(lo, hi, 0u, 0u), uvec2(p.seed_lo, p.seed_hi));
     float v[4];
 #if DIST == 0

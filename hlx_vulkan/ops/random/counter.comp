@@ -1,0 +1,26 @@
+#version 450
+// A generator's 64-bit device counter (lo, hi): MODE 0 sets it, MODE 1 adds to it.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+
+layout(local_size_x = 1) in;
+
+// Binding mirrors BINDING_OUT in ops/random.py.
+layout(std430, binding = 0) buffer Ctr { uint ctr[]; };
+
+// Mirrors COUNTER_PUSH in ops/random.py.
+layout(push_constant) uniform Params {
+    uint off;
+    uint lo, hi;
+} p;
+
+void main() {
+#if MODE == 0
+    ctr[p.off] = p.lo;
+    ctr[p.off + 1u] = p.hi;
+#else
+    uint lo = ctr[p.off] + p.lo;
+    ctr[p.off + 1u] = ctr[p.off + 1u] + p.hi + (lo < p.lo ? 1u : 0u);
+    ctr[p.off] = lo;
+#endif
+}
