@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import hlx_vulkan as hv
 from hlx_vulkan.ops import matmul as mm
+from timing import mean_seconds
 
 try:
     import torch
@@ -22,16 +22,6 @@ except ImportError:
 
 SHAPES = [(512, 1024, 784), (512, 1024, 1024), (1024, 1024, 512), (784, 1024, 512), (1024, 1024, 1024),
           (2048, 2048, 2048), (4096, 4096, 4096)]
-
-
-def timed(fn, sync, reps):
-    fn()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync()
-    return (time.perf_counter() - t0) / reps
 
 
 def main(argv=None) -> int:
@@ -55,16 +45,16 @@ def main(argv=None) -> int:
             mm.FORCE_TILE = tile
             out = a @ b
             err = float(np.linalg.norm(out.numpy() - ref) / np.linalg.norm(ref))
-            s = timed(lambda: a @ b, rt.synchronize, args.reps)
+            s = mean_seconds(lambda: a @ b, rt.synchronize, 1, args.reps)
             row[tile] = flop / s / 1e9
             row[f"{tile}_err"] = err
         mm.FORCE_TILE = None
-        row["chosen"] = flop / timed(lambda: a @ b, rt.synchronize, args.reps) / 1e9
+        row["chosen"] = flop / mean_seconds(lambda: a @ b, rt.synchronize, 1, args.reps) / 1e9
         if torch is not None:
             ta = torch.tensor(a_np, device="cuda" if cuda else "cpu")
             tb = torch.tensor(b_np, device="cuda" if cuda else "cpu")
             sync = torch.cuda.synchronize if cuda else (lambda: None)
-            row["torch"] = flop / timed(lambda: ta @ tb, sync, args.reps) / 1e9
+            row["torch"] = flop / mean_seconds(lambda: ta @ tb, sync, 1, args.reps) / 1e9
         rows.append(row)
         print(row["shape"].ljust(18), " ".join(f"{k} {row[k]:9.0f}" for k in list(mm.TILES) + ["chosen", "torch"]
                                               if k in row), "GFLOP/s", flush=True)

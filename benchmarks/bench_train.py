@@ -21,6 +21,7 @@ import numpy as np
 import hlx_vulkan as hv
 from hlx_vulkan import nn, optim
 from hlx_vulkan.nn import functional as F
+from timing import mean_seconds
 
 try:
     import torch
@@ -32,17 +33,6 @@ def hlx_model(hidden: int):
     hv.manual_seed(0)
     return nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, 10))
-
-
-def time_steps(step, sync, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return (time.perf_counter() - t0) / steps
 
 
 def bench_hlx(args, x_np, y_np, rows):
@@ -68,7 +58,7 @@ def bench_hlx(args, x_np, y_np, rows):
     record_s = time.perf_counter() - t0
     ops = rt.stream.dispatches - before
     rt.synchronize()
-    eager_s = time_steps(step, rt.synchronize, args.warmup, args.steps)
+    eager_s = mean_seconds(step, rt.synchronize, args.warmup, args.steps)
     rows.append({"mode": "hlx eager", "ms_per_step": 1e3 * eager_s, "host_us_per_op": 1e6 * record_s / ops,
                  "ops_per_step": ops})
 
@@ -81,7 +71,7 @@ def bench_hlx(args, x_np, y_np, rows):
         graph.replay()
         host.append(time.perf_counter() - t0)
         rt.synchronize()
-    replay_s = time_steps(graph.replay, rt.synchronize, args.warmup, args.steps)
+    replay_s = mean_seconds(graph.replay, rt.synchronize, args.warmup, args.steps)
     rows.append({"mode": "hlx replay", "ms_per_step": 1e3 * replay_s,
                  "host_us_per_op": 1e6 * float(np.median(host)) / graph.dispatches, "ops_per_step": graph.dispatches})
     steps_run = 2 + args.warmup + args.steps + 1 + len(host) + args.warmup + args.steps
@@ -119,7 +109,7 @@ def bench_torch(args, x_np, y_np, init, steps_run, rows):
     step()
     record_s = time.perf_counter() - t0
     sync()
-    eager_s = time_steps(step, sync, args.warmup, args.steps)
+    eager_s = mean_seconds(step, sync, args.warmup, args.steps)
     rows.append({"mode": f"torch eager ({dev})", "ms_per_step": 1e3 * eager_s, "host_us_per_op": None,
                  "host_ms_per_step": 1e3 * record_s})
     done = 3 + args.warmup + args.steps
@@ -134,7 +124,7 @@ def bench_torch(args, x_np, y_np, init, steps_run, rows):
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
             step()
-        replay_s = time_steps(g.replay, sync, args.warmup, args.steps)
+        replay_s = mean_seconds(g.replay, sync, args.warmup, args.steps)
         done += args.warmup + args.steps
         rows.append({"mode": "torch CUDA graph", "ms_per_step": 1e3 * replay_s, "host_us_per_op": None})
     while done < steps_run:  # the same number of steps as hlx took, so the losses compare

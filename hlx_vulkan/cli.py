@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except errors.HlxError as exc:
+    except (errors.HlxError, ValueError) as exc:
         print(f"hlx: {exc}", file=sys.stderr)
         return 2
 

@@ -64,8 +64,12 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
                  out_dir: str | None = None, capture: bool = False, progress: bool = True) -> TrainResult:
     """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest."""
     started = time.perf_counter()
+    if epochs < 1 or hidden < 1 or lr <= 0:
+        raise ValueError(f"epochs and hidden must be positive and lr above 0 (got {epochs}, {hidden}, {lr})")
     rt = default_runtime()
     x_train, x_test, y_train, y_test = load_digits_split(seed)
+    if not 1 <= batch_size <= len(x_train):
+        raise ValueError(f"batch size must be between 1 and the {len(x_train)} training images, got {batch_size}")
     manual_seed(seed)
     model = build_model(hidden)
     steps_per_epoch = len(x_train) // batch_size  # full batches only: every step has the same shapes

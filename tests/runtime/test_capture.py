@@ -38,28 +38,36 @@ def _weights(model):
     return [p.numpy().tobytes() for p in model.parameters()]
 
 
-def test_replayed_training_steps_are_bit_identical_to_eager_ones():
-    batches = _batches()
-    eager = _setup()
-    for bx, by in batches:
-        with hv.no_grad():
-            eager[3].copy_(bx)
-            eager[4].copy_(by)
-        _step(*eager)
+def _eager_and_replayed(build, step, batches):
+    """One copy of a training set-up run eagerly, one captured on the first batch and replayed on
+    the rest; ``build()`` returns (model, ..., x, y) and ``step(*built)`` runs one step."""
+    stream = hv.default_runtime().stream
 
-    model, opt, sched, x, y = _setup()
-    graph = None
-    for bx, by in batches:
+    def feed(built, bx, by):
         with hv.no_grad():
-            x.copy_(bx)
-            y.copy_(by)
+            built[-2].copy_(bx)
+            built[-1].copy_(by)
+
+    eager = build()
+    for bx, by in batches:
+        feed(eager, bx, by)
+        step(*eager)
+    replayed, graph = build(), None
+    for bx, by in batches:
+        feed(replayed, bx, by)
         if graph is None:
             with hv.capture() as graph:
-                _step(model, opt, sched, x, y)
+                step(*replayed)
         else:
-            dispatches = hv.default_runtime().stream.dispatches
+            dispatches = stream.dispatches
             graph.replay()
-            assert hv.default_runtime().stream.dispatches == dispatches  # nothing recorded per op
+            assert stream.dispatches == dispatches  # nothing recorded per op
+    return eager, replayed, graph
+
+
+def test_replayed_training_steps_are_bit_identical_to_eager_ones():
+    batches = _batches()
+    eager, (model, opt, *_), graph = _eager_and_replayed(_setup, _step, batches)
     assert graph.replays == len(batches) and graph.dispatches > 20
     assert _weights(model) == _weights(eager[0])
     assert opt.step_count == len(batches)
@@ -117,25 +125,8 @@ def test_a_dropout_training_step_replays_bit_identically_to_eager():
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    batches = _batches(5)
-    eager = build()
-    for bx, by in batches:
-        with hv.no_grad():
-            eager[2].copy_(bx)
-            eager[3].copy_(by)
-        step(*eager)
-    model, opt, x, y = build()
-    graph = None
-    for bx, by in batches:
-        with hv.no_grad():
-            x.copy_(bx)
-            y.copy_(by)
-        if graph is None:
-            with hv.capture() as graph:
-                step(model, opt, x, y)
-        else:
-            graph.replay()
-    assert _weights(model) == _weights(eager[0])
+    eager, replayed, graph = _eager_and_replayed(build, step, _batches(5))
+    assert _weights(replayed[0]) == _weights(eager[0])
     graph.destroy()
 
 

@@ -68,6 +68,14 @@ def test_hlx_verify_accepts_a_run_and_names_a_tampered_tensor(tmp_path, capsys):
     assert "0.bias" in capsys.readouterr().err
 
 
+def test_bad_settings_are_refused_before_training(capsys):
+    from hlx_vulkan.cli import main
+    assert main(["train", "digits", "--quiet", "--batch-size", "5000"]) == 2
+    assert "batch size" in capsys.readouterr().err
+    assert main(["train", "digits", "--quiet", "--epochs", "0"]) == 2
+    assert "epochs" in capsys.readouterr().err
+
+
 def _cli_digest(*args):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1",
