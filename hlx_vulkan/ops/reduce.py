@@ -131,10 +131,15 @@ def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False) -> Tens
         flat = x.reshape((x.numel(),))
         r, _ = _reduce_axis(flat, 0, op, 1.0 / count if mean else 1.0)
         return _keep(r, x, axes, keepdim)
-    r = x
+    # Sums over several axes keep their partial results in float32 for 16-bit floats, so
+    # cancellation between the passes is not rounded to 8 or 11 bits in between.
+    widen = op == "sum" and len(axes) > 1 and x.dtype.is_float and x.dtype.itemsize == 2
+    r = ew.cast(x, float32) if widen else x
     for i, a in enumerate(sorted(axes, reverse=True)):
         last = i == len(axes) - 1
         r, _ = _reduce_axis(r, a, op, 1.0 / count if (mean and last) else 1.0)
+    if widen:
+        r = ew.cast(r, x.dtype)
     return _keep(r, x, axes, keepdim)
 
 
