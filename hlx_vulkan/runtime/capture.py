@@ -53,10 +53,21 @@ class _FenceWait:
             self.fence.wait(timeout)
 
 
-def _unpin(allocations: list) -> None:
-    for a in allocations:
+def _release(pinned: list, fences: list, pools: list) -> None:
+    """Free a graph's Vulkan objects once its replays are done, then unpin its memory: run by
+    destroy() and, for a graph dropped without it, by the garbage collector."""
+    for f in fences:
+        if f.alive:
+            f.wait()
+    for pool in pools:
+        pool.destroy()
+    for f in fences:
+        f.destroy()
+    pools.clear()
+    fences.clear()
+    for a in pinned:
         a.pins -= 1
-    allocations.clear()
+    pinned.clear()
 
 
 class Graph:
@@ -76,7 +87,7 @@ class Graph:
         self.replays = 0
         # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
         self.hooks: dict = {}
-        self._unpin = weakref.finalize(self, _unpin, self._pinned)
+        self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools)
 
     # --- called by the stream while capturing -----------------------------------------
     def new_command_buffer(self):
@@ -96,7 +107,7 @@ class Graph:
     def _finish(self, dispatches: int) -> None:
         self.dispatches = dispatches
         self._seen.clear()
-        self._fences = [Fence(self.device, signaled=True) for _ in range(RING)]
+        self._fences.extend(Fence(self.device, signaled=True) for _ in range(RING))
         # Built once: a replay is three raw Vulkan calls and no per-op work.
         self._cmd_array = ffi.new("VkCommandBuffer[]", self._cmds)
         self._submit_info = ffi.new("VkSubmitInfo*", {"sType": vkb.VK_STRUCTURE_TYPE_SUBMIT_INFO,
@@ -107,7 +118,7 @@ class Graph:
     # --- the public face --------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return self._unpin.alive
+        return self._release.alive
 
     @property
     def segments(self) -> int:
@@ -144,21 +155,12 @@ class Graph:
         """Wait for the replays in flight, free the command buffers, unpin the memory."""
         if not self.alive:
             return
-        for f in self._fences:
-            if f.alive:
-                f.wait()
-        if self.runtime.stream.capturing and self.runtime.stream._capture is self:
+        if self.runtime.stream.capture_graph is self:
             raise errors.CaptureError("destroy() inside its own capture")
-        for pool in self._pools:
-            pool.destroy()
-        for f in self._fences:
-            f.destroy()
-        self._pools.clear()
+        self._release()
         self._cmds.clear()
-        self._fences.clear()
         self._submit_info = None
         self.hooks.clear()
-        self._unpin()
         self.runtime.live_graphs.discard(self)
 
     def __enter__(self):

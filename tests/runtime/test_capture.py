@@ -231,3 +231,21 @@ def test_a_process_that_exits_with_a_live_graph_exits_cleanly(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3000.0"
     assert "Exception ignored" not in out.stderr and "Validation" not in out.stderr, out.stderr
+
+
+def test_a_graph_dropped_without_destroy_frees_everything_after_its_replays():
+    from hlx_vulkan.vk.handles import live_objects
+    x = hv.ones(4096)
+    (x * 2.0).exp().sum().numpy()  # the kernels' pipelines are cached from here on
+    gc.collect()
+    before = live_objects()
+    with hv.capture() as graph:
+        (x * 2.0).exp().sum()
+    for _ in range(3):
+        graph.replay()
+    assert x.buf._allocation.pins == 1
+    del graph
+    gc.collect()
+    assert x.buf._allocation.pins == 0
+    hv.synchronize()
+    assert live_objects() == before
