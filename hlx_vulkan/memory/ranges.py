@@ -25,7 +25,7 @@ class RangeAllocator:
         self._free_starts = [0]             # sorted starts of free ranges
         self._free = {0: capacity}          # start -> size
         self._by_size = [(capacity, 0)]     # sorted (size, start): best fit is a bisect away
-        self._used: dict[int, tuple[int, int]] = {}  # aligned offset -> (range start, range size)
+        self._used: dict[int, tuple[int, int, int]] = {}  # offset -> (range start, range size, bytes asked)
         self.in_use = 0
 
     @property
@@ -37,11 +37,15 @@ class RangeAllocator:
         return not self._used
 
     def allocate(self, size: int, alignment: int = 1) -> int | None:
-        """An offset that is a multiple of ``alignment`` with ``size`` bytes free, or None."""
+        """An offset that is a multiple of ``alignment`` with ``size`` bytes free, or None.
+
+        The range reserved is ``size`` rounded up to ``alignment`` (``in_use`` counts ``size``),
+        so freed ranges start aligned and no sliver too small for an aligned request is left."""
         if size <= 0:
             raise ValueError(f"size must be positive, got {size}")
         if alignment <= 0 or alignment & (alignment - 1):
             raise ValueError(f"alignment must be a power of two, got {alignment}")
+        asked, size = size, -(-size // alignment) * alignment
         # The smallest free range that holds ``size`` once aligned (ties: the lowest start).
         by_size = self._by_size
         best = None
@@ -60,17 +64,17 @@ class RangeAllocator:
         end = aligned + size
         if end < start + length:
             self._add_free(end, start + length - end)
-        self._used[aligned] = (aligned, size)
-        self.in_use += size
+        self._used[aligned] = (aligned, size, asked)
+        self.in_use += asked
         return aligned
 
     def free(self, offset: int) -> None:
         """Return a range; it merges with free neighbours."""
         try:
-            start, size = self._used.pop(offset)
+            start, size, asked = self._used.pop(offset)
         except KeyError:
             raise ValueError(f"offset {offset} is not an allocated range (double free?)") from None
-        self.in_use -= size
+        self.in_use -= asked
         nxt = start + size
         if nxt in self._free:
             size += self._free[nxt]
@@ -97,4 +101,5 @@ class RangeAllocator:
         return [(s, self._free[s]) for s in self._free_starts]
 
     def used_ranges(self) -> list[tuple[int, int]]:
-        return sorted(self._used.values())
+        """(offset, bytes asked) of each allocated range."""
+        return sorted((start, asked) for start, _, asked in self._used.values())

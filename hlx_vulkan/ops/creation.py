@@ -15,22 +15,22 @@ def _shape(shape):
     return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
 
 
-def full(shape, value, dtype="float32", runtime: Runtime | None = None) -> Tensor:
+def full(shape, value, dtype="float32", runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``shape`` filled with ``value``, written by a kernel."""
     rt = runtime or default_runtime()
     out = contiguous_like(_shape(shape) if isinstance(shape, (tuple, list)) else (shape,), dtype_of(dtype), rt)
     if out.numel():
         # The kernel reads its output slot as input x but never uses it.
         launch("alpha", [out], out=out, alpha=float(value))
-    return out
+    return out.requires_grad_() if requires_grad else out
 
 
-def zeros(*shape, dtype="float32", runtime: Runtime | None = None) -> Tensor:
-    return full(_shape(shape), 0.0, dtype, runtime)
+def zeros(*shape, dtype="float32", runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
+    return full(_shape(shape), 0.0, dtype, runtime, requires_grad)
 
 
-def ones(*shape, dtype="float32", runtime: Runtime | None = None) -> Tensor:
-    return full(_shape(shape), 1.0, dtype, runtime)
+def ones(*shape, dtype="float32", runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
+    return full(_shape(shape), 1.0, dtype, runtime, requires_grad)
 
 
 def zeros_like(x: Tensor) -> Tensor:

@@ -149,12 +149,14 @@ def _shape(shape):
 
 
 def rand(*shape, dtype="float32", low: float = 0.0, high: float = 1.0, generator: Generator | None = None,
-         runtime: Runtime | None = None) -> Tensor:
+         runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
     """Uniform numbers in [low, high)."""
-    return _draw(_shape(shape), UNIFORM, low, high - low, dtype, generator, runtime)
+    out = _draw(_shape(shape), UNIFORM, low, high - low, dtype, generator, runtime)
+    return out.requires_grad_() if requires_grad else out
 
 
 def randn(*shape, dtype="float32", mean: float = 0.0, std: float = 1.0, generator: Generator | None = None,
-          runtime: Runtime | None = None) -> Tensor:
+          runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
     """Normal numbers (Box-Muller over Philox)."""
-    return _draw(_shape(shape), NORMAL, mean, std, dtype, generator, runtime)
+    out = _draw(_shape(shape), NORMAL, mean, std, dtype, generator, runtime)
+    return out.requires_grad_() if requires_grad else out

@@ -124,3 +124,13 @@ def test_keyword_and_default_arguments_reach_the_backward_rule(rng):
     a.sum(axis=1, keepdim=True).sum().backward()
     hv.sum(b, 1, True).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+
+
+def test_creation_functions_take_requires_grad():
+    for t in (hv.randn(3, requires_grad=True), hv.rand(3, requires_grad=True), hv.zeros(3, requires_grad=True),
+              hv.ones(2, 2, requires_grad=True), hv.full((2,), 3.0, requires_grad=True)):
+        assert t.requires_grad
+        (t * 2.0).sum().backward()
+        np.testing.assert_array_equal(t.grad.numpy(), np.full(t.shape, 2.0, np.float32))
+    with pytest.raises(errors.DTypeError):
+        hv.zeros(3, dtype=hv.int32, requires_grad=True)
