@@ -38,8 +38,9 @@ from ..vk.api import check_result, ffi
 from ..vk.commands import DEFAULT_TIMEOUT_S, Fence
 from .runtime import Runtime, default_runtime
 
-# Replays in flight at once; a replay waits for the one this many before it.
-RING = 3
+# Replays in flight at once; a replay waits for the one this many before it. Deep enough that
+# a host thread descheduled for a few milliseconds does not let the GPU run dry.
+RING = 8
 
 
 class _FenceWait:
@@ -146,7 +147,7 @@ class Graph:
         check_result("vkResetFences", lib.vkResetFences(dev, 1, handles))
         with self.device.queue_lock:
             check_result("vkQueueSubmit", lib.vkQueueSubmit(self.device.queue, 1, self._submit_info, handles[0]))
-        stream.track(_FenceWait(fence))
+        stream.track(_FenceWait(fence), depth=RING)
         for hook in self.hooks.values():
             hook.after_run()
         self.replays += 1

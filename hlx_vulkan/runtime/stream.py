@@ -86,10 +86,11 @@ class Stream:
         finally:
             self._capture = None
 
-    def track(self, waitable, keep=()) -> None:
-        """Count work submitted outside the stream (a replay) as in flight: synchronize waits for it."""
+    def track(self, waitable, keep=(), depth: int = 3) -> None:
+        """Count work submitted outside the stream (a replay) as in flight: synchronize waits for
+        it. More than ``depth`` submissions in flight and the oldest is waited for."""
         self._in_flight.append((waitable, list(keep)))
-        while len(self._in_flight) > 3:
+        while len(self._in_flight) > depth:
             done, _ = self._in_flight.popleft()
             done.wait()
 
