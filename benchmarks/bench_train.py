@@ -143,7 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=20, help="steps before timing: the GPU clocks up over the first ones")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="steps before timing: the GPU clocks up over the first ones")
     parser.add_argument("--out", default="bench_train.json")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)

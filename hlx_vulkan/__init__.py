@@ -48,9 +48,10 @@ def synchronize() -> None:
 
 
 __all__ = [
-    "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
-    "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError",
-    "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
-    "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul", "memory", "nn", "ones", "precision_report",
-    "rand", "randn", "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
+    "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Buffer",
+    "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError", "Runtime",
+    "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
+    "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul",
+    "memory", "nn", "ones", "precision_report", "rand", "randn", "set_default_runtime", "set_float16_arithmetic",
+    "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
 ]

@@ -29,9 +29,7 @@ PUSH_FORMAT = struct.Struct("<6I6i")
 TILES = {"small": (64, 64, 16, 4, 4), "wide": (64, 64, 16, 8, 8), "large": (128, 128, 8, 8, 8)}
 LARGE_TILE_MIN_GROUPS = 256
 DIRECT_TILE = 32
-# Load transposed views along their contiguous dimension (A_COLS/B_COLS in the kernel).
-COALESCE_VIEWS = True
-# "small" or "large": that tiled kernel everywhere, CPU devices included (tests cover each).
+# A name from TILES: that tile everywhere, CPU devices included (the tests cover each tile).
 FORCE_TILE: str | None = None
 MAX_BATCH = 65535
 
@@ -116,8 +114,9 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     elif rt.device.physical.type == "cpu" and FORCE_TILE is None:
         kernel, tile = rt.kernels.get(DIRECT_KERNEL, defines, (8, 8, 1)), DIRECT_TILE
     else:
-        layout = {"A_COLS": int(COALESCE_VIEWS and a3.strides[-1] != 1 and a3.strides[-2] == 1),
-                  "B_COLS": int(COALESCE_VIEWS and b3.strides[-1] != 1 and b3.strides[-2] == 1)}
+        # Transposed views are loaded along their contiguous dimension.
+        layout = {"A_COLS": int(a3.strides[-1] != 1 and a3.strides[-2] == 1),
+                  "B_COLS": int(b3.strides[-1] != 1 and b3.strides[-2] == 1)}
         kernel, tile = _tiled_kernel(rt, {**defines, **layout}, M, N, batch)
     push = PUSH_FORMAT.pack(M, N, K, *offsets, sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2],
                             b3.strides[-1])
@@ -126,7 +125,8 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
 
 
 def _tiled_kernel(rt, defines, M, N, batch):
-    name = FORCE_TILE or ("large" if -(-M // 128) * -(-N // 128) * batch >= LARGE_TILE_MIN_GROUPS else "small")
+    big = TILES["large"][0]
+    name = FORCE_TILE or ("large" if -(-M // big) * -(-N // big) * batch >= LARGE_TILE_MIN_GROUPS else "small")
     bm, bn, bk, tm, tn = TILES[name]
     tile_defines = {**defines, "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn}
     return rt.kernels.get(KERNEL, tile_defines, (bn // tn, bm // tm, 1)), bm

@@ -125,22 +125,22 @@ def _draw(shape, dist: int, alpha: float, beta: float, dtype, generator, runtime
     graph = rt.stream.capture_graph
     if graph is None:
         start = gen.take(n)
-        kernel = rt.kernels.get(KERNEL, defines, (64,))
-        push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32,
-                                start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF, alpha, beta)
-        rt.launch(kernel, [out.buf], push, -(-n // 4))
-        return out
-    counter = gen._device_counters.get(rt)
-    if counter is None:
-        counter = gen._device_counters[rt] = _DeviceCounter(rt)
-    draws = graph.hooks.setdefault(("philox", id(gen)), _CapturedDraws(gen, counter))
-    kernel = rt.kernels.get(KERNEL, {**defines, "DEVICE_COUNTER": 1}, (64,))
-    push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32,
-                            rt.elem_offset(counter.tensor.buf), 0, alpha, beta)
-    rt.launch(kernel, [out.buf, counter.tensor.buf], push, -(-n // 4))
+        counter_words, buffers = (start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF), [out.buf]
+    else:
+        counter = gen._device_counters.get(rt)
+        if counter is None:
+            counter = gen._device_counters[rt] = _DeviceCounter(rt)
+        draws = graph.hooks.setdefault(("philox", id(gen)), _CapturedDraws(gen, counter))
+        defines["DEVICE_COUNTER"] = 1
+        counter_words, buffers = (rt.elem_offset(counter.tensor.buf), 0), [out.buf, counter.tensor.buf]
+    kernel = rt.kernels.get(KERNEL, defines, (64,))
+    push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32, *counter_words,
+                            alpha, beta)
     used = -(-n // 4)
-    counter.dispatch(ADD_COUNTER, used)
-    draws.count += used
+    rt.launch(kernel, buffers, push, used)
+    if graph is not None:
+        counter.dispatch(ADD_COUNTER, used)
+        draws.count += used
     return out
 
 

@@ -13,6 +13,7 @@ from .. import errors
 from ..autograd.graph import differentiable, is_grad_enabled
 from ..memory import int32
 from . import elementwise as ew
+from .creation import zeros
 from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
 
 GATHER_KERNEL = resources.files(__package__) / "shape" / "gather.comp"
@@ -152,7 +153,6 @@ def getitem(x: Tensor, key) -> Tensor:
 
 
 def _basic_index_backward(ctx, g):
-    from .creation import zeros
     gx = zeros(ctx.shapes[0], dtype=ctx.dtypes[0], runtime=g.runtime)
     ew.copy(g, out=_basic_index(gx, ctx.args[1]))
     return gx, None

@@ -59,7 +59,8 @@ def _launch(x: Tensor, axis: int, log: bool, grad: Tensor | None = None) -> Tens
                                 [out_view.strides[d] for d in kept])
     rows = math.prod(x.shape[d] for d in kept)
     wg = 32 if R <= 256 else 64 if R <= 1024 else 256
-    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "CT": "float", "OCT": "float", **_slot_defines("A", x.dtype),
+    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "CT": "float", "OCT": "float",
+               **_slot_defines("A", x.dtype),
                **_slot_defines("O", x.dtype), **_slot_defines("B", x.dtype), **_slot_defines("C", x.dtype)}
     kernel = rt.kernels.get(KERNEL, defines, (wg,))
     push = PUSH_FORMAT.pack(rows, R, rt.elem_offset(x.buf), rt.elem_offset(out_view.buf), x.strides[a],

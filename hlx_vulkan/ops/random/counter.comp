@@ -5,7 +5,7 @@
 
 layout(local_size_x = 1) in;
 
-// Binding mirrors BINDING_OUT in ops/random.py.
+// Binding 0: the counter, the kernel's only buffer (see _DeviceCounter in ops/random.py).
 layout(std430, binding = 0) buffer Ctr { uint ctr[]; };
 
 // Mirrors COUNTER_PUSH in ops/random.py.
