@@ -14,6 +14,7 @@ from .. import errors
 from ..ops import elementwise as ew
 from ..ops.creation import ones_like
 from ..ops.tensor import Tensor
+from . import graph
 from .graph import Node, no_grad
 
 
@@ -84,6 +85,6 @@ def backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool = 
                     _to_leaf(edge, gi)
 
 
-Tensor.backward = backward
+graph.set_backward_pass(backward)
 
 __all__ = ["backward"]

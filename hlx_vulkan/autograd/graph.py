@@ -98,6 +98,22 @@ class Node:
         return f"<{self.name}Backward #{self.seq}>"
 
 
+_backward_pass = None
+
+
+def set_backward_pass(fn) -> None:
+    """Install the backward pass (``hlx_vulkan.autograd.engine`` does, when imported)."""
+    global _backward_pass
+    _backward_pass = fn
+
+
+def run_backward(tensor, gradient=None, retain_graph: bool = False) -> None:
+    """``tensor.backward()``: the engine sits above the ops, so Tensor reaches it through here."""
+    if _backward_pass is None:
+        raise RuntimeError("the autograd engine is not loaded; import hlx_vulkan")
+    _backward_pass(tensor, gradient, retain_graph)
+
+
 def _is_tensor(x) -> bool:
     return hasattr(x, "_node") and hasattr(x, "requires_grad")
 
@@ -186,4 +202,5 @@ def differentiable(backward, saves=()):
     return decorate
 
 
-__all__ = ["Context", "Node", "differentiable", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+__all__ = ["Context", "Node", "differentiable", "enable_grad", "is_grad_enabled", "no_grad", "run_backward",
+           "set_backward_pass", "set_grad_enabled"]

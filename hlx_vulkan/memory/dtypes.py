@@ -26,6 +26,9 @@ class DType:
     def itemsize(self) -> int:
         return self.numpy.itemsize
 
+    def __hash__(self) -> int:  # dtypes are singletons: hash the name, not the numpy dtype
+        return hash(self.name)
+
     def __repr__(self) -> str:
         return f"hlx.{self.name}"
 

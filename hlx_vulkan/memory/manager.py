@@ -53,6 +53,10 @@ class MemoryManager:
             return TensorBuffer(self, None, shape, dt)
         return TensorBuffer(self, self.device_pool.allocate(nbytes), shape, dt)
 
+    def fresh(self, shape: tuple, dtype, strides: tuple, nbytes: int) -> TensorBuffer:
+        """A contiguous tensor of a checked shape, dtype, strides and size (the launch plans' path)."""
+        return TensorBuffer.fresh(self, self.device_pool.allocate(nbytes) if nbytes else None, shape, dtype, strides)
+
     def full(self, shape, value, dtype="float32") -> TensorBuffer:
         t = self.empty(shape, dtype)
         t.write(np.full(t.shape, value, dtype=t.dtype.numpy))

@@ -1,8 +1,16 @@
-"""Pooled device memory: large blocks per memory kind, sub-allocated with alignment.
+"""Pooled device memory: large blocks per memory kind, sub-allocated with alignment, and a
+caching allocator on top (as PyTorch's and cudaMallocAsync's).
 
-Each block is one :class:`~hlx_vulkan.vk.Buffer` (a VkBuffer over its own
-VkDeviceMemory); an :class:`Allocation` is a range of it, usable directly as a
-descriptor's (buffer, offset, range).
+Each block is one :class:`~hlx_vulkan.vk.Buffer` (a VkBuffer over its own VkDeviceMemory);
+an :class:`Allocation` is a range of it, usable directly as a descriptor's (buffer, offset,
+range). A request is rounded up to a size class; a freed range goes back to its class's free
+list at once, not to the block, and serves the next request of that class: steady-state loops
+allocate no new memory. Since a range is only ever reused whole, by a request of the same
+class, a hazard tracker that keys work by (block, offset) sees every reuse. Memory freed while
+recorded work may still use it is safe to reuse by later work on the same queue (stream
+order); ``Allocation.busy`` tells a host writer which recorded batch it must wait for.
+Cached ranges go back to their blocks, coalescing, in :meth:`MemoryPool.trim`,
+which needs the device to be done with them (the runtime synchronizes first).
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from ..vk import Buffer, BufferUsageFlags, MemoryPropertyFlags
 from .ranges import RangeAllocator
 
 DEFAULT_BLOCK_SIZE = 64 << 20
-# Empty dedicated blocks kept for reuse: allocating hundreds of MiB of device memory costs
-# milliseconds, and a loop over large tensors frees and asks for the same sizes again.
-KEEP_EMPTY_DEDICATED = 4
+# Size classes, as PyTorch's caching allocator rounds: multiples of 512 bytes below 1 MiB, of
+# 2 MiB above: a little padding, and few classes, so freed ranges find takers.
+SMALL_CLASS_STEP = 512
+SMALL_CLASS_LIMIT = 1 << 20
+LARGE_CLASS_STEP = 2 << 20
 _USAGE = (BufferUsageFlags.STORAGE_BUFFER | BufferUsageFlags.UNIFORM_BUFFER
           | BufferUsageFlags.TRANSFER_SRC | BufferUsageFlags.TRANSFER_DST)
 
@@ -35,30 +45,37 @@ KINDS = {
 @dataclass(frozen=True)
 class PoolStats:
     reserved: int       # bytes held in blocks
-    in_use: int         # bytes handed out (alignment padding excluded)
+    in_use: int         # bytes handed out to live allocations (padding to the class excluded)
     peak: int           # largest in_use so far
     blocks: int
-    largest_free: int   # largest free range in any block
+    largest_free: int   # largest free range in any block (cached ranges not counted)
+    cached: int = 0     # bytes of freed ranges kept in the free lists for reuse
+    peak_reserved: int = 0  # largest reserved so far
+    new_blocks: int = 0     # device memory allocations made so far (vkAllocateMemory calls)
 
 
 class _Block:
-    __slots__ = ("buffer", "ranges", "dedicated", "emptied")
+    __slots__ = ("buffer", "ranges", "dedicated", "order")
 
     def __init__(self, buffer: Buffer, dedicated: bool):
         self.buffer = buffer
         self.ranges = RangeAllocator(buffer.size)
         self.dedicated = dedicated
-        self.emptied = 0  # when it last became empty, for evicting the oldest spare
+        self.order = buffer._order
 
 
-def _release(pool_ref, block, offset) -> None:
+def _release(pool_ref, block, offset, size, nbytes) -> None:
     pool = pool_ref()
     if pool is not None:
-        pool._release(block, offset)
+        pool._release(block, offset, size, nbytes)
 
 
 class Allocation:
     """A range of a pool block. Freed by ``free()`` or when the last reference goes.
+
+    ``size`` is the range's size (``nbytes``, the request, rounded up to its size class); ``key`` names
+    the range, ``(block order, offset, size)``, for descriptor-set caches and hazard tracking;
+    ``busy`` is the serial of the last recorded batch that may use the range (0: none).
 
     Example::
 
@@ -67,12 +84,14 @@ class Allocation:
         a.free()
     """
 
-    __slots__ = ("pool", "_block", "offset", "size", "_finalizer", "pins", "__weakref__")
+    __slots__ = ("pool", "_block", "offset", "size", "nbytes", "key", "busy", "_finalizer", "pins", "__weakref__")
 
-    def __init__(self, pool: "MemoryPool", block: _Block, offset: int, size: int):
-        self.pool, self._block, self.offset, self.size = pool, block, offset, size
+    def __init__(self, pool: "MemoryPool", block: _Block, offset: int, size: int, nbytes: int, busy: int = 0):
+        self.pool, self._block, self.offset, self.size, self.busy = pool, block, offset, size, busy
+        self.nbytes = nbytes  # the bytes asked for
+        self.key = (block.order, offset, size)
         self.pins = 0  # live captured graphs that use this memory
-        self._finalizer = weakref.finalize(self, _release, weakref.ref(pool), block, offset)
+        self._finalizer = weakref.finalize(self, _release, pool._ref, block, offset, size, nbytes)
 
     @property
     def alive(self) -> bool:
@@ -95,30 +114,31 @@ class Allocation:
 
     @property
     def host_visible(self) -> bool:
-        return self._block.buffer._mapped is not None
+        return self._block.buffer.is_mapped
 
     def mapped(self) -> memoryview:
         """The range's bytes in mapped memory (host-visible pools only): zero-copy."""
         self.check_alive()
-        mapped = self._block.buffer._mapped
-        if mapped is None:
-            raise errors.HlxError("this allocation's memory is not host-visible; go through a staging copy")
-        return memoryview(mapped)[self.offset:self.offset + self.size]
+        return self._block.buffer.mapped_view(self.offset, self.size)
 
     def free(self) -> None:
+        """Give the range back now; work already recorded that uses it is unaffected (stream order)."""
         if self.pins:
             raise errors.CaptureError("this memory is used by a live captured graph; destroy the graph first")
         self._finalizer()
 
 
 class MemoryPool:
-    """Blocks of one memory kind ("device" or "host"), sub-allocated.
+    """Blocks of one memory kind ("device" or "host"), sub-allocated, with cached free ranges.
 
-    A request larger than half a block gets a dedicated block of its own; a few
-    empty dedicated blocks are kept for requests of about their size. Blocks never exceed the device's maxMemoryAllocationSize.
-    Empty shared blocks are kept for reuse until :meth:`trim`. ``mappable=False``
-    keeps blocks unmapped even where the memory is host-visible, so every copy
-    goes through staging as on a discrete GPU.
+    A request larger than half a block gets a dedicated block of its own. Blocks never exceed
+    the device's maxMemoryAllocationSize. ``clock()`` (set by the runtime) is the serial of
+    the work being recorded, stamped on freed ranges; ``on_pressure()`` (set by the runtime)
+    makes the device finish all recorded work and returns True, or returns False where it
+    cannot (inside a capture); a bare pool's returns True: before a new block is made while cached ranges could serve,
+    and before giving up for lack of memory, the pool calls it and gives its cached ranges
+    back. ``mappable=False`` keeps blocks unmapped even where the memory is host-visible, so
+    every copy goes through staging as on a discrete GPU.
 
     Example::
 
@@ -141,33 +161,43 @@ class MemoryPool:
                              limits["min_uniform_buffer_offset_alignment"], limits["non_coherent_atom_size"], 16)
         self._blocks: list[_Block] = []
         self._lock = threading.RLock()
+        self._ref = weakref.ref(self)
+        self._free: dict[tuple[int, int], list] = {}  # (class size, alignment) -> [(block, offset, busy)]
+        self._cached = 0
+        self._in_use = 0
         self._peak = 0
-        self._releases = 0
+        self._peak_reserved = 0
+        self._new_blocks = 0
+        self.clock = lambda: 0
+        # A bare pool's user orders their own work: its freed ranges can always be coalesced.
+        self.on_pressure = lambda: True
 
-    def _in_use(self) -> int:
-        return sum(b.ranges.in_use for b in self._blocks)
+    def size_class(self, size: int, alignment: int | None = None) -> int:
+        """The bytes a request of ``size`` reserves."""
+        step = max(self.alignment, alignment or 1, SMALL_CLASS_STEP) if size < SMALL_CLASS_LIMIT else LARGE_CLASS_STEP
+        return -(-size // step) * step
 
     def stats(self) -> PoolStats:
         with self._lock:
             self._drop_dead_blocks()
             return PoolStats(
-                reserved=sum(b.buffer.size for b in self._blocks), in_use=self._in_use(), peak=self._peak,
-                blocks=len(self._blocks), largest_free=max((b.ranges.largest_free for b in self._blocks), default=0))
+                reserved=self._reserved(), in_use=self._in_use, peak=self._peak, blocks=len(self._blocks),
+                largest_free=max((b.ranges.largest_free for b in self._blocks), default=0), cached=self._cached,
+                peak_reserved=self._peak_reserved, new_blocks=self._new_blocks)
+
+    def _reserved(self) -> int:
+        return sum(b.buffer.size for b in self._blocks)
 
     def _drop_dead_blocks(self) -> None:
         self._blocks = [b for b in self._blocks if b.buffer.alive]
 
     def _new_block(self, size: int, dedicated: bool) -> _Block:
-        try:
-            required, preferred = KINDS[self.kind]
-            buffer = Buffer(self.device, size, _USAGE, required, mappable=self.mappable, preferred_flags=preferred)
-        except errors.OutOfDeviceMemoryError as exc:
-            raise errors.OutOfDeviceMemoryError(
-                exc.call, exc.result,
-                f"pool '{self.kind}' could not reserve a block of {size} bytes "
-                f"({self._in_use()} bytes in use, {sum(b.buffer.size for b in self._blocks)} reserved)") from None
+        required, preferred = KINDS[self.kind]
+        buffer = Buffer(self.device, size, _USAGE, required, mappable=self.mappable, preferred_flags=preferred)
         block = _Block(buffer, dedicated)
         self._blocks.append(block)
+        self._new_blocks += 1
+        self._peak_reserved = max(self._peak_reserved, self._reserved())
         return block
 
     def allocate(self, size: int, alignment: int | None = None) -> Allocation:
@@ -176,50 +206,93 @@ class MemoryPool:
         if size <= 0:
             raise ValueError(f"allocation size must be positive, got {size}")
         align = max(self.alignment, alignment or 1)
-        if size > self.max_allocation:
+        if align & (align - 1):
+            raise ValueError(f"alignment must be a power of two, got {alignment}")
+        cls = self.size_class(size, align)
+        if cls > self.max_allocation:
             raise errors.OutOfDeviceMemoryError(
                 "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
                 f"{size} bytes asked, more than one allocation may hold on this device ({self.max_allocation}); "
-                f"{self.stats().in_use} bytes in use")
+                f"{self._in_use} bytes in use")
         with self._lock:
             self.device._check_alive()
+            cached = self._free.get((cls, align))
+            if cached:
+                block, offset, busy = cached.pop()
+                self._cached -= cls
+                return self._handed_out(block, offset, cls, size, busy)
+            found = self._carve(cls, align, grow=False)
+            if found is None and self._cached >= cls and self.on_pressure():
+                # Cached ranges of other classes could serve once coalesced: reuse before growing.
+                self._release_cached()
+                found = self._carve(cls, align, grow=False)
+            if found is None:
+                try:
+                    found = self._carve(cls, align, grow=True)
+                except errors.OutOfDeviceMemoryError:
+                    if not (self._cached and self.on_pressure()):
+                        raise self._out_of_memory(cls) from None
+                    self.trim()
+                    try:
+                        found = self._carve(cls, align, grow=True)
+                    except errors.OutOfDeviceMemoryError:
+                        raise self._out_of_memory(cls) from None
+            return self._handed_out(*found, cls, size, 0)
+
+    def _out_of_memory(self, size: int) -> errors.OutOfDeviceMemoryError:
+        return errors.OutOfDeviceMemoryError(
+            "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
+            f"pool '{self.kind}' could not reserve {size} bytes ({self._in_use} bytes in use, "
+            f"{self._reserved()} reserved)")
+
+    def _carve(self, cls: int, align: int, grow: bool):
+        """(block, offset) of a new range of ``cls`` bytes; None when no block has room and not ``grow``."""
+        dedicated = cls > self.block_size // 2
+        if not dedicated:
             for block in self._blocks:
-                if block.dedicated:
-                    continue
-                offset = block.ranges.allocate(size, align)
-                if offset is not None:
-                    return self._handed_out(block, offset, size)
-            dedicated = size > self.block_size // 2
-            if dedicated:
-                spare = [b for b in self._blocks if b.dedicated and b.ranges.empty
-                         and size <= b.buffer.size <= 2 * size]
-                if spare:
-                    block = min(spare, key=lambda b: b.buffer.size)
-                    return self._handed_out(block, block.ranges.allocate(size, align), size)
-            block_bytes = -(-size // align) * align if dedicated else self.block_size
-            block = self._new_block(block_bytes, dedicated)
-            return self._handed_out(block, block.ranges.allocate(size, align), size)
+                if not block.dedicated:
+                    offset = block.ranges.allocate(cls, align)
+                    if offset is not None:
+                        return block, offset
+        else:
+            for block in self._blocks:
+                if block.dedicated and block.ranges.empty and block.buffer.size == cls:
+                    return block, block.ranges.allocate(cls, align)
+        if not grow:
+            return None
+        block = self._new_block(cls if dedicated else self.block_size, dedicated)
+        return block, block.ranges.allocate(cls, align)
 
-    def _handed_out(self, block: _Block, offset: int, size: int) -> Allocation:
-        self._peak = max(self._peak, self._in_use())
-        return Allocation(self, block, offset, size)
+    def _handed_out(self, block: _Block, offset: int, cls: int, nbytes: int, busy: int) -> Allocation:
+        self._in_use += nbytes
+        self._peak = max(self._peak, self._in_use)
+        return Allocation(self, block, offset, cls, nbytes, busy)
 
-    def _release(self, block: _Block, offset: int) -> None:
+    def _release(self, block: _Block, offset: int, cls: int, nbytes: int) -> None:
         with self._lock:
+            self._in_use -= nbytes
             if not block.buffer.alive:
                 return
-            block.ranges.free(offset)
-            if block.dedicated and block.ranges.empty:
-                self._releases += 1
-                block.emptied = self._releases
-                spare = sorted((b for b in self._blocks if b.dedicated and b.ranges.empty), key=lambda b: b.emptied)
-                for old in spare[:-KEEP_EMPTY_DEDICATED]:
-                    old.buffer.destroy()
-                self._drop_dead_blocks()
+            align = self.alignment
+            while offset % (align * 2) == 0 and self.size_class(cls, align * 2) == cls and (cls, align * 2) in self._free:
+                align *= 2  # a range carved for a larger alignment goes back to that alignment's list
+            self._free.setdefault((cls, align), []).append((block, offset, self.clock()))
+            self._cached += cls
+
+    def _release_cached(self) -> None:
+        for entries in self._free.values():
+            for block, offset, _ in entries:
+                if block.buffer.alive:
+                    block.ranges.free(offset)
+        self._free.clear()
+        self._cached = 0
 
     def trim(self) -> int:
-        """Free empty blocks; returns the bytes given back to the device."""
+        """Give the free lists' ranges back to their blocks and free the blocks left empty; returns
+        the bytes given back to the device. The device must be done with every freed range (the
+        runtime's ``empty_cache()`` synchronizes first)."""
         with self._lock:
+            self._release_cached()
             freed = 0
             for block in self._blocks:
                 if block.ranges.empty:
@@ -234,3 +307,5 @@ class MemoryPool:
             for block in self._blocks:
                 block.buffer.destroy()
             self._blocks = []
+            self._free.clear()
+            self._cached = 0

@@ -52,9 +52,20 @@ class TensorBuffer:
         self.byte_offset = byte_offset
         self._allocation = allocation
         self._owns_allocation = owns_allocation
+        # What a kernel launch depends on, as one hashable key for launch plans.
+        self.geometry = (self.dtype.name, self.shape, self.strides, byte_offset)
         if allocation is not None and self.span_bytes > allocation.size - byte_offset:
             raise errors.ShapeError(f"shape {self.shape} of {self.dtype} needs {self.span_bytes} bytes; "
                                     f"the allocation has {allocation.size - byte_offset}")
+
+    @classmethod
+    def fresh(cls, manager, allocation: Allocation | None, shape: tuple, dtype: DType, strides: tuple) -> "TensorBuffer":
+        """A contiguous tensor over a new allocation, from a shape, dtype and strides already checked."""
+        t = cls.__new__(cls)
+        t.manager, t.shape, t.dtype, t.strides, t.byte_offset = manager, shape, dtype, strides, 0
+        t._allocation, t._owns_allocation = allocation, True
+        t.geometry = (dtype.name, shape, strides, 0)
+        return t
 
     @property
     def ndim(self) -> int:

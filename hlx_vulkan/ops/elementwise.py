@@ -1,132 +1,16 @@
-"""Elementwise ops with numpy broadcasting: one generic kernel, specialised per
-expression and dtype (``elementwise/elementwise.comp``)."""
+"""Elementwise ops with numpy broadcasting, each an expression run by the pointwise kernel
+(:mod:`hlx_vulkan.ops.pointwise`), with its backward rule beside it."""
 
 from __future__ import annotations
-
-import math
-import struct
-from importlib import resources
 
 import numpy as np
 
 from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import dtype_of, uint8
-from ..precision import float16_arithmetic
-from .tensor import Tensor, contiguous_like
-
-KERNEL = resources.files(__package__) / "elementwise" / "elementwise.comp"
-BINDING_OUT, BINDING_A, BINDING_B, BINDING_C = 0, 1, 2, 3
-MAX_DIMS = 5
-PUSH_FORMAT = struct.Struct("<Iff4I5I5i5i5i5i")  # mirrors Params in elementwise.comp
-WORKGROUP = 256
-
-_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
-            "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
-
-
-def compute_type(dtype, native16: bool = False) -> str:
-    """The GLSL type arithmetic runs in: float for floats (float16_t for float16 when ``native16``)."""
-    if dtype.is_float:
-        return "float16_t" if native16 and dtype.name == "float16" else "float"
-    return "uint" if dtype.name.startswith("u") else "int"
-
-
-def broadcast_shapes(*shapes) -> tuple[int, ...]:
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for d in range(ndim):
-        sizes = {s[len(s) - ndim + d] for s in shapes if len(s) - ndim + d >= 0} - {1}
-        if len(sizes) > 1:
-            raise errors.ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast")
-        out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
-
-
-def broadcast_strides(t: Tensor, shape) -> list[int]:
-    pad = len(shape) - t.ndim
-    return [0 if d < pad or t.shape[d - pad] == 1 else t.strides[d - pad] for d in range(len(shape))]
-
-
-def _coalesce(shape, strides_per_operand):
-    """Drop size-1 dims and merge dims that are contiguous for every operand."""
-    dims = [(s, [st[d] for st in strides_per_operand]) for d, s in enumerate(shape) if s != 1]
-    merged = []
-    for size, sts in dims:
-        if merged:
-            psize, psts = merged[-1]
-            if all(p == c * size for p, c in zip(psts, sts)):
-                merged[-1] = (psize * size, sts)
-                continue
-        merged.append((size, sts))
-    if len(merged) > MAX_DIMS:
-        raise errors.ShapeError(f"an elementwise op over shape {tuple(shape)} needs {len(merged)} dimensions after "
-                                f"merging; at most {MAX_DIMS} are supported (call .contiguous() first)")
-    pad = MAX_DIMS - len(merged)
-    out_shape = [1] * pad + [m[0] for m in merged]
-    per_operand = [[0] * pad + [m[1][k] for m in merged] for k in range(len(strides_per_operand))]
-    return out_shape, per_operand
-
-
-def _slot_defines(slot: str, dtype) -> dict:
-    return {f"{slot}_STORAGE": _STORAGE[dtype.name], f"{slot}_KIND": int(dtype.name == "bfloat16")}
-
-
-def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
-           out: Tensor | None = None, shape=None) -> Tensor:
-    """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
-
-    ``alpha`` and ``beta`` are scalars the expression may use. Inputs share one
-    dtype; the expression computes in its compute type (float for float dtypes).
-    """
-    if not inputs:
-        raise ValueError("elementwise launch needs at least one input")
-    in_dtype = inputs[0].dtype
-    for t in inputs[1:]:
-        if t.dtype is not in_dtype:
-            raise errors.DTypeError(f"dtypes {in_dtype.name} and {t.dtype.name} do not match; convert with .to()")
-    rt = inputs[0].runtime
-    out_shape = broadcast_shapes(*(t.shape for t in inputs))
-    if shape is not None:
-        if broadcast_shapes(out_shape, tuple(shape)) != tuple(shape):
-            raise errors.ShapeError(f"shape {out_shape} does not broadcast to {tuple(shape)}")
-        out_shape = tuple(shape)
-    out_dtype = dtype_of(out_dtype) if out_dtype is not None else in_dtype
-    if out is None:
-        out = contiguous_like(out_shape, out_dtype, rt)
-    elif out.shape != out_shape:
-        raise errors.ShapeError(f"output of shape {out.shape} does not match the result shape {out_shape}")
-    n = math.prod(out_shape)
-    if n == 0:
-        return out
-    if n >= 2**31:
-        raise errors.LimitExceededError(f"{n} elements are more than one elementwise launch indexes")
-    strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out.strides)]
-    shape5, st = _coalesce(out_shape, strides)
-    st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
-    kernel = _kernel(rt, expr, len(inputs), in_dtype, out_dtype, flat=shape5[3] == 1 and max(shape5[:3]) == 1)
-    offs = [rt.elem_offset(out.buf)] + [rt.elem_offset(t.buf) for t in inputs]
-    offs += [0] * (4 - len(offs))
-    push = PUSH_FORMAT.pack(n, alpha, beta, *offs, *shape5, *st_in[0], *st_in[1], *st_in[2], *st[-1])
-    rt.launch(kernel, [out.buf] + [t.buf for t in inputs], push, n)
-    return out
-
-
-def _kernel(rt, expr: str, nargs: int, in_dtype, out_dtype, flat: bool):
-    native16 = float16_arithmetic()
-    key = (expr, nargs, in_dtype.name, out_dtype.name, flat, native16)
-    cache = rt.kernels.memo.setdefault("elementwise", {})
-    kernel = cache.get(key)
-    if kernel is None:
-        defines = {"NARGS": nargs, "FLAT": int(flat), "CT": compute_type(in_dtype, native16),
-                   "OCT": compute_type(out_dtype, native16),
-                   "EXPR": expr,
-                   **_slot_defines("O", out_dtype)}
-        for slot in "ABC":
-            defines.update(_slot_defines(slot, in_dtype))
-        kernel = cache[key] = rt.kernels.get(KERNEL, defines, (WORKGROUP,))
-    return kernel
-
+from . import reduce
+from .pointwise import broadcast_shapes, compute_type, launch
+from .tensor import Tensor
 
 # --- the op table ---------------------------------------------------------------------------
 # Each differentiable op names its backward as an expression over (saved value x, gradient y),
@@ -146,18 +30,6 @@ COMPARE = {"eq": "x == y", "ne": "x != y", "lt": "x < y", "le": "x <= y", "gt": 
 def _require_float(t: Tensor, name: str) -> None:
     if not t.dtype.is_float:
         raise errors.DTypeError(f"{name} needs a floating-point tensor, not {t.dtype.name}")
-
-
-def sum_to_shape(g: Tensor, shape) -> Tensor:
-    """Sum a broadcast gradient back to ``shape`` (the input's shape before broadcasting)."""
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g
-    from . import reduce  # reduce builds on this module
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
-    r = reduce.sum(g, axes, keepdim=True) if axes else g
-    return r.reshape(shape)
 
 
 def _saved_grad_rule(grad_expr: str):
@@ -227,8 +99,8 @@ def _binary(name: str, tensor_expr: str, scalar_expr: str, rscalar_expr: str, gr
         a = saved.get(0, ctx.args[0])
         b = saved.get(1, ctx.args[1])
         ga, gb = grads(ctx, g, a, b)
-        return (sum_to_shape(ga, ctx.shapes[0]) if ctx.needs[0] else None,
-                sum_to_shape(gb, ctx.shapes[1]) if ctx.needs[1] else None)
+        return (reduce.sum_to_shape(ga, ctx.shapes[0]) if ctx.needs[0] else None,
+                reduce.sum_to_shape(gb, ctx.shapes[1]) if ctx.needs[1] else None)
 
     # Both operands are saved when either rule needs them: a scalar saves nothing.
     @differentiable(backward, saves=saves)
@@ -332,8 +204,8 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
 def _where_backward(ctx, g):
     (cond,) = ctx.saved
     c = cond if cond.dtype is g.dtype else cast(cond, g.dtype)
-    ga = sum_to_shape(launch("x != CT(0) ? y : CT(0)", [c, g]), ctx.shapes[1]) if ctx.needs[1] else None
-    gb = sum_to_shape(launch("x != CT(0) ? CT(0) : y", [c, g]), ctx.shapes[2]) if ctx.needs[2] else None
+    ga = reduce.sum_to_shape(launch("x != CT(0) ? y : CT(0)", [c, g]), ctx.shapes[1]) if ctx.needs[1] else None
+    gb = reduce.sum_to_shape(launch("x != CT(0) ? CT(0) : y", [c, g]), ctx.shapes[2]) if ctx.needs[2] else None
     return None, ga, gb
 
 
@@ -378,7 +250,7 @@ def cast(x: Tensor, dtype) -> Tensor:
     return launch("x", [x], out_dtype=dt)
 
 
-@differentiable(lambda ctx, g: (sum_to_shape(g, ctx.shapes[0]), None))
+@differentiable(lambda ctx, g: (reduce.sum_to_shape(g, ctx.shapes[0]), None))
 def copy(x: Tensor, out: Tensor | None = None) -> Tensor:
     """A contiguous copy of ``x``, or a copy into ``out`` (broadcasting ``x``)."""
     return launch("x", [x], out=out, shape=None if out is None else out.shape)

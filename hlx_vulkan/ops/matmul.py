@@ -9,21 +9,23 @@ products of multiples of 16 use the matrix units (``matmul/matmul_coopmat.comp``
 from __future__ import annotations
 
 import math
-import struct
 from importlib import resources
 
 from .. import errors
 from ..autograd.graph import differentiable
+from ..runtime import KernelSpec
 from . import elementwise as ew
+from . import reduce
 from . import shape as sh
-from .elementwise import _slot_defines
+from .pointwise import broadcast_shapes
 from .tensor import Tensor, contiguous_like
 
-KERNEL = resources.files(__package__) / "matmul" / "matmul_tiled.comp"
-COOPMAT_KERNEL = resources.files(__package__) / "matmul" / "matmul_coopmat.comp"
-DIRECT_KERNEL = resources.files(__package__) / "matmul" / "matmul_direct.comp"
-BINDING_OUT, BINDING_A, BINDING_B = 0, 1, 2
-PUSH_FORMAT = struct.Struct("<6I6i")
+_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")]
+_PUSH = [("M", "I"), ("N", "I"), ("K", "I"), ("off_a", "I"), ("off_b", "I"), ("off_o", "I"), ("sa_b", "i"),
+         ("sa_m", "i"), ("sa_k", "i"), ("sb_b", "i"), ("sb_k", "i"), ("sb_n", "i")]
+TILED = KernelSpec(resources.files(__package__) / "matmul" / "matmul_tiled.comp", _BINDINGS, _PUSH)
+COOPMAT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_coopmat.comp", _BINDINGS, _PUSH)
+DIRECT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_direct.comp", _BINDINGS, _PUSH)
 # Tiles of the shared-memory kernel: (BM, BN, BK, TM, TN). The large one does four times the
 # work per shared-memory load; it is used where its workgroups still fill a big GPU.
 TILES = {"small": (64, 64, 16, 4, 4), "wide": (64, 64, 16, 8, 8), "large": (128, 128, 8, 8, 8)}
@@ -60,9 +62,9 @@ def _matmul_backward(ctx, g):
         g2 = sh.unsqueeze(g2, -1)
     ga = gb = None
     if ctx.needs[0]:
-        ga = ew.sum_to_shape(matmul(g2, sh.transpose(b2, -1, -2)), a2.shape).reshape(a.shape)
+        ga = reduce.sum_to_shape(matmul(g2, sh.transpose(b2, -1, -2)), a2.shape).reshape(a.shape)
     if ctx.needs[1]:
-        gb = ew.sum_to_shape(matmul(sh.transpose(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+        gb = reduce.sum_to_shape(matmul(sh.transpose(a2, -1, -2), g2), b2.shape).reshape(b.shape)
     return ga, gb, None
 
 
@@ -86,7 +88,7 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     K2, N = b2.shape[-2:]
     if K != K2:
         raise errors.ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit ({K} != {K2})")
-    batch_shape = ew.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    batch_shape = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     shape = batch_shape + (M, N)
     final_shape = batch_shape + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
     rt = a.runtime
@@ -106,30 +108,30 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
         raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
     a3, sa_b = _batch_stride(a2, batch_shape)
     b3, sb_b = _batch_stride(b2, batch_shape)
-    defines = {"CT": "float", "OCT": "float", **_slot_defines("A", a.dtype), **_slot_defines("B", b.dtype),
-               **_slot_defines("C", a.dtype), **_slot_defines("O", a.dtype)}
-    offsets = (rt.elem_offset(a3.buf), rt.elem_offset(b3.buf), rt.elem_offset(c.buf))
+    defines = {"CT": "float", "OCT": "float"}
+    dtypes = {"O": a.dtype, "A": a.dtype, "B": b.dtype}
+    offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)]
     if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
-        kernel, tile = rt.kernels.get(COOPMAT_KERNEL, defines, (32, 4, 1), target_env="vulkan1.3"), 64
+        kernel, tile = rt.kernels.get(COOPMAT, defines, dtypes, (32, 4, 1), target_env="vulkan1.3"), 64
     elif rt.device.physical.type == "cpu" and FORCE_TILE is None:
-        kernel, tile = rt.kernels.get(DIRECT_KERNEL, defines, (8, 8, 1)), DIRECT_TILE
+        kernel, tile = rt.kernels.get(DIRECT, defines, dtypes, (8, 8, 1)), DIRECT_TILE
     else:
         # Transposed views are loaded along their contiguous dimension.
         layout = {"A_COLS": int(a3.strides[-1] != 1 and a3.strides[-2] == 1),
                   "B_COLS": int(b3.strides[-1] != 1 and b3.strides[-2] == 1)}
-        kernel, tile = _tiled_kernel(rt, {**defines, **layout}, M, N, batch)
-    push = PUSH_FORMAT.pack(M, N, K, *offsets, sa_b, a3.strides[-2], a3.strides[-1], sb_b, b3.strides[-2],
-                            b3.strides[-1])
-    rt.dispatch(kernel, [c.buf, a3.buf, b3.buf], push, (-(-N // tile), -(-M // tile), batch))
+        kernel, tile = _tiled_kernel(rt, {**defines, **layout}, dtypes, M, N, batch)
+    rt.run(kernel, {"O": c.buf, "A": a3.buf, "B": b3.buf},
+           {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
+            "sb_k": b3.strides[-2], "sb_n": b3.strides[-1]}, (-(-N // tile), -(-M // tile), batch))
     return c.reshape(final_shape)
 
 
-def _tiled_kernel(rt, defines, M, N, batch):
+def _tiled_kernel(rt, defines, dtypes, M, N, batch):
     big = TILES["large"][0]
     name = FORCE_TILE or ("large" if -(-M // big) * -(-N // big) * batch >= LARGE_TILE_MIN_GROUPS else "small")
     bm, bn, bk, tm, tn = TILES[name]
     tile_defines = {**defines, "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn}
-    return rt.kernels.get(KERNEL, tile_defines, (bn // tn, bm // tm, 1)), bm
+    return rt.kernels.get(TILED, tile_defines, dtypes, (bn // tn, bm // tm, 1)), bm
 
 
 def coopmat_available(rt) -> bool:

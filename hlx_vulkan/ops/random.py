@@ -16,22 +16,23 @@ Example::
 
 from __future__ import annotations
 
-import struct
 import threading
 import weakref
 from importlib import resources
 
 from .. import errors
 from ..memory import dtype_of
-from ..runtime import Runtime, default_runtime
-from .elementwise import _slot_defines
+from ..runtime import KernelSpec, Runtime, default_runtime
 from .tensor import Tensor, contiguous_like
 
-KERNEL = resources.files(__package__) / "random" / "random.comp"
-COUNTER_KERNEL = resources.files(__package__) / "random" / "counter.comp"
-BINDING_OUT, BINDING_COUNTER = 0, 1
-PUSH_FORMAT = struct.Struct("<6Iff")
-COUNTER_PUSH = struct.Struct("<3I")
+_PUSH = [("n", "I"), ("off_o", "I"), ("seed_lo", "I"), ("seed_hi", "I"), ("offset_lo", "I"), ("offset_hi", "I"),
+         ("alpha", "f"), ("beta", "f")]
+_SOURCE = resources.files(__package__) / "random" / "random.comp"
+DRAW = KernelSpec(_SOURCE, [("O", "write", "O")], _PUSH)
+# Inside a capture the counter comes from device memory, which the graph advances.
+DRAW_DEVICE_COUNTER = KernelSpec(_SOURCE, [("O", "write", "O"), ("Ctr", "read")], _PUSH)
+COUNTER = KernelSpec(resources.files(__package__) / "random" / "counter.comp", [("Ctr", "readwrite")],
+                     [("off_ctr", "I"), ("lo", "I"), ("hi", "I")])
 SET_COUNTER, ADD_COUNTER = 0, 1
 UNIFORM, NORMAL = 0, 1
 
@@ -84,9 +85,8 @@ class _DeviceCounter:
 
     def dispatch(self, mode: int, value: int) -> None:
         rt = self.tensor.runtime
-        kernel = rt.kernels.get(COUNTER_KERNEL, {"MODE": mode}, (1, 1, 1))
-        push = COUNTER_PUSH.pack(rt.elem_offset(self.tensor.buf), value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF)
-        rt.dispatch(kernel, [self.tensor.buf], push, (1, 1, 1), writes=1)
+        kernel = rt.kernels.get(COUNTER, {"MODE": mode}, workgroup=(1, 1, 1))
+        rt.run(kernel, {"Ctr": self.tensor.buf}, {"lo": value & 0xFFFFFFFF, "hi": (value >> 32) & 0xFFFFFFFF})
 
 
 class _CapturedDraws:
@@ -120,24 +120,26 @@ def _draw(shape, dist: int, alpha: float, beta: float, dtype, generator, runtime
         return out
     if n >= 2**32 - 4:
         raise errors.LimitExceededError(f"{n} random numbers in one draw is more than this kernel counts")
-    defines = {"DIST": dist, "CT": "float", "OCT": "float", **_slot_defines("O", dt),
-               **_slot_defines("A", dt), **_slot_defines("B", dt), **_slot_defines("C", dt)}
+    defines = {"DIST": dist, "CT": "float", "OCT": "float"}
     graph = rt.stream.capture_graph
     if graph is None:
         start = gen.take(n)
-        counter_words, buffers = (start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF), [out.buf]
+        spec, tensors = DRAW, {"O": out.buf}
+        counter_words = (start & 0xFFFFFFFF, (start >> 32) & 0xFFFFFFFF)
     else:
         counter = gen._device_counters.get(rt)
         if counter is None:
             counter = gen._device_counters[rt] = _DeviceCounter(rt)
         draws = graph.hooks.setdefault(("philox", id(gen)), _CapturedDraws(gen, counter))
         defines["DEVICE_COUNTER"] = 1
-        counter_words, buffers = (rt.elem_offset(counter.tensor.buf), 0), [out.buf, counter.tensor.buf]
-    kernel = rt.kernels.get(KERNEL, defines, (64,))
-    push = PUSH_FORMAT.pack(n, rt.elem_offset(out.buf), gen.seed & 0xFFFFFFFF, gen.seed >> 32, *counter_words,
-                            alpha, beta)
+        spec, tensors = DRAW_DEVICE_COUNTER, {"O": out.buf, "Ctr": counter.tensor.buf}
+        buf = counter.tensor.buf
+        counter_words = (buf.byte_offset // buf.dtype.itemsize, 0)  # the counter's index in Ctr
+    kernel = rt.kernels.get(spec, defines, {"O": dt}, (64,))
     used = -(-n // 4)
-    rt.launch(kernel, buffers, push, used)
+    rt.run(kernel, tensors, {"n": n, "seed_lo": gen.seed & 0xFFFFFFFF, "seed_hi": gen.seed >> 32,
+                             "offset_lo": counter_words[0], "offset_hi": counter_words[1], "alpha": alpha,
+                             "beta": beta}, used)
     if graph is not None:
         counter.dispatch(ADD_COUNTER, used)
         draws.count += used

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import math
-import struct
 from importlib import resources
 
 import numpy as np
@@ -17,13 +16,16 @@ import numpy as np
 from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import float32, int32
-from . import elementwise as ew
-from .elementwise import _slot_defines, compute_type
+from ..runtime import KernelSpec
+from .pointwise import compute_type, launch
 from .tensor import Tensor, contiguous_like, normalize_axis
 
-KERNEL = resources.files(__package__) / "reduce" / "reduce.comp"
-BINDING_OUT, BINDING_INDEX, BINDING_IN = 0, 1, 2
-PUSH_FORMAT = struct.Struct("<IIIIfIIIi4I4i")
+_SOURCE = resources.files(__package__) / "reduce" / "reduce.comp"
+_PUSH = [("n_groups", "I"), ("nchunks", "I"), ("R", "I"), ("chunk", "I"), ("scale", "f"), ("off_a", "I"),
+         ("off_o", "I"), ("off_i", "I"), ("st_r", "i"), ("shape", "4I"), ("st", "4i")]
+VALUE = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A")], _PUSH)
+# argmax/argmin also write the index of the extreme.
+ARG = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A"), ("I", "write")], _PUSH)
 OPS = {"sum": 0, "max": 1, "min": 2, "argmax": 3, "argmin": 4}
 KEPT_DIMS = 4
 # A long axis with few outputs is cut into chunks of at least MIN_CHUNK elements, enough
@@ -80,22 +82,17 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
     partial_dtype = float32 if x.dtype.is_float else x.dtype
     target = out if nchunks == 1 else contiguous_like((n_out, nchunks), partial_dtype, rt)
     wg = _workgroup(chunk)
-    defines = {"OP": OPS[op], "CT": compute_type(x.dtype), "OCT": compute_type(target.dtype),
-               **_slot_defines("A", x.dtype), **_slot_defines("O", target.dtype), **_slot_defines("B", x.dtype),
-               **_slot_defines("C", x.dtype)}
-    kernel = rt.kernels.get(KERNEL, defines, (wg,))
+    defines = {"OP": OPS[op], "CT": compute_type(x.dtype), "OCT": compute_type(target.dtype)}
+    kernel = rt.kernels.get(ARG if arg else VALUE, defines, {"A": x.dtype, "O": target.dtype}, (wg,))
     n_groups = n_out * nchunks
-    push = PUSH_FORMAT.pack(n_groups, nchunks, R, chunk, scale if nchunks == 1 else 1.0,
-                            rt.elem_offset(x.buf), rt.elem_offset(target.buf),
-                            rt.elem_offset(index.buf) if arg else 0,
-                            x.strides[axis], *shape4, *st4)
-    gy = -(-n_groups // 65535)
-    written = [target.buf, index.buf] if arg else [target.buf]
-    rt.dispatch(kernel, written + [x.buf], push, (-(-n_groups // gy), gy, 1), writes=len(written))
+    tensors = {"O": target.buf, "A": x.buf, "I": index.buf} if arg else {"O": target.buf, "A": x.buf}
+    rt.run(kernel, tensors, {"n_groups": n_groups, "nchunks": nchunks, "R": R, "chunk": chunk,
+                             "scale": scale if nchunks == 1 else 1.0, "st_r": x.strides[axis], "shape": shape4,
+                             "st": st4}, n_groups * wg)
     if nchunks > 1:
         final, _ = _reduce_axis(target, 1, op, scale)
         final = final.reshape(kept_shape)
-        return (final if final.dtype is x.dtype else final.to(x.dtype)), None
+        return (final if final.dtype is x.dtype else launch("x", [final], out_dtype=x.dtype)), None
     return out, index
 
 
@@ -134,13 +131,24 @@ def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False) -> Tens
     # Sums over several axes keep their partial results in float32 for 16-bit floats, so
     # cancellation between the passes is not rounded to 8 or 11 bits in between.
     widen = op == "sum" and len(axes) > 1 and x.dtype.is_float and x.dtype.itemsize == 2
-    r = ew.cast(x, float32) if widen else x
+    r = launch("x", [x], out_dtype=float32) if widen else x
     for i, a in enumerate(sorted(axes, reverse=True)):
         last = i == len(axes) - 1
         r, _ = _reduce_axis(r, a, op, 1.0 / count if (mean and last) else 1.0)
     if widen:
-        r = ew.cast(r, x.dtype)
+        r = launch("x", [r], out_dtype=x.dtype)
     return _keep(r, x, axes, keepdim)
+
+
+def sum_to_shape(g: Tensor, shape) -> Tensor:
+    """Sum a broadcast gradient back to ``shape`` (the input's shape before broadcasting)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
+    r = sum(g, axes, keepdim=True) if axes else g
+    return r.reshape(shape)
 
 
 def _kept_shape(ctx):
@@ -164,16 +172,16 @@ def _sum_backward(ctx, g):
 def _mean_backward(ctx, g):
     _, axes = _kept_shape(ctx)
     count = math.prod(ctx.shapes[0][a] for a in axes)
-    return ew.launch("x * alpha", [_spread(ctx, g)], alpha=1.0 / count), None, None
+    return launch("x * alpha", [_spread(ctx, g)], alpha=1.0 / count), None, None
 
 
 def _extreme_backward(ctx, g):
     # The gradient goes to every element equal to the extreme, split evenly among ties.
     x, out = ctx.saved
     kept, axes = _kept_shape(ctx)
-    hit = ew.launch("x == y ? CT(1) : CT(0)", [x, out.reshape(kept)])
+    hit = launch("x == y ? CT(1) : CT(0)", [x, out.reshape(kept)])
     ties = sum(hit, axes, keepdim=True)
-    return ew.launch("x * y / z", [hit, g.reshape(kept), ties]), None, None
+    return launch("x * y / z", [hit, g.reshape(kept), ties]), None, None
 
 
 @differentiable(_sum_backward)

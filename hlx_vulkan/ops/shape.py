@@ -4,7 +4,6 @@ permute, slicing, expand) and copies (contiguous, concat, index_select, one_hot)
 from __future__ import annotations
 
 import math
-import struct
 from importlib import resources
 
 import numpy as np
@@ -12,14 +11,18 @@ import numpy as np
 from .. import errors
 from ..autograd.graph import differentiable, is_grad_enabled
 from ..memory import int32
+from ..runtime import KernelSpec
 from . import elementwise as ew
+from . import reduce
+from .pointwise import compute_type
 from .creation import zeros
 from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
 
-GATHER_KERNEL = resources.files(__package__) / "shape" / "gather.comp"
-INDEX_ADD_KERNEL = resources.files(__package__) / "shape" / "index_add.comp"
-BINDING_OUT, BINDING_SRC, BINDING_INDEX = 0, 1, 2
-GATHER_PUSH = struct.Struct("<7I4i")
+_GATHER_PUSH = [("n", "I"), ("nidx", "I"), ("inner", "I"), ("axis_len", "I"), ("off_a", "I"), ("off_i", "I"),
+                ("off_o", "I"), ("st_outer", "i"), ("st_axis", "i"), ("st_inner", "i"), ("st_idx", "i")]
+_GATHER_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("I", "read")]
+GATHER = KernelSpec(resources.files(__package__) / "shape" / "gather.comp", _GATHER_BINDINGS, _GATHER_PUSH)
+INDEX_ADD = KernelSpec(resources.files(__package__) / "shape" / "index_add.comp", _GATHER_BINDINGS, _GATHER_PUSH)
 
 
 def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
@@ -123,7 +126,7 @@ def expand(x: Tensor, *shape) -> Tensor:
     return _expand(x, tuple(shape))
 
 
-@differentiable(lambda ctx, g: (ew.sum_to_shape(g, ctx.shapes[0]), None))
+@differentiable(lambda ctx, g: (reduce.sum_to_shape(g, ctx.shapes[0]), None))
 def _expand(x: Tensor, shape) -> Tensor:
     pad = len(shape) - x.ndim
     if pad < 0:
@@ -307,12 +310,11 @@ def index_select(x: Tensor, axis: int, index) -> Tensor:
         raise errors.ShapeError(f"cannot index an empty axis {a} of shape {x.shape}")
     src = x if x.is_contiguous() else ew.copy(x)
     rt = x.runtime
-    defines = {"CT": ew.compute_type(x.dtype), "OCT": ew.compute_type(x.dtype), **ew._slot_defines("A", x.dtype),
-               **ew._slot_defines("O", x.dtype), **ew._slot_defines("B", x.dtype), **ew._slot_defines("C", x.dtype)}
-    kernel = rt.kernels.get(GATHER_KERNEL, defines, (256,))
-    push = GATHER_PUSH.pack(n, nidx, inner, x.shape[a], rt.elem_offset(src.buf), rt.elem_offset(flat_idx.buf),
-                            rt.elem_offset(out.buf), x.shape[a] * inner, inner, 1, 1)
-    rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
+    ct = compute_type(x.dtype)
+    kernel = rt.kernels.get(GATHER, {"CT": ct, "OCT": ct}, {"A": x.dtype, "O": x.dtype})
+    rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
+           {"n": n, "nidx": nidx, "inner": inner, "axis_len": x.shape[a], "st_outer": x.shape[a] * inner,
+            "st_axis": inner, "st_inner": 1, "st_idx": 1}, n)
     return out
 
 
@@ -333,14 +335,11 @@ def index_add(shape, axis: int, index: Tensor, src: Tensor) -> Tensor:
     n = outer * shape[a] * inner
     if n == 0:
         return out
-    defines = {"CT": "float" if src.dtype.is_float else ew.compute_type(src.dtype),
-               "OCT": ew.compute_type(src.dtype), **ew._slot_defines("A", src.dtype),
-               **ew._slot_defines("O", src.dtype), **ew._slot_defines("B", src.dtype),
-               **ew._slot_defines("C", src.dtype)}
-    kernel = rt.kernels.get(INDEX_ADD_KERNEL, defines, (256,))
-    push = GATHER_PUSH.pack(n, nidx, inner, shape[a], rt.elem_offset(src.buf), rt.elem_offset(flat_idx.buf),
-                            rt.elem_offset(out.buf), nidx * inner, inner, 1, 1)
-    rt.launch(kernel, [out.buf, src.buf, flat_idx.buf], push, n)
+    defines = {"CT": "float" if src.dtype.is_float else compute_type(src.dtype), "OCT": compute_type(src.dtype)}
+    kernel = rt.kernels.get(INDEX_ADD, defines, {"A": src.dtype, "O": src.dtype})
+    rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
+           {"n": n, "nidx": nidx, "inner": inner, "axis_len": shape[a], "st_outer": nidx * inner, "st_axis": inner,
+            "st_inner": 1, "st_idx": 1}, n)
     return out
 
 

@@ -5,18 +5,19 @@ The backward pass is the same kernel compiled with BACKWARD."""
 from __future__ import annotations
 
 import math
-import struct
 from importlib import resources
 
 from .. import errors
 from ..autograd.graph import differentiable
+from ..runtime import KernelSpec
 from . import elementwise as ew
-from .elementwise import _slot_defines
 from .tensor import Tensor, contiguous_like, normalize_axis
 
-KERNEL = resources.files(__package__) / "softmax" / "softmax.comp"
-BINDING_OUT, BINDING_IN, BINDING_GRAD = 0, 1, 2
-PUSH_FORMAT = struct.Struct("<4I2i4I4i4iI")
+_SOURCE = resources.files(__package__) / "softmax" / "softmax.comp"
+_PUSH = [("rows", "I"), ("R", "I"), ("off_a", "I"), ("off_o", "I"), ("st_r", "i"), ("st_ro", "i"), ("shape", "4I"),
+         ("st", "4i"), ("st_o", "4i"), ("off_g", "I")]
+FORWARD = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A")], _PUSH)
+BACKWARD = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A"), ("G", "read", "B")], _PUSH)
 KEPT_DIMS = 4
 
 
@@ -59,16 +60,15 @@ def _launch(x: Tensor, axis: int, log: bool, grad: Tensor | None = None) -> Tens
                                 [out_view.strides[d] for d in kept])
     rows = math.prod(x.shape[d] for d in kept)
     wg = 32 if R <= 256 else 64 if R <= 1024 else 256
-    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "CT": "float", "OCT": "float",
-               **_slot_defines("A", x.dtype),
-               **_slot_defines("O", x.dtype), **_slot_defines("B", x.dtype), **_slot_defines("C", x.dtype)}
-    kernel = rt.kernels.get(KERNEL, defines, (wg,))
-    push = PUSH_FORMAT.pack(rows, R, rt.elem_offset(x.buf), rt.elem_offset(out_view.buf), x.strides[a],
-                            out_view.strides[a], *shape4, *st4, *sto4,
-                            rt.elem_offset(grad.buf) if grad is not None else 0)
-    gy = -(-rows // 65535)
-    bufs = [out_view.buf, x.buf] + ([grad.buf] if grad is not None else [])
-    rt.dispatch(kernel, bufs, push, (-(-rows // gy), gy, 1))
+    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "CT": "float", "OCT": "float"}
+    dtypes = {"O": x.dtype, "A": x.dtype}
+    if grad is None:
+        kernel, tensors = rt.kernels.get(FORWARD, defines, dtypes, (wg,)), {"O": out_view.buf, "A": x.buf}
+    else:
+        kernel = rt.kernels.get(BACKWARD, defines, {**dtypes, "B": grad.dtype}, (wg,))
+        tensors = {"O": out_view.buf, "A": x.buf, "G": grad.buf}
+    rt.run(kernel, tensors, {"rows": rows, "R": R, "st_r": x.strides[a], "st_ro": out_view.strides[a],
+                             "shape": shape4, "st": st4, "st_o": sto4}, rows * wg)
     return out
 
 

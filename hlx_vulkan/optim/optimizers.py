@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import struct
 from importlib import resources
 
 import numpy as np
@@ -27,10 +26,15 @@ from ..autograd.graph import no_grad
 from ..ops import elementwise as ew
 from ..ops.creation import zeros_like
 from ..ops.tensor import Tensor, from_numpy
+from ..runtime import KernelSpec
 
-KERNEL = resources.files(__package__) / "kernels" / "update.comp"
-BINDING_PARAM, BINDING_M, BINDING_V, BINDING_GRAD, BINDING_HYPER = 0, 1, 2, 3, 4
-PUSH_FORMAT = struct.Struct("<6I4fI")
+_SOURCE = resources.files(__package__) / "kernels" / "update.comp"
+_PUSH = [("n", "I"), ("off_p", "I"), ("off_m", "I"), ("off_v", "I"), ("off_g", "I"), ("off_h", "I"), ("beta1", "f"),
+         ("beta2", "f"), ("eps", "f"), ("weight_decay", "f"), ("flags", "I")]
+_BASE = [("P", "readwrite"), ("G", "read"), ("H", "read")]
+# By the number of state slots: plain SGD, SGD with momentum (M), Adam (M and V).
+UPDATE = {0: KernelSpec(_SOURCE, _BASE, _PUSH), 1: KernelSpec(_SOURCE, _BASE + [("M", "readwrite")], _PUSH),
+          2: KernelSpec(_SOURCE, _BASE + [("M", "readwrite"), ("V", "readwrite")], _PUSH)}
 WORKGROUP = 256
 LR, STEP, SCHEDULE_COUNT = 0, 1, 2
 
@@ -104,21 +108,14 @@ class Optimizer:
                 n = p.numel()
                 if n == 0:
                     continue
-                slots = [state[s] for s in self.slots]
-                offsets = [rt.elem_offset(t.buf) for t in [p] + slots]
-                offsets += [0] * (3 - len(offsets))
-                offsets += [rt.elem_offset(g.buf), rt.elem_offset(self.hyper.buf)]
-                rt.launch(kernel, [p.buf] + [t.buf for t in slots] + [g.buf, self.hyper.buf],
-                          self._push(n, offsets), n, writes=1 + len(slots))
+                tensors = {"P": p.buf, "G": g.buf, "H": self.hyper.buf}
+                tensors.update(zip("MV", (state[s].buf for s in self.slots)))
+                rt.run(kernel, tensors, {"n": n, **self._push()}, n)
 
     def _kernel(self, rt):
-        key = (type(self).__name__, self.rule, len(self.slots))
-        cache = rt.kernels.memo.setdefault("optim", {})
-        if key not in cache:
-            cache[key] = rt.kernels.get(KERNEL, {"RULE": self.rule, "MOMENTUM": int(self.rule == 0 and
-                                                                                     bool(self.slots))},
-                                        (WORKGROUP,))
-        return cache[key]
+        return rt.kernels.get(UPDATE[len(self.slots)], {"RULE": self.rule,
+                                                        "MOMENTUM": int(self.rule == 0 and bool(self.slots))},
+                              workgroup=(WORKGROUP,))
 
     # --- state -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -157,10 +154,10 @@ class SGD(Optimizer):
         super().__init__(params, lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov)
 
-    def _push(self, n, offsets) -> bytes:
+    def _push(self) -> dict:
         d = self.defaults
-        return PUSH_FORMAT.pack(n, *offsets, d["momentum"], d["dampening"], 0.0, d["weight_decay"],
-                                int(d["nesterov"]))
+        return {"beta1": d["momentum"], "beta2": d["dampening"], "weight_decay": d["weight_decay"],
+                "flags": int(d["nesterov"])}
 
 
 class Adam(Optimizer):
@@ -177,10 +174,10 @@ class Adam(Optimizer):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         super().__init__(params, lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    def _push(self, n, offsets) -> bytes:
+    def _push(self) -> dict:
         d = self.defaults
-        return PUSH_FORMAT.pack(n, *offsets, d["betas"][0], d["betas"][1], d["eps"], d["weight_decay"],
-                                int(self.decoupled))
+        return {"beta1": d["betas"][0], "beta2": d["betas"][1], "eps": d["eps"], "weight_decay": d["weight_decay"],
+                "flags": int(self.decoupled)}
 
 
 class AdamW(Adam):

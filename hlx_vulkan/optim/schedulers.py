@@ -12,15 +12,14 @@ Example::
 
 from __future__ import annotations
 
-import struct
 from importlib import resources
 
 from ..autograd.graph import no_grad
+from ..runtime import KernelSpec
 from .optimizers import LR, Optimizer
 
-KERNEL = resources.files(__package__) / "kernels" / "schedule.comp"
-BINDING_HYPER = 0
-PUSH_FORMAT = struct.Struct("<I3f")
+SCHEDULE = KernelSpec(resources.files(__package__) / "kernels" / "schedule.comp", [("H", "readwrite")],
+                      [("off_h", "I"), ("base", "f"), ("period", "f"), ("factor", "f")])
 STEP_DECAY, COSINE = 0, 1
 
 
@@ -38,9 +37,8 @@ class _Schedule:
         hyper = self.optimizer.hyper
         rt = hyper.runtime
         with no_grad():
-            kernel = rt.kernels.get(KERNEL, {"KIND": self.kind}, (1, 1, 1))
-            push = PUSH_FORMAT.pack(rt.elem_offset(hyper.buf), self.base_lr, self.period, self.factor)
-            rt.dispatch(kernel, [hyper.buf], push, (1, 1, 1), writes=1)
+            kernel = rt.kernels.get(SCHEDULE, {"KIND": self.kind}, workgroup=(1, 1, 1))
+            rt.run(kernel, {"H": hyper.buf}, {"base": self.base_lr, "period": self.period, "factor": self.factor})
 
     def get_last_lr(self) -> list[float]:
         """The rate the optimizer will use next (a read from the device: a sync point)."""

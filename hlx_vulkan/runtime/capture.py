@@ -30,11 +30,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 
-import vulkan as vkb
-
 from .. import errors
-from ..vk import CommandBufferPool
-from ..vk.api import check_result, ffi
+from ..vk import CommandBufferPool, record
 from ..vk.commands import DEFAULT_TIMEOUT_S, Fence
 from .runtime import Runtime, default_runtime
 
@@ -52,6 +49,9 @@ class _FenceWait:
     def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if self.fence.alive:  # a destroyed graph waited for its replays before it went
             self.fence.wait(timeout)
+
+    def done(self) -> bool:
+        return not self.fence.alive or self.fence.is_signaled()
 
 
 def _release(pinned: list, fences: list, pools: list) -> None:
@@ -83,7 +83,7 @@ class Graph:
         self._seen: set[int] = set()
         self._fences: list[Fence] = []
         self._next = 0
-        self._submit_info = None
+        self._prepared = None
         self.dispatches = 0
         self.replays = 0
         # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
@@ -109,12 +109,8 @@ class Graph:
         self.dispatches = dispatches
         self._seen.clear()
         self._fences.extend(Fence(self.device, signaled=True) for _ in range(RING))
-        # Built once: a replay is three raw Vulkan calls and no per-op work.
-        self._cmd_array = ffi.new("VkCommandBuffer[]", self._cmds)
-        self._submit_info = ffi.new("VkSubmitInfo*", {"sType": vkb.VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                                                       "commandBufferCount": len(self._cmds),
-                                                       "pCommandBuffers": self._cmd_array})
-        self._fence_arrays = [ffi.new("VkFence[1]", [f.handle]) for f in self._fences]
+        # Built once: a replay is a few raw Vulkan calls and no per-op work.
+        self._prepared = record.PreparedSubmit(self.device, self._cmds)
 
     # --- the public face --------------------------------------------------------------
     @property
@@ -129,7 +125,7 @@ class Graph:
         """Submit the recorded commands again (after any eager work recorded before this call)."""
         if not self.alive:
             raise errors.DestroyedError("this graph was destroyed")
-        if self._submit_info is None:
+        if self._prepared is None:
             raise errors.CaptureError("this graph is still being captured")
         stream = self.runtime.stream
         if stream.capturing:
@@ -141,13 +137,12 @@ class Graph:
             return
         slot = self._next
         self._next = (slot + 1) % RING
-        fence, handles, lib, dev = self._fences[slot], self._fence_arrays[slot], vkb.lib, self.device.handle
-        if lib.vkGetFenceStatus(dev, handles[0]) != vkb.VK_SUCCESS:
-            fence.wait()
-        check_result("vkResetFences", lib.vkResetFences(dev, 1, handles))
-        with self.device.queue_lock:
-            check_result("vkQueueSubmit", lib.vkQueueSubmit(self.device.queue, 1, self._submit_info, handles[0]))
-        stream.track(_FenceWait(fence), depth=RING)
+        fence = self._fences[slot]
+        with stream.lock:
+            if not fence.is_signaled():
+                fence.wait()
+            self._prepared.submit(fence)
+            stream.track(_FenceWait(fence), depth=RING)
         for hook in self.hooks.values():
             hook.after_run()
         self.replays += 1
@@ -160,7 +155,7 @@ class Graph:
             raise errors.CaptureError("destroy() inside its own capture")
         self._release()
         self._cmds.clear()
-        self._submit_info = None
+        self._prepared = None
         self.hooks.clear()
         self.runtime.live_graphs.discard(self)
 

@@ -1,20 +1,40 @@
-"""Compiled kernels: one pipeline per (source, defines, workgroup size), built once.
+"""The op-to-kernel contract: a kernel is declared once, beside the op that launches it.
 
-Descriptor sets are cached by the exact buffer ranges they bind and never
-rewritten, so a set can serve any number of dispatches in flight; a training
-loop that reuses its tensors' memory reuses its sets.
+A :class:`KernelSpec` names the kernel's GLSL source, its storage-buffer bindings in binding
+order (each by its GLSL block name, with its role: read, write or readwrite, and the dtype
+slot of ``glsl/dtypes.glsl`` it uses), and its push-constant fields in order. A push field
+named ``off_<binding>`` receives that binding's element offset, filled in by the runtime.
+When a variant is built (:meth:`KernelCache.get`), the declaration is checked against the
+SPIR-V's reflection, so a wrong declaration fails at build time, not as garbage at run time.
+
+Descriptor sets are cached by the exact memory ranges they bind and never rewritten, so a
+set can serve any number of dispatches in flight; a loop whose tensors reuse their memory
+reuses its sets.
+
+Example::
+
+    ADD = KernelSpec(Path("add.comp"), [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "A")],
+                     [("n", "I"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I")])
+    kernel = rt.kernels.get(ADD, dtypes={"O": float32, "A": float32})
+    rt.run(kernel, {"O": out, "A": a, "B": b}, {"n": n}, n)
 """
 
 from __future__ import annotations
 
+import struct
+import threading
 from pathlib import Path
 
 from .. import errors
 from ..compiler import compile_file
-from ..vk import ComputePipeline, DescriptorBindingBuilder, DescriptorType, ShaderModule
-from ..vk.api import ffi, vkb
+from ..vk import ComputePipeline, DescriptorBindingBuilder, ShaderModule, record
 
 MAX_SETS = 4096
+ROLES = ("read", "write", "readwrite")
+
+# The GLSL storage type of each dtype, for a slot's S_STORAGE define (see glsl/dtypes.glsl).
+GLSL_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
+                "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
 
 
 def float_control_defines(float_controls: dict) -> dict:
@@ -29,37 +49,129 @@ def float_control_defines(float_controls: dict) -> dict:
     return {macro: 1 for prop, macro in table.items() if float_controls.get(prop)}
 
 
-class Kernel:
-    """A compute pipeline with its own cache of descriptor sets."""
+def slot_defines(slot: str, dtype) -> dict:
+    """``S_STORAGE`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
+    return {f"{slot}_STORAGE": GLSL_STORAGE[dtype.name], f"{slot}_KIND": int(dtype.name == "bfloat16")}
 
-    def __init__(self, device, path: Path, defines: dict, workgroup: tuple[int, int, int], target_env: str,
-                 before_reset=None):
+
+class KernelSpec:
+    """A kernel's declaration: source, bindings by name and role, push fields by name.
+
+    ``bindings``: ``[(name, role), ...]`` or ``[(name, role, slot), ...]`` in binding order;
+    ``slot`` is the dtype slot (``"O"``, ``"A"``, ...) whose defines the binding's dtype sets.
+    ``push``: ``[(field, format), ...]`` in declaration order, with struct formats such as
+    ``"I"``, ``"f"`` or ``"5i"`` (a five-element array).
+    """
+
+    def __init__(self, path, bindings, push=()):
+        self.path = Path(path)
+        self.name = f"{self.path.parent.name}/{self.path.stem}"
+        self.bindings = tuple((b[0], b[1]) for b in bindings)
+        self.slots = {b[0]: b[2] for b in bindings if len(b) > 2}
+        for name, role in self.bindings:
+            if role not in ROLES:
+                raise ValueError(f"kernel {self.name}: binding {name!r} has role {role!r}; one of {ROLES}")
+        self.names = tuple(name for name, _ in self.bindings)
+        self.writes = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "read")
+        self.reads = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "write")
+        self.fields = tuple(push)
+        self.struct = struct.Struct("<" + "".join(fmt for _, fmt in self.fields)) if self.fields else None
+        self._slices: dict[str, tuple[int, int]] = {}
+        self.offsets: list[tuple[str, int]] = []  # (field, byte offset) in the push block
+        pos = byte = 0
+        for name, fmt in self.fields:
+            count = int(fmt[:-1] or 1)
+            self._slices[name] = (pos, count)
+            self.offsets.append((name, byte))
+            pos += count
+            byte += struct.calcsize("<" + fmt)
+        self._nvalues = pos
+        # binding index -> position of its off_<name> field among the packed values
+        self.offset_fields = tuple((i, self._slices[f"off_{name.lower()}"][0])
+                                   for i, name in enumerate(self.names) if f"off_{name.lower()}" in self._slices)
+
+    @property
+    def push_size(self) -> int:
+        return self.struct.size if self.struct is not None else 0
+
+    def check(self, reflection) -> None:
+        """Raise :class:`~hlx_vulkan.errors.PipelineLayoutError` where the SPIR-V disagrees."""
+        where = f"kernel {self.name}"
+        found = [(b.set, b.binding, b.descriptor_type, b.name) for b in reflection.bindings]
+        declared = [(0, i, "storage_buffer", name) for i, name in enumerate(self.names)]
+        if found != declared:
+            raise errors.PipelineLayoutError(
+                f"{where}: declared bindings {[(d[1], d[3]) for d in declared]} (set 0, storage buffers) but the "
+                f"shader has {[(f[1], f[3], f[2], f'set {f[0]}') for f in found]}")
+        members = list(reflection.push_constant_members)
+        if members != self.offsets or reflection.push_constant_size != self.push_size:
+            raise errors.PipelineLayoutError(
+                f"{where}: declared push fields {self.offsets} ({self.push_size} bytes) but the shader's push block "
+                f"has {members} ({reflection.push_constant_size} bytes)")
+
+    def pack(self, buffers, fields) -> bytes:
+        """The push block from ``fields`` by name; ``off_<binding>`` fields come from ``buffers``
+        (binding order), as the element offset of each tensor inside the range its kernel binds."""
+        if self.struct is None:
+            if fields:
+                raise errors.HlxError(f"kernel {self.name} declares no push constants, got {sorted(fields)}")
+            return b""
+        values = [0] * self._nvalues
+        slices = self._slices
+        for name, value in fields.items():
+            where = slices.get(name)
+            if where is None:
+                raise errors.HlxError(f"kernel {self.name} declares no push field {name!r}; it has {list(slices)}")
+            pos, count = where
+            if count == 1:
+                values[pos] = value
+            else:
+                if len(value) != count:
+                    raise errors.HlxError(f"kernel {self.name}: push field {name!r} takes {count} values")
+                values[pos:pos + count] = value
+        for i, pos in self.offset_fields:
+            buf = buffers[i]
+            values[pos] = buf.byte_offset // buf.dtype.itemsize
+        try:
+            return self.struct.pack(*values)
+        except struct.error as exc:
+            raise errors.HlxError(f"kernel {self.name}: a push value does not fit its field ({exc})") from None
+
+    def __repr__(self) -> str:
+        return f"<KernelSpec {self.name}>"
+
+
+class Kernel:
+    """One compiled variant of a :class:`KernelSpec`: a pipeline and its cache of descriptor sets."""
+
+    def __init__(self, device, spec: KernelSpec, defines: dict, workgroup, target_env: str, before_reset=None):
         self.device = device
+        self.spec = spec
+        self.name = spec.name
+        self.defines = defines
         self._before_reset = before_reset
-        self.name = f"{path.parent.name}/{path.stem}"
-        self.spirv = compile_file(path, defines, target_env=target_env)
+        self.spirv = compile_file(spec.path, defines, target_env=target_env)
         self.shader = ShaderModule(device, self.spirv)
+        spec.check(self.shader.reflection)
         self.digest = self.shader.digest
         builder = DescriptorBindingBuilder()
-        for b in self.shader.bindings:
-            if b.descriptor_type != "storage_buffer" or b.set != 0:
-                raise errors.PipelineLayoutError(f"kernel {self.name}: runtime kernels bind storage buffers in set 0 only")
-            builder.add_storage_buffer(b.binding)
-        self.bindings = [b.binding for b in self.shader.bindings]
-        self.push_size = self.shader.push_constant_size
+        for i in range(len(spec.bindings)):
+            builder.add_storage_buffer(i)
         spec_wg = workgroup if any(i is not None for i in self.shader.entry.local_size_spec_ids) else None
-        self.pipeline = ComputePipeline(device, self.shader, builder.build(), self.push_size,
+        self.pipeline = ComputePipeline(device, self.shader, builder.build(), spec.push_size,
                                         workgroup_size=spec_wg, max_sets=MAX_SETS)
         self.workgroup = self.pipeline.workgroup_size
+        self.used = False  # set by the stream when a dispatch of it is recorded
+        self._max_range = device.limits["max_storage_buffer_range"]
         self._sets: dict[tuple, object] = {}
 
-    def descriptor_set(self, ranges: tuple) -> object:
-        """A set binding ``ranges`` = ((block, offset, size), ...) in binding order, cached."""
-        key = tuple((blk._order, off, size) for blk, off, size in ranges)
+    def descriptor_set(self, keys, allocations) -> object:
+        """A set binding each allocation's range in binding order, cached by the ranges' ``keys``."""
+        key = tuple(keys)
         ds = self._sets.get(key)
         if ds is None:
             if len(self._sets) >= MAX_SETS:
-                # Sets for blocks long gone pile up; once the device is done with all of them, start afresh.
+                # Sets for memory long gone pile up; once the device is done with all of them, start afresh.
                 if self._before_reset is None:
                     raise errors.OutOfDeviceMemoryError(
                         "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY", f"kernel {self.name} has {MAX_SETS} sets")
@@ -67,17 +179,16 @@ class Kernel:
                 self.reset_sets()
             ds = self.pipeline.allocate_descriptor_set()
             self.pipeline.update_descriptor_set(
-                ds, [(b, blk.buffer, off, size) for b, (blk, off, size) in zip(self.bindings, ranges)])
+                ds, [(b, a.block, a.offset, min(a.size, self._max_range)) for b, a in enumerate(allocations)])
             # Kept as a one-element array: vkCmdBindDescriptorSets takes a pointer to the sets.
-            ds = ffi.new("VkDescriptorSet[1]", [ds])
+            ds = record.descriptor_set_array(ds)
             self._sets[key] = ds
         return ds
 
     def reset_sets(self) -> None:
         """Forget every cached set (the device must be idle)."""
         if self._sets:
-            vkb.vkResetDescriptorPool(self.device.handle, self.pipeline.descriptor_pool, 0)
-            self.pipeline._live_sets = 0
+            self.pipeline.reset_descriptor_sets()
             self._sets.clear()
 
     @property
@@ -90,7 +201,7 @@ class Kernel:
 
 
 class KernelCache:
-    """Kernels by (source path, defines, workgroup size)."""
+    """Built kernels by (spec, defines, dtypes, workgroup size, target)."""
 
     def __init__(self, device, float_controls: dict, target_env: str = "vulkan1.2", before_reset=None):
         """``before_reset()`` must make the device finish every use of the cached descriptor sets."""
@@ -99,22 +210,44 @@ class KernelCache:
         self.fc_defines = float_control_defines(float_controls)
         self.target_env = target_env
         self._kernels: dict[tuple, Kernel] = {}
-        # Per-op-family lookup tables (op key -> Kernel) that skip building define dicts on the hot path.
-        self.memo: dict[str, dict] = {}
+        self._lock = threading.RLock()
 
-    def get(self, path: Path, defines: dict | None = None, workgroup=(256, 1, 1), target_env: str | None = None) -> Kernel:
-        """The kernel for ``path`` with ``defines``; ``target_env`` overrides the device's default."""
+    def get(self, spec: KernelSpec, defines: dict | None = None, dtypes: dict | None = None, workgroup=(256, 1, 1),
+            target_env: str | None = None) -> Kernel:
+        """The kernel of ``spec`` with ``defines`` and ``dtypes`` (slot -> dtype for the declared slots);
+        ``target_env`` overrides the device's default."""
         wg = tuple(workgroup) + (1,) * (3 - len(workgroup))
-        key = (str(path), tuple(sorted((defines or {}).items())), wg, target_env)
+        dtypes = dtypes or {}
+        key = (spec, tuple(sorted((defines or {}).items())), tuple(sorted((s, d.name) for s, d in dtypes.items())),
+               wg, target_env)
         k = self._kernels.get(key)
         if k is None:
-            k = Kernel(self.device, Path(path), {**self.fc_defines, **(defines or {})}, wg,
-                       target_env or self.target_env, self.before_reset)
-            self._kernels[key] = k
+            with self._lock:
+                k = self._kernels.get(key)
+                if k is None:
+                    declared = set(spec.slots.values())
+                    extra = set(dtypes) - declared
+                    if extra:
+                        raise errors.HlxError(f"kernel {spec.name} declares no dtype slot {sorted(extra)}")
+                    all_defines = dict(self.fc_defines)
+                    for slot, dt in dtypes.items():
+                        all_defines.update(slot_defines(slot, dt))
+                    all_defines.update(defines or {})
+                    k = Kernel(self.device, spec, all_defines, wg, target_env or self.target_env, self.before_reset)
+                    self._kernels[key] = k
         return k
 
     def kernels(self) -> list[Kernel]:
         return list(self._kernels.values())
+
+    def reset_usage(self) -> None:
+        """Start a new count of which kernels are dispatched (see :meth:`used`)."""
+        for k in self.kernels():
+            k.used = False
+
+    def used(self) -> list[Kernel]:
+        """The kernels dispatched since :meth:`reset_usage`."""
+        return [k for k in self.kernels() if k.used]
 
     def reset_sets(self) -> None:
         for k in self._kernels.values():
@@ -124,5 +257,3 @@ class KernelCache:
         for k in self._kernels.values():
             k.destroy()
         self._kernels.clear()
-        self.memo.clear()
-

@@ -1,4 +1,14 @@
-"""The runtime of one device: memory, kernels, the stream; and the default one."""
+"""The runtime of one device: memory, kernels, the stream; and the default one.
+
+:meth:`Runtime.run` is the one entry point from an op to a kernel: it takes a kernel built
+from its declaration (:class:`~hlx_vulkan.runtime.kernels.KernelSpec`), the tensors by
+binding name and the push values by field name, and does the plumbing: element offsets,
+packing, grid folding, descriptor sets and hazard barriers.
+
+Threads: one runtime may be used from any number of threads. The stream serialises recording
+and submission; the pools and the kernel cache lock their own state; each thread has its own
+grad mode. Ops from different threads interleave whole, in the order they reached the stream.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +20,14 @@ import numpy as np
 from .. import errors
 from ..memory import MemoryManager, TensorBuffer
 from ..vk import VulkanContext
+from ..vk.buffer import as_bytes_view
 from ..vk.shader import target_env_for
-from .kernels import KernelCache
+from .kernels import Kernel, KernelCache
 from .stream import Stream
 
-MAX_GROUPS_X = 65535
+# Uploads up to this size are recorded into the stream through staging memory; larger ones
+# wait for the device and go through the stager's double-buffered slots.
+MAX_STREAM_UPLOAD = 64 << 20
 
 
 class Runtime:
@@ -23,7 +36,8 @@ class Runtime:
     Example::
 
         rt = Runtime(VulkanContext())
-        rt.launch(kernel, [out, a, b], push, n)
+        kernel = rt.kernels.get(SPEC, dtypes={"O": out.dtype, "A": a.dtype})
+        rt.run(kernel, {"O": out.buf, "A": a.buf}, {"n": n}, n)
         rt.synchronize()
     """
 
@@ -33,11 +47,16 @@ class Runtime:
         self.device = self.ctx.device
         self.memory = MemoryManager(self.ctx)
         api = min(self.device.physical.api_version, self.device.instance.api_version)
-        self.stream = Stream(self.device)
+        self.stream = Stream(self.device, self.memory.host_pool)
+        self.memory.device_pool.clock = lambda: self.stream.serial
+        self.memory.device_pool.on_pressure = self._make_room
         self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
                                    before_reset=self._before_descriptor_reset)
-        self.max_range = self.device.limits["max_storage_buffer_range"]
+        limits = self.device.limits
+        self.max_groups = tuple(limits["max_compute_workgroup_count"])
+        # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
+        self.plans: dict = {}
 
     def _before_descriptor_reset(self) -> None:
         if self.stream.capturing or len(self.live_graphs):
@@ -45,40 +64,45 @@ class Runtime:
                                             "sets; destroy graphs you no longer need")
         self.stream.synchronize()
 
+    def _make_room(self) -> bool:
+        """Let the device pool coalesce its cached ranges: possible once the device is idle."""
+        if self.stream.capturing:
+            return False
+        self.stream.synchronize()
+        return True
+
     @property
     def alive(self) -> bool:
         return self.device.alive
 
-    def launch(self, kernel, tensors, push: bytes | None, threads: int, writes: int = 1) -> None:
-        """Dispatch ``kernel`` over ``threads`` invocations (x, folded into y past 65535 groups).
+    def run(self, kernel: Kernel, tensors, push=None, grid=1) -> None:
+        """Record ``kernel`` over ``tensors`` (binding name -> TensorBuffer).
 
-        ``tensors`` are in binding order; the first ``writes`` are written, the rest read.
+        ``push``: the push fields by name (a dict; ``off_<binding>`` fields are filled in), or
+        bytes from ``kernel.spec.pack``. ``grid``: a number of invocations along x (workgroups
+        folded into y past the device's limit), or workgroup counts ``(x, y, z)``.
         """
-        wg = kernel.workgroup[0]
-        groups = max(1, -(-threads // wg))
-        gy = -(-groups // MAX_GROUPS_X)
-        gx = -(-groups // gy)
-        self.dispatch(kernel, tensors, push, (gx, gy, 1), writes)
+        spec = kernel.spec
+        try:
+            bufs = [tensors[name] for name in spec.names]
+        except KeyError as exc:
+            raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}; {exc.args[0]!r} was not given") \
+                from None
+        if len(tensors) != len(bufs):
+            raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}, not {sorted(tensors)}")
+        if push is None or isinstance(push, dict):
+            push = spec.pack(bufs, push or {})
+        groups = self.fold(grid, kernel.workgroup[0]) if isinstance(grid, int) else tuple(grid)
+        if any(g > m for g, m in zip(groups, self.max_groups)):
+            raise errors.LimitExceededError(f"kernel {spec.name}: {groups} workgroups; the device allows "
+                                            f"{self.max_groups}")
+        self.stream.dispatch(kernel, [b.allocation for b in bufs], push, groups)
 
-    def dispatch(self, kernel, tensors, push: bytes | None, groups, writes: int = 1) -> None:
-        allocs = [t.allocation for t in tensors]
-        ranges = [self._binding(a) for a in allocs]
-        self.stream.dispatch(kernel, ranges, push, groups, reads=allocs[writes:], writes=allocs[:writes])
-
-    def _binding(self, alloc) -> tuple:
-        # Whole pool blocks are bound, so a block's descriptor set serves every tensor in it and
-        # the tensor's place travels in push constants; only a block past the device's storage
-        # range is bound at the allocation.
-        block = alloc.block
-        if block.size <= self.max_range:
-            return block, 0, block.size
-        return block, alloc.offset, alloc.size
-
-    def elem_offset(self, buf: TensorBuffer) -> int:
-        """Index of the tensor's first element inside the range its kernels bind."""
-        alloc = buf._allocation if buf._allocation is not None else buf.allocation
-        base = 0 if alloc._block.buffer.size <= self.max_range else alloc.offset
-        return (alloc.offset - base + buf.byte_offset) // buf.dtype.itemsize
+    def fold(self, threads: int, workgroup: int) -> tuple[int, int, int]:
+        """Workgroup counts covering ``threads`` invocations: x up to the device's limit, the rest in y."""
+        groups = max(1, -(-threads // workgroup))
+        gy = -(-groups // self.max_groups[0])
+        return -(-groups // gy), gy, 1
 
     def synchronize(self) -> None:
         self.stream.synchronize()
@@ -88,8 +112,33 @@ class Runtime:
         return self.memory.read_many(tensors)
 
     def write(self, items) -> None:
+        """Overwrite tensors from host arrays, after every recorded op (a sync point)."""
         self.stream.synchronize()
         self.memory.write_many(items)
+
+    def upload(self, buf: TensorBuffer, array) -> None:
+        """Fill ``buf`` (contiguous) from a host array, in stream order: ops recorded before this
+        that use the memory see it as it was, ops recorded after see the new values."""
+        a = np.asarray(array)
+        if a.shape != buf.shape:
+            raise errors.ShapeError(f"array of shape {a.shape} does not match tensor of shape {buf.shape}")
+        if not buf.is_contiguous:
+            raise errors.ShapeError("only contiguous tensors can be written")
+        if not buf.numel:
+            return
+        alloc = buf.allocation
+        data = as_bytes_view(np.ascontiguousarray(a.astype(buf.dtype.numpy, copy=False)))
+        # Memory of a live graph may be read by a replay in flight: it is always written in stream order.
+        if alloc.host_visible and not alloc.pins and (alloc.busy == 0 or self.stream.is_done(alloc.busy)):
+            alloc.busy = 0
+            alloc.mapped()[buf.byte_offset:buf.byte_offset + data.nbytes] = data  # no recorded work uses it
+        elif data.nbytes <= MAX_STREAM_UPLOAD and not self.stream.capturing:
+            self.stream.upload(alloc, buf.byte_offset, data)
+        else:
+            # Too large for staging in the stream, or a constant made inside a capture (which the
+            # graph then reads on every replay): wait for the memory's last user, then copy.
+            self.stream.wait_for(alloc.busy)
+            self.memory.write_many([(buf, a)])
 
     def close(self) -> None:
         if self.device.alive:
@@ -109,6 +158,13 @@ _default_lock = threading.Lock()
 
 def default_runtime() -> Runtime:
     """The process's runtime on the default device (HLX_DEVICE, else the best one), made on first use."""
+    rt = _default
+    if rt is not None and rt.device.alive:
+        return rt
+    return _make_default()
+
+
+def _make_default() -> Runtime:
     global _default
     with _default_lock:
         if _default is None or not _default.alive:

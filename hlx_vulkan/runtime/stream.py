@@ -1,38 +1,32 @@
 """The stream: ops are recorded into a command buffer with the barriers their data
 dependencies need, and submitted at a sync point or when a batch fills.
 
-Hazards are tracked per allocation: a dispatch that reads memory written since
-the last barrier (read after write), or writes memory read or written since
-then (write after read, write after write), is preceded by a barrier. Every
-allocation a recorded dispatch touches is kept alive until its batch has
-finished, so freed memory is never handed out while the device may still use it.
+Hazards are tracked per memory range (an allocation's ``key``: block, offset, size). A
+dispatch or copy that reads a range written since the last barrier (read after write), or
+writes a range read or written since then (write after read, write after write), is
+preceded by a barrier; each batch starts with a barrier that orders it after everything
+submitted before it on the queue. Because the pool reuses a freed range only whole, for a
+request of the same size class, a reused range has the same key as before, and the tracker
+orders the new use after the old one: memory freed on the host serves the next op at once
+(stream-ordered reuse), with no wait for the device.
+
+Each batch has a serial; :meth:`Stream.is_done` and :meth:`Stream.wait_for` tell a host
+writer whether the device may still use memory that a batch touched.
+
+The stream is safe to use from several threads: recording, submission and waiting are
+serialised by one lock, so each op's dispatches land whole and in the order the calls took it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 from .. import errors
-from ..vk import CommandBufferPool
-from ..vk.api import ffi, vkb
+from ..vk import CommandBufferPool, record
 
 BATCH_OPS = 512
-_COMPUTE = vkb.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT
-_TRANSFER = vkb.VK_PIPELINE_STAGE_TRANSFER_BIT
-_BIND_COMPUTE = vkb.VK_PIPELINE_BIND_POINT_COMPUTE
-_STAGE_COMPUTE = vkb.VK_SHADER_STAGE_COMPUTE_BIT
-
-
-def _barrier(src_access: int, dst_access: int):
-    return ffi.new("VkMemoryBarrier*", {"sType": vkb.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                                        "srcAccessMask": src_access, "dstAccessMask": dst_access})
-
-
-_RW = vkb.VK_ACCESS_SHADER_READ_BIT | vkb.VK_ACCESS_SHADER_WRITE_BIT
-_COMPUTE_TO_COMPUTE = _barrier(vkb.VK_ACCESS_SHADER_WRITE_BIT, _RW)
-_ANY_TO_COMPUTE = _barrier(vkb.VK_ACCESS_SHADER_WRITE_BIT | vkb.VK_ACCESS_TRANSFER_WRITE_BIT,
-                           _RW | vkb.VK_ACCESS_TRANSFER_READ_BIT | vkb.VK_ACCESS_TRANSFER_WRITE_BIT)
-_TO_HOST = _barrier(vkb.VK_ACCESS_SHADER_WRITE_BIT | vkb.VK_ACCESS_TRANSFER_WRITE_BIT, vkb.VK_ACCESS_HOST_READ_BIT)
+MAX_IN_FLIGHT = 2
 
 
 class Stream:
@@ -40,22 +34,26 @@ class Stream:
 
     Example::
 
-        stream.dispatch(kernel, [a_range, b_range, out_range], push, (groups, 1, 1),
-                        reads=(a_alloc, b_alloc), writes=(out_alloc,))
+        stream.dispatch(kernel, [out_alloc, a_alloc, b_alloc], push, (groups, 1, 1))
         stream.synchronize()
     """
 
-    def __init__(self, device, batch_ops: int = BATCH_OPS):
+    def __init__(self, device, host_pool=None, batch_ops: int = BATCH_OPS):
         self.device = device
+        self.host_pool = host_pool
         self.batch_ops = batch_ops
-        self._pool = CommandBufferPool(device, device.queue_family, 3)
+        self.lock = threading.RLock()
+        self._pool = CommandBufferPool(device, device.queue_family, MAX_IN_FLIGHT + 1)
         self._cmd = None
         self._ops = 0
-        self._keep: list = []
-        self._written: set[int] = set()
-        self._read: set[int] = set()
-        self._in_flight: deque = deque()
+        self._bound = None           # the pipeline bound last in this command buffer
+        self._keep: list = []        # staging memory (and, while capturing, every allocation touched)
+        self._written: set = set()
+        self._read: set = set()
+        self._in_flight: deque = deque()  # (serial or None, waitable, keep)
         self._capture = None
+        self.serial = 1              # the batch being recorded
+        self.completed = 0           # every batch up to this one has finished
         self.dispatches = 0
         self.barriers = 0
         self.submits = 0
@@ -75,107 +73,182 @@ class Stream:
 
     def begin_capture(self, graph) -> None:
         """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
-        if self._capture is not None:
-            raise errors.CaptureError("a capture is already in progress on this device")
-        self.submit()
-        self._capture = graph
+        with self.lock:
+            if self._capture is not None:
+                raise errors.CaptureError("a capture is already in progress on this device")
+            self.submit()
+            self._capture = graph
 
     def end_capture(self) -> None:
-        try:
-            self.submit()
-        finally:
-            self._capture = None
+        with self.lock:
+            try:
+                self.submit()
+            finally:
+                self._capture = None
 
     def track(self, waitable, keep=(), depth: int = 3) -> None:
         """Count work submitted outside the stream (a replay) as in flight: synchronize waits for
         it. More than ``depth`` submissions in flight and the oldest is waited for."""
-        self._in_flight.append((waitable, list(keep)))
-        while len(self._in_flight) > depth:
-            done, _ = self._in_flight.popleft()
-            done.wait()
+        with self.lock:
+            self._in_flight.append((None, waitable, list(keep)))
+            while len(self._in_flight) > depth:
+                self._retire_oldest()
+
+    def _retire_oldest(self) -> None:
+        serial, waitable, _ = self._in_flight[0]
+        waitable.wait()
+        self._in_flight.popleft()
+        if serial is not None:
+            self.completed = serial
 
     def _begin(self):
         self._cmd = (self._capture.new_command_buffer() if self._capture is not None
                      else self._pool.begin_command_buffer())
-        # Order this batch after every earlier one on the queue, transfers included.
-        vkb.lib.vkCmdPipelineBarrier(self._cmd, _COMPUTE | _TRANSFER, _COMPUTE | _TRANSFER, 0,
-                                     1, _ANY_TO_COMPUTE, 0, ffi.NULL, 0, ffi.NULL)
+        self._bound = None
+        record.barrier(self._cmd)
         self._written.clear()
         self._read.clear()
 
     def barrier(self) -> None:
-        """A full compute-to-compute barrier now (hazard tracking inserts these itself)."""
-        if self._cmd is None:
-            self._begin()
-        vkb.lib.vkCmdPipelineBarrier(self._cmd, _COMPUTE, _COMPUTE, 0, 1, _COMPUTE_TO_COMPUTE, 0, ffi.NULL, 0, ffi.NULL)
-        self._written.clear()
-        self._read.clear()
-        self.barriers += 1
+        """A full barrier now (hazard tracking inserts these itself)."""
+        with self.lock:
+            if self._cmd is None:
+                self._begin()
+            record.barrier(self._cmd)
+            self._written.clear()
+            self._read.clear()
+            self.barriers += 1
 
-    def dispatch(self, kernel, ranges, push: bytes | None, groups, reads=(), writes=()) -> None:
-        """Record one dispatch of ``kernel``; ``ranges`` are (block, offset, size) per binding."""
-        # First: making a set may have to flush the stream (see Kernel.descriptor_set).
-        descriptor_set = kernel.descriptor_set(ranges)
-        if self._cmd is None:
-            self._begin()
-        r = [id(a) for a in reads]
-        w = [id(a) for a in writes]
-        written, read = self._written, self._read
-        if any(x in written for x in r) or any(x in written or x in read for x in w):
-            self.barrier()
-        cmd = self._cmd
-        pipe = kernel.pipeline
-        vkb.lib.vkCmdBindPipeline(cmd, _BIND_COMPUTE, pipe.pipeline)
-        vkb.lib.vkCmdBindDescriptorSets(cmd, _BIND_COMPUTE, pipe.layout, 0, 1, descriptor_set, 0, ffi.NULL)
-        if push:
-            vkb.lib.vkCmdPushConstants(cmd, pipe.layout, _STAGE_COMPUTE, 0, len(push), ffi.from_buffer(push))
-        vkb.lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
-        read.update(r)
-        written.update(w)
-        self._keep.extend(reads)
-        self._keep.extend(writes)
-        self._ops += 1
-        self.dispatches += 1
-        if self._ops >= self.batch_ops:
-            self.submit()
+    def dispatch(self, kernel, allocations, push: bytes, groups) -> None:
+        """Record one dispatch of ``kernel`` over ``allocations`` in binding order; the kernel's
+        declared roles say which are read and which written."""
+        spec = kernel.spec
+        keys = [a.key for a in allocations]
+        with self.lock:
+            # First: making a set may have to flush the stream (see Kernel.descriptor_set).
+            descriptor_set = kernel.descriptor_set(keys, allocations)
+            if self._cmd is None:
+                self._begin()
+            written, read = self._written, self._read
+            if written or read:
+                if any(keys[i] in written for i in spec.reads) or \
+                        any(keys[i] in written or keys[i] in read for i in spec.writes):
+                    self.barrier()
+            pipeline = kernel.pipeline
+            record.dispatch(self._cmd, pipeline, descriptor_set, push, groups[0], groups[1], groups[2],
+                            self._bound is not pipeline)
+            self._bound = pipeline
+            for i in spec.reads:
+                read.add(keys[i])
+            for i in spec.writes:
+                written.add(keys[i])
+            serial = self.serial
+            for a in allocations:
+                a.busy = serial
+            if self._capture is not None:
+                self._keep.extend(allocations)
+            kernel.used = True
+            self._ops += 1
+            self.dispatches += 1
+            if self._ops >= self.batch_ops:
+                self.submit()
+
+    def upload(self, allocation, offset: int, data) -> None:
+        """Record a copy of ``data`` (bytes-like) into ``allocation`` at ``offset``, ordered after
+        every use of that memory recorded before it: no host wait. The bytes travel through
+        staging memory kept until the batch has finished."""
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        if offset < 0 or offset + n > allocation.size:
+            raise ValueError(f"{n} bytes at offset {offset} do not fit an allocation of {allocation.size}")
+        if n == 0:
+            return
+        with self.lock:
+            if self._capture is not None:
+                raise errors.CaptureError("an upload from the host inside hv.capture() would copy the same data "
+                                          "on every replay; copy inputs in before graph.replay()")
+            staging = self.host_pool.allocate(n)
+            staging.mapped()[:n] = view
+            if self._cmd is None:
+                self._begin()
+            key = allocation.key
+            if key in self._written or key in self._read:
+                self.barrier()
+            record.copy_buffer(self._cmd, staging.buffer, allocation.buffer, staging.offset,
+                               allocation.offset + offset, n)
+            self._written.add(key)
+            allocation.busy = self.serial
+            self._keep.append(staging)
+            self._ops += 1
+            if self._ops >= self.batch_ops:
+                self.submit()
 
     def submit(self) -> None:
         """Send what is recorded to the device without waiting."""
-        if self._cmd is None:
-            return
-        vkb.lib.vkCmdPipelineBarrier(self._cmd, _COMPUTE | _TRANSFER, vkb.VK_PIPELINE_STAGE_HOST_BIT, 0,
-                                     1, _TO_HOST, 0, ffi.NULL, 0, ffi.NULL)
-        cmd = self._cmd
-        self._cmd = None
-        if self._capture is not None:
-            self._capture.add_segment(cmd, self._keep)
-            self._keep = []
+        with self.lock:
+            if self._cmd is None:
+                return
+            record.barrier_to_host(self._cmd)
+            cmd = self._cmd
+            self._cmd = None
             self._ops = 0
+            if self._capture is not None:
+                self._capture.add_segment(cmd, self._keep)
+                self._keep = []
+                return
+            self._pool.end_command_buffer(cmd)
+            sub = self._pool.submit(cmd)
+            self._in_flight.append((self.serial, sub, self._keep))
+            self._keep = []
+            self.serial += 1
+            self.submits += 1
+            while len(self._in_flight) > MAX_IN_FLIGHT:
+                self._retire_oldest()
+
+    def is_done(self, serial: int) -> bool:
+        """Whether the device has finished the batch ``serial`` (and every one before it)."""
+        if serial <= self.completed:
+            return True
+        with self.lock:
+            while self._in_flight and self._in_flight[0][1].done():
+                serial_done = self._in_flight.popleft()[0]
+                if serial_done is not None:
+                    self.completed = serial_done
+            if not self._in_flight and self._cmd is None:
+                self.completed = self.serial - 1
+            return serial <= self.completed
+
+    def wait_for(self, serial: int) -> None:
+        """Block until batch ``serial`` has finished, submitting it first if it is still recording."""
+        if serial <= self.completed:
             return
-        self._pool.end_command_buffer(cmd)
-        sub = self._pool.submit(cmd)
-        self._in_flight.append((sub, self._keep))
-        self._keep = []
-        self._ops = 0
-        self.submits += 1
-        while len(self._in_flight) > 2:
-            done, _ = self._in_flight.popleft()
-            done.wait()
+        with self.lock:
+            if serial >= self.serial:
+                if self._capture is not None:
+                    raise errors.CaptureError("this memory is still used by work recorded in this capture")
+                self.submit()
+            while self._in_flight and serial > self.completed:
+                self._retire_oldest()
+            if not self._in_flight:
+                self.completed = self.serial - 1
 
     def synchronize(self) -> None:
         """Submit what is recorded and wait until the device has finished all of it."""
-        if self._capture is not None:
-            raise errors.CaptureError("a host sync (.numpy(), .item(), synchronize(), a read-back) inside "
-                                      "hv.capture() cannot be replayed; read results after graph.replay()")
-        self.submit()
-        while self._in_flight:
-            sub, _ = self._in_flight.popleft()
-            sub.wait()
+        with self.lock:
+            if self._capture is not None:
+                raise errors.CaptureError("a host sync (.numpy(), .item(), synchronize(), a read-back) inside "
+                                          "hv.capture() cannot be replayed; read results after graph.replay()")
+            self.submit()
+            while self._in_flight:
+                self._retire_oldest()
+            self.completed = self.serial - 1
 
     def destroy(self) -> None:
-        if self._pool.alive:
-            if self._cmd is not None:
-                self._pool.end_command_buffer(self._cmd)
-                self._cmd = None
-            self._in_flight.clear()
-            self._pool.destroy()
+        with self.lock:
+            if self._pool.alive:
+                if self._cmd is not None:
+                    self._pool.end_command_buffer(self._cmd)
+                    self._cmd = None
+                self._in_flight.clear()
+                self._keep = []
+                self._pool.destroy()

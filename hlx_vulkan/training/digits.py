@@ -67,6 +67,7 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
     if epochs < 1 or hidden < 1 or lr <= 0:
         raise ValueError(f"epochs and hidden must be positive and lr above 0 (got {epochs}, {hidden}, {lr})")
     rt = default_runtime()
+    rt.kernels.reset_usage()  # the manifest lists the kernels this run dispatched
     x_train, x_test, y_train, y_test = load_digits_split(seed)
     if not 1 <= batch_size <= len(x_train):
         raise ValueError(f"batch size must be between 1 and the {len(x_train)} training images, got {batch_size}")
@@ -156,7 +157,7 @@ def _progress(total: int, enabled: bool):
 
 def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, entries, result) -> dict:
     info = rt.ctx.info
-    kernels = sorted({(k.name, k.digest) for k in rt.kernels.kernels()})
+    kernels = sorted({(k.name, k.digest) for k in rt.kernels.used()})
     return {
         "hlx_version": __version__, "task": "digits", "seed": seed, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "hidden": hidden, "capture": capture,

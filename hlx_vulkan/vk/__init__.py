@@ -7,6 +7,7 @@ Example::
     vk.live_objects()
 """
 
+from . import record
 from .api import call
 from .buffer import Buffer
 from .commands import CommandBufferPool, Fence, Submission
@@ -22,5 +23,5 @@ __all__ = [
     "AccessFlags", "Buffer", "BufferUsageFlags", "CommandBufferPool", "ComputePipeline",
     "DescriptorBindingBuilder", "DescriptorType", "Device", "Fence", "MemoryPropertyFlags",
     "PipelineStageFlags", "ShaderModule", "ShaderStageFlags", "Submission", "VulkanContext",
-    "call", "live_objects", "record_memory_barrier",
+    "call", "live_objects", "record", "record_memory_barrier",
 ]

@@ -108,6 +108,18 @@ class Buffer(VkObject):
         fn = vkb.vkInvalidateMappedMemoryRanges if invalidate else vkb.vkFlushMappedMemoryRanges
         call(fn, self.device.handle, 1, [rng])
 
+    @property
+    def is_mapped(self) -> bool:
+        return self._mapped is not None
+
+    def mapped_view(self, offset: int, size: int) -> memoryview:
+        """``size`` bytes of the mapped memory from ``offset``, zero-copy (mapped buffers only)."""
+        self._check_alive()
+        if self._mapped is None:
+            raise errors.HlxError("this memory is not host-visible; go through a staging copy")
+        self._check_range(size, offset, "mapped_view")
+        return memoryview(self._mapped)[offset:offset + size]
+
     def upload(self, data, offset: int = 0) -> None:
         """Copy bytes or a numpy array into the buffer at ``offset``."""
         self._check_alive()

@@ -211,6 +211,12 @@ class ComputePipeline(VkObject):
         self._live_sets += 1
         return sets[0]
 
+    def reset_descriptor_sets(self) -> None:
+        """Return every set to the pool at once (none may be in use by the device)."""
+        self._check_alive()
+        call(vkb.vkResetDescriptorPool, self.device.handle, self.descriptor_pool, 0)
+        self._live_sets = 0
+
     def free_descriptor_set(self, descriptor_set) -> None:
         self._check_alive()
         call(vkb.vkFreeDescriptorSets, self.device.handle, self.descriptor_pool, 1, [descriptor_set])

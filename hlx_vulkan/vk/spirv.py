@@ -49,6 +49,7 @@ _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_CONSTANT, _OP_CONSTANT_COMPOSITE = 41
 _OP_SPEC_TRUE, _OP_SPEC_FALSE, _OP_SPEC_CONSTANT, _OP_SPEC_COMPOSITE = 48, 49, 50, 51
 _OP_VARIABLE, _OP_DECORATE, _OP_MEMBER_DECORATE, _OP_EXECUTION_MODE_ID = 59, 71, 72, 331
 _OP_TYPE_POINTER_FORWARD = 39
+_OP_MEMBER_NAME = 6
 
 # Decorations
 _DEC_SPEC_ID, _DEC_BLOCK, _DEC_BUFFER_BLOCK, _DEC_ARRAY_STRIDE, _DEC_MATRIX_STRIDE = 1, 2, 3, 6, 7
@@ -88,6 +89,8 @@ class SpirvReflection:
     push_constant_size: int
     spec_constants: dict = field(default_factory=dict)
     execution_modes: dict = field(default_factory=dict)
+    # (member name, byte offset) of the push-constant block, in declaration order
+    push_constant_members: tuple = ()
 
     def entry_point(self, name: str) -> EntryPoint:
         for ep in self.entry_points:
@@ -194,6 +197,7 @@ def parse_spirv(data) -> SpirvReflection:
     entries: list[tuple[int, str, int]] = []  # (function id, name, model)
     modes: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
     names: dict[int, str] = {}
+    member_names: dict[tuple[int, int], str] = {}
     decorations: dict[int, dict[int, int]] = {}
     types = _Types()
     spec_ids_by_id: dict[int, int] = {}
@@ -222,6 +226,8 @@ def parse_spirv(data) -> SpirvReflection:
             modes.setdefault(ops[0], []).append((ops[1], tuple(ops[2:])))
         elif op == _OP_NAME:
             names[ops[0]] = _string(ops, 1)[0]
+        elif op == _OP_MEMBER_NAME:
+            member_names[(ops[0], ops[1])] = _string(ops, 2)[0]
         elif op == _OP_DECORATE:
             decorations.setdefault(ops[0], {})[ops[1]] = ops[2] if len(ops) > 2 else 1
             if ops[1] == _DEC_ARRAY_STRIDE:
@@ -295,10 +301,15 @@ def parse_spirv(data) -> SpirvReflection:
 
     bindings = []
     push_size = 0
+    push_members: tuple = ()
     for var_id, ptr_type, storage in variables:
         pointee = types.defs.get(ptr_type, (None, None))[1]
         if storage == _SC_PUSH_CONSTANT and pointee is not None:
             push_size = max(push_size, types.size(pointee))
+            pdef = types.defs.get(pointee, (None,))
+            if pdef[0] == _OP_TYPE_STRUCT:
+                push_members = tuple((member_names.get((pointee, m), ""), types.member_offsets.get((pointee, m), 0))
+                                     for m in range(len(pdef[1])))
             continue
         if storage not in (_SC_UNIFORM_CONSTANT, _SC_UNIFORM, _SC_STORAGE_BUFFER):
             continue
@@ -332,6 +343,7 @@ def parse_spirv(data) -> SpirvReflection:
         version=version, generator=generator, bound=bound, capabilities=frozenset(capabilities),
         extensions=tuple(extensions), entry_points=tuple(entry_points), bindings=tuple(bindings),
         push_constant_size=push_size, spec_constants=spec_constants, execution_modes=named_modes,
+        push_constant_members=push_members,
     )
 
 

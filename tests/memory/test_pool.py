@@ -24,7 +24,7 @@ def test_alignment_and_no_overlap(ctx, pool):
         assert b1 != b2 or o1 + s1 <= o2
     assert all(a.offset % align == 0 and a.offset % pool.alignment == 0 for a in allocs)
     st = pool.stats()
-    assert st.in_use == sum(a.size for a in allocs)
+    assert st.in_use == sum(a.nbytes for a in allocs)
     assert st.reserved == st.blocks * (1 << 20)
     for a in allocs:
         a.free()
@@ -105,12 +105,27 @@ def test_soak_blocks_stop_growing_after_warm_up(ctx):
     mm.destroy()
 
 
-def test_spare_dedicated_blocks_evict_the_oldest(pool):
-    from hlx_vulkan.memory.pool import KEEP_EMPTY_DEDICATED
-    sizes = [(2 + i) << 20 for i in range(KEEP_EMPTY_DEDICATED + 2)]
-    for s in sizes:
-        pool.allocate(s).free()
-    kept = sorted(b.buffer.size for b in pool._blocks)
-    assert len(kept) == KEEP_EMPTY_DEDICATED and kept[0] >= sizes[2]
-    newest = pool.allocate(sizes[-1])
-    assert newest.block.size >= sizes[-1] and pool.stats().blocks == KEEP_EMPTY_DEDICATED
+def test_freed_ranges_serve_the_same_size_class_whole_and_trim_gives_them_back(pool):
+    big = pool.allocate(40 << 20)   # dedicated block
+    small = pool.allocate(5000)
+    keys = (big.key, small.key)
+    big.free()
+    small.free()
+    assert pool.stats().cached == big.size + small.size and pool.stats().in_use == 0
+    again_big, again_small = pool.allocate((40 << 20) - 100), pool.allocate(4990)
+    assert (again_big.key, again_small.key) == keys      # the same ranges, whole
+    assert pool.stats().new_blocks == 2                   # no new device memory
+    other = pool.allocate(7000)                           # another class: a new range
+    assert other.key != again_small.key
+    again_big.free(), again_small.free(), other.free()
+    assert pool.trim() > 0 and pool.stats().blocks == 0 and pool.stats().cached == 0
+
+
+def test_pressure_coalesces_cached_ranges_before_the_pool_grows(pool):
+    calls = []
+    pool.on_pressure = lambda: calls.append(1) or True
+    parts = [pool.allocate(pool.block_size // 8) for _ in range(8)]   # fills one block exactly
+    for p in parts:
+        p.free()
+    whole = pool.allocate(pool.block_size // 2)   # another class: served by coalescing, not a new block
+    assert calls and pool.stats().blocks == 1 and whole.offset == 0

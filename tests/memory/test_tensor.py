@@ -79,7 +79,7 @@ def test_allocate_many_places_aligned_tensors_in_one_region(mm):
         assert got.tobytes() == want.tobytes()
     in_use = mm.device_pool.stats().in_use
     batch.free()
-    assert mm.device_pool.stats().in_use == in_use - batch.allocation.size
+    assert mm.device_pool.stats().in_use == in_use - batch.allocation.nbytes
     with pytest.raises(errors.DestroyedError):
         batch[0].numpy()
 

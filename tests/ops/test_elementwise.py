@@ -167,8 +167,7 @@ def test_float16_arithmetic_mode():
                          (hv.maximum(tx, ty), np.maximum(f64(x), f64(y))), (tx / 3, f64(x) / 3)]:
             check(got.numpy(), ref, "float16")
         assert hv.precision_report()["float16_arithmetic"] is True
-        memo = tx.runtime.kernels.memo["elementwise"]
-        native = [k for key, k in memo.items() if key[-1] and key[2] == "float16"]
+        native = [k for k in tx.runtime.kernels.kernels() if k.defines.get("CT") == "float16_t"]
         assert native and all("Float16" in k.shader.reflection.capabilities for k in native)
     finally:
         hv.set_float16_arithmetic(previous)

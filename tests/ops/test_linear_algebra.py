@@ -76,7 +76,7 @@ def test_cooperative_matrix_kernel_is_valid_spirv():
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
     defines = {"CT": "float", "OCT": "float", **{f"{s}_STORAGE": "float16_t" for s in "ABCO"},
                **{f"{s}_KIND": 0 for s in "ABCO"}}
-    spirv = compile_file(mm.COOPMAT_KERNEL, defines, target_env="vulkan1.3")
+    spirv = compile_file(mm.COOPMAT.path, defines, target_env="vulkan1.3")
     validate_spirv(spirv, "vulkan1.3")
     assert "CooperativeMatrixKHR" in parse_spirv(spirv).capabilities
     assert mm.coopmat_available(hv.default_runtime()) == bool(

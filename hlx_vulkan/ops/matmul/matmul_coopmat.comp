@@ -21,7 +21,7 @@ layout(std430, binding = 2) readonly buffer B { float16_t b[]; };
 // Mirrors PUSH_FORMAT in ops/matmul.py (the strides of the last two dims are 1 and K / N here).
 layout(push_constant) uniform Params {
     uint M, N, K;
-    uint off_a, off_b, off_c;
+    uint off_a, off_b, off_o;
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
 } p;
@@ -56,7 +56,7 @@ void main() {
         if (r1) acc[1][0] = coopMatMulAdd(fa[1], fb[0], acc[1][0]);
         if (r1 && c1) acc[1][1] = coopMatMulAdd(fa[1], fb[1], acc[1][1]);
     }
-    uint cbase = p.off_c + batch * p.M * p.N;
+    uint cbase = p.off_o + batch * p.M * p.N;
     for (uint i = 0u; i < 2u; ++i) {
         for (uint j = 0u; j < 2u; ++j) {
             if ((i == 1u && !r1) || (j == 1u && !c1)) continue;

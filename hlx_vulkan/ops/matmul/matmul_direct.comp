@@ -16,7 +16,7 @@ layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
 // Mirrors PUSH_FORMAT in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
 layout(push_constant) uniform Params {
     uint M, N, K;
-    uint off_a, off_b, off_c;
+    uint off_a, off_b, off_o;
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
 } p;
@@ -41,7 +41,7 @@ void main() {
         for (int j = 0; j < 4; ++j) bv[j] = float(B_LOAD(b[bc[j] + int(k) * p.sb_k]));
         for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
     }
-    uint cbase = p.off_c + batch * p.M * p.N;
+    uint cbase = p.off_o + batch * p.M * p.N;
     for (int i = 0; i < 4; ++i) {
         uint gm = row0 + uint(i);
         if (gm >= p.M) continue;

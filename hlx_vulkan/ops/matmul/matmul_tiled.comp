@@ -27,7 +27,7 @@ layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
 // Mirrors PUSH_FORMAT in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
 layout(push_constant) uniform Params {
     uint M, N, K;
-    uint off_a, off_b, off_c;
+    uint off_a, off_b, off_o;
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
 } p;
@@ -75,7 +75,7 @@ void main() {
         }
         barrier();
     }
-    uint cbase = p.off_c + batch * p.M * p.N;
+    uint cbase = p.off_o + batch * p.M * p.N;
     for (int i = 0; i < TM; ++i) {
         uint gm = row0 + ty + uint(RT) * uint(i);
         if (gm >= p.M) continue;

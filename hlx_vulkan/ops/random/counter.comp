@@ -10,17 +10,17 @@ layout(std430, binding = 0) buffer Ctr { uint ctr[]; };
 
 // Mirrors COUNTER_PUSH in ops/random.py.
 layout(push_constant) uniform Params {
-    uint off;
+    uint off_ctr;
     uint lo, hi;
 } p;
 
 void main() {
 #if MODE == 0
-    ctr[p.off] = p.lo;
-    ctr[p.off + 1u] = p.hi;
+    ctr[p.off_ctr] = p.lo;
+    ctr[p.off_ctr + 1u] = p.hi;
 #else
-    uint lo = ctr[p.off] + p.lo;
-    ctr[p.off + 1u] = ctr[p.off + 1u] + p.hi + (lo < p.lo ? 1u : 0u);
-    ctr[p.off] = lo;
+    uint lo = ctr[p.off_ctr] + p.lo;
+    ctr[p.off_ctr + 1u] = ctr[p.off_ctr + 1u] + p.hi + (lo < p.lo ? 1u : 0u);
+    ctr[p.off_ctr] = lo;
 #endif
 }

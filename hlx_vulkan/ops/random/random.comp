@@ -11,10 +11,10 @@
 
 layout(local_size_x_id = 0) in;
 
-// Binding mirrors BINDING_OUT in ops/random.py.
+// Bindings and push fields are declared in ops/random.py (checked against this shader).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 #if DEVICE_COUNTER
-layout(std430, binding = 1) readonly buffer Ctr { uint ctr[]; };  // BINDING_COUNTER
+layout(std430, binding = 1) readonly buffer Ctr { uint ctr[]; };
 #endif
 
 // Mirrors PUSH_FORMAT in ops/random.py.

@@ -10,14 +10,13 @@
 layout(constant_id = 0) const uint WG = 256;
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/reduce.py.
+// Bindings and push fields are declared in ops/reduce.py (checked against this shader).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 #if OP >= 3
-layout(std430, binding = 1) writeonly buffer I { int oi[]; };
+layout(std430, binding = 2) writeonly buffer I { int oi[]; };
 #endif
-layout(std430, binding = 2) readonly buffer A { A_STORAGE a[]; };
 
-// Mirrors PUSH_FORMAT in ops/reduce.py.
 layout(push_constant) uniform Params {
     uint n_groups;   // outputs x chunks
     uint nchunks;

@@ -11,7 +11,7 @@
 layout(constant_id = 0) const uint WG = 256;
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/softmax.py.
+// Bindings and push fields are declared in ops/softmax.py (checked against this shader).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 #if BACKWARD

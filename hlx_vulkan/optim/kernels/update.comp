@@ -8,18 +8,17 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in optim/optimizers.py.
+// Bindings and push fields are declared in optim/optimizers.py (checked against this shader).
 layout(std430, binding = 0) buffer P { float p[]; };
+layout(std430, binding = 1) readonly buffer G { float g[]; };
+layout(std430, binding = 2) readonly buffer H { float h[]; };  // [lr, step, schedule count, 0]
 #if RULE == 1 || MOMENTUM
-layout(std430, binding = 1) buffer M { float m[]; };
+layout(std430, binding = 3) buffer M { float m[]; };
 #endif
 #if RULE == 1
-layout(std430, binding = 2) buffer V { float v[]; };
+layout(std430, binding = 4) buffer V { float v[]; };
 #endif
-layout(std430, binding = 3) readonly buffer G { float g[]; };
-layout(std430, binding = 4) readonly buffer H { float h[]; };  // [lr, step, schedule count, 0]
 
-// Mirrors PUSH_FORMAT in optim/optimizers.py.
 layout(push_constant) uniform Params {
     uint n;
     uint off_p, off_m, off_v, off_g, off_h;

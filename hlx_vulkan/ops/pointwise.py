@@ -1,0 +1,151 @@
+"""The pointwise kernel every elementwise op runs through: ``out = EXPR(x, y, z)`` over the
+numpy broadcast of up to three inputs, each strided, in up to five merged dimensions
+(``elementwise/elementwise.comp``), specialised per expression and dtypes.
+
+A launch is planned once per (expression, scalars, dtypes, shapes, strides, offsets): the
+plan holds the kernel, the packed push constants and the grid, so a repeated op costs a
+dictionary lookup, an allocation and a dispatch.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+from .. import errors
+from ..memory import dtype_of
+from ..memory.tensor import contiguous_strides
+from ..precision import float16_arithmetic
+from ..runtime import KernelSpec
+from .tensor import Tensor, new_tensor
+
+MAX_DIMS = 5
+WORKGROUP = 256
+
+_SLOTS = {"O": "O", "A": "A", "B": "B", "C": "C"}
+_PUSH = [("n", "I"), ("alpha", "f"), ("beta", "f"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
+         ("shape", "5I"), ("st_a", "5i"), ("st_b", "5i"), ("st_c", "5i"), ("st_o", "5i")]
+_SOURCE = resources.files(__package__) / "elementwise" / "elementwise.comp"
+# One declaration per arity: the kernel binds only the inputs it reads.
+SPECS = {nargs: KernelSpec(_SOURCE, [("O", "write", "O")] + [(s, "read", s) for s in "ABC"[:nargs]], _PUSH)
+         for nargs in (1, 2, 3)}
+
+
+def compute_type(dtype, native16: bool = False) -> str:
+    """The GLSL type arithmetic runs in: float for floats (float16_t for float16 when ``native16``)."""
+    if dtype.is_float:
+        return "float16_t" if native16 and dtype.name == "float16" else "float"
+    return "uint" if dtype.name.startswith("u") else "int"
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for d in range(ndim):
+        sizes = {s[len(s) - ndim + d] for s in shapes if len(s) - ndim + d >= 0} - {1}
+        if len(sizes) > 1:
+            raise errors.ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def broadcast_strides(t: Tensor, shape) -> list[int]:
+    pad = len(shape) - t.ndim
+    return [0 if d < pad or t.shape[d - pad] == 1 else t.strides[d - pad] for d in range(len(shape))]
+
+
+def _coalesce(shape, strides_per_operand):
+    """Drop size-1 dims and merge dims that are contiguous for every operand."""
+    dims = [(s, [st[d] for st in strides_per_operand]) for d, s in enumerate(shape) if s != 1]
+    merged = []
+    for size, sts in dims:
+        if merged:
+            psize, psts = merged[-1]
+            if all(p == c * size for p, c in zip(psts, sts)):
+                merged[-1] = (psize * size, sts)
+                continue
+        merged.append((size, sts))
+    if len(merged) > MAX_DIMS:
+        raise errors.ShapeError(f"an elementwise op over shape {tuple(shape)} needs {len(merged)} dimensions after "
+                                f"merging; at most {MAX_DIMS} are supported (call .contiguous() first)")
+    pad = MAX_DIMS - len(merged)
+    out_shape = [1] * pad + [m[0] for m in merged]
+    per_operand = [[0] * pad + [m[1][k] for m in merged] for k in range(len(strides_per_operand))]
+    return out_shape, per_operand
+
+
+def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+           out: Tensor | None = None, shape=None) -> Tensor:
+    """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
+
+    ``alpha`` and ``beta`` are scalars the expression may use. Inputs share one dtype; the
+    expression computes in its compute type (float for float dtypes). ``out`` (of the result's
+    shape, any strides) is written if given; ``shape`` broadcasts the result further.
+    """
+    rt = inputs[0].runtime
+    key = (expr, out_dtype, alpha, beta, shape, out.buf.geometry if out is not None else None,
+           float16_arithmetic(), *[t.buf.geometry for t in inputs])
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape)
+    kernel, out_shape, out_strides, dt, push, groups = plan
+    if out is None:
+        out = new_tensor(rt, out_shape, dt, out_strides)
+    if kernel is not None:
+        tensors = {"O": out.buf, "A": inputs[0].buf}
+        if len(inputs) > 1:
+            tensors["B"] = inputs[1].buf
+            if len(inputs) > 2:
+                tensors["C"] = inputs[2].buf
+        rt.run(kernel, tensors, push, groups)
+    return out
+
+
+def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape):
+    if not inputs or len(inputs) > 3:
+        raise ValueError("a pointwise launch takes one to three inputs")
+    in_dtype = inputs[0].dtype
+    for t in inputs[1:]:
+        if t.dtype is not in_dtype:
+            raise errors.DTypeError(f"dtypes {in_dtype.name} and {t.dtype.name} do not match; convert with .to()")
+    out_shape = broadcast_shapes(*(t.shape for t in inputs))
+    if shape is not None:
+        if broadcast_shapes(out_shape, tuple(shape)) != tuple(shape):
+            raise errors.ShapeError(f"shape {out_shape} does not broadcast to {tuple(shape)}")
+        out_shape = tuple(shape)
+    dt = dtype_of(out_dtype) if out_dtype is not None else in_dtype
+    if out is not None and out.shape != out_shape:
+        raise errors.ShapeError(f"output of shape {out.shape} does not match the result shape {out_shape}")
+    out_strides = out.strides if out is not None else contiguous_strides(out_shape)
+    n = math.prod(out_shape)
+    if n == 0:
+        return None, out_shape, out_strides, dt, None, None
+    if n >= 2**31:
+        raise errors.LimitExceededError(f"{n} elements are more than one elementwise launch indexes")
+    strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out_strides)]
+    shape5, st = _coalesce(out_shape, strides)
+    st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
+    native16 = float16_arithmetic()
+    flat = shape5[3] == 1 and max(shape5[:3]) == 1
+    defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": compute_type(in_dtype, native16),
+               "OCT": compute_type(dt, native16), "EXPR": expr}
+    dtypes = {"O": dt, **{s: in_dtype for s in "ABC"[:len(inputs)]}}
+    kernel = rt.kernels.get(SPECS[len(inputs)], defines, dtypes, (WORKGROUP,))
+    fields = {"n": n, "alpha": alpha, "beta": beta, "shape": shape5, "st_a": st_in[0], "st_b": st_in[1],
+              "st_c": st_in[2], "st_o": st[-1]}
+    out_geometry = out.buf if out is not None else _Geometry(dt, 0)
+    bufs = [out_geometry] + [t.buf for t in inputs]
+    push = kernel.spec.pack(bufs, fields)
+    return kernel, out_shape, out_strides, dt, push, rt.fold(n, kernel.workgroup[0])
+
+
+class _Geometry:
+    """Stands for a fresh contiguous output when packing its (zero) element offset."""
+
+    __slots__ = ("dtype", "byte_offset")
+
+    def __init__(self, dtype, byte_offset: int):
+        self.dtype, self.byte_offset = dtype, byte_offset
+
+
+__all__ = ["SPECS", "broadcast_shapes", "broadcast_strides", "compute_type", "launch"]
