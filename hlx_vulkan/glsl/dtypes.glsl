@@ -1,6 +1,7 @@
 // Storage and conversion for each operand slot (A, B, C inputs; O output).
-// The launcher defines, per slot S: S_STORAGE (the buffer element type) and
-// S_KIND: 0 = converts with a constructor, 1 = bfloat16 held as uint16_t bits.
+// The launcher defines, per slot S: S_STORAGE (the buffer element type), S_STORAGE4 (a vector
+// of four), S_BYTES (the element's size) and S_KIND: 0 = converts with a constructor,
+// 1 = bfloat16 held as uint16_t bits.
 // CT is the compute type of the inputs, OCT of the output.
 #ifndef HLX_DTYPES_GLSL
 #define HLX_DTYPES_GLSL

@@ -1,9 +1,35 @@
 """Matrix products: 2-D, batched with broadcasting, 1-D promoted as numpy does.
 
-Operands may be strided views (a transpose costs nothing); 16-bit dtypes are
-read as storage and accumulated in fp32 (``matmul/matmul_tiled.comp``). On a
-device with VK_KHR_cooperative_matrix and a 16x16x16 float16 shape, float16
-products of multiples of 16 use the matrix units (``matmul/matmul_coopmat.comp``).
+Operands may be strided views (a transpose costs nothing). Kernels (in ``matmul/``):
+
+- ``matmul_tiled.comp``: register-tiled, for every float dtype (16-bit ones read as storage
+  and accumulated in float32); a tile from :data:`TILES` by problem size; 4-element vector
+  loads where the operands are aligned (scalar loads otherwise).
+- ``matmul_coopmat.comp``: float16 and bfloat16 on cooperative matrices (16x16x16, float32
+  accumulation), where the device has them; a tile from :data:`COOP_TILES`; any shape and
+  strides (edges and unaligned operands go through guarded loads into shared memory).
+- ``matmul_direct.comp``: CPU devices (lavapipe), where workgroup barriers cost more than
+  the loads they save.
+- ``matmul_splitk.comp``: the second pass of split-K (below).
+
+Order. Each output's reduction over k depends on K alone: K is cut into chunks of
+:func:`chunk_length` (K) values; each chunk is summed with k ascending from zero (one fma a
+step in float32, or one 16x16x16 multiply-add per 16 values of k on cooperative matrices),
+and the chunk sums are added in chunk order. Every tile of a kernel, vector or scalar loads,
+and split-K follow it, so the same inputs give the same bits whatever was chosen, and a row
+of the result does not depend on how many rows (or batches) the product has. The three
+float32 kernels give the same bits as one another; the cooperative-matrix kernel (whose
+multiply-adds round differently) is used for every 16-bit product on a device that has it.
+
+Split-K: where K has several chunks and the output has too few tiles to fill the device,
+each chunk is a workgroup of its own writing a float32 partial, and ``matmul_splitk.comp``
+adds the partials in chunk order: the same sums in the same order as one workgroup doing
+every chunk, hence the same bits. No atomics anywhere.
+
+Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
+kernel for every dtype, CPU devices included) or of :data:`COOP_TILES` (for what runs on
+cooperative matrices); :data:`FORCE_SPLIT` turns split-K on or off wherever K has several
+chunks; :data:`CHUNK_K` sets the chunk length (which changes the order, hence the bits).
 """
 
 from __future__ import annotations
@@ -13,6 +39,7 @@ from importlib import resources
 
 from .. import errors
 from ..autograd.graph import differentiable
+from ..memory import float32
 from ..runtime import KernelSpec
 from . import elementwise as ew
 from . import reduce
@@ -22,18 +49,39 @@ from .tensor import Tensor, contiguous_like
 
 _BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")]
 _PUSH = [("M", "I"), ("N", "I"), ("K", "I"), ("off_a", "I"), ("off_b", "I"), ("off_o", "I"), ("sa_b", "i"),
-         ("sa_m", "i"), ("sa_k", "i"), ("sb_b", "i"), ("sb_k", "i"), ("sb_n", "i")]
-TILED = KernelSpec(resources.files(__package__) / "matmul" / "matmul_tiled.comp", _BINDINGS, _PUSH)
-COOPMAT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_coopmat.comp", _BINDINGS, _PUSH)
-DIRECT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_direct.comp", _BINDINGS, _PUSH)
-# Tiles of the shared-memory kernel: (BM, BN, BK, TM, TN). The large one does four times the
-# work per shared-memory load; it is used where its workgroups still fill a big GPU.
-TILES = {"small": (64, 64, 16, 4, 4), "wide": (64, 64, 16, 8, 8), "large": (128, 128, 8, 8, 8)}
-LARGE_TILE_MIN_GROUPS = 256
+         ("sa_m", "i"), ("sa_k", "i"), ("sb_b", "i"), ("sb_k", "i"), ("sb_n", "i"), ("kc", "I"), ("nbatch", "I")]
+_DIR = resources.files(__package__) / "matmul"
+TILED = KernelSpec(_DIR / "matmul_tiled.comp", _BINDINGS, _PUSH)
+COOPMAT = KernelSpec(_DIR / "matmul_coopmat.comp", _BINDINGS, _PUSH)
+DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
+SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
+                    [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
+
+# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN), 256 threads each. The largest
+# one that still gives MIN_GROUPS workgroups is used.
+TILES = {"small": (64, 64, 16, 4, 4), "medium": (128, 64, 16, 8, 4), "large": (128, 128, 8, 8, 8)}
+# Tiles of matmul_coopmat.comp: (SGM, SGN, FM, FN, BK, STAGES): SGM x SGN subgroups of 32,
+# each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers.
+COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_medium": (2, 4, 2, 2, 32, 2),
+              "coop_large": (2, 4, 4, 2, 32, 2), "coop_wide": (2, 4, 4, 4, 32, 1)}
+MIN_GROUPS = {"large": 264, "medium": 264, "coop_large": 264, "coop_wide": 528, "coop_medium": 264}
+# Chunks of k (see Order): K up to CHUNK_K is one chunk, longer K chunks of CHUNK_K.
+# A multiple of 64, so that a chunk is whole steps of every kernel.
+CHUNK_K = 1024
+# Split-K where the unsplit product would have fewer workgroups than this.
+SPLIT_BELOW_GROUPS = 128
 DIRECT_TILE = 32
-# A name from TILES: that tile everywhere, CPU devices included (the tests cover each tile).
+# A name from TILES: that tile of the tiled kernel for every dtype, CPU devices included; from
+# COOP_TILES: that tile for the 16-bit products a device runs on cooperative matrices.
 FORCE_TILE: str | None = None
+# True / False: split-K wherever K has several chunks / never; None: by size.
+FORCE_SPLIT: bool | None = None
 MAX_BATCH = 65535
+
+
+def chunk_length(K: int) -> int:
+    """The chunk length of the reduction order for a product over ``K``."""
+    return K if K <= CHUNK_K else CHUNK_K
 
 
 def _batch_stride(t: Tensor, batch_shape) -> tuple[Tensor, int]:
@@ -108,42 +156,107 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
         raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
     a3, sa_b = _batch_stride(a2, batch_shape)
     b3, sb_b = _batch_stride(b2, batch_shape)
-    defines = {"CT": "float", "OCT": "float"}
-    dtypes = {"O": a.dtype, "A": a.dtype, "B": b.dtype}
-    offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)]
-    if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
-        kernel, tile = rt.kernels.get(COOPMAT, defines, dtypes, (32, 4, 1), target_env="vulkan1.3"), 64
-    elif rt.device.physical.type == "cpu" and FORCE_TILE is None:
-        kernel, tile = rt.kernels.get(DIRECT, defines, dtypes, (8, 8, 1)), DIRECT_TILE
-    else:
-        # Transposed views are loaded along their contiguous dimension.
-        layout = {"A_COLS": int(a3.strides[-1] != 1 and a3.strides[-2] == 1),
-                  "B_COLS": int(b3.strides[-1] != 1 and b3.strides[-2] == 1)}
-        kernel, tile = _tiled_kernel(rt, {**defines, **layout}, dtypes, M, N, batch)
-    rt.run(kernel, {"O": c.buf, "A": a3.buf, "B": b3.buf},
-           {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
-            "sb_k": b3.strides[-2], "sb_n": b3.strides[-1]}, (-(-N // tile), -(-M // tile), batch))
+    _launch(rt, c, a3, b3, sa_b, sb_b, M, N, K, batch)
     return c.reshape(final_shape)
 
 
-def _tiled_kernel(rt, defines, dtypes, M, N, batch):
-    big = TILES["large"][0]
-    name = FORCE_TILE or ("large" if -(-M // big) * -(-N // big) * batch >= LARGE_TILE_MIN_GROUPS else "small")
-    bm, bn, bk, tm, tn = TILES[name]
-    tile_defines = {**defines, "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn}
-    return rt.kernels.get(TILED, tile_defines, dtypes, (bn // tn, bm // tm, 1)), bm
+def _launch(rt, c, a3, b3, sa_b, sb_b, M, N, K, batch) -> None:
+    dtype = a3.dtype
+    offsets = tuple(t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c))
+    key = ("matmul", dtype.name, M, N, K, batch, a3.strides[-2:], b3.strides[-2:], sa_b, sb_b,
+           tuple(o % 8 for o in offsets), FORCE_TILE, FORCE_SPLIT, CHUNK_K)
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets)
+    kernel, grid, kc, nsplit, reduce_kernel = plan
+    push = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
+            "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
+    if nsplit == 1:
+        rt.run(kernel, {"O": c.buf, "A": a3.buf, "B": b3.buf}, push, grid)
+        return
+    part = contiguous_like((nsplit, batch, M, N), float32, rt)
+    rt.run(kernel, {"O": part.buf, "A": a3.buf, "B": b3.buf}, push, grid)
+    n = batch * M * N
+    rt.run(reduce_kernel, {"O": c.buf, "P": part.buf}, {"n": n, "nsplit": nsplit}, n)
 
 
-def coopmat_available(rt) -> bool:
-    """The device runs the float16 cooperative-matrix kernel: 16x16x16, fp16 in, fp32 accumulate, subgroup 32."""
+def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, extent) -> bool:
+    """Loads of ``width`` elements along a dimension of stride 1 stay aligned and whole."""
+    return (contiguous_stride == 1 and other_stride % width == 0 and batch_stride % width == 0
+            and offset % width == 0 and extent % width == 0)
+
+
+def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
+    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product."""
+    sa_m, sa_k = a3.strides[-2:]
+    sb_k, sb_n = b3.strides[-2:]
+    off_a, off_b, off_o = offsets
+    # Transposed views are loaded along their contiguous dimension.
+    a_cols = int(sa_k != 1 and sa_m == 1)
+    b_cols = int(sb_n != 1 and sb_k == 1)
+    kc = chunk_length(K)
+    nchunks = -(-K // kc)
+    coop = coopmat_available(rt, dtype)
+    force = FORCE_TILE if FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES) else None
+    coop = coop and force not in TILES
+    direct = force is None and not coop and rt.device.physical.type == "cpu"
+    if direct:
+        tile, (bm, bn) = None, (DIRECT_TILE, DIRECT_TILE)
+    elif coop:
+        tiles = {name: (t[0] * t[2] * 16, t[1] * t[3] * 16) for name, t in COOP_TILES.items()}
+        tile = force or _pick(tiles, M, N, batch, "coop_small")
+        bm, bn = tiles[tile]
+    else:
+        tiles = {name: t[:2] for name, t in TILES.items()}
+        tile = force or _pick(tiles, M, N, batch, "small")
+        bm, bn = tiles[tile]
+    groups = -(-M // bm) * -(-N // bn) * batch
+    split = nchunks > 1 and not direct and (FORCE_SPLIT if FORCE_SPLIT is not None else groups < SPLIT_BELOW_GROUPS)
+    nsplit = nchunks if split else 1
+    if batch * nsplit > rt.max_groups[2]:
+        split, nsplit = False, 1
+    out_dtype = float32 if split else dtype
+    dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
+    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols,
+               "CHUNK": int(nchunks > 1 and not split), "SPLIT": int(split)}
+    w = 8 if coop else 4
+    defines["A_VEC"] = int(_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K))
+    defines["B_VEC"] = int(_aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
+    # Outputs are contiguous; a split's partials are fresh (aligned) float32.
+    defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
+    if direct:
+        kernel = rt.kernels.get(DIRECT, {"CT": "float", "OCT": "float"}, dtypes, (8, 8, 1))
+    elif coop:
+        sgm, sgn, fm, fn, bk, stages = COOP_TILES[tile]
+        defines.update(SGM=sgm, SGN=sgn, FM=fm, FN=fn, BK=bk, STAGES=stages)
+        if dtype.name == "bfloat16":
+            defines["HLX_COOPMAT_BF16"] = 1
+        kernel = rt.kernels.get(COOPMAT, defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
+    else:
+        tbm, tbn, bk, tm, tn = TILES[tile]
+        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn)
+        kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
+    reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
+    return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
+
+
+def _pick(tiles, M, N, batch, smallest):
+    """The largest tile (by area) that still makes MIN_GROUPS workgroups; else ``smallest``."""
+    fits = [(bm * bn, name) for name, (bm, bn) in tiles.items()
+            if name in MIN_GROUPS and -(-M // bm) * -(-N // bn) * batch >= MIN_GROUPS[name]]
+    return max(fits)[1] if fits else smallest
+
+
+def coopmat_available(rt, dtype) -> bool:
+    """The device runs matmul_coopmat.comp for ``dtype`` (float16 or bfloat16): 16x16x16 matrices of
+    it with float32 accumulation, subgroups of 32 (and, for bfloat16, VK_KHR_shader_bfloat16)."""
+    name = getattr(dtype, "name", dtype)
+    feats = rt.device.enabled_features
+    if name not in ("float16", "bfloat16") or not feats.get("cooperative_matrix", False):
+        return False
+    if name == "bfloat16" and not feats.get("bfloat16_cooperative_matrix", False):
+        return False
     info = rt.ctx.physical_device
-    return (rt.device.enabled_features.get("cooperative_matrix", False) and info.limits["subgroup_size"] == 32
-            and any(s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == "float16" and s["c"] == "float32"
-                    and s["scope"] == 3 for s in info.cooperative_matrix_shapes))
-
-
-def _coopmat_fits(rt, dtype, M, N, K, a3, b3, offsets, sa_b, sb_b) -> bool:
-    # Cooperative loads read whole 16x16 fragments from rows 16-byte aligned.
-    return (dtype.name == "float16" and M % 16 == 0 and N % 16 == 0 and K % 16 == 0
-            and a3.strides[-1] == 1 and b3.strides[-1] == 1 and a3.strides[-2] % 8 == 0 and b3.strides[-2] % 8 == 0
-            and sa_b % 8 == 0 and sb_b % 8 == 0 and all(o % 8 == 0 for o in offsets) and coopmat_available(rt))
+    return info.limits["subgroup_size"] == 32 and any(
+        s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == name and s["c"] == "float32" and s["scope"] == 3
+        for s in info.cooperative_matrix_shapes)

@@ -35,6 +35,9 @@ ROLES = ("read", "write", "readwrite")
 # The GLSL storage type of each dtype, for a slot's S_STORAGE define (see glsl/dtypes.glsl).
 GLSL_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
                 "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
+# ... and of four of them, for vector loads and stores (S_STORAGE4).
+GLSL_STORAGE4 = {"float32": "vec4", "float16": "f16vec4", "bfloat16": "u16vec4", "int32": "ivec4", "uint32": "uvec4",
+                 "int8": "i8vec4", "uint8": "u8vec4"}
 
 
 def float_control_defines(float_controls: dict) -> dict:
@@ -50,8 +53,9 @@ def float_control_defines(float_controls: dict) -> dict:
 
 
 def slot_defines(slot: str, dtype) -> dict:
-    """``S_STORAGE`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
-    return {f"{slot}_STORAGE": GLSL_STORAGE[dtype.name], f"{slot}_KIND": int(dtype.name == "bfloat16")}
+    """``S_STORAGE``, ``S_STORAGE4``, ``S_BYTES`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
+    return {f"{slot}_STORAGE": GLSL_STORAGE[dtype.name], f"{slot}_STORAGE4": GLSL_STORAGE4[dtype.name],
+            f"{slot}_BYTES": dtype.itemsize, f"{slot}_KIND": int(dtype.name == "bfloat16")}
 
 
 class KernelSpec:
