@@ -93,12 +93,14 @@ class TensorBuffer:
 
     @property
     def allocation(self) -> Allocation:
-        if self._allocation is None:
+        a = self._allocation
+        if a is None:
             if self.numel == 0:
                 raise errors.HlxError("an empty tensor has no memory")
             raise errors.DestroyedError("this tensor was freed")
-        self._allocation.check_alive()
-        return self._allocation
+        if a.freed or not a._block.buffer.alive:
+            a.check_alive()
+        return a
 
     @property
     def alive(self) -> bool:
