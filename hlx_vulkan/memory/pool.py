@@ -100,7 +100,7 @@ class Allocation:
         self.freed = True
         pool = self._pool_ref()
         if pool is not None:
-            pool._release(self._block, self.offset, self._list, self.nbytes)
+            pool._release(self._block, self.offset, self._list, self.nbytes, self.busy)
 
     @property
     def pool(self) -> "MemoryPool | None":
@@ -147,8 +147,8 @@ class MemoryPool:
     """Blocks of one memory kind ("device" or "host"), sub-allocated, with cached free ranges.
 
     A request larger than half a block gets a dedicated block of its own. Blocks never exceed
-    the device's maxMemoryAllocationSize. ``clock()`` (set by the runtime) is the serial of
-    the work being recorded, stamped on freed ranges; ``on_pressure()`` (set by the runtime)
+    the device's maxMemoryAllocationSize. A freed range keeps its allocation's ``busy`` serial
+    (stamped by the stream at each use) for its next holder; ``on_pressure()`` (set by the runtime)
     makes the device finish all recorded work and returns True, or returns False where it
     cannot (inside a capture); a bare pool's returns True: before a new block is made while cached ranges could serve,
     and before giving up for lack of memory, the pool calls it and gives its cached ranges
@@ -184,7 +184,6 @@ class MemoryPool:
         self._peak = 0
         self._peak_reserved = 0
         self._new_blocks = 0
-        self.clock = lambda: 0
         # A bare pool's user orders their own work: its freed ranges can always be coalesced.
         self.on_pressure = lambda: True
 
@@ -289,7 +288,7 @@ class MemoryPool:
             self._peak = self._in_use
         return Allocation(self, block, offset, cls, nbytes, busy, free_list)
 
-    def _release(self, block: _Block, offset: int, free_list: tuple, nbytes: int) -> None:
+    def _release(self, block: _Block, offset: int, free_list: tuple, nbytes: int, busy: int) -> None:
         with self._lock:
             self._in_use -= nbytes
             if not block.buffer.alive:
@@ -297,7 +296,7 @@ class MemoryPool:
             entries = self._free.get(free_list)
             if entries is None:
                 entries = self._free[free_list] = []
-            entries.append((block, offset, self.clock()))
+            entries.append((block, offset, busy))
             self._cached += free_list[0]
 
     def _release_cached(self) -> None:
