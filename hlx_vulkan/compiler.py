@@ -32,6 +32,7 @@ MIN_GLSLANG = (13, 0)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _memory: dict[str, bytes] = {}
+_from_disk: set[bytes] = set()
 _lock = threading.Lock()
 
 
@@ -149,7 +150,9 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
         data = path.read_bytes()
     except OSError:
         data = b""
-    if not _valid_spirv(data):
+    if _valid_spirv(data):
+        _from_disk.add(data)
+    else:
         data = _compile(source, define_args, stage, dirs, target_env, entry_point)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -166,6 +169,11 @@ def compile_file(path: str | os.PathLike, defines: Mapping[str, object] | None =
     path = Path(path)
     kw["include_dirs"] = [path.parent, *kw.get("include_dirs", ())]
     return compile_glsl(path.read_text(), defines, **kw)
+
+
+def read_from_cache(spirv: bytes) -> bool:
+    """Whether this process read ``spirv`` from the on-disk cache (it was checked when written)."""
+    return spirv in _from_disk
 
 
 def _compile(source, define_args, stage, dirs, target_env, entry_point) -> bytes:
