@@ -200,6 +200,11 @@ class MemoryPool:
                 largest_free=max((b.ranges.largest_free for b in self._blocks), default=0), cached=self._cached,
                 peak_reserved=self._peak_reserved, new_blocks=self._new_blocks)
 
+    def reset_peak(self) -> None:
+        """Start the peaks of :meth:`stats` afresh from what is in use and reserved now."""
+        with self._lock:
+            self._peak, self._peak_reserved = self._in_use, self._reserved()
+
     def _reserved(self) -> int:
         return sum(b.buffer.size for b in self._blocks)
 
