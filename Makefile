@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup system demo test bench clean
 
 setup: system $(STAMP)
+	$(VENV)/bin/hlx warmup
 
 system:
 	@bash scripts/install-system-deps.sh

@@ -6,6 +6,7 @@ Example::
     $ hlx info --json
     $ hlx train digits --seed 0 --out run/   # trains an MLP, writes plot, checkpoint, manifest
     $ hlx verify run/                        # checks the checkpoint against the manifest's digests
+    $ hlx warmup                             # builds the common kernels ahead of first use
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def _verify(args) -> int:
     return 0
 
 
+def _warmup(args) -> int:
+    from .compiler import cache_dir
+    from .warmup import warm
+    print(f"{warm()} kernels built into {cache_dir()}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hlx", description="hlx-vulkan: deterministic ML compute on Vulkan")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +121,8 @@ def main(argv=None) -> int:
     verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")
     verify.add_argument("dir", help="the --out directory of `hlx train`")
     verify.set_defaults(func=_verify)
+    warmup = sub.add_parser("warmup", help="build the library's common kernels into the shader cache")
+    warmup.set_defaults(func=_warmup)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

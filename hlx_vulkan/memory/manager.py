@@ -55,7 +55,8 @@ class MemoryManager:
 
     def fresh(self, shape: tuple, dtype, strides: tuple, nbytes: int) -> TensorBuffer:
         """A contiguous tensor of a checked shape, dtype, strides and size (the launch plans' path)."""
-        return TensorBuffer.fresh(self, self.device_pool.allocate(nbytes) if nbytes else None, shape, dtype, strides)
+        return TensorBuffer.fresh(self, self.device_pool.allocate(nbytes) if nbytes else None, shape, dtype, strides,
+                                  nbytes)
 
     def full(self, shape, value, dtype="float32") -> TensorBuffer:
         t = self.empty(shape, dtype)

@@ -64,12 +64,6 @@ class _Block:
         self.order = buffer._order
 
 
-def _release(pool_ref, block, offset, size, nbytes) -> None:
-    pool = pool_ref()
-    if pool is not None:
-        pool._release(block, offset, size, nbytes)
-
-
 class Allocation:
     """A range of a pool block. Freed by ``free()`` or when the last reference goes.
 
@@ -84,23 +78,43 @@ class Allocation:
         a.free()
     """
 
-    __slots__ = ("pool", "_block", "offset", "size", "nbytes", "key", "busy", "_finalizer", "pins", "__weakref__")
+    __slots__ = ("_pool_ref", "_block", "offset", "size", "nbytes", "key", "busy", "freed", "pins", "_list",
+                 "__weakref__")
 
-    def __init__(self, pool: "MemoryPool", block: _Block, offset: int, size: int, nbytes: int, busy: int = 0):
-        self.pool, self._block, self.offset, self.size, self.busy = pool, block, offset, size, busy
+    def __init__(self, pool: "MemoryPool", block: _Block, offset: int, size: int, nbytes: int, busy: int = 0,
+                 free_list: tuple = ()):
+        self._pool_ref, self._block, self.offset, self.size, self.busy = pool._ref, block, offset, size, busy
+        self._list = free_list or (size, pool.alignment)  # the free list the range goes back to
         self.nbytes = nbytes  # the bytes asked for
         self.key = (block.order, offset, size)
         self.pins = 0  # live captured graphs that use this memory
-        self._finalizer = weakref.finalize(self, _release, pool._ref, block, offset, size, nbytes)
+        self.freed = False
+
+    # A range is a few integers, not a Vulkan object: __del__ returns it, since weakref.finalize's
+    # registration would cost more than the rest of an eager op's allocation.
+    def __del__(self):
+        if not self.freed:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        self.freed = True
+        pool = self._pool_ref()
+        if pool is not None:
+            pool._release(self._block, self.offset, self._list, self.nbytes, self.busy)
+
+    @property
+    def pool(self) -> "MemoryPool | None":
+        return self._pool_ref()
 
     @property
     def alive(self) -> bool:
-        return self._finalizer.alive and self._block.buffer.alive
+        return not self.freed and self._block.buffer.alive
 
     def check_alive(self) -> None:
-        if not self._finalizer.alive:
+        if self.freed:
             raise errors.DestroyedError("this allocation was freed")
-        self._block.buffer._check_alive()
+        if not self._block.buffer.alive:
+            raise errors.DestroyedError("this allocation's memory was destroyed with its pool or device")
 
     @property
     def buffer(self):
@@ -125,15 +139,16 @@ class Allocation:
         """Give the range back now; work already recorded that uses it is unaffected (stream order)."""
         if self.pins:
             raise errors.CaptureError("this memory is used by a live captured graph; destroy the graph first")
-        self._finalizer()
+        if not self.freed:
+            self._give_back()
 
 
 class MemoryPool:
     """Blocks of one memory kind ("device" or "host"), sub-allocated, with cached free ranges.
 
     A request larger than half a block gets a dedicated block of its own. Blocks never exceed
-    the device's maxMemoryAllocationSize. ``clock()`` (set by the runtime) is the serial of
-    the work being recorded, stamped on freed ranges; ``on_pressure()`` (set by the runtime)
+    the device's maxMemoryAllocationSize. A freed range keeps its allocation's ``busy`` serial
+    (stamped by the stream at each use) for its next holder; ``on_pressure()`` (set by the runtime)
     makes the device finish all recorded work and returns True, or returns False where it
     cannot (inside a capture); a bare pool's returns True: before a new block is made while cached ranges could serve,
     and before giving up for lack of memory, the pool calls it and gives its cached ranges
@@ -162,13 +177,13 @@ class MemoryPool:
         self._blocks: list[_Block] = []
         self._lock = threading.RLock()
         self._ref = weakref.ref(self)
+        self._small_step = max(self.alignment, SMALL_CLASS_STEP)
         self._free: dict[tuple[int, int], list] = {}  # (class size, alignment) -> [(block, offset, busy)]
         self._cached = 0
         self._in_use = 0
         self._peak = 0
         self._peak_reserved = 0
         self._new_blocks = 0
-        self.clock = lambda: 0
         # A bare pool's user orders their own work: its freed ranges can always be coalesced.
         self.on_pressure = lambda: True
 
@@ -184,6 +199,11 @@ class MemoryPool:
                 reserved=self._reserved(), in_use=self._in_use, peak=self._peak, blocks=len(self._blocks),
                 largest_free=max((b.ranges.largest_free for b in self._blocks), default=0), cached=self._cached,
                 peak_reserved=self._peak_reserved, new_blocks=self._new_blocks)
+
+    def reset_peak(self) -> None:
+        """Start the peaks of :meth:`stats` afresh from what is in use and reserved now."""
+        with self._lock:
+            self._peak, self._peak_reserved = self._in_use, self._reserved()
 
     def _reserved(self) -> int:
         return sum(b.buffer.size for b in self._blocks)
@@ -202,25 +222,29 @@ class MemoryPool:
 
     def allocate(self, size: int, alignment: int | None = None) -> Allocation:
         """``size`` bytes at an offset aligned for descriptors, mapping and ``alignment``."""
-        size = int(size)
-        if size <= 0:
-            raise ValueError(f"allocation size must be positive, got {size}")
-        align = max(self.alignment, alignment or 1)
-        if align & (align - 1):
-            raise ValueError(f"alignment must be a power of two, got {alignment}")
-        cls = self.size_class(size, align)
+        if alignment is None and 0 < size < SMALL_CLASS_LIMIT:  # the eager ops' path
+            align = self.alignment
+            cls = -(-size // self._small_step) * self._small_step
+        else:
+            size = int(size)
+            if size <= 0:
+                raise ValueError(f"allocation size must be positive, got {size}")
+            align = max(self.alignment, alignment or 1)
+            if align & (align - 1):
+                raise ValueError(f"alignment must be a power of two, got {alignment}")
+            cls = self.size_class(size, align)
         if cls > self.max_allocation:
             raise errors.OutOfDeviceMemoryError(
                 "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
                 f"{size} bytes asked, more than one allocation may hold on this device ({self.max_allocation}); "
                 f"{self._in_use} bytes in use")
         with self._lock:
-            self.device._check_alive()
             cached = self._free.get((cls, align))
             if cached:
                 block, offset, busy = cached.pop()
                 self._cached -= cls
-                return self._handed_out(block, offset, cls, size, busy)
+                return self._handed_out(block, offset, cls, size, busy, (cls, align))
+            self.device._check_alive()
             found = self._carve(cls, align, grow=False)
             if found is None and self._cached >= cls and self.on_pressure():
                 # Cached ranges of other classes could serve once coalesced: reuse before growing.
@@ -237,7 +261,7 @@ class MemoryPool:
                         found = self._carve(cls, align, grow=True)
                     except errors.OutOfDeviceMemoryError:
                         raise self._out_of_memory(cls) from None
-            return self._handed_out(*found, cls, size, 0)
+            return self._handed_out(*found, cls, size, 0, (cls, align))
 
     def _out_of_memory(self, size: int) -> errors.OutOfDeviceMemoryError:
         return errors.OutOfDeviceMemoryError(
@@ -263,29 +287,30 @@ class MemoryPool:
         block = self._new_block(cls if dedicated else self.block_size, dedicated)
         return block, block.ranges.allocate(cls, align)
 
-    def _handed_out(self, block: _Block, offset: int, cls: int, nbytes: int, busy: int) -> Allocation:
+    def _handed_out(self, block: _Block, offset: int, cls: int, nbytes: int, busy: int, free_list) -> Allocation:
         self._in_use += nbytes
-        self._peak = max(self._peak, self._in_use)
-        return Allocation(self, block, offset, cls, nbytes, busy)
+        if self._in_use > self._peak:
+            self._peak = self._in_use
+        return Allocation(self, block, offset, cls, nbytes, busy, free_list)
 
-    def _release(self, block: _Block, offset: int, cls: int, nbytes: int) -> None:
+    def _release(self, block: _Block, offset: int, free_list: tuple, nbytes: int, busy: int) -> None:
         with self._lock:
             self._in_use -= nbytes
             if not block.buffer.alive:
                 return
-            align = self.alignment
-            while offset % (align * 2) == 0 and self.size_class(cls, align * 2) == cls and (cls, align * 2) in self._free:
-                align *= 2  # a range carved for a larger alignment goes back to that alignment's list
-            self._free.setdefault((cls, align), []).append((block, offset, self.clock()))
-            self._cached += cls
+            entries = self._free.get(free_list)
+            if entries is None:
+                entries = self._free[free_list] = []
+            entries.append((block, offset, busy))
+            self._cached += free_list[0]
 
     def _release_cached(self) -> None:
-        for entries in self._free.values():
+        free, self._free = self._free, {}  # a range freed meanwhile (by the collector) starts the new lists
+        self._cached = 0
+        for entries in free.values():
             for block, offset, _ in entries:
                 if block.buffer.alive:
                     block.ranges.free(offset)
-        self._free.clear()
-        self._cached = 0
 
     def trim(self) -> int:
         """Give the free lists' ranges back to their blocks and free the blocks left empty; returns
@@ -304,6 +329,7 @@ class MemoryPool:
     def destroy(self) -> None:
         """Free every block; allocations still held report themselves destroyed."""
         with self._lock:
+            self._free.clear()
             for block in self._blocks:
                 block.buffer.destroy()
             self._blocks = []

@@ -54,26 +54,34 @@ class TensorBuffer:
         self._owns_allocation = owns_allocation
         # What a kernel launch depends on, as one hashable key for launch plans.
         self.geometry = (self.dtype.name, self.shape, self.strides, byte_offset)
+        self.numel = math.prod(self.shape)
         if allocation is not None and self.span_bytes > allocation.size - byte_offset:
             raise errors.ShapeError(f"shape {self.shape} of {self.dtype} needs {self.span_bytes} bytes; "
                                     f"the allocation has {allocation.size - byte_offset}")
 
     @classmethod
-    def fresh(cls, manager, allocation: Allocation | None, shape: tuple, dtype: DType, strides: tuple) -> "TensorBuffer":
+    def fresh(cls, manager, allocation: Allocation | None, shape: tuple, dtype: DType, strides: tuple,
+              nbytes: int = 0) -> "TensorBuffer":
         """A contiguous tensor over a new allocation, from a shape, dtype and strides already checked."""
         t = cls.__new__(cls)
         t.manager, t.shape, t.dtype, t.strides, t.byte_offset = manager, shape, dtype, strides, 0
         t._allocation, t._owns_allocation = allocation, True
         t.geometry = (dtype.name, shape, strides, 0)
+        t.numel = nbytes // dtype.numpy.itemsize if nbytes else math.prod(shape)
+        return t
+
+    def view(self, shape: tuple, strides: tuple, byte_offset: int) -> "TensorBuffer":
+        """Another shape over the same memory; the caller (a view op) has checked that it fits."""
+        t = TensorBuffer.__new__(TensorBuffer)
+        t.manager, t.shape, t.dtype, t.strides, t.byte_offset = self.manager, shape, self.dtype, strides, byte_offset
+        t._allocation, t._owns_allocation = self._allocation, False
+        t.geometry = (self.dtype.name, shape, strides, byte_offset)
+        t.numel = math.prod(shape)
         return t
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -93,12 +101,14 @@ class TensorBuffer:
 
     @property
     def allocation(self) -> Allocation:
-        if self._allocation is None:
+        a = self._allocation
+        if a is None:
             if self.numel == 0:
                 raise errors.HlxError("an empty tensor has no memory")
             raise errors.DestroyedError("this tensor was freed")
-        self._allocation.check_alive()
-        return self._allocation
+        if a.freed or not a._block.buffer.alive:
+            a.check_alive()
+        return a
 
     @property
     def alive(self) -> bool:

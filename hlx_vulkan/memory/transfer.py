@@ -8,6 +8,8 @@ and while the device copies one batch the host fills or drains the other.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import vulkan as vkb
 
@@ -33,6 +35,7 @@ class Stager:
         self.slot_bytes = slot_bytes
         self._commands = CommandBufferPool(device, device.queue_family, 2)
         self._slots: list[Allocation] = []
+        self._lock = threading.RLock()  # one transfer at a time: the slots and command buffers are shared
 
     def _staging(self, i: int) -> Allocation:
         while len(self._slots) <= i:
@@ -69,6 +72,10 @@ class Stager:
 
     def upload(self, items: list[tuple[Allocation, int, object]]) -> None:
         """Write each ``(allocation, offset, bytes-like)``; the bytes must fit the allocation."""
+        with self._lock:
+            self._upload(items)
+
+    def _upload(self, items) -> None:
         pieces = []
         for alloc, offset, data in items:
             view = np.frombuffer(memoryview(data).cast("B"), np.uint8)
@@ -97,6 +104,10 @@ class Stager:
 
     def download(self, items: list[tuple[Allocation, int, int]]) -> list[np.ndarray]:
         """``nbytes`` from each ``(allocation, offset, nbytes)``, as new uint8 arrays (one copy each)."""
+        with self._lock:
+            return self._download(items)
+
+    def _download(self, items) -> list[np.ndarray]:
         results: list[np.ndarray] = []
         pieces = []
         for alloc, offset, nbytes in items:

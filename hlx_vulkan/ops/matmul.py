@@ -124,6 +124,24 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
 
         c = hv.randn(8, 32, 64) @ hv.randn(64, 16)     # (8, 32, 16)
     """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"matmul needs two tensors, got {type(a).__name__} and {type(b).__name__}")
+    rt = a.runtime
+    key = ("matmul", FORCE_TILE, FORCE_SPLIT, CHUNK_K, SPLIT_BELOW_GROUPS, a.buf.geometry, b.buf.geometry,
+           None if out is None else out.buf.geometry)
+    plan = rt.plans.get(key)
+    if plan is not None:  # the same operand layouts as before: the kernel, push constants and grid are known
+        kernel, push, groups, shape, strides, nbytes, final_shape, second = plan
+        c = Tensor(rt.memory.fresh(shape, a.dtype, strides, nbytes), rt) if out is None else out
+        if second is None:
+            rt.run(kernel, [c.buf, a.buf, b.buf], push, groups)
+        else:
+            _run_split(rt, kernel, push, groups, c.buf, a.buf, b.buf, second)
+        return c if final_shape == shape else c.reshape(final_shape)
+    return _matmul(rt, key, a, b, out)
+
+
+def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
     if a.dtype is not b.dtype:
         raise errors.DTypeError(f"matmul: dtypes {a.dtype.name} and {b.dtype.name} do not match")
     if not a.dtype.is_float:
@@ -139,7 +157,6 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     batch_shape = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     shape = batch_shape + (M, N)
     final_shape = batch_shape + ((M,) if a.ndim > 1 else ()) + ((N,) if b.ndim > 1 else ())
-    rt = a.runtime
     if out is None:
         c = contiguous_like(shape, a.dtype, rt)
     else:
@@ -156,28 +173,36 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
         raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
     a3, sa_b = _batch_stride(a2, batch_shape)
     b3, sb_b = _batch_stride(b2, batch_shape)
-    _launch(rt, c, a3, b3, sa_b, sb_b, M, N, K, batch)
+    kernel, groups, kc, nsplit, reduce_kernel = _plan(rt, a.dtype, M, N, K, batch, a3, b3, sa_b, sb_b,
+                                                      [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)])
+    fields = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
+              "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
+    if nsplit == 1:
+        bufs = [c.buf, a3.buf, b3.buf]
+        push, second = kernel.spec.pack(bufs, fields), None
+        rt.run(kernel, bufs, push, groups)
+    else:
+        n = batch * M * N
+        part = contiguous_like((nsplit, batch, M, N), float32, rt)
+        push = kernel.spec.pack([part.buf, a3.buf, b3.buf], fields)
+        second = (reduce_kernel, reduce_kernel.spec.pack([c.buf, part.buf], {"n": n, "nsplit": nsplit}), n,
+                  part.shape, part.strides, part.buf.nbytes)
+        _run_split(rt, kernel, push, groups, c.buf, a3.buf, b3.buf, second, part)
+    # Operands read in place (views, no copies) make a plan: the next call with these layouts skips all of the above.
+    in_place = all(x.buf._allocation is y.buf._allocation and x.buf.byte_offset == y.buf.byte_offset
+                   for x, y in ((a3, a), (b3, b)))
+    if in_place and (out is None or final_shape == shape):
+        rt.plans[key] = (kernel, push, groups, shape, c.strides, c.buf.nbytes, final_shape, second)
     return c.reshape(final_shape)
 
 
-def _launch(rt, c, a3, b3, sa_b, sb_b, M, N, K, batch) -> None:
-    dtype = a3.dtype
-    offsets = tuple(t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c))
-    key = ("matmul", dtype.name, M, N, K, batch, a3.strides[-2:], b3.strides[-2:], sa_b, sb_b,
-           tuple(o % 8 for o in offsets), FORCE_TILE, FORCE_SPLIT, CHUNK_K)
-    plan = rt.plans.get(key)
-    if plan is None:
-        plan = rt.plans[key] = _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets)
-    kernel, grid, kc, nsplit, reduce_kernel = plan
-    push = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
-            "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
-    if nsplit == 1:
-        rt.run(kernel, {"O": c.buf, "A": a3.buf, "B": b3.buf}, push, grid)
-        return
-    part = contiguous_like((nsplit, batch, M, N), float32, rt)
-    rt.run(kernel, {"O": part.buf, "A": a3.buf, "B": b3.buf}, push, grid)
-    n = batch * M * N
-    rt.run(reduce_kernel, {"O": c.buf, "P": part.buf}, {"n": n, "nsplit": nsplit}, n)
+def _run_split(rt, kernel, push, groups, c, a, b, second, part=None) -> None:
+    """Split-K: every chunk's float32 sum into ``part``, then their sum in chunk order into ``c``."""
+    reduce_kernel, reduce_push, n, shape, strides, nbytes = second
+    if part is None:  # a plan's run: partials in a fresh allocation, at offset 0 as when it was planned
+        part = Tensor(rt.memory.fresh(shape, float32, strides, nbytes), rt)
+    rt.run(kernel, [part.buf, a, b], push, groups)
+    rt.run(reduce_kernel, [c, part.buf], reduce_push, n)
 
 
 def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, extent) -> bool:

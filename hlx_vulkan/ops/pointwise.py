@@ -17,7 +17,7 @@ from ..memory import dtype_of
 from ..memory.tensor import contiguous_strides
 from ..precision import float16_arithmetic
 from ..runtime import KernelSpec
-from .tensor import Tensor, new_tensor
+from .tensor import Tensor
 
 MAX_DIMS = 5
 WORKGROUP = 256
@@ -88,16 +88,11 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     plan = rt.plans.get(key)
     if plan is None:
         plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape)
-    kernel, out_shape, out_strides, dt, push, groups = plan
+    kernel, out_shape, out_strides, dt, push, groups, nbytes = plan
     if out is None:
-        out = new_tensor(rt, out_shape, dt, out_strides)
+        out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
     if kernel is not None:
-        tensors = {"O": out.buf, "A": inputs[0].buf}
-        if len(inputs) > 1:
-            tensors["B"] = inputs[1].buf
-            if len(inputs) > 2:
-                tensors["C"] = inputs[2].buf
-        rt.run(kernel, tensors, push, groups)
+        rt.run(kernel, [out.buf] + [t.buf for t in inputs], push, groups)  # binding order: O, A, B, C
     return out
 
 
@@ -119,7 +114,7 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape):
     out_strides = out.strides if out is not None else contiguous_strides(out_shape)
     n = math.prod(out_shape)
     if n == 0:
-        return None, out_shape, out_strides, dt, None, None
+        return None, out_shape, out_strides, dt, None, None, 0
     if n >= 2**31:
         raise errors.LimitExceededError(f"{n} elements are more than one elementwise launch indexes")
     strides = [broadcast_strides(t, out_shape) for t in inputs] + [list(out_strides)]
@@ -136,7 +131,7 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape):
     out_geometry = out.buf if out is not None else _Geometry(dt, 0)
     bufs = [out_geometry] + [t.buf for t in inputs]
     push = kernel.spec.pack(bufs, fields)
-    return kernel, out_shape, out_strides, dt, push, rt.fold(n, kernel.workgroup[0])
+    return kernel, out_shape, out_strides, dt, push, rt.fold(n, kernel.workgroup[0]), n * dt.itemsize
 
 
 class _Geometry:

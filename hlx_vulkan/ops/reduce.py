@@ -82,7 +82,9 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0):
     partial_dtype = float32 if x.dtype.is_float else x.dtype
     target = out if nchunks == 1 else contiguous_like((n_out, nchunks), partial_dtype, rt)
     wg = _workgroup(chunk)
-    defines = {"OP": OPS[op], "CT": compute_type(x.dtype), "OCT": compute_type(target.dtype)}
+    ct = compute_type(x.dtype)
+    defines = {"OP": OPS[op], "CT": ct, "OCT": compute_type(target.dtype), "KIND_FLOAT": int(ct == "float"),
+               "KIND_UNSIGNED": int(ct == "uint")}
     kernel = rt.kernels.get(ARG if arg else VALUE, defines, {"A": x.dtype, "O": target.dtype}, (wg,))
     n_groups = n_out * nchunks
     tensors = {"O": target.buf, "A": x.buf, "I": index.buf} if arg else {"O": target.buf, "A": x.buf}

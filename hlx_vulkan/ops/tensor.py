@@ -99,8 +99,8 @@ class Tensor:
 
     # --- views ------------------------------------------------------------------------
     def _view(self, shape, strides, byte_offset: int | None = None) -> "Tensor":
-        buf = TensorBuffer(self.buf.manager, self.buf._allocation, shape, self.dtype, strides,
-                           self.buf.byte_offset if byte_offset is None else byte_offset, owns_allocation=False)
+        """A view the calling op has checked: ``shape`` and ``strides`` (tuples of ints) fit the memory."""
+        buf = self.buf.view(tuple(shape), tuple(strides), self.buf.byte_offset if byte_offset is None else byte_offset)
         return Tensor(buf, self.runtime)
 
     def detach(self) -> "Tensor":

@@ -61,6 +61,7 @@ class Optimizer:
         rt = self.params[0].runtime
         self.hyper = from_numpy(np.array([lr, 0, 0, 0], np.float32), "float32", rt)
         self.state = [{name: zeros_like(p) for name in self.slots} for p in self.params]
+        self._plans: dict[int, tuple] = {}  # parameter index -> (layouts and settings, push constants, grid)
 
     # --- the learning rate -----------------------------------------------------------
     @property
@@ -96,7 +97,9 @@ class Optimizer:
             count = self.hyper[STEP:STEP + 1]
             ew.launch("x + CT(1)", [count], out=count)
             kernel = self._kernel(rt)
-            for p, state in zip(self.params, self.state):
+            fields = self._push()
+            fields_key = (kernel, tuple(fields.items()))
+            for i, (p, state) in enumerate(zip(self.params, self.state)):
                 g = p.grad
                 if g is None:
                     continue
@@ -108,9 +111,13 @@ class Optimizer:
                 n = p.numel()
                 if n == 0:
                     continue
-                tensors = {"P": p.buf, "G": g.buf, "H": self.hyper.buf}
-                tensors.update(zip("MV", (state[s].buf for s in self.slots)))
-                rt.run(kernel, tensors, {"n": n, **self._push()}, n)
+                bufs = [p.buf, g.buf, self.hyper.buf] + [state[s].buf for s in self.slots]  # P, G, H, M, V
+                # The push constants depend on the layouts and the settings only: packed once.
+                key = (fields_key, tuple(b.geometry for b in bufs))
+                plan = self._plans.get(i)
+                if plan is None or plan[0] != key:
+                    plan = self._plans[i] = (key, kernel.spec.pack(bufs, {"n": n, **fields}), rt.fold(n, WORKGROUP))
+                rt.run(kernel, bufs, plan[1], plan[2])
 
     def _kernel(self, rt):
         return rt.kernels.get(UPDATE[len(self.slots)], {"RULE": self.rule,

@@ -128,24 +128,24 @@ class Graph:
         if self._prepared is None:
             raise errors.CaptureError("this graph is still being captured")
         stream = self.runtime.stream
-        if stream.capturing:
-            raise errors.CaptureError("a graph cannot be replayed inside another capture")
-        for hook in self.hooks.values():
-            hook.before_run()
-        stream.submit()
-        if not self._cmds:
-            return
-        slot = self._next
-        self._next = (slot + 1) % RING
-        fence = self._fences[slot]
-        with stream.lock:
+        with stream.lock:  # one replay at a time; another thread's capture finishes first
+            if stream.capturing:
+                raise errors.CaptureError("a graph cannot be replayed inside another capture")
+            for hook in self.hooks.values():
+                hook.before_run()
+            stream.submit()
+            if not self._cmds:
+                return
+            slot = self._next
+            self._next = (slot + 1) % RING
+            fence = self._fences[slot]
             if not fence.is_signaled():
                 fence.wait()
             self._prepared.submit(fence)
             stream.track(_FenceWait(fence), depth=RING)
-        for hook in self.hooks.values():
-            hook.after_run()
-        self.replays += 1
+            for hook in self.hooks.values():
+                hook.after_run()
+            self.replays += 1
 
     def destroy(self) -> None:
         """Wait for the replays in flight, free the command buffers, unpin the memory."""

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 from .. import errors
-from ..compiler import compile_file
+from ..compiler import compile_file, read_from_cache
 from ..vk import ComputePipeline, DescriptorBindingBuilder, ShaderModule, record
 
 MAX_SETS = 4096
@@ -155,7 +155,8 @@ class Kernel:
         self.defines = defines
         self._before_reset = before_reset
         self.spirv = compile_file(spec.path, defines, target_env=target_env)
-        self.shader = ShaderModule(device, self.spirv)
+        # spirv-val ran when this binary was compiled into the cache: a start-up reads it back unchecked.
+        self.shader = ShaderModule(device, self.spirv, validate=not read_from_cache(self.spirv))
         spec.check(self.shader.reflection)
         self.digest = self.shader.digest
         builder = DescriptorBindingBuilder()

@@ -48,7 +48,6 @@ class Runtime:
         self.memory = MemoryManager(self.ctx)
         api = min(self.device.physical.api_version, self.device.instance.api_version)
         self.stream = Stream(self.device, self.memory.host_pool)
-        self.memory.device_pool.clock = lambda: self.stream.serial
         self.memory.device_pool.on_pressure = self._make_room
         self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
@@ -76,32 +75,43 @@ class Runtime:
         return self.device.alive
 
     def run(self, kernel: Kernel, tensors, push=None, grid=1) -> None:
-        """Record ``kernel`` over ``tensors`` (binding name -> TensorBuffer).
+        """Record ``kernel`` over ``tensors``: binding name -> TensorBuffer, or a list of them in
+        the declared binding order (what launch plans pass).
 
         ``push``: the push fields by name (a dict; ``off_<binding>`` fields are filled in), or
         bytes from ``kernel.spec.pack``. ``grid``: a number of invocations along x (workgroups
         folded into y past the device's limit), or workgroup counts ``(x, y, z)``.
         """
         spec = kernel.spec
-        try:
-            bufs = [tensors[name] for name in spec.names]
-        except KeyError as exc:
-            raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}; {exc.args[0]!r} was not given") \
-                from None
-        if len(tensors) != len(bufs):
-            raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}, not {sorted(tensors)}")
-        if push is None or isinstance(push, dict):
+        if type(tensors) is dict:
+            try:
+                bufs = [tensors[name] for name in spec.names]
+            except KeyError as exc:
+                raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}; {exc.args[0]!r} was not "
+                                      f"given") from None
+            if len(tensors) != len(bufs):
+                raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}, not {sorted(tensors)}")
+        else:
+            bufs = tensors
+            if len(bufs) != len(spec.names):
+                raise errors.HlxError(f"kernel {spec.name} binds {list(spec.names)}; {len(bufs)} tensors given")
+        if type(push) is not bytes:
             push = spec.pack(bufs, push or {})
-        groups = self.fold(grid, kernel.workgroup[0]) if isinstance(grid, int) else tuple(grid)
-        if any(g > m for g, m in zip(groups, self.max_groups)):
-            raise errors.LimitExceededError(f"kernel {spec.name}: {groups} workgroups; the device allows "
-                                            f"{self.max_groups}")
+        if type(grid) is int:
+            groups = self.fold(grid, kernel.workgroup[0])
+        else:
+            groups = tuple(grid)
+            mx = self.max_groups
+            if groups[0] > mx[0] or groups[1] > mx[1] or groups[2] > mx[2]:
+                raise errors.LimitExceededError(f"kernel {spec.name}: {groups} workgroups; the device allows {mx}")
         self.stream.dispatch(kernel, [b.allocation for b in bufs], push, groups)
 
     def fold(self, threads: int, workgroup: int) -> tuple[int, int, int]:
         """Workgroup counts covering ``threads`` invocations: x up to the device's limit, the rest in y."""
         groups = max(1, -(-threads // workgroup))
         gy = -(-groups // self.max_groups[0])
+        if gy > self.max_groups[1]:
+            raise errors.LimitExceededError(f"{threads} invocations are more than one dispatch covers on this device")
         return -(-groups // gy), gy, 1
 
     def synchronize(self) -> None:

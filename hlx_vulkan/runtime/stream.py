@@ -47,6 +47,7 @@ class Stream:
         self._cmd = None
         self._ops = 0
         self._bound = None           # the pipeline bound last in this command buffer
+        self._pushed = None          # the push constants pushed last, and for which layout
         self._keep: list = []        # staging memory (and, while capturing, every allocation touched)
         self._written: set = set()
         self._read: set = set()
@@ -72,19 +73,26 @@ class Stream:
         return self._capture
 
     def begin_capture(self, graph) -> None:
-        """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
-        with self.lock:
+        """From now on, record into ``graph``'s command buffers, which are kept, not submitted.
+
+        The capturing thread holds the stream until :meth:`end_capture`: ops of other threads wait
+        rather than land in the graph."""
+        self.lock.acquire()
+        try:
             if self._capture is not None:
                 raise errors.CaptureError("a capture is already in progress on this device")
             self.submit()
             self._capture = graph
+        except BaseException:
+            self.lock.release()
+            raise
 
     def end_capture(self) -> None:
-        with self.lock:
-            try:
-                self.submit()
-            finally:
-                self._capture = None
+        try:
+            self.submit()
+        finally:
+            self._capture = None
+            self.lock.release()
 
     def track(self, waitable, keep=(), depth: int = 3) -> None:
         """Count work submitted outside the stream (a replay) as in flight: synchronize waits for
@@ -105,6 +113,7 @@ class Stream:
         self._cmd = (self._capture.new_command_buffer() if self._capture is not None
                      else self._pool.begin_command_buffer())
         self._bound = None
+        self._pushed = None
         record.barrier(self._cmd)
         self._written.clear()
         self._read.clear()
@@ -130,19 +139,29 @@ class Stream:
             if self._cmd is None:
                 self._begin()
             written, read = self._written, self._read
-            if written or read:
-                if any(keys[i] in written for i in spec.reads) or \
-                        any(keys[i] in written or keys[i] in read for i in spec.writes):
-                    self.barrier()
+            hazard = False
+            for i in spec.reads:
+                if keys[i] in written:
+                    hazard = True
+            for i in spec.writes:
+                if keys[i] in written or keys[i] in read:
+                    hazard = True
+            if hazard:
+                self.barrier()
             pipeline = kernel.pipeline
-            record.dispatch(self._cmd, pipeline, descriptor_set, push, groups[0], groups[1], groups[2],
-                            self._bound is not pipeline)
+            # Push constants stay set across dispatches of one layout: the bytes object of a launch
+            # plan pushed last need not be pushed again.
+            last = self._pushed
+            same_push = last is not None and last[1] is push and last[0] == pipeline.layout
+            record.dispatch(self._cmd, pipeline, descriptor_set, None if same_push else push, groups[0], groups[1],
+                            groups[2], self._bound is not pipeline)
             self._bound = pipeline
+            self._pushed = (pipeline.layout, push)
+            serial = self.serial
             for i in spec.reads:
                 read.add(keys[i])
             for i in spec.writes:
                 written.add(keys[i])
-            serial = self.serial
             for a in allocations:
                 a.busy = serial
             if self._capture is not None:

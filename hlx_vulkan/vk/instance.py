@@ -72,8 +72,12 @@ class Instance(Owner):
         info = vkb.VkInstanceCreateInfo(
             flags=flags, pApplicationInfo=app,
             ppEnabledLayerNames=layers, ppEnabledExtensionNames=extensions,
-            # Chained so that messages from vkCreateInstance itself are caught too.
-            pNext=validation.messenger_create_info() if enable_validation else None,
+            # Chained so that messages from vkCreateInstance itself are caught too; synchronization
+            # validation on, so a missing or misplaced barrier is an error like any other.
+            pNext=validation.messenger_create_info(vkb.VkValidationFeaturesEXT(
+                enabledValidationFeatureCount=1,
+                pEnabledValidationFeatures=[vkb.VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT]))
+            if enable_validation else None,
         )
         self.handle = call(vkb.vkCreateInstance, info, None)
         self.validation = enable_validation

@@ -91,8 +91,9 @@ def _callback(severity, types, data, user_data):
     return 0
 
 
-def messenger_create_info():
+def messenger_create_info(next_in_chain=None):
     return vkb.VkDebugUtilsMessengerCreateInfoEXT(
+        pNext=next_in_chain,
         messageSeverity=vkb.VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT
         | vkb.VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
         messageType=vkb.VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT

@@ -83,3 +83,19 @@ def test_bad_axes_are_refused():
     with pytest.raises(errors.ShapeError, match="empty"):
         hv.zeros(0, 3).max(axis=0)
     np.testing.assert_array_equal(hv.zeros(0, 3).sum(axis=0).numpy(), np.zeros(3))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "uint32", "int8"])
+def test_integer_extremes_and_their_indices(dtype, rng):
+    """Integer max/min/argmax/argmin start from the type's own extremes (no float infinity), ties
+    pick the first index."""
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, int(info.max) + 1, (5, 37), dtype=np.int64).astype(dtype)
+    x[1, 3] = x[1, 20] = info.max   # ties at the type's limits
+    x[2, 5] = x[2, 30] = info.min
+    t = hv.tensor(x, dtype=dtype)
+    for axis in (None, 0, 1):
+        np.testing.assert_array_equal(t.max(axis).numpy(), x.max(axis))
+        np.testing.assert_array_equal(t.min(axis).numpy(), x.min(axis))
+        np.testing.assert_array_equal(t.argmax(axis).numpy(), np.argmax(x, axis))
+        np.testing.assert_array_equal(t.argmin(axis).numpy(), np.argmin(x, axis))

@@ -34,14 +34,26 @@ layout(push_constant) uniform Params {
 shared CT sval[WG];
 shared int sidx[WG];
 
+// The identities of max and min in the compute type (ops/reduce.py defines KIND_FLOAT, KIND_UNSIGNED).
+#if KIND_FLOAT
+#define LOWEST CT(-1.0 / 0.0)
+#define HIGHEST CT(1.0 / 0.0)
+#elif KIND_UNSIGNED
+#define LOWEST 0u
+#define HIGHEST 0xFFFFFFFFu
+#else
+#define LOWEST (-2147483647 - 1)
+#define HIGHEST 2147483647
+#endif
+
 #if OP == 0
 #define INIT CT(0)
 #define FOLD(acc, v) ((acc) + (v))
 #elif OP == 1 || OP == 3
-#define INIT CT(-1.0 / 0.0)
+#define INIT LOWEST
 #define FOLD(acc, v) hlx_max(acc, v)
 #else
-#define INIT CT(1.0 / 0.0)
+#define INIT HIGHEST
 #define FOLD(acc, v) hlx_min(acc, v)
 #endif
 
@@ -51,8 +63,10 @@ shared int sidx[WG];
 bool better(CT bv, int bi, CT av, int ai) {
     if (bi < 0) return false;
     if (ai < 0) return true;
+#if KIND_FLOAT
     bool bn = isnan(bv), an = isnan(av);
     if (bn || an) return bn && (!an || bi < ai);
+#endif
 #if OP == 3
     if (bv != av) return bv > av;
 #else
