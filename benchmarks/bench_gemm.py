@@ -7,8 +7,8 @@ of R products into one output (each waits for the last, as on a CUDA stream), to
 replaying a CUDA graph of the same R products; medians of three trials. Each row checks both
 results against a float64 product of the same inputs (relative Frobenius error).
 
-``--explore`` also times every tile, split-K and the one-chunk order (see ops/matmul.py), to
-choose the defaults. Prints a table, saves JSON.
+``--explore`` also times every tile, candidate tiles, and one chunk instead of split-K where K
+is split (see ops/matmul.py, "Order"), to choose the defaults. Prints a table, saves JSON.
 
 Run: python benchmarks/bench_gemm.py [--explore] [--max-size 8192] [--out bench_gemm.json]
 """
@@ -113,29 +113,41 @@ def _kernel_of(a, b, out) -> str:
     rt.kernels.reset_usage()
     hv.matmul(a, b, out=out)
     keys = ("BM", "BN", "BK", "TM", "TN", "SGM", "SGN", "FM", "FN", "STAGES", "A_COLS", "B_COLS", "A_VEC", "B_VEC",
-            "CHUNK", "SPLIT")
+            "PAD", "SPLIT")
     return "; ".join(f"{k.name.split('/')[-1]}(" + ",".join(f"{d}={k.defines[d]}" for d in keys if d in k.defines) + ")"
                      for k in rt.kernels.used())
 
 
 # Candidates timed by --explore beside the library's own tiles (not used by the library).
-EXTRA_TILES = {"large_bk16": (128, 128, 16, 8, 8)}
-EXTRA_COOP_TILES = {"coop_large_k64": (2, 4, 4, 2, 64, 1), "coop_tall": (4, 2, 2, 4, 32, 2)}
+EXTRA_TILES = {"medium": (128, 64, 16, 8, 4, 1), "large_pad": (128, 128, 16, 8, 8, 1),
+               "large_bk8": (128, 128, 8, 8, 8, 1), "tall": (64, 128, 16, 4, 8, 1)}
+EXTRA_COOP_TILES = {"coop_large_k64": (2, 4, 4, 2, 64, 1), "coop_tall": (4, 2, 2, 4, 32, 2),
+                    "coop_128_4sg": (2, 2, 4, 4, 32, 2), "coop_128_4sg_k64": (2, 2, 4, 4, 64, 1),
+                    "coop_256x128": (4, 2, 4, 4, 32, 1), "coop_32x64": (1, 2, 2, 2, 32, 2),
+                    "coop_32x64_4sg": (2, 2, 1, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2)}
+BIG = {"large", "large_pad", "large_bk8", "coop_large", "coop_wide", "coop_large_k64", "coop_128_4sg",
+       "coop_128_4sg_k64", "coop_256x128", "coop_tall"}
 
 
 def variants(dtype, size, K, explore):
-    """(label, FORCE_TILE, FORCE_SPLIT, CHUNK_K) to time."""
-    out = [("auto", None, None, mm.CHUNK_K)]
+    """(label, FORCE_TILE, CHUNK_K) to time."""
+    chunk = mm.CHUNK_K[dtype]
+    out = [("auto", None, chunk)]
     if not explore:
         return out
     tiles = list(mm.COOP_TILES) if mm.coopmat_available(hv.default_runtime(), dtype) else list(mm.TILES)
     if size >= 8192:  # time is short: the large tiles only
-        tiles = [t for t in tiles if t in ("large", "large_bk16", "coop_large", "coop_wide", "coop_large_k64")]
-    out += [(t, t, False, mm.CHUNK_K) for t in tiles]
-    if K > mm.CHUNK_K:
-        out.append(("auto split", None, True, mm.CHUNK_K))
-        out.append(("auto one chunk", None, None, 1 << 30))
+        tiles = [t for t in tiles if t in BIG]
+    out += [(t, t, chunk) for t in tiles]
+    if K > chunk:  # the cost of split-K (the order by K): one chunk instead
+        out.append(("auto one chunk", None, 1 << 30))
     return out
+
+
+def _save(path, info, rows) -> None:
+    with open(path, "w") as f:
+        json.dump({"device": info["device_name"], "driver": info["driver"], "peer": f"torch {torch.__version__} cuBLAS",
+                   "tf32": False, "chunk_k": mm.CHUNK_K, "max_chunks": mm.MAX_CHUNKS, "rows": rows}, f, indent=2)
 
 
 def main(argv=None) -> int:
@@ -143,7 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench_gemm.json")
     parser.add_argument("--max-size", type=int, default=8192)
     parser.add_argument("--dtypes", default="float32,float16,bfloat16")
-    parser.add_argument("--explore", action="store_true", help="time every tile, split-K and one-chunk order too")
+    parser.add_argument("--explore", action="store_true", help="time every tile and the one-chunk order too")
+    parser.add_argument("--explore-dtypes", default="float32,float16", help="the dtypes --explore covers")
     args = parser.parse_args(argv)
     if torch is None:
         raise SystemExit("bench_gemm needs PyTorch (the peer)")
@@ -152,7 +165,8 @@ def main(argv=None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     rt = hv.default_runtime()
     info = rt.ctx.info
-    default_chunk = mm.CHUNK_K
+    default_chunk = dict(mm.CHUNK_K)
+    explore = args.explore_dtypes.split(",")
     if args.explore:
         mm.TILES.update(EXTRA_TILES)
         mm.COOP_TILES.update(EXTRA_COOP_TILES)
@@ -181,8 +195,8 @@ def main(argv=None) -> int:
             reps = max(1, min(50, int(2e10 / flop)))
             t_torch = _torch_seconds(ta, tb, tout, reps)
             err_torch = _rel_err(tout, ref)
-            for label, tile, split, chunk in variants(dtype, max(M, N, K), K, args.explore):
-                mm.FORCE_TILE, mm.FORCE_SPLIT, mm.CHUNK_K = tile, split, chunk
+            for label, tile, chunk in variants(dtype, max(M, N, K), K, args.explore and dtype in explore):
+                mm.FORCE_TILE, mm.CHUNK_K = tile, {**default_chunk, dtype: chunk}
                 try:
                     poisoned = hv.full((M, N), float("nan"), dtype=dtype)  # unwritten outputs would show as NaN
                     kernel = _kernel_of(ha, hb, poisoned)
@@ -195,7 +209,7 @@ def main(argv=None) -> int:
                     rows.append({"dtype": dtype, "case": name, "variant": label, "error": repr(exc)})
                     continue
                 finally:
-                    mm.FORCE_TILE, mm.FORCE_SPLIT, mm.CHUNK_K = None, None, default_chunk
+                    mm.FORCE_TILE, mm.CHUNK_K = None, default_chunk
                 row = {"dtype": dtype, "case": name, "M": M, "N": N, "K": K, "layout": layout, "variant": label,
                        "hlx_tflops": flop / t_hlx / 1e12, "torch_tflops": flop / t_torch / 1e12,
                        "ratio": t_torch / t_hlx, "peak_fraction": flop / t_hlx / PEAK[dtype],
@@ -206,11 +220,10 @@ def main(argv=None) -> int:
                       f"{row['torch_tflops']:7.1f} {row['ratio']:6.2f} {row['peak_fraction']:5.2f} {err:8.1e} "
                       f"{err_torch:9.1e}  {kernel}", flush=True)
             del ta, tb, ref, tout, ha, hb, hout
+            _save(args.out, info, rows)  # after every case, so a run cut short keeps what it measured
             if dev == "cuda":
                 torch.cuda.empty_cache()
-    with open(args.out, "w") as f:
-        json.dump({"device": info["device_name"], "driver": info["driver"], "peer": f"torch {torch.__version__} cuBLAS",
-                   "tf32": False, "chunk_k": mm.CHUNK_K, "rows": rows}, f, indent=2)
+    _save(args.out, info, rows)
     auto = [r for r in rows if r.get("variant") == "auto"]
     print("\nsummary (auto):")
     for r in auto:

@@ -12,24 +12,23 @@ Operands may be strided views (a transpose costs nothing). Kernels (in ``matmul/
   the loads they save.
 - ``matmul_splitk.comp``: the second pass of split-K (below).
 
-Order. Each output's reduction over k depends on K alone: K is cut into chunks of
-:func:`chunk_length` (K) values; each chunk is summed with k ascending from zero (one fma a
-step in float32, or one 16x16x16 multiply-add per 16 values of k on cooperative matrices),
-and the chunk sums are added in chunk order. Every tile of a kernel, vector or scalar loads,
-and split-K follow it, so the same inputs give the same bits whatever was chosen, and a row
-of the result does not depend on how many rows (or batches) the product has. The three
-float32 kernels give the same bits as one another; the cooperative-matrix kernel (whose
-multiply-adds round differently) is used for every 16-bit product on a device that has it.
-
-Split-K: where K has several chunks and the output has too few tiles to fill the device,
+Order. Each output's reduction over k depends on K (and the dtype) alone. K is cut into
+chunks of :func:`chunk_length` values (one chunk up to :data:`CHUNK_K`, at most
+:data:`MAX_CHUNKS` beyond); each chunk is summed with k ascending from zero (one fma a step in
+float32, or one 16x16x16 multiply-add per 16 values of k on cooperative matrices), and the
+chunk sums are added in chunk order. Where K has several chunks the product is split-K:
 each chunk is a workgroup of its own writing a float32 partial, and ``matmul_splitk.comp``
-adds the partials in chunk order: the same sums in the same order as one workgroup doing
-every chunk, hence the same bits. No atomics anywhere.
+adds the partials in chunk order, no atomics (the CPU kernel does the same sums in one
+pass). No choice made from M, N or the batch (tile, vector or scalar loads) changes an
+output's bits, so a row of the result does not depend on how many rows (or batches) the
+product has. The three float32 kernels give the same bits as one another; the
+cooperative-matrix kernel (whose multiply-adds round differently) serves every 16-bit
+product on a device that has it, whatever its shape or strides.
 
 Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
 kernel for every dtype, CPU devices included) or of :data:`COOP_TILES` (for what runs on
-cooperative matrices); :data:`FORCE_SPLIT` turns split-K on or off wherever K has several
-chunks; :data:`CHUNK_K` sets the chunk length (which changes the order, hence the bits).
+cooperative matrices); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk length (which
+changes the order, hence the bits).
 """
 
 from __future__ import annotations
@@ -57,31 +56,33 @@ DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
 
-# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN), 256 threads each. The largest
-# one that still gives MIN_GROUPS workgroups is used.
-TILES = {"small": (64, 64, 16, 4, 4), "medium": (128, 64, 16, 8, 4), "large": (128, 128, 8, 8, 8)}
+# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each; PAD 0 keeps
+# the large one in 32 KiB of shared memory. The largest tile that still makes MIN_GROUPS
+# workgroups is used.
+TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 16, 8, 8, 0)}
 # Tiles of matmul_coopmat.comp: (SGM, SGN, FM, FN, BK, STAGES): SGM x SGN subgroups of 32,
 # each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers.
 COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_medium": (2, 4, 2, 2, 32, 2),
               "coop_large": (2, 4, 4, 2, 32, 2), "coop_wide": (2, 4, 4, 4, 32, 1)}
-MIN_GROUPS = {"large": 264, "medium": 264, "coop_large": 264, "coop_wide": 528, "coop_medium": 264}
-# Chunks of k (see Order): K up to CHUNK_K is one chunk, longer K chunks of CHUNK_K.
-# A multiple of 64, so that a chunk is whole steps of every kernel.
-CHUNK_K = 1024
-# Split-K where the unsplit product would have fewer workgroups than this.
-SPLIT_BELOW_GROUPS = 128
+MIN_GROUPS = {"large": 256, "coop_medium": 128, "coop_large": 512, "coop_wide": 1024}
+# Order: K up to CHUNK_K is one chunk; longer K is MAX_CHUNKS chunks or fewer, each at least
+# CHUNK_K long, a multiple of 64 (whole steps of every kernel). Long chunks for 16-bit
+# products, whose float32 partials cost more beside their fast multiply-adds.
+CHUNK_K = {"float32": 1024, "float16": 4096, "bfloat16": 4096}
+MAX_CHUNKS = 4
 DIRECT_TILE = 32
 # A name from TILES: that tile of the tiled kernel for every dtype, CPU devices included; from
 # COOP_TILES: that tile for the 16-bit products a device runs on cooperative matrices.
 FORCE_TILE: str | None = None
-# True / False: split-K wherever K has several chunks / never; None: by size.
-FORCE_SPLIT: bool | None = None
 MAX_BATCH = 65535
 
 
-def chunk_length(K: int) -> int:
-    """The chunk length of the reduction order for a product over ``K``."""
-    return K if K <= CHUNK_K else CHUNK_K
+def chunk_length(K: int, dtype="float32") -> int:
+    """The chunk length of the reduction order for a product over ``K`` of ``dtype``."""
+    least = CHUNK_K[getattr(dtype, "name", dtype)]
+    if K <= least:
+        return K
+    return max(least, -(-K // (MAX_CHUNKS * 64)) * 64)
 
 
 def _batch_stride(t: Tensor, batch_shape) -> tuple[Tensor, int]:
@@ -127,7 +128,7 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul needs two tensors, got {type(a).__name__} and {type(b).__name__}")
     rt = a.runtime
-    key = ("matmul", FORCE_TILE, FORCE_SPLIT, CHUNK_K, SPLIT_BELOW_GROUPS, a.buf.geometry, b.buf.geometry,
+    key = ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
            None if out is None else out.buf.geometry)
     plan = rt.plans.get(key)
     if plan is not None:  # the same operand layouts as before: the kernel, push constants and grid are known
@@ -219,7 +220,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     # Transposed views are loaded along their contiguous dimension.
     a_cols = int(sa_k != 1 and sa_m == 1)
     b_cols = int(sb_n != 1 and sb_k == 1)
-    kc = chunk_length(K)
+    kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype)
     force = FORCE_TILE if FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES) else None
@@ -235,15 +236,15 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
         tiles = {name: t[:2] for name, t in TILES.items()}
         tile = force or _pick(tiles, M, N, batch, "small")
         bm, bn = tiles[tile]
-    groups = -(-M // bm) * -(-N // bn) * batch
-    split = nchunks > 1 and not direct and (FORCE_SPLIT if FORCE_SPLIT is not None else groups < SPLIT_BELOW_GROUPS)
+    # Several chunks: split-K (the CPU kernel sums its chunks in one pass, in the same order).
+    split = nchunks > 1 and not direct
     nsplit = nchunks if split else 1
     if batch * nsplit > rt.max_groups[2]:
-        split, nsplit = False, 1
+        raise errors.LimitExceededError(f"matmul over {batch} batches of {nsplit} chunks; at most "
+                                        f"{rt.max_groups[2]} in one launch")
     out_dtype = float32 if split else dtype
     dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
-    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols,
-               "CHUNK": int(nchunks > 1 and not split), "SPLIT": int(split)}
+    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": int(split)}
     w = 8 if coop else 4
     defines["A_VEC"] = int(_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K))
     defines["B_VEC"] = int(_aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
@@ -258,8 +259,8 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
             defines["HLX_COOPMAT_BF16"] = 1
         kernel = rt.kernels.get(COOPMAT, defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
     else:
-        tbm, tbn, bk, tm, tn = TILES[tile]
-        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn)
+        tbm, tbn, bk, tm, tn, pad = TILES[tile]
+        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad)
         kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
     reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel

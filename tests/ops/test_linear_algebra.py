@@ -99,14 +99,10 @@ def test_every_output_written_over_poison_and_k_zero():
     assert hv.matmul(hv.zeros(0, 5), hv.zeros(5, 2)).shape == (0, 2)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_matmul_is_deterministic(dtype, monkeypatch):
-    rng = np.random.default_rng()
-    monkeypatch.setattr(mm, "CHUNK_K", 64)
-    a, b = hv.tensor(randn(rng, (130, 257), dtype)), hv.tensor(randn(rng, (257, 70), dtype))
-    for split in (False, True):
-        monkeypatch.setattr(mm, "FORCE_SPLIT", split)
-        assert (a @ b).digest() == (a @ b).digest()
+def _short_chunks(monkeypatch, length=64):
+    """Chunks of ``length`` (and as many as K needs), so that small products split."""
+    monkeypatch.setattr(mm, "CHUNK_K", {name: length for name in mm.CHUNK_K})
+    monkeypatch.setattr(mm, "MAX_CHUNKS", 1 << 20)
 
 
 def _bits(t):
@@ -114,27 +110,51 @@ def _bits(t):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("M,N,K,ta,tb", [(37, 45, 200, False, False), (33, 17, 64, True, False),
-                                         (20, 70, 130, False, True), (9, 12, 1000, True, True)], ids=str)
-def test_split_k_gives_the_same_bits(dtype, M, N, K, ta, tb, monkeypatch):
-    """Split-K adds the chunk sums in the order one workgroup does: the same bits, and right."""
-    monkeypatch.setattr(mm, "CHUNK_K", 64)
-    ha, hb, a, b = _operands(np.random.default_rng(), M, N, K, dtype, ta, tb)
-    monkeypatch.setattr(mm, "FORCE_SPLIT", False)
-    whole = ha @ hb
-    monkeypatch.setattr(mm, "FORCE_SPLIT", True)
-    split = ha @ hb
-    np.testing.assert_array_equal(_bits(split), _bits(whole))
-    check(split.numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_matmul_is_deterministic(dtype, chunk, monkeypatch):
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    rng = np.random.default_rng()
+    a, b = hv.tensor(randn(rng, (130, 257), dtype)), hv.tensor(randn(rng, (257, 70), dtype))
+    assert (a @ b).digest() == (a @ b).digest()
+
+
+def test_chunk_length_depends_on_k_alone():
+    for dtype, least in mm.CHUNK_K.items():
+        assert mm.chunk_length(least, dtype) == least
+        for K in (least + 1, 3 * least, 100 * least + 17):
+            kc = mm.chunk_length(K, dtype)
+            assert kc % 64 == 0 and kc >= least and -(-K // kc) <= mm.MAX_CHUNKS
+    assert all(mm.CHUNK_K["float32"] % t[2] == 0 for t in mm.TILES.values())
+    assert all(mm.CHUNK_K[d] % t[4] == 0 for t in mm.COOP_TILES.values() for d in ("float16", "bfloat16"))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("chunk", [64, 1024])
+@pytest.mark.parametrize("M,N,K,ta,tb", [(37, 45, 200, False, False), (33, 17, 64, True, False),
+                                         (20, 70, 130, False, True), (9, 12, 1000, True, True)], ids=str)
+def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch):
+    """Split-K (float32 chunk sums added in chunk order by a second pass) is right, and on a CPU
+    device gives the bits of the one-pass kernel, which sums the same chunks in the same order."""
+    _short_chunks(monkeypatch)
+    ha, hb, a, b = _operands(np.random.default_rng(), M, N, K, dtype, ta, tb)
+    rt = hv.default_runtime()
+    dispatched = rt.stream.dispatches
+    got = ha @ hb
+    check(got.numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
+    if matmul_kernel is not None and K > 64:
+        assert rt.stream.dispatches == dispatched + 2  # the chunks, then their sum
+    if matmul_kernel is not None and rt.device.physical.type == "cpu" and not _coop(dtype):
+        monkeypatch.setattr(mm, "FORCE_TILE", None)  # matmul_direct.comp: every chunk in one pass
+        np.testing.assert_array_equal(_bits(ha @ hb), _bits(got))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
 def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch):
     """A row of A @ B has the same bits whether A has 1, 17 or 300 rows, or sits in a batch: the
-    tile (and split-K, which the few-row products take here) never changes the reduction order."""
-    monkeypatch.setattr(mm, "CHUNK_K", chunk)
-    monkeypatch.setattr(mm, "SPLIT_BELOW_GROUPS", 4)
+    tile (chosen from the size) never changes the reduction order."""
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
     rng = np.random.default_rng()
     K, N = 300, 70
     a = hv.tensor(randn(rng, (300, K), dtype))
@@ -148,27 +168,27 @@ def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_every_kernel_of_a_family_gives_the_same_bits(dtype, matmul_kernel, monkeypatch):
-    """The tiled kernel's tiles, split-K and (on CPU devices) the direct kernel agree bit for bit;
-    so do the cooperative-matrix tiles among themselves."""
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, matmul_kernel, monkeypatch):
+    """The tiled kernel's tiles and (on CPU devices) the direct kernel agree bit for bit; so do
+    the cooperative-matrix tiles among themselves."""
     if matmul_kernel is not None:
         pytest.skip("compares every kernel itself")
-    monkeypatch.setattr(mm, "CHUNK_K", 64)
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
     ha, hb, _, _ = _operands(np.random.default_rng(), 37, 45, 200, dtype, tb=True)
-    coop = _coop(dtype)
-    families = {"tiled": [(t, s) for t in mm.TILES for s in (False, True)]}
-    if coop:
-        families["coop"] = [(t, s) for t in mm.COOP_TILES for s in (False, True)]
+    families = {"tiled": list(mm.TILES)}
+    if _coop(dtype):
+        families["coop"] = list(mm.COOP_TILES)
     elif hv.default_runtime().device.physical.type == "cpu":
-        families["tiled"].append((None, False))  # the direct kernel
-    for family, variants in families.items():
+        families["tiled"].append(None)  # the direct kernel
+    for family, tiles in families.items():
         results = []
-        for tile, split in variants:
+        for tile in tiles:
             monkeypatch.setattr(mm, "FORCE_TILE", tile)
-            monkeypatch.setattr(mm, "FORCE_SPLIT", split)
             results.append(_bits(ha @ hb))
-        for (tile, split), r in zip(variants[1:], results[1:]):
-            np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} split={split}")
+        for tile, r in zip(tiles[1:], results[1:]):
+            np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
 
 
 def test_matmul_errors():
@@ -186,7 +206,7 @@ def _coop_defines(dtype, **flags):
     out = hv.float32 if flags.get("SPLIT") else getattr(hv, dtype)
     d.update({**slot_defines("A", getattr(hv, dtype)), **slot_defines("B", getattr(hv, dtype)),
               **slot_defines("O", out)})
-    d.update({k: 0 for k in ("A_COLS", "B_COLS", "A_VEC", "B_VEC", "O_VEC", "CHUNK", "SPLIT")})
+    d.update({k: 0 for k in ("A_COLS", "B_COLS", "A_VEC", "B_VEC", "O_VEC", "SPLIT")})
     d.update(flags)
     if dtype == "bfloat16":
         d["HLX_COOPMAT_BF16"] = 1
@@ -197,16 +217,16 @@ def _coop_defines(dtype, **flags):
 @pytest.mark.parametrize("tile", COOP)
 def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile, matmul_kernel):
     """They run only where the device has cooperative matrices (not lavapipe); here every tile is
-    compiled, with a spread of layout, vector, chunk and split flags, and checked by spirv-val."""
+    compiled, with a spread of layout, vector and split flags, and checked by spirv-val."""
     if matmul_kernel is not None:
         pytest.skip("compiles every tile itself")
     from hlx_vulkan.compiler import compile_file
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
     sgm, sgn, fm, fn, bk, stages = mm.COOP_TILES[tile]
     geometry = {"SGM": sgm, "SGN": sgn, "FM": fm, "FN": fn, "BK": bk, "STAGES": stages}
-    flag_sets = [{}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "CHUNK": 1},
+    flag_sets = [{}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1},
                  {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1, "B_VEC": 1, "SPLIT": 1, "O_VEC": 1},
-                 {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "CHUNK": 1, "O_VEC": 1}]
+                 {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}]
     for flags in flag_sets:
         spirv = compile_file(mm.COOPMAT.path, {**_coop_defines(dtype, **flags), **geometry}, target_env="vulkan1.3")
         validate_spirv(spirv, "vulkan1.3")
@@ -234,6 +254,3 @@ def test_tile_choice_follows_the_problem_size(matmul_kernel):
     tiles = {name: t[:2] for name, t in mm.TILES.items()}
     assert mm._pick(tiles, 512, 1024, 1, "small") == "small"
     assert mm._pick(tiles, 4096, 4096, 1, "small") == "large"
-    assert mm.chunk_length(mm.CHUNK_K) == mm.CHUNK_K and mm.chunk_length(mm.CHUNK_K + 1) == mm.CHUNK_K
-    assert mm.CHUNK_K % 64 == 0 and all(mm.CHUNK_K % t[2] == 0 for t in mm.TILES.values())
-

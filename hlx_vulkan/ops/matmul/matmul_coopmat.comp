@@ -11,15 +11,16 @@
 // Rows of the shared tiles are padded by 16 bytes, so fragment loads hit every bank once.
 // Out-of-range rows, columns and k read as zero and are never stored, so any shape runs here.
 //
-// Order: each chunk of kc values of k (ops/matmul.py, "Order") is one chain of 16x16x16
-// multiply-adds, k ascending from 0; chunk sums are added in chunk order. Tile shape,
-// vector loads and split-K do not change it.
+// Order (ops/matmul.py): a workgroup's chunk of k (all of K, or with SPLIT the chunk
+// gl_WorkGroupID.z / nbatch of length kc) is one chain of 16x16x16 multiply-adds, k ascending
+// from 0 (K padded with zeros to a multiple of 16). Tile shape and vector loads do not change
+// it, so every tile gives the same bits.
 //
 // Defines: SGM SGN FM FN BK STAGES; A_COLS / B_COLS (transposed views, held k-major in shared
 // memory and loaded column-major); A_VEC / B_VEC (16-byte loads: aligned, and the contiguous
-// dimension a multiple of 8); O_VEC (16-byte stores); CHUNK; SPLIT (one chunk per workgroup,
-// float32 partials to O, summed by matmul_splitk.comp); HLX_COOPMAT_BF16 (the compiler
-// retypes the A and B matrices to bfloat16, which glslang 13 cannot spell).
+// dimension a multiple of 8); O_VEC (16-byte stores); SPLIT (float32 chunk sums into the
+// partial buffer O, added up in chunk order by matmul_splitk.comp); HLX_COOPMAT_BF16 (the
+// compiler retypes the A and B matrices to bfloat16, which glslang 13 cannot spell).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -120,9 +121,6 @@ shared uvec4 Bs[STAGES * B_STAGE];
 
 uvec4 ra[LA], rb[LB];
 ACC acc[FM][FN];
-#if CHUNK
-ACC total[FM][FN];
-#endif
 uint tid, row0, col0;
 int abase, bbase;
 
@@ -243,10 +241,6 @@ void main() {
     abase = int(p.off_a) + int(batch) * p.sa_b;
     bbase = int(p.off_b) + int(batch) * p.sb_b;
     [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) acc[i][j] = ACC(0.0);
-#if CHUNK
-    bool folded = false;
-    uint chunk_left = p.kc;
-#endif
 
     fetch(kbeg, kend);
 #if STAGES == 2
@@ -266,30 +260,12 @@ void main() {
         if (more) fetch(k0 + BK, kend);
         multiply(0u, wm, wn);
 #endif
-#if CHUNK
-        chunk_left -= BK;
-        if (chunk_left == 0u && more) {  // a chunk ends: add its sum to the total, in chunk order
-            [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) {
-                if (folded) total[i][j] = total[i][j] + acc[i][j];
-                else total[i][j] = acc[i][j];
-                acc[i][j] = ACC(0.0);
-            }
-            folded = true;
-            chunk_left = p.kc;
-        }
-#endif
 #if STAGES == 2
         if (more) stash(s ^ 1u);
         barrier();
         s ^= 1u;
 #endif
     }
-#if CHUNK
-    if (folded) {
-        [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j)
-            acc[i][j] = total[i][j] + acc[i][j];
-    }
-#endif
 
     // Epilogue: each fragment through the subgroup's 16x20-float spot of Os, then 8 outputs a lane.
 #if STAGES == 1

@@ -4,16 +4,16 @@
 // reads are 16-byte vectors), K in steps of BK through double-buffered shared memory: the
 // next K tile is loaded into registers while the current one is multiplied.
 //
-// The reduction order is fixed by K and the chunk length kc alone (ops/matmul.py, "Order"):
-// each chunk of kc values of k is summed in order, k ascending, one fma at a time, from 0;
-// the chunk sums are then added in chunk order. Tile shape, vector loads and split-K do not
-// change it, so every output has the same bits whichever variant ran.
+// Order (ops/matmul.py): a workgroup sums its chunk of k (all of K, or with SPLIT the chunk
+// gl_WorkGroupID.z / nbatch of length kc) in order, k ascending from 0, one fma a step;
+// padding past the end of K is never multiplied in. Tile shape and vector loads do not change
+// it, so every tile gives the same bits.
 //
-// Defines (the launcher's): BM BN BK TM TN; A_COLS / B_COLS: the operand is a transposed view,
-// loaded along its contiguous dimension; A_VEC / B_VEC: 4-element vector loads (aligned,
-// the vector dimension a multiple of 4); O_VEC: 4-element vector stores; CHUNK: more than one
-// chunk in one workgroup; SPLIT: one chunk per workgroup (z = chunk * nbatch + batch), its
-// sum written as float32 to the partial buffer O for matmul_splitk.comp.
+// Defines (the launcher's): BM BN BK TM TN; PAD: shared rows padded by one 16-byte vector;
+// A_COLS / B_COLS: the operand is a transposed view, loaded along its contiguous dimension;
+// A_VEC / B_VEC: 4-element vector loads (aligned, the vector dimension a multiple of 4);
+// O_VEC: 4-element vector stores; SPLIT: float32 chunk sums into the partial buffer O, which
+// matmul_splitk.comp adds up in chunk order.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
@@ -25,6 +25,7 @@
 #define BK 16
 #define TM 4
 #define TN 4
+#define PAD 1
 #endif
 #define RT (BM / TM)   // thread rows
 #define CT_ (BN / TN)  // thread columns
@@ -65,9 +66,9 @@ layout(push_constant) uniform Params {
     uint kc, nbatch;
 } p;
 
-// k-major tiles, rows padded by one vector.
-shared vec4 As[2][BK][BM / 4 + 1];
-shared vec4 Bs[2][BK][BN / 4 + 1];
+// k-major tiles.
+shared vec4 As[2][BK][BM / 4 + PAD];
+shared vec4 Bs[2][BK][BN / 4 + PAD];
 
 // Each thread carries LA vectors (or scalars) of A and LB of B from global memory to shared.
 #define LA (BM * BK / A_W / THREADS)
@@ -77,9 +78,6 @@ shared vec4 Bs[2][BK][BN / 4 + 1];
 #endif
 vec4 ra[LA], rb[LB];  // vector loads; scalar loads use .x
 vec4 acc[TM][GN];
-#if CHUNK
-vec4 total[TM][GN];
-#endif
 
 uint tid;
 int abase, bbase;
@@ -186,10 +184,6 @@ void main() {
     abase = int(p.off_a) + int(batch) * p.sa_b;
     bbase = int(p.off_b) + int(batch) * p.sb_b;
     [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h) acc[i][h] = vec4(0.0);
-#if CHUNK
-    bool folded = false;
-    uint chunk_left = p.kc;
-#endif
 
     load_tile(kbeg, kend);
     store_tile(0u);
@@ -203,27 +197,10 @@ void main() {
         } else {
             for (uint k = 0u; k < kend - k0; ++k) mac(s, k, ty, tx);  // no padded steps: order stays exact
         }
-#if CHUNK
-        chunk_left -= BK;
-        if (chunk_left == 0u && more) {  // a chunk ends: add its sum to the total, in chunk order
-            [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h) {
-                total[i][h] = folded ? total[i][h] + acc[i][h] : acc[i][h];
-                acc[i][h] = vec4(0.0);
-            }
-            folded = true;
-            chunk_left = p.kc;
-        }
-#endif
         if (more) store_tile(s ^ 1u);
         barrier();
         s ^= 1u;
     }
-#if CHUNK
-    if (folded) {
-        [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h)
-            acc[i][h] = total[i][h] + acc[i][h];
-    }
-#endif
 
 #if SPLIT
     uint cbase = p.off_o + (chunk * p.nbatch + batch) * p.M * p.N;
