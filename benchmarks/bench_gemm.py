@@ -119,14 +119,13 @@ def _kernel_of(a, b, out) -> str:
 
 
 # Candidates timed by --explore beside the library's own tiles (not used by the library).
-EXTRA_TILES = {"medium": (128, 64, 16, 8, 4, 1), "large_pad": (128, 128, 16, 8, 8, 1),
-               "large_bk8": (128, 128, 8, 8, 8, 1), "tall": (64, 128, 16, 4, 8, 1)}
-EXTRA_COOP_TILES = {"coop_large_k64": (2, 4, 4, 2, 64, 1), "coop_tall": (4, 2, 2, 4, 32, 2),
-                    "coop_128_4sg": (2, 2, 4, 4, 32, 2), "coop_128_4sg_k64": (2, 2, 4, 4, 64, 1),
-                    "coop_256x128": (4, 2, 4, 4, 32, 1), "coop_32x64": (1, 2, 2, 2, 32, 2),
-                    "coop_32x64_4sg": (2, 2, 1, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2)}
-BIG = {"large", "large_pad", "large_bk8", "coop_large", "coop_wide", "coop_large_k64", "coop_128_4sg",
-       "coop_128_4sg_k64", "coop_256x128", "coop_tall"}
+EXTRA_TILES = {"small32": (32, 64, 16, 4, 4, 1), "small_bk32": (64, 64, 32, 4, 4, 1),
+               "huge": (128, 256, 8, 8, 16, 1), "huge_t": (256, 128, 8, 16, 8, 1)}
+EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": (4, 2, 4, 4, 16, 2),
+                    "coop_128x256_k16": (2, 4, 4, 4, 16, 2), "coop_128_8sg": (2, 4, 4, 2, 32, 2)}
+BIG = {"large", "huge", "huge_t", "coop_large", "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16",
+       "coop_128_8sg"}
+SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg"}
 
 
 def variants(dtype, size, K, explore):
@@ -136,11 +135,12 @@ def variants(dtype, size, K, explore):
     if not explore:
         return out
     tiles = list(mm.COOP_TILES) if mm.coopmat_available(hv.default_runtime(), dtype) else list(mm.TILES)
-    if size >= 8192:  # time is short: the large tiles only
-        tiles = [t for t in tiles if t in BIG]
+    tiles = [t for t in tiles if t in (BIG if size >= 2048 else SMALL)]
     out += [(t, t, chunk) for t in tiles]
     if K > chunk:  # the cost of split-K (the order by K): one chunk instead
         out.append(("auto one chunk", None, 1 << 30))
+    elif K >= 1024 and size <= 4096:  # what split-K would buy: chunks of K / 2
+        out.append(("auto 2 chunks", None, K // 2))
     return out
 
 

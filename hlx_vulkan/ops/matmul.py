@@ -56,15 +56,18 @@ DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
 
-# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each; PAD 0 keeps
-# the large one in 32 KiB of shared memory. The largest tile that still makes MIN_GROUPS
-# workgroups is used.
-TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 16, 8, 8, 0)}
+# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each, shared rows
+# padded by PAD 16-byte vectors. Measured on an H100 (benchmarks/NOTES.md): the large tile from
+# 256 workgroups up (2048^2 outputs), the small one below (the MLP's 512x1024 products).
+TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1)}
 # Tiles of matmul_coopmat.comp: (SGM, SGN, FM, FN, BK, STAGES): SGM x SGN subgroups of 32,
-# each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers.
-COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_medium": (2, 4, 2, 2, 32, 2),
-              "coop_large": (2, 4, 4, 2, 32, 2), "coop_wide": (2, 4, 4, 4, 32, 1)}
-MIN_GROUPS = {"large": 256, "coop_medium": 128, "coop_large": 512, "coop_wide": 1024}
+# each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers. The large one
+# (four subgroups of 64x64) from 256 workgroups up, the small one with BK 64 below.
+COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2),
+              "coop_large": (2, 2, 4, 4, 32, 2)}
+# The workgroups a tile needs to be chosen; SMALLEST: what each kernel takes otherwise.
+MIN_GROUPS = {"large": 256, "coop_large": 256}
+SMALLEST = {"tiled": "small", "coop": "coop_small_k64"}
 # Order: K up to CHUNK_K is one chunk; longer K is MAX_CHUNKS chunks or fewer, each at least
 # CHUNK_K long, a multiple of 64 (whole steps of every kernel). Long chunks for 16-bit
 # products, whose float32 partials cost more beside their fast multiply-adds.
@@ -230,11 +233,11 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
         tile, (bm, bn) = None, (DIRECT_TILE, DIRECT_TILE)
     elif coop:
         tiles = {name: (t[0] * t[2] * 16, t[1] * t[3] * 16) for name, t in COOP_TILES.items()}
-        tile = force or _pick(tiles, M, N, batch, "coop_small")
+        tile = force or _pick(tiles, M, N, batch, SMALLEST["coop"])
         bm, bn = tiles[tile]
     else:
         tiles = {name: t[:2] for name, t in TILES.items()}
-        tile = force or _pick(tiles, M, N, batch, "small")
+        tile = force or _pick(tiles, M, N, batch, SMALLEST["tiled"])
         bm, bn = tiles[tile]
     # Several chunks: split-K (the CPU kernel sums its chunks in one pass, in the same order).
     split = nchunks > 1 and not direct
@@ -267,7 +270,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
 
 
 def _pick(tiles, M, N, batch, smallest):
-    """The largest tile (by area) that still makes MIN_GROUPS workgroups; else ``smallest``."""
+    """The largest tile of MIN_GROUPS (by area) that still makes its workgroups; else ``smallest``."""
     fits = [(bm * bn, name) for name, (bm, bn) in tiles.items()
             if name in MIN_GROUPS and -(-M // bm) * -(-N // bn) * batch >= MIN_GROUPS[name]]
     return max(fits)[1] if fits else smallest
