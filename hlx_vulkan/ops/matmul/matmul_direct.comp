@@ -1,9 +1,9 @@
 #version 450
 // C[b] = A[b] @ B[b] without shared memory or barriers, for CPU implementations (lavapipe),
 // where a workgroup barrier costs more than the loads it saves: 8x8 threads, each a 4x4
-// block read straight from the buffers. The reduction order is matmul_tiled.comp's (chunks of
-// kc values of k, each summed in order with fma from 0, then added in chunk order), so this
-// kernel gives the same bits as every tile of that one.
+// block read straight from the buffers. The reduction order is ops/matmul.py's ("Order"):
+// chunks of kc values of k, each summed in order with fma from 0, the chunk sums added in
+// chunk order, all in one pass; the tiled kernel with split-K gives the same bits.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"

@@ -1,6 +1,6 @@
 #version 450
 // The second pass of a split-K matmul: O[i] = ((P[0][i] + P[1][i]) + P[2][i]) + ..., the float32
-// chunk sums added in chunk order (the order the one-pass kernels use with CHUNK), then
+// chunk sums added in chunk order (as matmul_direct.comp adds them in its one pass), then
 // stored in O's dtype. No atomics: the same partials always give the same bits.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
