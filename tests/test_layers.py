@@ -23,7 +23,7 @@ LAYERS = [
     {"ops"},
     {"autograd.engine", "autograd"},
     {"nn", "optim", "checkpoint"},
-    {"training"},
+    {"training", "warmup"},
     {"cli", ""},  # "" is the package's own __init__, the public face over everything
 ]
 
