@@ -86,6 +86,7 @@ class Graph:
         self._prepared = None
         self.dispatches = 0
         self.replays = 0
+        self.written: set = set()  # keys of the memory ranges the recorded commands write
         # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
         self.hooks: dict = {}
         self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools)
@@ -120,6 +121,10 @@ class Graph:
     @property
     def segments(self) -> int:
         return len(self._cmds)
+
+    def writes(self, buf) -> bool:
+        """Whether a replay writes into the memory of ``buf`` (a TensorBuffer)."""
+        return buf.allocation.key in self.written
 
     def replay(self) -> None:
         """Submit the recorded commands again (after any eager work recorded before this call)."""

@@ -147,6 +147,7 @@ class Stream:
                 a.busy = serial
             if self._capture is not None:
                 self._keep.extend(allocations)
+                self._capture.written.update(keys[i] for i in spec.writes)
             kernel.used = True
             self._ops += 1
             self.dispatches += 1
