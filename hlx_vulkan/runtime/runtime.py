@@ -48,7 +48,7 @@ class Runtime:
         self.memory = MemoryManager(self.ctx)
         api = min(self.device.physical.api_version, self.device.instance.api_version)
         self.stream = Stream(self.device, self.memory.host_pool)
-        self.memory.device_pool.clock = lambda: self.stream.serial
+        self.memory.device_pool.clock = self.stream.clock
         self.memory.device_pool.on_pressure = self._make_room
         self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),

@@ -71,6 +71,12 @@ class Stream:
         """The graph being captured, or None."""
         return self._capture
 
+    def clock(self) -> int:
+        """The last batch that may use memory freed now: the one being recorded (or captured
+        into), else the last one submitted. The pool stamps freed ranges with it, and a host
+        write into a reused range waits for that batch."""
+        return self.serial if self._cmd is not None or self._capture is not None else self.serial - 1
+
     def begin_capture(self, graph) -> None:
         """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
         with self.lock:

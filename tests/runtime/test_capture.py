@@ -249,3 +249,15 @@ def test_a_graph_dropped_without_destroy_frees_everything_after_its_replays():
     assert x.buf._allocation.pins == 0
     hv.synchronize()
     assert live_objects() == before
+
+
+def test_a_constant_made_inside_a_capture_may_reuse_memory_freed_while_the_stream_was_idle():
+    idx = hv.tensor(np.array([1, 2, 3], np.int32))
+    freed = hv.tensor(np.arange(10, dtype=np.int32))
+    (freed + 1).numpy()  # nothing is being recorded from here on
+    del freed  # its range is cached, stamped with the last submitted batch, not the next one
+    with hv.capture() as graph:
+        y = hv.one_hot(idx, 10)  # makes its class-index constant from host data
+    graph.replay()
+    np.testing.assert_array_equal(y.numpy().argmax(1), [1, 2, 3])
+    graph.destroy()
