@@ -97,14 +97,18 @@ class Graph:
         self._pools.append(pool)
         return pool.begin_command_buffer(reusable=True)
 
-    def add_segment(self, cmd, keep: list) -> None:
-        self._pools[-1].end_command_buffer(cmd)
-        self._cmds.append(cmd)
-        for a in keep:
+    def keep(self, allocations, written_keys) -> None:
+        """Pin the memory a recorded command uses, from now until the graph is destroyed."""
+        self.written.update(written_keys)
+        for a in allocations:
             if id(a) not in self._seen:
                 self._seen.add(id(a))
                 a.pins += 1
                 self._pinned.append(a)
+
+    def add_segment(self, cmd) -> None:
+        self._pools[-1].end_command_buffer(cmd)
+        self._cmds.append(cmd)
 
     def _finish(self, dispatches: int) -> None:
         self.dispatches = dispatches

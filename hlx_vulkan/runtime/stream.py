@@ -47,7 +47,7 @@ class Stream:
         self._cmd = None
         self._ops = 0
         self._bound = None           # the pipeline bound last in this command buffer
-        self._keep: list = []        # staging memory (and, while capturing, every allocation touched)
+        self._keep: list = []        # staging memory, kept until its batch has finished
         self._written: set = set()
         self._read: set = set()
         self._in_flight: deque = deque()  # (serial or None, waitable, keep)
@@ -72,10 +72,11 @@ class Stream:
         return self._capture
 
     def clock(self) -> int:
-        """The last batch that may use memory freed now: the one being recorded (or captured
-        into), else the last one submitted. The pool stamps freed ranges with it, and a host
-        write into a reused range waits for that batch."""
-        return self.serial if self._cmd is not None or self._capture is not None else self.serial - 1
+        """The last batch that may use memory freed now: the one being recorded, else the last
+        one submitted. The pool stamps freed ranges with it, and a host write into a reused
+        range waits for that batch. While capturing it is the last one submitted: memory that
+        the capture uses is pinned from its first use, so none of it is freed."""
+        return self.serial if self._cmd is not None and self._capture is None else self.serial - 1
 
     def begin_capture(self, graph) -> None:
         """From now on, record into ``graph``'s command buffers, which are kept, not submitted."""
@@ -152,8 +153,7 @@ class Stream:
             for a in allocations:
                 a.busy = serial
             if self._capture is not None:
-                self._keep.extend(allocations)
-                self._capture.written.update(keys[i] for i in spec.writes)
+                self._capture.keep(allocations, [keys[i] for i in spec.writes])
             kernel.used = True
             self._ops += 1
             self.dispatches += 1
@@ -200,8 +200,7 @@ class Stream:
             self._cmd = None
             self._ops = 0
             if self._capture is not None:
-                self._capture.add_segment(cmd, self._keep)
-                self._keep = []
+                self._capture.add_segment(cmd)
                 return
             self._pool.end_command_buffer(cmd)
             sub = self._pool.submit(cmd)
