@@ -90,7 +90,7 @@ class JitFunction:
     def __init__(self, fn, *, strict: bool = False, max_graphs: int = 8, warmup: int = 1):
         if max_graphs < 1 or warmup < 0:
             raise ValueError(f"max_graphs must be at least 1 and warmup at least 0 (got {max_graphs}, {warmup})")
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())  # its name and doc, not its attributes (a module's)
         self.fn = fn
         self.strict = strict
         self.max_graphs = max_graphs
@@ -269,7 +269,10 @@ def _own(x, rt) -> Tensor:
 def _name(path, fn=None) -> str:
     head, rest = path[0], path[1:]
     if isinstance(head, int):
-        params = list(inspect.signature(fn).parameters) if fn is not None else []
+        try:
+            params = list(inspect.signature(fn).parameters) if fn is not None else []
+        except (TypeError, ValueError):  # a callable without a signature
+            params = []
         head = params[head] if head < len(params) else f"positional argument {head}"
     return str(head) + "".join(f"[{k!r}]" for k in rest)
 
@@ -294,8 +297,8 @@ def _changes(old: list, new: list, fn) -> str:
     for path in dict.fromkeys([p for p, _ in old] + [p for p, _ in new]):
         a, b = before.get(path), after.get(path)
         if a != b:
-            out.append(f"{_name(path, fn)}: {_describe(a) if a is not None else 'absent'} -> "
-                       f"{_describe(b) if b is not None else 'absent'}")
+            was, now = (_describe(p) if p is not None else "absent" for p in (a, b))
+            out.append(f"{_name(path, fn)}: {was} -> {now}{' (another object)' if was == now else ''}")
     return "; ".join(out) or "the same arguments"
 
 

@@ -264,3 +264,26 @@ def test_reset_frees_every_graph_and_the_next_call_is_eager_again():
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="max_graphs"):
         hv.jit(lambda x: x, max_graphs=0)
+
+
+def test_a_module_can_be_jitted_directly_and_a_different_parameter_is_named():
+    hv.manual_seed(2)
+    model = nn.Linear(4, 3)
+    jitted = hv.jit(model)
+    x = np.ones((2, 4), np.float32)
+    with hv.no_grad():
+        expect = model(hv.tensor(x)).numpy()
+        for _ in range(3):
+            np.testing.assert_array_equal(jitted(x).numpy(), expect)
+    assert len(jitted.graphs) == 1
+    jitted.reset()
+
+    @hv.jit(strict=True)
+    def scale(w, x):
+        with hv.no_grad():
+            return w * x
+
+    scale(model.weight, hv.ones(3, 4))
+    with pytest.raises(errors.JitError, match=r"w: a tensor that requires grad -> a tensor that requires grad "
+                                              r"\(another object\)"):
+        scale(hv.ones(3, 4, requires_grad=True), hv.ones(3, 4))
