@@ -1,5 +1,5 @@
 """`hlx train digits`: accuracy, bit-identical weights for a seed (in-process, across processes,
-with and without capture), and the files it writes."""
+eager, captured and jitted), and the files it writes."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ def test_capture_gives_the_same_weights_as_eager():
     eager = train_digits(seed=3, **SHORT)
     captured = train_digits(seed=3, capture=True, **SHORT)
     assert captured.weights_digest == eager.weights_digest
+
+
+def test_jit_gives_the_same_weights_and_history_as_eager():
+    eager = train_digits(seed=3, **SHORT)
+    jitted = train_digits(seed=3, jit=True, **SHORT)
+    assert jitted.weights_digest == eager.weights_digest
+    assert jitted.history == eager.history
+    assert jitted.manifest["jit"] and not eager.manifest["jit"]
+    with pytest.raises(ValueError, match="one of capture and jit"):
+        train_digits(seed=3, capture=True, jit=True, **SHORT)
 
 
 def test_outputs_plot_checkpoint_and_manifest(tmp_path):
@@ -95,3 +105,4 @@ def test_the_command_prints_the_same_digest_in_two_processes():
     first = _cli_digest("--seed", "0")
     assert _cli_digest("--seed", "0") == first
     assert _cli_digest("--seed", "0", "--capture") == first
+    assert _cli_digest("--seed", "0", "--jit") == first
