@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("HLX_VALIDATION", "1")
@@ -98,10 +99,20 @@ def ctx():
     context.cleanup()
 
 
+def _test_seed(request) -> int:
+    return zlib.crc32(request.node.nodeid.encode())
+
+
 @pytest.fixture
 def rng(request):
     """Fresh random inputs per test, seeded by the test's name so a failure reproduces."""
-    import zlib
-
     import numpy as np
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+    return np.random.default_rng(_test_seed(request))
+
+
+@pytest.fixture(autouse=True)
+def _seed_device_generator(request):
+    """hlx's default generator (hv.rand, hv.randn, module initialisation) is seeded by the test's
+    name too: what a test draws does not depend on which tests ran before it."""
+    import hlx_vulkan as hv
+    hv.manual_seed(_test_seed(request))
