@@ -97,6 +97,37 @@ def test_random_draws_inside_a_capture_are_fresh_on_every_replay_and_match_eager
     graph.destroy()
 
 
+def test_a_graph_longer_than_one_batch_replays_every_segment(rng):
+    """More ops than one command buffer holds: the graph keeps several, and a replay runs them all."""
+    stream = hv.default_runtime().stream
+    x = hv.zeros(257)
+
+    def chain():
+        y = x
+        for _ in range(stream.batch_ops // 2 + 20):  # two dispatches each
+            y = y * 1.001 + 0.5
+        return y
+
+    inputs = [rng.standard_normal(257).astype(np.float32) for _ in range(3)]
+    eager = []
+    for data in inputs:
+        with hv.no_grad():
+            x.copy_(data)
+        eager.append(chain().numpy())
+    with hv.no_grad():
+        x.copy_(inputs[0])
+    with hv.capture() as graph:
+        out = chain()
+    assert graph.segments > 1
+    np.testing.assert_array_equal(out.numpy(), eager[0])
+    for data, want in zip(inputs[1:], eager[1:]):
+        with hv.no_grad():
+            x.copy_(data)
+        graph.replay()
+        np.testing.assert_array_equal(out.numpy(), want)
+    graph.destroy()
+
+
 def test_an_eager_draw_between_replays_is_not_repeated_by_the_next_replay():
     hv.manual_seed(9)
     ref = [hv.rand(64).numpy() for _ in range(4)]
