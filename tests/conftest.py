@@ -66,6 +66,13 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # pytest-randomly prints its seed in the header, which -q hides: say it at the end too.
+    if config.pluginmanager.hasplugin("randomly") and getattr(config.option, "randomly_seed", None) is not None:
+        terminalreporter.write_line(f"tests ran in random order: --randomly-seed={config.option.randomly_seed} "
+                                    "repeats it, -p no:randomly turns it off")
+
+
 def python_env(**overrides) -> dict:
     """This process's environment for a Python child, with the hlx_vulkan under test first on its
     path; HLX_VALIDATION is inherited, so the child's exit gate is on when this run's layer is."""
