@@ -187,8 +187,10 @@ def run_mutation(m: Mutation, files: list[str], timeout: float) -> dict:
     text = source.read_text() if source.is_file() else None
     count = text.count(m.old) if text is not None else 0
     missing = [t for t in m.tests if not (ROOT / t.split("::")[0]).exists()]
+    if text is not None and m.file not in files:
+        text = None  # ignored by git, so not in the copy
     if text is None or count != 1 or missing:
-        why = (f"{m.file} does not exist" if text is None else
+        why = (f"{m.file} does not exist (or git ignores it)" if text is None else
                f"old text found {count} times in {m.file} (must be exactly once)" if count != 1 else
                f"test paths not found: {missing}")
         return {**result, "status": "ERROR", "detail": why, "seconds": 0.0}
