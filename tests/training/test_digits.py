@@ -4,18 +4,17 @@ eager, captured and jitted), and the files it writes."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+
+import sklearn  # noqa: F401 - a dependency of `hlx train digits`: missing, this fails loudly
 
 import hlx_vulkan as hv
 from hlx_vulkan.checkpoint import load_checkpoint, state_digest
 from hlx_vulkan.training.digits import build_model, evaluate, load_digits_split, train_digits
+from conftest import assert_clean_exit, run_python
 
-pytest.importorskip("sklearn")
 SHORT = dict(epochs=2, hidden=32, batch_size=128, progress=False)
 
 
@@ -92,10 +91,8 @@ def test_bad_settings_are_refused_before_training(capsys):
 
 
 def _cli_digest(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1",
-                          "--hidden", "32", *args], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
+    out = run_python(["-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1", "--hidden", "32", *args])
+    assert_clean_exit(out)
     m = re.search(r"weights digest: ([0-9a-f]{64})", out.stdout)
     assert m, out.stdout
     return m.group(1)
