@@ -91,23 +91,44 @@ def test_synchronization_validation_reports_a_missing_barrier(validation_gate, m
 
 
 def test_reused_memory_is_ordered_after_its_last_use():
-    """Memory freed on the host serves the next op at once (stream order): pipelined ops on
-    recycled ranges, with the freed inputs poisoned by later writes, give exact results."""
+    """Memory freed on the host serves the next allocation at once (stream order): a range whose
+    last reader is still pending, reused and overwritten from the host, gives the reader the old
+    values; so do pipelined ops on recycled ranges."""
     rt = hv.default_runtime()
     n = 1 << 16
     base = np.arange(n, dtype=np.float32)
     x = hv.tensor(base)
-    rt.synchronize()
+    temps = [x + float(i) for i in range(12)]
+    rt.synchronize()                 # the temporaries hold their values; now only reads are pending
     outs = []
     for i in range(12):
-        t = x + float(i)          # a temporary...
-        outs.append(t * 2.0)      # ...read once, then dropped: its range is free at once
-        del t
+        t = temps.pop(0)
+        outs.append(t * 2.0)         # a pending read of t...
+        del t                        # ...then t is freed: its range is free at once
         hv.tensor(np.full(n, np.nan, np.float32))  # takes the freed range and poisons it
+        u = x + 100.0                # a temporary written and read while the poison is pending too
+        outs.append(u * 1.0)
+        del u
     blocks = rt.memory.device_pool.stats().new_blocks
-    for i, o in enumerate(outs):
-        np.testing.assert_array_equal(o.numpy(), (base + i) * 2)
+    for i in range(12):
+        np.testing.assert_array_equal(outs[2 * i].numpy(), (base + i) * 2)
+        np.testing.assert_array_equal(outs[2 * i + 1].numpy(), base + 100)
     assert rt.memory.device_pool.stats().new_blocks == blocks
+
+
+def test_a_write_after_read_gets_its_barrier(validation_gate):
+    """A tensor read by one op and then overwritten by the next (nothing else between them): the
+    write must wait for the read; synchronization validation reports it if it does not."""
+    from hlx_vulkan.ops.pointwise import launch
+    rt = hv.default_runtime()
+    x, w = hv.randn(4096), hv.randn(4096)
+    before = x.numpy()
+    rt.synchronize()
+    y = x * 2.0                                   # reads x
+    launch("x + CT(1)", [w], out=x)               # writes x, reads only w: a pure write after read
+    np.testing.assert_array_equal(y.numpy(), before * 2)
+    np.testing.assert_array_equal(x.numpy(), w.numpy() + 1)
+    assert not validation_gate.take_errors()
 
 
 def test_steady_state_loop_allocates_no_new_device_memory():
