@@ -84,6 +84,24 @@ def test_a_key_error_of_the_callers_own_is_not_taken_for_a_result():
         call(vkLookup)
 
 
+def test_fence_status_of_a_lost_device_is_an_error(ctx, monkeypatch):
+    from hlx_vulkan.vk import Fence
+    fence = Fence(ctx.device)
+    real = vkb.lib
+
+    class LostDevice:
+        def __getattr__(self, name):
+            if name == "vkGetFenceStatus":
+                return lambda device, fence: vkb.VK_ERROR_DEVICE_LOST
+            return getattr(real, name)
+    monkeypatch.setattr(vkb, "lib", LostDevice())
+    with pytest.raises(errors.DeviceLostError, match="vkGetFenceStatus"):
+        fence.is_signaled()
+    monkeypatch.undo()
+    assert not fence.is_signaled()
+    fence.destroy()
+
+
 OOM = textwrap.dedent("""
     import resource
     from hlx_vulkan import errors, vk
