@@ -106,6 +106,8 @@ class Device(Owner):
             storageBuffer8BitAccess=feats["storage_buffer_8bit"],
             timelineSemaphore=feats["timeline_semaphore"],
             bufferDeviceAddress=feats["buffer_device_address"],
+            vulkanMemoryModel=feats["vulkan_memory_model"],
+            vulkanMemoryModelDeviceScope=feats["vulkan_memory_model_device_scope"],
         )
         head, extensions = v12, []
         if feats["maintenance4"] or feats["subgroup_size_control"]:
