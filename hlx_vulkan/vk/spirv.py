@@ -65,7 +65,8 @@ _OP_TYPE_IMAGE, _OP_TYPE_SAMPLER, _OP_TYPE_SAMPLED_IMAGE, _OP_TYPE_ARRAY, _OP_TY
 _OP_TYPE_STRUCT, _OP_TYPE_POINTER, _OP_TYPE_FORWARD_POINTER, _OP_TYPE_COOP_MATRIX = 30, 32, 39, 4456
 _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_CONSTANT, _OP_CONSTANT_COMPOSITE, _OP_CONSTANT_NULL = 41, 42, 43, 44, 46
 _OP_SPEC_TRUE, _OP_SPEC_FALSE, _OP_SPEC_CONSTANT, _OP_SPEC_COMPOSITE, _OP_SPEC_OP = 48, 49, 50, 51, 52
-_OP_VARIABLE, _OP_DECORATE, _OP_MEMBER_DECORATE, _OP_EXECUTION_MODE_ID = 59, 71, 72, 331
+_OP_VARIABLE, _OP_ACCESS_CHAIN, _OP_IN_BOUNDS_ACCESS_CHAIN = 59, 65, 66
+_OP_DECORATE, _OP_MEMBER_DECORATE, _OP_EXECUTION_MODE_ID = 71, 72, 331
 # Every OpType* instruction; each has its result id first.
 _TYPE_OPS = frozenset(range(_OP_TYPE_VOID, _OP_TYPE_FORWARD_POINTER + 1)) | {_OP_TYPE_COOP_MATRIX, 4472, 5341, 5358}
 _CONSTANT_OPS = frozenset({_OP_CONSTANT, _OP_SPEC_CONSTANT, _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_SPEC_TRUE,
@@ -80,7 +81,7 @@ _MIN_OPERANDS = {
     _OP_TYPE_RUNTIME_ARRAY: 2, _OP_TYPE_STRUCT: 1, _OP_TYPE_POINTER: 3, _OP_TYPE_FORWARD_POINTER: 2,
     _OP_TYPE_COOP_MATRIX: 6, _OP_CONSTANT: 3, _OP_SPEC_CONSTANT: 3, _OP_CONSTANT_TRUE: 2, _OP_CONSTANT_FALSE: 2,
     _OP_SPEC_TRUE: 2, _OP_SPEC_FALSE: 2, _OP_CONSTANT_NULL: 2, _OP_CONSTANT_COMPOSITE: 2, _OP_SPEC_COMPOSITE: 2,
-    _OP_SPEC_OP: 3, _OP_VARIABLE: 3,
+    _OP_SPEC_OP: 3, _OP_VARIABLE: 3, _OP_ACCESS_CHAIN: 3, _OP_IN_BOUNDS_ACCESS_CHAIN: 3,
 }
 
 # Decorations
@@ -218,6 +219,7 @@ class _Types:
         self.array_strides: dict[int, int] = {}
         self.matrix_strides: dict[tuple[int, int], int] = {}
         self.bounded: list[tuple[int, int]] = []  # (storage class, pointee) of Workgroup/Private/Function variables
+        self.pointees: dict[int, int] = {}  # variable or access chain -> the type it points to
 
     def new_id(self, result: int, at: int) -> None:
         if not 0 < result < self.bound:
@@ -305,6 +307,36 @@ class _Types:
         self.consts[result] = entry
         if value is not None:
             self.constants[result] = value
+
+    def is_int_constant(self, const_id: int) -> bool:
+        c = self.consts.get(const_id)
+        return c is not None and self.defs.get(c[1], (None,))[0] == _OP_TYPE_INT
+
+    def access_chain(self, ops, at: int) -> None:
+        """Refuse a constant index past the end of an array, vector or matrix (undefined behaviour a
+        driver need not survive; spirv-val checks only struct members)."""
+        result_type = self.defs.get(ops[0], (None,))
+        if result_type[0] == _OP_TYPE_POINTER:
+            self.pointees[ops[1]] = result_type[1]
+        type_id = self.pointees.get(ops[2])
+        for index in ops[3:]:
+            d = self.defs.get(type_id, (None,))
+            c = self.consts.get(index)
+            known = c[2] if c is not None and c[0] == "value" else None
+            if d[0] == _OP_TYPE_STRUCT:
+                if known is None or known >= len(d[1]):
+                    return
+                type_id = d[1][known]
+                continue
+            if d[0] not in (_OP_TYPE_ARRAY, _OP_TYPE_RUNTIME_ARRAY, _OP_TYPE_VECTOR, _OP_TYPE_MATRIX):
+                return
+            length = d[2] if d[0] in (_OP_TYPE_VECTOR, _OP_TYPE_MATRIX) else None
+            if d[0] == _OP_TYPE_ARRAY and self.consts.get(d[2], ("",))[0] == "value":
+                length = self.consts[d[2]][2]
+            if known is not None and length is not None and known >= length:
+                raise InvalidShaderError(f"access chain %{ops[1]} at word {at} indexes element {known} of a "
+                                         f"{length}-element type %{type_id}")
+            type_id = d[1]
 
     def _width(self, type_id: int) -> int:
         d = self.defs.get(type_id, (None,))
@@ -496,8 +528,11 @@ def parse_spirv(data) -> SpirvReflection:
                 raise InvalidShaderError(f"variable %{ops[1]} at word {at} has a type %{ops[0]} that is not a "
                                          "pointer type defined before it")
             variables.append((ops[1], ops[0], ops[2]))
+            types.pointees[ops[1]] = pointer[1]
             if ops[2] in (_SC_WORKGROUP, _SC_PRIVATE, _SC_FUNCTION):
                 types.bounded.append((ops[2], pointer[1]))
+        elif op in (_OP_ACCESS_CHAIN, _OP_IN_BOUNDS_ACCESS_CHAIN):
+            types.access_chain(ops, at)
 
     if not entries:
         raise InvalidShaderError("the SPIR-V module has no entry point (no OpEntryPoint)")
@@ -514,8 +549,12 @@ def parse_spirv(data) -> SpirvReflection:
     for target, decs in decorations.items():
         if decs.get(_DEC_BUILTIN) == _BUILTIN_WORKGROUP_SIZE and target in types.composites:
             builtin_size = types.composites[target]
-            if len(builtin_size) != 3:
-                raise InvalidShaderError(f"the WorkgroupSize constant %{target} has {len(builtin_size)} components")
+            if len(builtin_size) != 3 or not all(types.is_int_constant(c) for c in builtin_size):
+                raise InvalidShaderError(f"the WorkgroupSize constant %{target} is not 3 integer constants")
+    for func_modes in modes.values():
+        for mode, operands in func_modes:
+            if mode == 38 and not all(types.is_int_constant(c) for c in operands[:3]):
+                raise InvalidShaderError(f"LocalSizeId names %{operands[:3]}, not 3 integer constants")
 
     entry_points = []
     named_modes = {}

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from hlx_vulkan import compile_glsl, errors
 from hlx_vulkan.vk import spirv as spirv_module
 from hlx_vulkan.vk.spirv import MAX_NESTING, max_spirv_version_for, parse_spirv, validate_spirv
-from spirv_words import (DEC_BINDING, OP_CAPABILITY, OP_CONSTANT, OP_DECORATE, OP_ENTRY_POINT, OP_EXECUTION_MODE,
-                         OP_NAME, OP_NOP, OP_TYPE_ARRAY, OP_TYPE_FLOAT, OP_TYPE_INT, OP_TYPE_POINTER, OP_TYPE_STRUCT,
+from spirv_words import (DEC_BINDING, OP_ACCESS_CHAIN, OP_CAPABILITY, OP_CONSTANT, OP_CONSTANT_COMPOSITE,
+                         OP_DECORATE, OP_ENTRY_POINT, OP_EXECUTION_MODE, OP_EXECUTION_MODE_ID, OP_NAME, OP_NOP,
+                         OP_TYPE_ARRAY, OP_TYPE_FLOAT, OP_TYPE_INT, OP_TYPE_POINTER, OP_TYPE_STRUCT, OP_TYPE_VECTOR,
                          OP_VARIABLE, find, instr, instructions, module, mutated_modules, pack, string,
                          words_of)
 
@@ -210,6 +211,23 @@ def test_malformed_operands_named():
     _refuses(module(int32, instr(OP_TYPE_ARRAY, 3, 2, 2)), "length %2 that is not a constant")
     _refuses(module(instr(OP_TYPE_INT, 2, 7, 0)), "7 bits wide")
     _refuses(module(int32, instr(OP_TYPE_INT, 200, 32, 0)), "outside the module's bound")
+
+
+def test_a_constant_index_past_the_end_of_an_array():
+    """Found by scripts/fuzz.py: spirv-val passes p.a[4] into uint a[4]; the validation layer does not."""
+    body = [instr(OP_TYPE_INT, 2, 32, 0), instr(OP_CONSTANT, 2, 3, 4), instr(OP_TYPE_ARRAY, 4, 2, 3),
+            instr(OP_TYPE_STRUCT, 5, 2, 4), instr(OP_TYPE_POINTER, 6, 9, 5), instr(OP_VARIABLE, 6, 7, 9),
+            instr(OP_TYPE_POINTER, 8, 9, 2), instr(OP_CONSTANT, 2, 10, 1), instr(OP_CONSTANT, 2, 11, 3)]
+    parse_spirv(module(*body, instr(OP_ACCESS_CHAIN, 8, 12, 7, 10, 11)))
+    _refuses(module(*body, instr(OP_ACCESS_CHAIN, 8, 12, 7, 10, 3)), "indexes element 4 of a 4-element type")
+
+
+def test_local_size_id_of_anything_but_integer_constants():
+    """Found by scripts/fuzz.py: LocalSizeId naming a composite passes spirv-val, not the layer's parser."""
+    body = [instr(OP_TYPE_INT, 2, 32, 0), instr(OP_CONSTANT, 2, 3, 8), instr(OP_TYPE_VECTOR, 4, 2, 3),
+            instr(OP_CONSTANT_COMPOSITE, 4, 5, 3, 3, 3)]
+    parse_spirv(module(instr(OP_EXECUTION_MODE_ID, 1, 38, 3, 3, 3), *body))
+    _refuses(module(instr(OP_EXECUTION_MODE_ID, 1, 38, 3, 3, 5), *body), "LocalSizeId names .* not 3 integer")
 
 
 def test_shared_and_private_bytes_follow_specialization():
