@@ -117,7 +117,8 @@ OOM = textwrap.dedent("""
         print("typed", exc.call, exc.result)
     resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     # The layer reports the failed call's result itself; anything else would be a usage error.
-    print("validation errors:", [m.text for m in validation.errors_since(0) if "VK_ERROR_OUT_OF_DEVICE_MEMORY" not in m.text])
+    print("validation errors:",
+          [m.text for m in validation.errors_since(0) if "VK_ERROR_OUT_OF_DEVICE_MEMORY" not in m.text])
     ctx.cleanup()
 """)
 

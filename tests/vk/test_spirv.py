@@ -10,8 +10,7 @@ from hlx_vulkan.vk.spirv import MAX_NESTING, max_spirv_version_for, parse_spirv,
 from spirv_words import (DEC_BINDING, OP_ACCESS_CHAIN, OP_CAPABILITY, OP_CONSTANT, OP_CONSTANT_COMPOSITE,
                          OP_DECORATE, OP_ENTRY_POINT, OP_EXECUTION_MODE, OP_EXECUTION_MODE_ID, OP_NAME, OP_NOP,
                          OP_TYPE_ARRAY, OP_TYPE_FLOAT, OP_TYPE_INT, OP_TYPE_POINTER, OP_TYPE_STRUCT, OP_TYPE_VECTOR,
-                         OP_VARIABLE, find, instr, instructions, module, mutated_modules, pack, string,
-                         words_of)
+                         OP_VARIABLE, find, instr, module, mutated_modules, pack, string, words_of)
 
 LAYOUTS = """
 #version 450
