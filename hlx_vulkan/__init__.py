@@ -17,6 +17,7 @@ from .autograd import engine as _engine  # binds Tensor.backward
 from .autograd.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .compiler import compile_glsl
 from .errors import HlxError
+from .jit import JitFunction, jit
 from .memory.dtypes import bfloat16, float16, float32, int8, int32, uint8, uint32
 from .ops import Tensor, tensor
 from .ops import elementwise as _ew
@@ -48,7 +49,8 @@ def synchronize() -> None:
 
 
 __all__ = [
-    "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Buffer",
+    "Graph", "JitFunction", "capture", "jit", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    "Buffer",
     "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Generator", "HlxError", "Runtime",
     "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "compile_glsl", "default_runtime",
     "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "manual_seed", "matmul",

@@ -62,7 +62,8 @@ def _info(args) -> int:
 def _train(args) -> int:
     from .training.digits import train_digits
     result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          hidden=args.hidden, out_dir=args.out, capture=args.capture, progress=not args.quiet)
+                          hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
+                          progress=not args.quiet)
     print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {args.epochs} epochs "
           f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     if args.out:
@@ -74,16 +75,20 @@ def _train(args) -> int:
 def _verify(args) -> int:
     import os
 
-    from .checkpoint import file_digest, load_checkpoint, state_digest
+    from .checkpoint import file_digest, load_checkpoint, read_manifest, state_digest
     manifest_path = os.path.join(args.dir, "manifest.json")
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise errors.CheckpointError(f"{manifest_path}: cannot read it ({e})") from None
+    manifest = read_manifest(manifest_path)
     ckpt = manifest.get("checkpoint", {})
-    path = os.path.join(args.dir, ckpt.get("file", "model.safetensors"))
-    if "sha256" in ckpt and file_digest(path) != ckpt["sha256"]:
+    if not isinstance(ckpt, dict):
+        raise errors.CheckpointError(f"{manifest_path}: 'checkpoint' is not an object")
+    file, sha = ckpt.get("file", "model.safetensors"), ckpt.get("sha256")
+    # The checkpoint must sit beside its manifest: a manifest does not get to name any file on disk.
+    if not isinstance(file, str) or not file.isprintable() or file in ("", ".", "..") or os.path.basename(file) != file:
+        raise errors.CheckpointError(f"{manifest_path}: checkpoint file {file!r} is not a file name in {args.dir}")
+    if sha is not None and not isinstance(sha, str):
+        raise errors.CheckpointError(f"{manifest_path}: checkpoint sha256 {sha!r} is not a string")
+    path = os.path.join(args.dir, file)
+    if sha is not None and file_digest(path) != sha:
         raise errors.CheckpointError(f"{path}: the file's SHA-256 differs from the manifest's")
     state = load_checkpoint(path, manifest)
     digest = state_digest(manifest["tensors"])
@@ -115,7 +120,10 @@ def main(argv=None) -> int:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--hidden", type=int, default=256)
     train.add_argument("--out", metavar="DIR", help="write training.png, model.safetensors and manifest.json here")
-    train.add_argument("--capture", action="store_true", help="record one training step and replay it")
+    replay = train.add_mutually_exclusive_group()
+    replay.add_argument("--capture", action="store_true", help="record one training step and replay it")
+    replay.add_argument("--jit", action="store_true", help="wrap the training step in hv.jit (eager, captured, "
+                        "then replayed with each batch fed in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
     verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")

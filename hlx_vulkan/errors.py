@@ -33,7 +33,7 @@ class OutOfDeviceMemoryError(VulkanError, MemoryError):
 
 
 class OutOfHostMemoryError(VulkanError, MemoryError):
-    """VK_ERROR_OUT_OF_HOST_MEMORY."""
+    """VK_ERROR_OUT_OF_HOST_MEMORY, or VK_ERROR_MEMORY_MAP_FAILED (no host address space left to map)."""
 
 
 class DeviceLostError(VulkanError):
@@ -91,3 +91,9 @@ class CheckpointError(HlxError):
 class CaptureError(HlxError):
     """Something inside ``hv.capture()`` cannot be recorded for replay (a host sync, a random
     draw, a host upload into a captured tensor), or a live graph still uses what was freed."""
+
+
+class JitError(CaptureError):
+    """A call that ``hv.jit`` will not replay: arguments that differ from the captured ones
+    under ``strict=True``, or an argument a graph cannot take (a tensor that carries gradients
+    from outside the function)."""

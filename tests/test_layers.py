@@ -20,10 +20,10 @@ LAYERS = [
     {"memory"},
     {"runtime", "precision"},
     {"autograd.graph"},
-    {"ops"},
+    {"ops", "jit"},  # jit wraps capture around a function and copies its Tensor arguments in
     {"autograd.engine", "autograd"},
     {"nn", "optim", "checkpoint"},
-    {"training"},
+    {"training", "warmup"},
     {"cli", ""},  # "" is the package's own __init__, the public face over everything
 ]
 

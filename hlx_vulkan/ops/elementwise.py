@@ -66,7 +66,7 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
 
 @differentiable(_saved_grad_rule("x > CT(0) ? y : CT(0)"), saves=("out",))
 def relu(x: Tensor) -> Tensor:
-    return launch("(x > CT(0) ? x : CT(0))", [x])
+    return launch("hlx_max(x, CT(0))", [x])  # NaN propagates, as in torch and numpy
 
 
 def _gelu_backward(ctx, g):

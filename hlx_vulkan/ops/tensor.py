@@ -107,6 +107,11 @@ class Tensor:
         """The same memory, outside the autograd graph."""
         return self._view(self.shape, self.strides)
 
+    @property
+    def is_leaf(self) -> bool:
+        """Made by the user (or under no_grad), not by a recorded differentiable op."""
+        return self._node is None
+
     def requires_grad_(self, flag: bool = True) -> "Tensor":
         if flag and not self.dtype.is_float:
             raise errors.DTypeError(f"only floating-point tensors can require grad, not {self.dtype.name}")
@@ -218,14 +223,21 @@ def empty(shape, dtype="float32", runtime: Runtime | None = None) -> Tensor:
     return Tensor(rt.memory.empty(shape, dtype), rt)
 
 
+def host_dtype(array: np.ndarray) -> DType:
+    """The dtype :func:`from_numpy` gives a host array when none is named."""
+    if array.dtype == np.float64:
+        return dtype_of("float32")  # like torch.tensor: Python floats become float32
+    if array.dtype == np.int64:
+        return dtype_of("int32")
+    if array.dtype == np.dtype(bool):
+        return dtype_of("uint8")
+    return dtype_of(array.dtype)
+
+
 def from_numpy(array, dtype=None, runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
     rt = runtime or default_runtime()
     a = np.asarray(array)
-    if dtype is None and a.dtype == np.float64:
-        dtype = "float32"  # like torch.tensor: Python floats become float32
-    elif dtype is None and a.dtype in (np.int64, np.dtype(bool)):
-        dtype = "int32" if a.dtype == np.int64 else "uint8"
-    dt = dtype_of(dtype if dtype is not None else a.dtype)
+    dt = host_dtype(a) if dtype is None else dtype_of(dtype)
     buf = rt.memory.empty(a.shape, dt)
     rt.upload(buf, a)
     t = Tensor(buf, rt)
@@ -259,7 +271,8 @@ def new_tensor(runtime: Runtime, shape: tuple, dtype: DType, strides: tuple) -> 
     return Tensor(runtime.memory.fresh(shape, dtype, strides, n * dtype.numpy.itemsize), runtime)
 
 
-__all__ = ["Tensor", "contiguous_strides", "empty", "from_numpy", "new_tensor", "normalize_axis", "tensor"]
+__all__ = ["Tensor", "contiguous_strides", "empty", "from_numpy", "host_dtype", "new_tensor", "normalize_axis",
+           "tensor"]
 
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
 from . import elementwise as _ew  # noqa: E402

@@ -43,8 +43,7 @@ def _operands(rng, M, N, K, dtype, ta=False, tb=False, batch=()):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("sa,sb", SHAPES, ids=str)
-def test_matmul_matches_numpy(dtype, sa, sb):
-    rng = np.random.default_rng()
+def test_matmul_matches_numpy(dtype, sa, sb, rng):
     a, b = randn(rng, sa, dtype), randn(rng, sb, dtype)
     got = hv.tensor(a) @ hv.tensor(b)
     ref = f64(a) @ f64(b)
@@ -55,17 +54,16 @@ def test_matmul_matches_numpy(dtype, sa, sb):
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)], ids=["At@B", "A@Bt", "At@Bt"])
 @pytest.mark.parametrize("M,N,K", [(40, 64, 32), (17, 33, 65), (128, 8, 24)], ids=str)
-def test_transposed_operands(dtype, ta, tb, M, N, K):
+def test_transposed_operands(dtype, ta, tb, M, N, K, rng):
     """The MLP's backward products read transposed views (loaded along their contiguous dimension,
     as vectors where aligned)."""
-    ha, hb, a, b = _operands(np.random.default_rng(), M, N, K, dtype, ta, tb)
+    ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
     check((ha @ hb).numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_strided_and_offset_operands(dtype):
+def test_strided_and_offset_operands(dtype, rng):
     """Views that start off a vector boundary or skip rows take the scalar loads."""
-    rng = np.random.default_rng()
     a, b = randn(rng, (50, 41), dtype), randn(rng, (39, 72), dtype)
     ha, hb = hv.tensor(a), hv.tensor(b)
     cases = [(ha[1:33, 3:35], hb[5:37, 1:70]),       # offsets by one element, odd row strides
@@ -77,8 +75,7 @@ def test_strided_and_offset_operands(dtype):
         check((x @ y).numpy(), rx @ ry, dtype, TOL[dtype])
 
 
-def test_transposed_operands_need_no_copy():
-    rng = np.random.default_rng()
+def test_transposed_operands_need_no_copy(rng):
     a, b = randn(rng, (40, 30), "float32"), randn(rng, (50, 40), "float32")
     ta, tb = hv.tensor(a).T, hv.tensor(b).T
     dispatched = ta.runtime.stream.dispatches
@@ -87,8 +84,7 @@ def test_transposed_operands_need_no_copy():
     check(got.numpy(), f64(a).T @ f64(b).T, "float32", 1e-4)
 
 
-def test_every_output_written_over_poison_and_k_zero():
-    rng = np.random.default_rng()
+def test_every_output_written_over_poison_and_k_zero(rng):
     a, b = randn(rng, (33, 17), "float32"), randn(rng, (17, 65), "float32")
     out = hv.full((33, 65), np.nan)
     hv.matmul(hv.tensor(a), hv.tensor(b), out=out)
@@ -111,10 +107,9 @@ def _bits(t):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
-def test_matmul_is_deterministic(dtype, chunk, monkeypatch):
+def test_matmul_is_deterministic(dtype, chunk, monkeypatch, rng):
     if chunk:
         _short_chunks(monkeypatch, chunk)
-    rng = np.random.default_rng()
     a, b = hv.tensor(randn(rng, (130, 257), dtype)), hv.tensor(randn(rng, (257, 70), dtype))
     assert (a @ b).digest() == (a @ b).digest()
 
@@ -132,11 +127,11 @@ def test_chunk_length_depends_on_k_alone():
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("M,N,K,ta,tb", [(37, 45, 200, False, False), (33, 17, 64, True, False),
                                          (20, 70, 130, False, True), (9, 12, 1000, True, True)], ids=str)
-def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch):
+def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch, rng):
     """Split-K (float32 chunk sums added in chunk order by a second pass) is right, and on a CPU
     device gives the bits of the one-pass kernel, which sums the same chunks in the same order."""
     _short_chunks(monkeypatch)
-    ha, hb, a, b = _operands(np.random.default_rng(), M, N, K, dtype, ta, tb)
+    ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
     rt = hv.default_runtime()
     dispatched = rt.stream.dispatches
     got = ha @ hb
@@ -150,12 +145,11 @@ def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
-def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch):
+def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch, rng):
     """A row of A @ B has the same bits whether A has 1, 17 or 300 rows, or sits in a batch: the
     tile (chosen from the size) never changes the reduction order."""
     if chunk:
         _short_chunks(monkeypatch, chunk)
-    rng = np.random.default_rng()
     K, N = 300, 70
     a = hv.tensor(randn(rng, (300, K), dtype))
     w = hv.tensor(randn(rng, (N, K), dtype)).T  # as nn.Linear reads its weight
@@ -169,14 +163,14 @@ def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
-def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, matmul_kernel, monkeypatch):
+def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, matmul_kernel, monkeypatch, rng):
     """The tiled kernel's tiles and (on CPU devices) the direct kernel agree bit for bit; so do
     the cooperative-matrix tiles among themselves."""
     if matmul_kernel is not None:
         pytest.skip("compares every kernel itself")
     if chunk:
         _short_chunks(monkeypatch, chunk)
-    ha, hb, _, _ = _operands(np.random.default_rng(), 37, 45, 200, dtype, tb=True)
+    ha, hb, _, _ = _operands(rng, 37, 45, 200, dtype, tb=True)
     families = {"tiled": list(mm.TILES)}
     if _coop(dtype):
         families["coop"] = list(mm.COOP_TILES)
