@@ -156,8 +156,8 @@ MUTATIONS = [
       'if digest != expected[key].get("digest"):', "if False:", ("tests/test_checkpoint.py",)),
     # --- capture and replay ---------------------------------------------------------------------
     M("replay skips the after-run hooks (draws repeat)", "runtime (replay)", "hlx_vulkan/runtime/capture.py",
-      "        for hook in self.hooks.values():\n            hook.after_run()",
-      "        for hook in ():\n            hook.after_run()", ("tests/runtime/test_capture.py",)),
+      "            for hook in self.hooks.values():\n                hook.after_run()",
+      "            for hook in ():\n                hook.after_run()", ("tests/runtime/test_capture.py",)),
     M("replay submits only the first command buffer", "runtime (replay)", "hlx_vulkan/vk/record.py",
       '"commandBufferCount": len(command_buffers),', '"commandBufferCount": 1,', ("tests/runtime/test_capture.py",)),
     # --- the validation gate --------------------------------------------------------------------
