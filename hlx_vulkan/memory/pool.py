@@ -24,6 +24,7 @@ from ..vk import Buffer, BufferUsageFlags, MemoryPropertyFlags
 from .ranges import RangeAllocator
 
 DEFAULT_BLOCK_SIZE = 64 << 20
+_OUT_OF_MEMORY = (errors.OutOfDeviceMemoryError, errors.OutOfHostMemoryError)
 # Size classes, as PyTorch's caching allocator rounds: multiples of 512 bytes below 1 MiB, of
 # 2 MiB above: a little padding, and few classes, so freed ranges find takers.
 SMALL_CLASS_STEP = 512
@@ -253,21 +254,24 @@ class MemoryPool:
             if found is None:
                 try:
                     found = self._carve(cls, align, grow=True)
-                except errors.OutOfDeviceMemoryError:
-                    if not (self._cached and self.on_pressure()):
-                        raise self._out_of_memory(cls) from None
-                    self.trim()
+                except _OUT_OF_MEMORY:
+                    # The driver is out: let the device finish, give every cached range and empty
+                    # block back (where the device cannot be waited for, the empty blocks only), and
+                    # try once more.
+                    if self.on_pressure():
+                        self._release_cached()
+                    self._free_empty_blocks()
                     try:
                         found = self._carve(cls, align, grow=True)
-                    except errors.OutOfDeviceMemoryError:
-                        raise self._out_of_memory(cls) from None
+                    except _OUT_OF_MEMORY as exc:
+                        raise self._out_of_memory(cls, exc) from None
             return self._handed_out(*found, cls, size, 0, (cls, align))
 
-    def _out_of_memory(self, size: int) -> errors.OutOfDeviceMemoryError:
-        return errors.OutOfDeviceMemoryError(
-            "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
-            f"pool '{self.kind}' could not reserve {size} bytes ({self._in_use} bytes in use, "
-            f"{self._reserved()} reserved)")
+    def _out_of_memory(self, size: int, cause: errors.VulkanError) -> errors.VulkanError:
+        return type(cause)(
+            cause.call, cause.result,
+            f"pool '{self.kind}' could not reserve {size} bytes, even after giving back its cached ranges "
+            f"({self._in_use} bytes in use, {self._reserved()} reserved)")
 
     def _carve(self, cls: int, align: int, grow: bool):
         """(block, offset) of a new range of ``cls`` bytes; None when no block has room and not ``grow``."""
@@ -312,19 +316,24 @@ class MemoryPool:
                 if block.buffer.alive:
                     block.ranges.free(offset)
 
+    def _free_empty_blocks(self) -> int:
+        # A block with no range handed out or cached is used by no recorded work: a range goes back
+        # to its block only in _release_cached, after the device finished with it.
+        freed = 0
+        for block in self._blocks:
+            if block.ranges.empty:
+                freed += block.buffer.size
+                block.buffer.destroy()
+        self._drop_dead_blocks()
+        return freed
+
     def trim(self) -> int:
         """Give the free lists' ranges back to their blocks and free the blocks left empty; returns
         the bytes given back to the device. The device must be done with every freed range (the
         runtime's ``empty_cache()`` synchronizes first)."""
         with self._lock:
             self._release_cached()
-            freed = 0
-            for block in self._blocks:
-                if block.ranges.empty:
-                    freed += block.buffer.size
-                    block.buffer.destroy()
-            self._drop_dead_blocks()
-            return freed
+            return self._free_empty_blocks()
 
     def destroy(self) -> None:
         """Free every block; allocations still held report themselves destroyed."""
