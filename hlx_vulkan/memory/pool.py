@@ -185,6 +185,7 @@ class MemoryPool:
         self._peak = 0
         self._peak_reserved = 0
         self._new_blocks = 0
+        self._destroyed = False
         # A bare pool's user orders their own work: its freed ranges can always be coalesced.
         self.on_pressure = lambda: True
 
@@ -335,9 +336,16 @@ class MemoryPool:
             self._release_cached()
             return self._free_empty_blocks()
 
+    @property
+    def alive(self) -> bool:
+        """False once destroyed (or its device is)."""
+        return not self._destroyed and self.device.alive
+
     def destroy(self) -> None:
-        """Free every block; allocations still held report themselves destroyed."""
+        """Free every block; allocations still held report themselves destroyed. The device must
+        be done with them (the runtime drains its stream first)."""
         with self._lock:
+            self._destroyed = True
             self._free.clear()
             for block in self._blocks:
                 block.buffer.destroy()

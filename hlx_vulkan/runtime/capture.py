@@ -138,6 +138,9 @@ class Graph:
             raise errors.CaptureError("this graph is still being captured")
         stream = self.runtime.stream
         with stream.lock:  # one replay at a time; another thread's capture finishes first
+            if not (self.device.alive and self.runtime.memory.alive
+                    and (not self._pools or self._pools[0].alive)):
+                raise errors.DestroyedError("this graph's device, memory pools or runtime were destroyed")
             if stream.capturing:
                 raise errors.CaptureError("a graph cannot be replayed inside another capture")
             for hook in self.hooks.values():

@@ -258,6 +258,11 @@ class KernelCache:
         for k in self._kernels.values():
             k.reset_sets()
 
+    def freeze(self, timeout: float) -> None:
+        """Take the build lock for good (waiting up to ``timeout`` seconds for a build in progress):
+        no kernel is built after this. For an exit with other threads still running."""
+        self._lock.acquire(timeout=timeout)
+
     def destroy(self) -> None:
         for k in self._kernels.values():
             k.destroy()

@@ -21,6 +21,7 @@ from .. import errors
 from ..memory import MemoryManager, TensorBuffer
 from ..vk import VulkanContext
 from ..vk.buffer import as_bytes_view
+from ..vk.device import EXIT_LOCK_TIMEOUT_S
 from ..vk.shader import target_env_for
 from .kernels import Kernel, KernelCache
 from .stream import Stream
@@ -56,6 +57,10 @@ class Runtime:
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
         self.plans: dict = {}
+        self._closed = False
+        self.memory.before_destroy = self.stream.drain
+        # The context's cleanup (or the process's exit) finishes this runtime's work first.
+        self.device.on_close(self._device_closing)
 
     def _before_descriptor_reset(self) -> None:
         if self.stream.capturing or len(self.live_graphs):
@@ -151,15 +156,42 @@ class Runtime:
             self.memory.write_many([(buf, a)])
 
     def close(self) -> None:
-        if self.device.alive:
-            for graph in list(self.live_graphs):
-                graph.destroy()
-            self.stream.synchronize()
-            self.stream.destroy()
-            self.kernels.destroy()
-            self.memory.destroy()
+        """Finish the recorded work and every graph's replays, then free this runtime's Vulkan
+        objects (and its context, when it made it). Tensors used after this raise DestroyedError."""
+        self._shutdown()
         if self.own_context:
             self.ctx.cleanup()
+
+    def _shutdown(self) -> None:
+        with self.stream.lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self.device.alive:
+                return
+            try:
+                for graph in list(self.live_graphs):
+                    if self.stream.capture_graph is not graph:
+                        graph.destroy()
+                self.stream.destroy()    # submits what is recorded, waits for it
+            finally:
+                self.kernels.destroy()
+                self.memory.destroy()
+
+    def _device_closing(self, hold: bool) -> None:
+        """Called by the device before it is destroyed, or at exit. With ``hold`` (an exit with
+        other threads still running) the stream, transfer and build locks are taken for good, the
+        recorded work drained, and nothing freed: another thread may be using any of it."""
+        if not hold:
+            self._shutdown()
+            return
+        if self.stream.lock.acquire(timeout=EXIT_LOCK_TIMEOUT_S):  # kept
+            try:
+                self.stream.drain()
+            except errors.HlxError:
+                pass  # the exit goes on: the device is waited for idle after this
+        self.memory.stager.freeze(EXIT_LOCK_TIMEOUT_S)
+        self.kernels.freeze(EXIT_LOCK_TIMEOUT_S)
 
 
 _default: Runtime | None = None

@@ -253,6 +253,8 @@ class Stream:
     def synchronize(self) -> None:
         """Submit what is recorded and wait until the device has finished all of it."""
         with self.lock:
+            if not self._pool.alive:
+                raise errors.DestroyedError("this runtime was closed, or its device destroyed")
             if self._capture is not None:
                 raise errors.CaptureError("a host sync (.numpy(), .item(), synchronize(), a read-back) inside "
                                           "hv.capture() cannot be replayed; read results after graph.replay()")
@@ -261,12 +263,31 @@ class Stream:
                 self._retire_oldest()
             self.completed = self.serial - 1
 
+    @property
+    def alive(self) -> bool:
+        return self._pool.alive
+
+    def drain(self) -> None:
+        """Submit what is recorded (unless it belongs to a capture) and wait for all of it: what
+        teardown does first. No CaptureError: a capture in progress is simply not submitted."""
+        with self.lock:
+            if not self._pool.alive:
+                return
+            if self._capture is None:
+                self.submit()
+            while self._in_flight:
+                self._retire_oldest()
+            self.completed = self.serial - 1
+
     def destroy(self) -> None:
+        """Finish the recorded work (:meth:`drain`), then free the command buffers; later use of
+        the stream raises :class:`~hlx_vulkan.errors.DestroyedError`."""
         with self.lock:
             if self._pool.alive:
-                if self._cmd is not None:
-                    self._pool.end_command_buffer(self._cmd)
+                try:
+                    self.drain()
+                finally:
                     self._cmd = None
-                self._in_flight.clear()
-                self._keep = []
-                self._pool.destroy()
+                    self._in_flight.clear()
+                    self._keep = []
+                    self._pool.destroy()

@@ -32,10 +32,21 @@ def live_objects() -> dict[str, int]:
         return {k: v for k, v in _live.items() if v}
 
 
+_abandoned = False
+
+
+def abandon_at_exit() -> None:
+    """From now on, finalizers free nothing: the process is exiting with other threads still
+    running, which may use any object; the operating system reclaims the device's memory."""
+    global _abandoned
+    _abandoned = True
+
+
 def _run_destroy(kind: str, destroy_fn, args) -> None:
     with _live_lock:
         _live[kind] -= 1
-    destroy_fn(*args)
+    if not _abandoned:
+        destroy_fn(*args)
 
 
 class VkObject:

@@ -144,3 +144,129 @@ def test_the_drivers_out_of_memory_is_a_typed_error_and_the_next_allocation_work
     assert lines[0].startswith("oom ") and lines[0].endswith(" True"), out.stdout
     assert 2 <= int(lines[0].split()[1]) < 16
     assert lines[1] == f"after {3.0 * (2 << 20)}", out.stdout
+
+
+# --- teardown with work in flight ---------------------------------------------------------
+
+def test_cleanup_with_recorded_work_waits_for_it_then_tensors_raise_destroyed():
+    from hlx_vulkan.vk import live_objects
+    gc.collect()
+    baseline = live_objects()
+    ctx = VulkanContext()
+    rt = Runtime(ctx)
+    x = hv.tensor(np.arange(100_000, dtype=np.float32), runtime=rt)
+    y = x * 2.0 + 1.0
+    assert rt.stream.recording
+    submits = rt.stream.submits
+    ctx.cleanup()                      # before: aborted the process at y.numpy() below
+    assert rt.stream.submits == submits + 1 and rt.stream.completed == rt.stream.serial - 1
+    with pytest.raises(errors.DestroyedError):
+        y.numpy()
+    with pytest.raises(errors.DestroyedError):
+        y + 1.0
+    with pytest.raises(errors.DestroyedError):
+        hv.ones(4, runtime=rt)
+    with pytest.raises(errors.DestroyedError):
+        rt.synchronize()
+    rt.close()                         # nothing left to do, and no error
+    del x, y
+    gc.collect()
+    assert live_objects() == baseline
+
+
+def test_runtime_close_and_context_exit_finish_recorded_work():
+    with VulkanContext() as ctx:
+        rt = Runtime(ctx)
+        y = hv.ones(1000, runtime=rt).sum()
+        with hv.capture(rt) as graph:
+            z = y * 3.0
+        graph.replay()
+        rt.close()
+        assert not graph.alive
+        with pytest.raises(errors.DestroyedError):
+            z.numpy()
+        with pytest.raises(errors.DestroyedError):
+            graph.replay()
+
+
+@pytest.mark.parametrize("how", ["memory pools destroyed", "context cleaned up"])
+def test_replay_after_its_memory_is_gone_raises_destroyed(how):
+    ctx = VulkanContext()
+    rt = Runtime(ctx)
+    x = hv.ones(4096, runtime=rt)
+    with hv.capture(rt) as graph:
+        y = (x * 2.0).sum()
+    graph.replay()
+    assert y.item() == 8192.0
+    graph.replay()                     # in flight while its memory goes
+    if how == "memory pools destroyed":
+        rt.memory.destroy()            # before: the next replay segfaulted
+    else:
+        ctx.cleanup()
+    with pytest.raises(errors.DestroyedError):
+        graph.replay()
+    with pytest.raises(errors.DestroyedError):
+        y.item()
+    graph.destroy()
+    rt.close()
+    ctx.cleanup()
+
+
+@pytest.mark.parametrize("submitted", [False, True])
+def test_memory_freed_while_pending_work_reads_it_is_safe(submitted):
+    """``free()`` while a recorded (or submitted, unfinished) op reads the memory, then a new
+    allocation takes the same range and is filled from the host: the op still sees the old values."""
+    rt = hv.default_runtime()
+    n = 1 << 16
+    a = hv.tensor(np.arange(n, dtype=np.float32))
+    rt.synchronize()
+    y = a * 2.0
+    if submitted:
+        rt.stream.submit()
+    key = a.buf.allocation.key
+    a.buf.free()
+    b = hv.tensor(np.full(n, np.nan, np.float32))     # the freed range, overwritten from the host
+    assert b.buf.allocation.key == key
+    c = b + 1.0
+    np.testing.assert_array_equal(y.numpy(), np.arange(n, dtype=np.float32) * 2)
+    assert np.isnan(c.numpy()).all()
+
+
+_DAEMON = """
+import sys, threading, time
+import numpy as np
+import hlx_vulkan as hv
+mode = sys.argv[1]
+x = hv.randn(4096)
+if mode == "replay":
+    with hv.capture() as graph:
+        y = (x * 1.5 + 2.0).sum()
+started = threading.Event()
+def work():
+    i = 0
+    while True:
+        if mode == "replay":
+            graph.replay()
+        else:
+            y = x * 1.5 + 2.0
+        if mode == "item" and i % 10 == 0:
+            y.sum().item()
+        if mode == "upload":
+            hv.tensor(np.ones(1000 + i % 7, np.float32)).numpy()
+        i += 1
+        started.set()
+threading.Thread(target=work, daemon=True).start()
+started.wait()
+time.sleep(0.2)
+print("exit")
+"""
+
+
+@pytest.mark.parametrize("mode", ["ops", "item", "upload", "replay"])
+def test_exit_with_a_daemon_thread_still_computing_is_clean(mode):
+    """Before: 6 of 11 such exits crashed (segfault or abort) or printed DestroyedError from the thread."""
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", _DAEMON, mode], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+        assert out.stdout == "exit\n"
+        assert out.stderr == "", out.stderr[-3000:]
