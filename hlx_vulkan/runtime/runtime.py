@@ -52,7 +52,7 @@ class Runtime:
         self.memory.device_pool.on_pressure = self._make_room
         self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
-                                   before_reset=self._before_descriptor_reset)
+                                   stream=self.stream)
         limits = self.device.limits
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
@@ -61,12 +61,6 @@ class Runtime:
         self.memory.before_destroy = self.stream.drain
         # The context's cleanup (or the process's exit) finishes this runtime's work first.
         self.device.on_close(self._device_closing)
-
-    def _before_descriptor_reset(self) -> None:
-        if self.stream.capturing or len(self.live_graphs):
-            raise errors.LimitExceededError("a kernel's descriptor-set cache is full while a captured graph uses its "
-                                            "sets; destroy graphs you no longer need")
-        self.stream.synchronize()
 
     def _make_room(self) -> bool:
         """Let the device pool coalesce its cached ranges: possible once the device is idle."""

@@ -135,7 +135,7 @@ class Stream:
         keys = [a.key for a in allocations]
         with self.lock:
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
-            descriptor_set = kernel.descriptor_set(keys, allocations)
+            descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
             if self._cmd is None:
                 self._begin()
             written, read = self._written, self._read

@@ -270,3 +270,51 @@ def test_exit_with_a_daemon_thread_still_computing_is_clean(mode):
         assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
         assert out.stdout == "exit\n"
         assert out.stderr == "", out.stderr[-3000:]
+
+
+# --- eager work beside live graphs --------------------------------------------------------
+
+def test_eager_work_goes_on_beside_a_live_graph_past_the_descriptor_set_cache(own_runtime, monkeypatch):
+    """Before: once a kernel's set cache was full (MAX_SETS; 4096, some 8,000 new large tensors)
+    with a graph alive, every op raised LimitExceededError. Now the pool a graph uses is set
+    aside, untouched, and eager work takes another; replays stay right throughout."""
+    from hlx_vulkan.runtime import kernels
+    monkeypatch.setattr(kernels, "MAX_SETS", 4)
+    rt = own_runtime
+    rt.memory.device_pool.block_size = 8192     # a block per tensor: new ranges, new sets, every op
+    x = hv.full((2048,), 1.0, runtime=rt)
+    rt.kernels.reset_usage()
+    with hv.capture(rt) as graph:
+        y = x * 3.0
+    (kernel,) = rt.kernels.used()
+    keep = []
+    for i in range(40):                          # ten pools' worth of sets for the same kernel
+        t = hv.full((2048,), float(i), runtime=rt)
+        keep.append(t * 3.0)
+        if i % 7 == 0:
+            x.copy_(np.full(2048, float(i), np.float32))
+            graph.replay()
+            np.testing.assert_array_equal(y.numpy(), np.full(2048, 3.0 * i, np.float32))
+    assert [k.numpy()[0] for k in keep] == [3.0 * i for i in range(40)]
+    pools = kernel.descriptor_pools
+    assert 2 <= pools <= 3                       # the graph's pool set aside; eager pools recycled
+    graph.destroy()
+    for i in range(20):                          # the graph's pool is recycled too, once it is gone
+        keep[i] = hv.full((2048,), float(i), runtime=rt) * 3.0
+    assert [k.numpy()[0] for k in keep[:20]] == [3.0 * i for i in range(20)]
+    assert kernel.descriptor_pools == pools
+
+
+def test_a_capture_that_fills_a_set_cache_takes_a_new_pool_without_a_sync(own_runtime, monkeypatch):
+    from hlx_vulkan.runtime import kernels
+    monkeypatch.setattr(kernels, "MAX_SETS", 2)
+    rt = own_runtime
+    rt.memory.device_pool.block_size = 8192
+    xs = [hv.full((2048,), float(i), runtime=rt) for i in range(5)]
+    with hv.capture(rt) as graph:
+        ys = [x * 2.0 for x in xs]               # five sets: three pools, none reset mid-capture
+    for x in xs:
+        x.copy_(np.full(2048, 7.0, np.float32))
+    graph.replay()
+    assert [y.numpy()[0] for y in ys] == [14.0] * 5
+    graph.destroy()
