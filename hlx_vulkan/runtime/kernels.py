@@ -6,6 +6,8 @@ slot of ``glsl/dtypes.glsl`` it uses), and its push-constant fields in order. A 
 named ``off_<binding>`` receives that binding's element offset, filled in by the runtime.
 When a variant is built (:meth:`KernelCache.get`), the declaration is checked against the
 SPIR-V's reflection, so a wrong declaration fails at build time, not as garbage at run time.
+A kernel that checks indices on the device declares a ``readwrite`` binding named ``ERR`` and a
+push field ``site``: the runtime fills both (see :mod:`hlx_vulkan.runtime.checks`).
 
 Descriptor sets are cached by the exact memory ranges they bind and never rewritten, so a
 set can serve any number of dispatches in flight; a loop whose tensors reuse their memory
@@ -35,6 +37,7 @@ from ..vk import ComputePipeline, DescriptorBindingBuilder, DescriptorPool, Shad
 
 MAX_SETS = 4096
 ROLES = ("read", "write", "readwrite")
+CHECK_BINDING = "ERR"
 
 # The GLSL storage type of each dtype, for a slot's S_STORAGE define (see glsl/dtypes.glsl).
 GLSL_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
@@ -80,6 +83,10 @@ class KernelSpec:
             if role not in ROLES:
                 raise ValueError(f"kernel {self.name}: binding {name!r} has role {role!r}; one of {ROLES}")
         self.names = tuple(name for name, _ in self.bindings)
+        # Binds the runtime's error words (runtime/checks.py): indices are checked on the device.
+        self.checked = CHECK_BINDING in self.names
+        if self.checked and dict(self.bindings)[CHECK_BINDING] != "readwrite":
+            raise ValueError(f"kernel {self.name}: binding {CHECK_BINDING!r} (the error words) must be readwrite")
         self.writes = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "read")
         self.reads = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "write")
         self.fields = tuple(push)

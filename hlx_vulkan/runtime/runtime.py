@@ -23,7 +23,8 @@ from ..vk import VulkanContext
 from ..vk.buffer import as_bytes_view
 from ..vk.device import EXIT_LOCK_TIMEOUT_S
 from ..vk.shader import target_env_for
-from .kernels import Kernel, KernelCache
+from .checks import DeviceChecks
+from .kernels import CHECK_BINDING, Kernel, KernelCache
 from .stream import Stream
 
 # Uploads up to this size are recorded into the stream through staging memory; larger ones
@@ -58,6 +59,7 @@ class Runtime:
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
         self.plans: dict = {}
         self._closed = False
+        self._checks: DeviceChecks | None = None
         self.memory.before_destroy = self.stream.drain
         # The context's cleanup (or the process's exit) finishes this runtime's work first.
         self.device.on_close(self._device_closing)
@@ -73,15 +75,30 @@ class Runtime:
     def alive(self) -> bool:
         return self.device.alive
 
-    def run(self, kernel: Kernel, tensors, push=None, grid=1) -> None:
+    @property
+    def checks(self) -> DeviceChecks:
+        """The error words that kernels checking indices on the device write (made at first use)."""
+        if self._checks is None:
+            with self.stream.lock:
+                if self._checks is None:
+                    self._checks = self.stream.checks = DeviceChecks(self.memory)
+        return self._checks
+
+    def run(self, kernel: Kernel, tensors, push=None, grid=1, check: str | None = None) -> None:
         """Record ``kernel`` over ``tensors``: binding name -> TensorBuffer, or a list of them in
         the declared binding order (what launch plans pass).
 
         ``push``: the push fields by name (a dict; ``off_<binding>`` fields are filled in), or
         bytes from ``kernel.spec.pack``. ``grid``: a number of invocations along x (workgroups
-        folded into y past the device's limit), or workgroup counts ``(x, y, z)``.
+        folded into y past the device's limit), or workgroup counts ``(x, y, z)``. A kernel that
+        checks indices on the device (an ``ERR`` binding) gets the error words and its ``site``
+        filled in, under the op name ``check`` (the kernel's name by default), which the
+        :class:`~hlx_vulkan.errors.DeviceIndexError` of the next sync point names.
         """
         spec = kernel.spec
+        if spec.checked and type(tensors) is dict:
+            tensors = {**tensors, CHECK_BINDING: self.checks.buf}
+            push = {**(push or {}), "site": self.checks.site(check or spec.name)}
         if type(tensors) is dict:
             try:
                 bufs = [tensors[name] for name in spec.names]
@@ -114,15 +131,28 @@ class Runtime:
         return -(-groups // gy), gy, 1
 
     def synchronize(self) -> None:
-        self.stream.synchronize()
+        """Submit every recorded op and wait for it; raises DeviceIndexError if a kernel found an
+        index out of range since the last sync point."""
+        with self.stream.lock:
+            self.stream.synchronize()
+            if self._checks is not None:
+                self._raise_device_errors()
+
+    def _raise_device_errors(self) -> None:
+        error = self._checks.take()
+        if error is not None:
+            # The words start afresh, in stream order: what is recorded next sees them zeroed.
+            self.stream.upload(self._checks.buf.allocation, 0, self._checks.zeros)
+            raise error
 
     def read(self, tensors: list[TensorBuffer]) -> list[np.ndarray]:
-        self.stream.synchronize()
+        """Host copies, after every recorded op (a sync point: see :meth:`synchronize`)."""
+        self.synchronize()
         return self.memory.read_many(tensors)
 
     def write(self, items) -> None:
         """Overwrite tensors from host arrays, after every recorded op (a sync point)."""
-        self.stream.synchronize()
+        self.synchronize()
         self.memory.write_many(items)
 
     def upload(self, buf: TensorBuffer, array) -> None:

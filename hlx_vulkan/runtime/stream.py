@@ -53,6 +53,8 @@ class Stream:
         self._read: set = set()
         self._in_flight: deque = deque()  # (serial or None, waitable, keep)
         self._capture = None
+        self.checks = None           # the runtime's DeviceChecks, once a checking kernel ran
+        self._checked = False        # a checking kernel is recorded in this command buffer
         self.serial = 1              # the batch being recorded
         self.completed = 0           # every batch up to this one has finished
         self.dispatches = 0
@@ -167,6 +169,8 @@ class Stream:
             if self._capture is not None:
                 self._capture.keep(allocations, [keys[i] for i in spec.writes])
             kernel.used = True
+            if spec.checked:
+                self._checked = True
             self._ops += 1
             self.dispatches += 1
             if self._ops >= self.batch_ops:
@@ -207,6 +211,11 @@ class Stream:
         with self.lock:
             if self._cmd is None:
                 return
+            if self._checked:
+                # The error words, copied where a sync point reads them without another submission.
+                self._checked = False
+                self.barrier()
+                self.checks.record_copy(self._cmd)
             record.barrier_to_host(self._cmd)
             cmd = self._cmd
             self._cmd = None

@@ -5,6 +5,7 @@ flight, eager work beside live graphs."""
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import textwrap
@@ -318,3 +319,142 @@ def test_a_capture_that_fills_a_set_cache_takes_a_new_pool_without_a_sync(own_ru
     graph.replay()
     assert [y.numpy()[0] for y in ys] == [14.0] * 5
     graph.destroy()
+
+
+# --- indices checked on the device ---------------------------------------------------------
+
+def _dev(values):
+    return hv.tensor(np.asarray(values, np.int32))
+
+
+_TABLE = np.arange(40, dtype=np.float32).reshape(10, 4)
+
+# op name -> (what it raises under, a function of a device index tensor)
+_DEVICE_INDEXED = {
+    "index_select": lambda i: hv.index_select(hv.tensor(_TABLE), 0, i),
+    "getitem": lambda i: hv.tensor(_TABLE)[i],
+    "embedding": lambda i: _embedding()(i),
+    "one_hot": lambda i: hv.one_hot(i, 10),
+    "cross_entropy": lambda i: hv.nn.functional.cross_entropy(hv.ones(len(i), 10), i),
+    "nll_loss": lambda i: hv.nn.functional.nll_loss(hv.ones(len(i), 10), i, reduction="none"),
+    "index_select (backward)": lambda i: _backward_of_index_select(i),
+}
+
+
+def _embedding():
+    emb = hv.nn.Embedding(10, 4)
+    emb.weight.requires_grad_(False)
+    return emb
+
+
+def _backward_of_index_select(i):
+    x = hv.tensor(_TABLE, requires_grad=True)
+    with hv.no_grad():
+        good = hv.zeros(len(i), dtype="int32")     # forward on good indices...
+    y = hv.index_select(x, 0, good)
+    with hv.no_grad():
+        good.copy_(i)                               # ...backward reads the bad ones
+    y.sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("op", list(_DEVICE_INDEXED))
+@pytest.mark.parametrize("bad", [10, -11, 1 << 30])
+def test_a_device_index_out_of_range_raises_at_the_next_sync_naming_the_op(op, bad):
+    rt = hv.default_runtime()
+    rt.synchronize()
+    out = _DEVICE_INDEXED[op](_dev([1, bad, 3]))       # recorded: no host sync, no error yet
+    with pytest.raises(errors.DeviceIndexError, match=rf"^{re.escape(op)}: .*out of range") as info:
+        out.numpy()                                 # never a number
+    assert isinstance(info.value, IndexError) and info.value.ops == (op,)
+    assert str(bad) in str(info.value)
+    # The words start afresh: the next sync is clean, and the op gives right results again.
+    rt.synchronize()
+    ok = _DEVICE_INDEXED[op](_dev([1, 2, 3])).numpy()
+    if op in ("index_select", "getitem", "embedding"):
+        assert ok.shape[0] == 3
+    if op in ("index_select", "getitem"):
+        np.testing.assert_array_equal(ok, _TABLE[[1, 2, 3]])
+
+
+def test_negative_device_indices_wrap_only_where_torch_wraps():
+    t = hv.tensor(_TABLE)
+    np.testing.assert_array_equal(t[_dev([-1, 0, -10])].numpy(), _TABLE[[-1, 0, -10]])
+    y = hv.index_select(t, 0, _dev([-1]))
+    with pytest.raises(errors.DeviceIndexError, match="index_select.*smallest -1"):
+        y.numpy()
+    with pytest.raises(errors.DeviceIndexError, match="one_hot"):
+        hv.one_hot(_dev([-1]), 3).numpy()
+
+
+def test_device_errors_of_several_ops_are_named_together_and_hold_the_sync():
+    a = hv.one_hot(_dev([5]), 3)
+    b = hv.index_select(hv.tensor(_TABLE), 0, _dev([12]))
+    with pytest.raises(errors.DeviceIndexError) as info:
+        hv.synchronize()
+    assert set(info.value.ops) == {"one_hot", "index_select"}
+    del a, b
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: hv.index_select(hv.tensor(_TABLE), 0, [0, 10]), "index 10 is out of range"),
+    (lambda: hv.index_select(hv.tensor(_TABLE), 0, np.array([-1])), "index -1 is out of range"),
+    (lambda: hv.tensor(_TABLE)[[0, -11]], "index -11 is out of range"),
+    (lambda: _embedding()([3, 10]), "embedding: index 10"),
+    (lambda: hv.one_hot([0, 3], 3), "one_hot: index 3"),
+    (lambda: hv.nn.functional.cross_entropy(hv.ones(2, 3), [0, -1]), "cross_entropy: target index -1"),
+    (lambda: hv.nn.functional.nll_loss(hv.ones(2, 3), np.array([3, 0])), "nll_loss: target index 3"),
+])
+def test_host_indices_are_refused_before_launch(call, match):
+    with pytest.raises(errors.IndexOutOfRangeError, match=match) as info:
+        call()
+    assert isinstance(info.value, IndexError)
+    hv.synchronize()  # nothing bad was recorded
+
+
+def test_host_negative_index_into_getitem_wraps_as_numpy():
+    np.testing.assert_array_equal(hv.tensor(_TABLE)[[-1, 2]].numpy(), _TABLE[[-1, 2]])
+
+
+def test_a_replayed_graph_reports_a_bad_index_at_the_sync_after_the_replay():
+    table = hv.tensor(_TABLE)
+    idx = _dev([0, 1])
+    with hv.capture() as graph:
+        y = hv.index_select(table, 0, idx) * 2.0
+    np.testing.assert_array_equal(y.numpy(), _TABLE[[0, 1]] * 2)
+    with hv.no_grad():
+        idx.copy_(np.array([4, 99], np.int32))
+    graph.replay()
+    with pytest.raises(errors.DeviceIndexError, match="index_select.*largest 99"):
+        y.numpy()
+    with hv.no_grad():
+        idx.copy_(np.array([4, 9], np.int32))
+    graph.replay()
+    np.testing.assert_array_equal(y.numpy(), _TABLE[[4, 9]] * 2)
+    graph.destroy()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_ignore_index_matches_torch(reduction, on_device):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 5)).astype(np.float32)
+    target = np.array([1, -100, 4, 0, -100, 2])
+    x = hv.tensor(logits, requires_grad=True)
+    t = _dev(target) if on_device else target
+    loss = hv.nn.functional.cross_entropy(x, t, reduction=reduction)
+    tx = torch.tensor(logits.astype(np.float64), requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(tx, torch.tensor(target), reduction=reduction)
+    np.testing.assert_allclose(loss.numpy(), ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+    loss.sum().backward()
+    ref.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+    ignore7 = hv.nn.functional.nll_loss(hv.tensor(logits), np.array([7, 1, 7, 0, 2, 3]), ignore_index=7)
+    ref7 = torch.nn.functional.nll_loss(torch.tensor(logits), torch.tensor([7, 1, 7, 0, 2, 3]), ignore_index=7)
+    np.testing.assert_allclose(ignore7.numpy(), ref7.numpy(), rtol=1e-6)
+
+
+def test_all_targets_ignored_gives_nan_as_torch():
+    loss = hv.nn.functional.cross_entropy(hv.ones(2, 3), _dev([-100, -100]))
+    assert np.isnan(loss.item())
