@@ -16,6 +16,8 @@ the words start afresh. A replayed graph reports at the sync after the replay.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import errors
@@ -43,15 +45,20 @@ class DeviceChecks:
         self.zeros = bytes(n * 4)
         self.names: list[str] = []
         self._sites: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def site(self, name: str) -> int:
         """The first word of op ``name``'s site."""
         where = self._sites.get(name)
         if where is None:
-            if len(self.names) >= MAX_SITES:
-                raise errors.LimitExceededError(f"more than {MAX_SITES} ops check indices on the device")
-            where = self._sites[name] = len(self.names) * WORDS
-            self.names.append(name)
+            with self._lock:
+                where = self._sites.get(name)
+                if where is None:
+                    if len(self.names) >= MAX_SITES:
+                        raise errors.LimitExceededError(f"more than {MAX_SITES} ops check indices on the device")
+                    where = len(self.names) * WORDS
+                    self.names.append(name)
+                    self._sites[name] = where
         return where
 
     def record_copy(self, cmd) -> None:
