@@ -32,6 +32,20 @@ from .stream import Stream
 MAX_STREAM_UPLOAD = 64 << 20
 
 
+# Launch plans kept at most; past it the cache starts afresh (a program whose shapes never repeat
+# would otherwise grow it without end).
+MAX_PLANS = 4096
+
+
+class PlanCache(dict):
+    """A dict of launch plans that empties itself when full: lookups stay a plain ``dict.get``."""
+
+    def __setitem__(self, key, plan) -> None:
+        if len(self) >= MAX_PLANS:
+            self.clear()
+        super().__setitem__(key, plan)
+
+
 class Runtime:
     """Everything ops need on one device.
 
@@ -57,7 +71,7 @@ class Runtime:
         limits = self.device.limits
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
-        self.plans: dict = {}
+        self.plans: dict = PlanCache()
         self._closed = False
         self._checks: DeviceChecks | None = None
         self.memory.before_destroy = self.stream.drain

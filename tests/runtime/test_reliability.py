@@ -458,3 +458,12 @@ def test_ignore_index_matches_torch(reduction, on_device):
 def test_all_targets_ignored_gives_nan_as_torch():
     loss = hv.nn.functional.cross_entropy(hv.ones(2, 3), _dev([-100, -100]))
     assert np.isnan(loss.item())
+
+
+def test_launch_plans_stay_bounded_when_shapes_never_repeat(monkeypatch):
+    from hlx_vulkan.runtime import runtime as runtime_module
+    monkeypatch.setattr(runtime_module, "MAX_PLANS", 16)
+    rt = hv.default_runtime()
+    for n in range(1, 60):
+        np.testing.assert_array_equal((hv.ones(n) * 2.0).numpy(), np.full(n, 2.0, np.float32))
+    assert 0 < len(rt.plans) <= 16
