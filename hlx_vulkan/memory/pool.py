@@ -246,6 +246,8 @@ class MemoryPool:
                 block, offset, busy = cached.pop()
                 self._cached -= cls
                 return self._handed_out(block, offset, cls, size, busy, (cls, align))
+            if self._destroyed:
+                raise errors.DestroyedError(f"pool '{self.kind}' was destroyed (its runtime closed)")
             self.device._check_alive()
             found = self._carve(cls, align, grow=False)
             if found is None and self._cached >= cls and self.on_pressure():

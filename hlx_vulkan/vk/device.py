@@ -163,21 +163,30 @@ class Device(Owner):
         ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
         self._close_hooks.append(ref)
 
-    def _run_close_hooks(self, hold: bool) -> None:
+    def _run_close_hooks(self, hold: bool) -> BaseException | None:
+        """Run every hook, even past one that fails; returns the first failure (teardown goes on)."""
         hooks, self._close_hooks = self._close_hooks, []
+        failure = None
         for ref in hooks:
             callback = ref()
             if callback is not None:
-                callback(hold)
+                try:
+                    callback(hold)
+                except Exception as exc:  # noqa: BLE001 - raised by destroy() once the device is gone
+                    failure = failure or exc
+        return failure
 
     def clone(self) -> "Device":
         """The same device (Python shares references; kept for the design document's ``device.clone()``)."""
         return self
 
     def destroy(self) -> None:
+        failure = None
         if self._finalizer is not None and self._finalizer.alive:
-            self._run_close_hooks(hold=False)
+            failure = self._run_close_hooks(hold=False)
             with self.queue_lock:
                 _idle_before_teardown(self.handle)
-        self._destroy_children()
+        failure = self._destroy_children() or failure
         super().destroy()
+        if failure is not None:
+            raise failure  # a user of the device failed to finish its work (a lost device, say)

@@ -98,8 +98,15 @@ class Owner(VkObject):
     def _adopt(self, child: VkObject) -> None:
         self._children[child._order] = child
 
-    def _destroy_children(self) -> None:
+    def _destroy_children(self) -> Exception | None:
+        """Destroy the live children, newest first, every one even past a failure; returns the
+        first failure for the caller to raise once it is destroyed itself."""
+        failure = None
         for key in sorted(self._children.keys(), reverse=True):
             child = self._children.get(key)
             if child is not None:
-                child.destroy()
+                try:
+                    child.destroy()
+                except Exception as exc:  # noqa: BLE001 - raised by the caller after its own teardown
+                    failure = failure or exc
+        return failure

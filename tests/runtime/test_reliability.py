@@ -163,6 +163,27 @@ def test_cleanup_with_recorded_work_waits_for_it_then_tensors_raise_destroyed():
     assert live_objects() == baseline
 
 
+def test_a_failing_user_of_the_device_does_not_stop_its_teardown():
+    from hlx_vulkan.vk import live_objects
+    gc.collect()
+    baseline = live_objects()
+    ctx = VulkanContext()
+    rt = Runtime(ctx)
+    (hv.ones(8, runtime=rt) * 2.0).numpy()
+
+    def lost(hold):
+        raise errors.DeviceLostError("vkQueueSubmit", "VK_ERROR_DEVICE_LOST")
+    ctx.device.on_close(lost)
+    with pytest.raises(errors.DeviceLostError):
+        ctx.cleanup()
+    assert not ctx.device.alive and rt.stream.submits >= 1
+    with pytest.raises(errors.DestroyedError):
+        rt.synchronize()
+    del rt
+    gc.collect()
+    assert live_objects() == baseline
+
+
 def test_runtime_close_and_context_exit_finish_recorded_work():
     with VulkanContext() as ctx:
         rt = Runtime(ctx)
@@ -176,6 +197,8 @@ def test_runtime_close_and_context_exit_finish_recorded_work():
             z.numpy()
         with pytest.raises(errors.DestroyedError):
             graph.replay()
+        with pytest.raises(errors.DestroyedError):
+            hv.ones(4, runtime=rt)          # the context lives on; the runtime's pools are gone
 
 
 @pytest.mark.parametrize("how", ["memory pools destroyed", "context cleaned up"])
