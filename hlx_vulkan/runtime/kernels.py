@@ -224,8 +224,8 @@ class Kernel:
         old, stream = self._current, self._stream
         if old is not None:
             if stream is None:
-                raise errors.OutOfDeviceMemoryError(
-                    "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY", f"kernel {self.name} has {MAX_SETS} sets")
+                raise errors.OutOfDeviceMemoryError("vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY",
+                                                    f"kernel {self.name} has {MAX_SETS} sets")
             if old.pins == 0 and not stream.capturing:
                 # Sets for memory long gone pile up; once the device is done with all of them, start afresh.
                 stream.synchronize()
