@@ -72,6 +72,22 @@ class ShapeError(HlxError, ValueError):
     """Shapes that do not fit together."""
 
 
+class IndexOutOfRangeError(ShapeError, IndexError):
+    """An index (or class target) given from the host lies outside the axis it indexes; refused
+    before anything is recorded."""
+
+
+class DeviceIndexError(HlxError, IndexError):
+    """An index read from a device tensor lay outside the axis it indexes. Found by the kernel
+    (which keeps its memory accesses in bounds) and raised at the next sync point, naming the op,
+    as CUDA's device-side asserts are; the results of the ops recorded with it are not to be used.
+    ``ops`` names the ops that found one."""
+
+    def __init__(self, message: str, ops=()):
+        super().__init__(message)
+        self.ops = tuple(ops)
+
+
 class DTypeError(HlxError, TypeError):
     """A dtype that is not supported here, or dtypes that do not match."""
 

@@ -45,6 +45,7 @@ class MemoryManager:
         self.device_pool = MemoryPool(self.device, "device", block_size, mappable=device_mappable)
         self.host_pool = MemoryPool(self.device, "host", staging_block_size)
         self.stager = Stager(self.device, self.host_pool, staging_slot_bytes)
+        self.before_destroy = None
 
     def empty(self, shape, dtype="float32") -> TensorBuffer:
         shape, dt = normalize_shape(shape), dtype_of(dtype)
@@ -112,7 +113,15 @@ class MemoryManager:
     def stats(self) -> dict:
         return {"device": self.device_pool.stats(), "host": self.host_pool.stats()}
 
+    @property
+    def alive(self) -> bool:
+        return self.device_pool.alive and self.host_pool.alive
+
     def destroy(self) -> None:
+        """Free the pools' memory, once ``before_destroy()`` (set by the runtime: it drains the
+        stream) has let the device finish every use of it."""
+        if self.before_destroy is not None and self.alive:
+            self.before_destroy()
         self.stager.destroy()
         self.device_pool.destroy()
         self.host_pool.destroy()

@@ -24,6 +24,7 @@ from ..vk import Buffer, BufferUsageFlags, MemoryPropertyFlags
 from .ranges import RangeAllocator
 
 DEFAULT_BLOCK_SIZE = 64 << 20
+_OUT_OF_MEMORY = (errors.OutOfDeviceMemoryError, errors.OutOfHostMemoryError)
 # Size classes, as PyTorch's caching allocator rounds: multiples of 512 bytes below 1 MiB, of
 # 2 MiB above: a little padding, and few classes, so freed ranges find takers.
 SMALL_CLASS_STEP = 512
@@ -184,6 +185,7 @@ class MemoryPool:
         self._peak = 0
         self._peak_reserved = 0
         self._new_blocks = 0
+        self._destroyed = False
         # A bare pool's user orders their own work: its freed ranges can always be coalesced.
         self.on_pressure = lambda: True
 
@@ -244,6 +246,8 @@ class MemoryPool:
                 block, offset, busy = cached.pop()
                 self._cached -= cls
                 return self._handed_out(block, offset, cls, size, busy, (cls, align))
+            if self._destroyed:
+                raise errors.DestroyedError(f"pool '{self.kind}' was destroyed (its runtime closed)")
             self.device._check_alive()
             found = self._carve(cls, align, grow=False)
             if found is None and self._cached >= cls and self.on_pressure():
@@ -253,21 +257,24 @@ class MemoryPool:
             if found is None:
                 try:
                     found = self._carve(cls, align, grow=True)
-                except errors.OutOfDeviceMemoryError:
-                    if not (self._cached and self.on_pressure()):
-                        raise self._out_of_memory(cls) from None
-                    self.trim()
+                except _OUT_OF_MEMORY:
+                    # The driver is out: let the device finish, give every cached range and empty
+                    # block back (where the device cannot be waited for, the empty blocks only), and
+                    # try once more.
+                    if self.on_pressure():
+                        self._release_cached()
+                    self._free_empty_blocks()
                     try:
                         found = self._carve(cls, align, grow=True)
-                    except errors.OutOfDeviceMemoryError:
-                        raise self._out_of_memory(cls) from None
+                    except _OUT_OF_MEMORY as exc:
+                        raise self._out_of_memory(cls, exc) from None
             return self._handed_out(*found, cls, size, 0, (cls, align))
 
-    def _out_of_memory(self, size: int) -> errors.OutOfDeviceMemoryError:
-        return errors.OutOfDeviceMemoryError(
-            "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
-            f"pool '{self.kind}' could not reserve {size} bytes ({self._in_use} bytes in use, "
-            f"{self._reserved()} reserved)")
+    def _out_of_memory(self, size: int, cause: errors.VulkanError) -> errors.VulkanError:
+        return type(cause)(
+            cause.call, cause.result,
+            f"pool '{self.kind}' could not reserve {size} bytes, even after giving back its cached ranges "
+            f"({self._in_use} bytes in use, {self._reserved()} reserved)")
 
     def _carve(self, cls: int, align: int, grow: bool):
         """(block, offset) of a new range of ``cls`` bytes; None when no block has room and not ``grow``."""
@@ -312,23 +319,35 @@ class MemoryPool:
                 if block.buffer.alive:
                     block.ranges.free(offset)
 
+    def _free_empty_blocks(self) -> int:
+        # A block with no range handed out or cached is used by no recorded work: a range goes back
+        # to its block only in _release_cached, after the device finished with it.
+        freed = 0
+        for block in self._blocks:
+            if block.ranges.empty:
+                freed += block.buffer.size
+                block.buffer.destroy()
+        self._drop_dead_blocks()
+        return freed
+
     def trim(self) -> int:
         """Give the free lists' ranges back to their blocks and free the blocks left empty; returns
         the bytes given back to the device. The device must be done with every freed range (the
         runtime's ``empty_cache()`` synchronizes first)."""
         with self._lock:
             self._release_cached()
-            freed = 0
-            for block in self._blocks:
-                if block.ranges.empty:
-                    freed += block.buffer.size
-                    block.buffer.destroy()
-            self._drop_dead_blocks()
-            return freed
+            return self._free_empty_blocks()
+
+    @property
+    def alive(self) -> bool:
+        """False once destroyed (or its device is)."""
+        return not self._destroyed and self.device.alive
 
     def destroy(self) -> None:
-        """Free every block; allocations still held report themselves destroyed."""
+        """Free every block; allocations still held report themselves destroyed. The device must
+        be done with them (the runtime drains its stream first)."""
         with self._lock:
+            self._destroyed = True
             self._free.clear()
             for block in self._blocks:
                 block.buffer.destroy()

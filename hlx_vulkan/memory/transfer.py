@@ -143,6 +143,11 @@ class Stager:
                 pending[0].wait()
         return results
 
+    def freeze(self, timeout: float) -> None:
+        """Take the transfer lock for good (waiting up to ``timeout`` seconds for a transfer in
+        progress): no transfer starts after this. For an exit with other threads still running."""
+        self._lock.acquire(timeout=timeout)
+
     def destroy(self) -> None:
         self._commands.destroy()
         for slot in self._slots:

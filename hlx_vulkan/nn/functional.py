@@ -9,6 +9,8 @@ Example::
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import errors
 from ..ops import elementwise as ew
 from ..ops import reduce as red
@@ -44,21 +46,34 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: 
     return y
 
 
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of integer ``target`` classes under ``log_probs`` (N, C)."""
+def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
+    """Negative log-likelihood of integer ``target`` classes under ``log_probs`` (N, C), as torch:
+    each target in ``[0, C)`` or equal to ``ignore_index``, whose rows count for nothing (the mean
+    is over the other rows). Host targets are checked before launch; a device tensor's on the
+    device (DeviceIndexError at the next sync point)."""
+    return _nll_loss(log_probs, target, reduction, ignore_index, "nll_loss")
+
+
+def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
+    """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C); targets as in
+    :func:`nll_loss`."""
+    return _nll_loss(log_softmax(logits, 1), target, reduction, ignore_index, "cross_entropy")
+
+
+def _nll_loss(log_probs: Tensor, target, reduction: str, ignore_index: int, op: str) -> Tensor:
     if log_probs.ndim != 2:
-        raise errors.ShapeError(f"nll_loss expects log-probabilities of shape (N, C), got {log_probs.shape}")
+        raise errors.ShapeError(f"{op} expects log-probabilities of shape (N, C), got {log_probs.shape}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
     n, c = log_probs.shape
-    target = target if isinstance(target, Tensor) else sh._index_tensor(log_probs, 1, target)
-    if target.shape != (n,):
-        raise errors.ShapeError(f"target of shape {target.shape} does not match {n} rows of {log_probs.shape}")
-    picked = red.sum(log_probs * sh.one_hot(target, c, log_probs.dtype), 1)
-    return _reduce(-picked, reduction)
-
-
-def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C)."""
-    return nll_loss(log_softmax(logits, 1), target, reduction)
+    target_shape = target.shape if isinstance(target, Tensor) else np.shape(target)
+    if target_shape != (n,):
+        raise errors.ShapeError(f"{op}: target of shape {target_shape} does not match {n} rows of {log_probs.shape}")
+    mask = sh.class_mask(target, c, log_probs.dtype, ignore_index, op, log_probs.runtime)
+    loss = -red.sum(log_probs * mask, 1)
+    if reduction == "mean":
+        return red.sum(loss) / red.sum(mask)   # over the rows not ignored: 0/0 (NaN) if none, as torch
+    return _reduce(loss, reduction)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name

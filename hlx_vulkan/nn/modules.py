@@ -228,7 +228,9 @@ class Embedding(Module):
         self.weight = Parameter(randn(num_embeddings, embedding_dim, dtype=dtype))
 
     def forward(self, index) -> Tensor:
-        return sh.index_select(self.weight, 0, index)
+        """Rows of the table; each index in ``[0, num_embeddings)`` (checked before launch for host
+        indices, on the device for a device tensor's: DeviceIndexError at the next sync point)."""
+        return sh.gather(self.weight, 0, index, "embedding")
 
 
 class Dropout(Module):

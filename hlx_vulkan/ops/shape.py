@@ -10,8 +10,8 @@ import numpy as np
 
 from .. import errors
 from ..autograd.graph import differentiable, is_grad_enabled
-from ..memory import int32
-from ..runtime import KernelSpec
+from ..memory import dtype_of, int32
+from ..runtime import KernelSpec, default_runtime
 from . import elementwise as ew
 from . import reduce
 from .pointwise import compute_type
@@ -19,10 +19,19 @@ from .creation import zeros
 from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
 
 _GATHER_PUSH = [("n", "I"), ("nidx", "I"), ("inner", "I"), ("axis_len", "I"), ("off_a", "I"), ("off_i", "I"),
-                ("off_o", "I"), ("st_outer", "i"), ("st_axis", "i"), ("st_inner", "i"), ("st_idx", "i")]
-_GATHER_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("I", "read")]
+                ("off_o", "I"), ("st_outer", "i"), ("st_axis", "i"), ("st_inner", "i"), ("st_idx", "i"),
+                ("wrap", "I"), ("site", "I")]
+# ERR: the runtime's error words, where the kernels report device indices out of range.
+_GATHER_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("I", "read"), ("ERR", "readwrite")]
 GATHER = KernelSpec(resources.files(__package__) / "shape" / "gather.comp", _GATHER_BINDINGS, _GATHER_PUSH)
 INDEX_ADD = KernelSpec(resources.files(__package__) / "shape" / "index_add.comp", _GATHER_BINDINGS, _GATHER_PUSH)
+ONE_HOT = KernelSpec(resources.files(__package__) / "shape" / "one_hot.comp",
+                     [("O", "write", "O"), ("I", "read"), ("ERR", "readwrite")],
+                     [("n", "I"), ("classes", "I"), ("ignore", "i"), ("has_ignore", "I"), ("off_i", "I"),
+                      ("off_o", "I"), ("site", "I")])
+# Ops whose negative indices count from the end (numpy's and torch's x[idx]); the others
+# (torch.index_select, embedding, one_hot, targets) refuse them.
+_WRAPS = frozenset({"getitem"})
 
 
 def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
@@ -147,7 +156,7 @@ def getitem(x: Tensor, key) -> Tensor:
     """Basic indexing: ints, slices (positive steps), None and Ellipsis give views; an integer
     array or tensor along one axis gives a copy (index_select)."""
     if isinstance(key, (Tensor, list, np.ndarray)):
-        return index_select(x, 0, key)
+        return gather(x, 0, key, "getitem")
     if not isinstance(key, tuple):
         key = (key,)
     if any(isinstance(k, (Tensor, list, np.ndarray)) for k in key):
@@ -262,41 +271,47 @@ def stack(tensors, axis: int = 0) -> Tensor:
     return concat([unsqueeze(t, a) for t in tensors], a)
 
 
-def _index_tensor(x: Tensor, axis: int, index) -> Tensor:
-    return _index_tensor_for_shape(x.shape, axis, index, x.runtime)
-
-
-def _index_tensor_for_shape(shape, axis: int, index, runtime) -> Tensor:
-    size = shape[axis]
+def index_tensor(index, size: int, runtime, op: str, what: str = "index", ignore: int | None = None) -> Tensor:
+    """``index`` as an int32 device tensor. Host indices (lists, numpy) are checked here, before
+    anything is recorded: in ``[0, size)``, ``[-size, size)`` where ``op`` wraps (negatives then
+    count from the end and are stored wrapped), or equal to ``ignore``. A device tensor's indices
+    are checked by the kernel that reads them (DeviceIndexError at the next sync point)."""
     if isinstance(index, Tensor):
-        if index.dtype is not int32:
-            if index.dtype.is_float:
-                raise errors.DTypeError(f"indices must be integers, not {index.dtype.name}")
-            index = index.to(int32)
-        return index
+        if index.dtype.is_float:
+            raise errors.DTypeError(f"{op}: indices must be integers, not {index.dtype.name}")
+        return index if index.dtype is int32 else index.to(int32)
     idx = np.asarray(index)
     if idx.dtype.kind not in "iu":
-        raise errors.DTypeError(f"indices must be integers, not {idx.dtype}")
-    if idx.size and (idx.min() < -size or idx.max() >= size):
-        raise errors.ShapeError(f"index {int(idx.max() if idx.max() >= size else idx.min())} is out of range "
-                                f"for axis {axis} of size {size}")
-    return from_numpy(np.where(idx < 0, idx + size, idx).astype(np.int32), int32, runtime)
+        raise errors.DTypeError(f"{op}: indices must be integers, not {idx.dtype}")
+    lo = -size if op in _WRAPS else 0
+    bad = (idx < lo) | (idx >= size)
+    if ignore is not None:
+        bad &= idx != ignore
+    if bad.any():
+        raise errors.IndexOutOfRangeError(f"{op}: {what} {int(idx[bad].flat[0])} is out of range for an axis of "
+                                          f"size {size}")
+    if lo:
+        idx = np.where(idx < 0, idx + size, idx)
+    return from_numpy(idx.astype(np.int32), int32, runtime)
 
 
-def _index_select_backward(ctx, g):
-    x_shape, a = ctx.shapes[0], normalize_axis(ctx.args[1], len(ctx.shapes[0]))
+def _gather_backward(ctx, g):
+    x_shape, op = ctx.shapes[0], ctx.args[3]
+    a = normalize_axis(ctx.args[1], len(x_shape))
     (index,) = ctx.saved
-    idx = _index_tensor_for_shape(x_shape, a, index, g.runtime)
-    return index_add(x_shape, a, idx, g), None, None
+    idx = index_tensor(index, x_shape[a], g.runtime, op)
+    return index_add(x_shape, a, idx, g, op), None, None, None
 
 
-@differentiable(_index_select_backward, saves=(2,))
-def index_select(x: Tensor, axis: int, index) -> Tensor:
+@differentiable(_gather_backward, saves=(2,))
+def gather(x: Tensor, axis: int, index, op: str = "index_select") -> Tensor:
     """Rows of ``x`` along ``axis`` picked by ``index`` (any shape; the result puts the index's
-    shape in place of that axis). Host indices are range-checked before anything is recorded;
-    indices in a device tensor are clamped to the axis by the kernel."""
+    shape in place of that axis), for op ``op`` (index_select, getitem, embedding: which name
+    errors carry, and whether negative indices count from the end). Host indices are checked
+    before anything is recorded (IndexOutOfRangeError); a device tensor's by the kernel
+    (DeviceIndexError at the next sync point)."""
     a = normalize_axis(axis, x.ndim)
-    idx = _index_tensor(x, a, index)
+    idx = index_tensor(index, x.shape[a], x.runtime, op)
     flat_idx = idx if idx.is_contiguous() else ew.copy(idx)
     nidx = flat_idx.numel()
     outer = math.prod(x.shape[:a])
@@ -307,21 +322,26 @@ def index_select(x: Tensor, axis: int, index) -> Tensor:
     if n == 0:
         return out
     if x.shape[a] == 0:
-        raise errors.ShapeError(f"cannot index an empty axis {a} of shape {x.shape}")
+        raise errors.IndexOutOfRangeError(f"{op}: cannot index an empty axis {a} of shape {x.shape}")
     src = x if x.is_contiguous() else ew.copy(x)
     rt = x.runtime
     ct = compute_type(x.dtype)
     kernel = rt.kernels.get(GATHER, {"CT": ct, "OCT": ct}, {"A": x.dtype, "O": x.dtype})
     rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
            {"n": n, "nidx": nidx, "inner": inner, "axis_len": x.shape[a], "st_outer": x.shape[a] * inner,
-            "st_axis": inner, "st_inner": 1, "st_idx": 1}, n)
+            "st_axis": inner, "st_inner": 1, "st_idx": 1, "wrap": int(op in _WRAPS)}, n, check=op)
     return out
 
 
-def index_add(shape, axis: int, index: Tensor, src: Tensor) -> Tensor:
+def index_select(x: Tensor, axis: int, index) -> Tensor:
+    """torch.index_select: rows of ``x`` along ``axis`` at ``index``, each in ``[0, size)``."""
+    return gather(x, axis, index, "index_select")
+
+
+def index_add(shape, axis: int, index: Tensor, src: Tensor, op: str = "index_select") -> Tensor:
     """A new tensor of ``shape``: zeros, plus ``src``'s slices added at ``index`` along ``axis``
-    (the backward of index_select). Each output element sums its contributions in index
-    order, so repeated indices give the same bits on every run; no atomics."""
+    (the backward of :func:`gather` for op ``op``). Each output element sums its contributions
+    in index order, so repeated indices give the same bits on every run; no atomics on results."""
     a = normalize_axis(axis, len(shape))
     flat_idx = index if index.is_contiguous() else ew.copy(index)
     nidx = flat_idx.numel()
@@ -339,14 +359,34 @@ def index_add(shape, axis: int, index: Tensor, src: Tensor) -> Tensor:
     kernel = rt.kernels.get(INDEX_ADD, defines, {"A": src.dtype, "O": src.dtype})
     rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
            {"n": n, "nidx": nidx, "inner": inner, "axis_len": shape[a], "st_outer": nidx * inner, "st_axis": inner,
-            "st_inner": 1, "st_idx": 1}, n)
+            "st_inner": 1, "st_idx": 1, "wrap": int(op in _WRAPS)}, n, check=f"{op} (backward)")
     return out
 
 
-def one_hot(index: Tensor, num_classes: int, dtype="float32") -> Tensor:
-    """``out[..., c] = 1`` where ``index == c`` (torch.nn.functional.one_hot, in ``dtype``)."""
-    if index.dtype.is_float:
-        raise errors.DTypeError(f"one_hot needs integer indices, not {index.dtype.name}")
-    classes = from_numpy(np.arange(num_classes, dtype=index.dtype.numpy), index.dtype, index.runtime)
-    hit = ew.eq(unsqueeze(index, -1), classes)
-    return ew.cast(hit, dtype)
+def one_hot(index, num_classes: int, dtype="float32") -> Tensor:
+    """``out[..., c] = 1`` where ``index == c`` (torch.nn.functional.one_hot, in ``dtype``): each
+    index in ``[0, num_classes)``, checked before launch for host indices, on the device for a
+    device tensor's (DeviceIndexError at the next sync point)."""
+    return class_mask(index, num_classes, dtype, op="one_hot")
+
+
+def class_mask(index, num_classes: int, dtype="float32", ignore: int | None = None, op: str = "one_hot",
+               runtime=None) -> Tensor:
+    """:func:`one_hot`, with the rows whose index equals ``ignore`` left zero (the class mask of
+    nll_loss and cross_entropy, whose errors name ``op``)."""
+    num_classes = int(num_classes)
+    if num_classes <= 0:
+        raise errors.ShapeError(f"{op}: num_classes must be positive, got {num_classes}")
+    rt = index.runtime if isinstance(index, Tensor) else runtime or default_runtime()
+    what = "index" if op == "one_hot" else "target index"
+    idx = index_tensor(index, num_classes, rt, op, what, ignore)
+    flat = idx if idx.is_contiguous() else ew.copy(idx)
+    out = contiguous_like(idx.shape + (num_classes,), dtype_of(dtype), rt)
+    n = out.numel()
+    if n == 0:
+        return out
+    kernel = rt.kernels.get(ONE_HOT, {"OCT": compute_type(out.dtype)}, {"O": out.dtype})
+    rt.run(kernel, {"O": out.buf, "I": flat.buf},
+           {"n": n, "classes": num_classes, "ignore": 0 if ignore is None else int(ignore),
+            "has_ignore": int(ignore is not None)}, n, check=op)
+    return out

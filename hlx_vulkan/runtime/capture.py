@@ -54,7 +54,7 @@ class _FenceWait:
         return not self.fence.alive or self.fence.is_signaled()
 
 
-def _release(pinned: list, fences: list, pools: list) -> None:
+def _release(pinned: list, fences: list, pools: list, set_pools: list) -> None:
     """Free a graph's Vulkan objects once its replays are done, then unpin its memory: run by
     destroy() and, for a graph dropped without it, by the garbage collector."""
     for f in fences:
@@ -69,6 +69,9 @@ def _release(pinned: list, fences: list, pools: list) -> None:
     for a in pinned:
         a.pins -= 1
     pinned.clear()
+    for sp in set_pools:
+        sp.pins -= 1
+    set_pools.clear()
 
 
 class Graph:
@@ -89,7 +92,9 @@ class Graph:
         self.written: set = set()  # keys of the memory ranges the recorded commands write
         # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
         self.hooks: dict = {}
-        self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools)
+        self._set_pools: list = []  # the kernels' descriptor pools whose sets the commands bind
+        self._set_pool_ids: set[int] = set()
+        self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools, self._set_pools)
 
     # --- called by the stream while capturing -----------------------------------------
     def new_command_buffer(self):
@@ -105,6 +110,13 @@ class Graph:
                 self._seen.add(id(a))
                 a.pins += 1
                 self._pinned.append(a)
+
+    def pin_sets(self, set_pool) -> None:
+        """Keep a kernel's descriptor pool from being reset while this graph lives."""
+        if id(set_pool) not in self._set_pool_ids:
+            self._set_pool_ids.add(id(set_pool))
+            set_pool.pins += 1
+            self._set_pools.append(set_pool)
 
     def add_segment(self, cmd) -> None:
         self._pools[-1].end_command_buffer(cmd)
@@ -138,6 +150,9 @@ class Graph:
             raise errors.CaptureError("this graph is still being captured")
         stream = self.runtime.stream
         with stream.lock:  # one replay at a time; another thread's capture finishes first
+            if not (self.device.alive and self.runtime.memory.alive
+                    and (not self._pools or self._pools[0].alive)):
+                raise errors.DestroyedError("this graph's device, memory pools or runtime were destroyed")
             if stream.capturing:
                 raise errors.CaptureError("a graph cannot be replayed inside another capture")
             for hook in self.hooks.values():

@@ -6,10 +6,16 @@ slot of ``glsl/dtypes.glsl`` it uses), and its push-constant fields in order. A 
 named ``off_<binding>`` receives that binding's element offset, filled in by the runtime.
 When a variant is built (:meth:`KernelCache.get`), the declaration is checked against the
 SPIR-V's reflection, so a wrong declaration fails at build time, not as garbage at run time.
+A kernel that checks indices on the device declares a ``readwrite`` binding named ``ERR`` and a
+push field ``site``: the runtime fills both (see :mod:`hlx_vulkan.runtime.checks`).
 
 Descriptor sets are cached by the exact memory ranges they bind and never rewritten, so a
 set can serve any number of dispatches in flight; a loop whose tensors reuse their memory
-reuses its sets.
+reuses its sets. A kernel's sets come from a pool of ``MAX_SETS``; when it is full, the pool
+starts afresh once the device is done with it, unless a captured graph uses one of its sets:
+then it is set aside, untouched, until those graphs are gone, and another pool serves eager
+work meanwhile. Nothing a graph replays is ever reset, and eager work goes on beside live
+graphs for as long as memory allows.
 
 Example::
 
@@ -27,10 +33,11 @@ from pathlib import Path
 
 from .. import errors
 from ..compiler import compile_file, read_from_cache
-from ..vk import ComputePipeline, DescriptorBindingBuilder, ShaderModule, record
+from ..vk import ComputePipeline, DescriptorBindingBuilder, DescriptorPool, ShaderModule, record
 
 MAX_SETS = 4096
 ROLES = ("read", "write", "readwrite")
+CHECK_BINDING = "ERR"
 
 # The GLSL storage type of each dtype, for a slot's S_STORAGE define (see glsl/dtypes.glsl).
 GLSL_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
@@ -76,6 +83,10 @@ class KernelSpec:
             if role not in ROLES:
                 raise ValueError(f"kernel {self.name}: binding {name!r} has role {role!r}; one of {ROLES}")
         self.names = tuple(name for name, _ in self.bindings)
+        # Binds the runtime's error words (runtime/checks.py): indices are checked on the device.
+        self.checked = CHECK_BINDING in self.names
+        if self.checked and dict(self.bindings)[CHECK_BINDING] != "readwrite":
+            raise ValueError(f"kernel {self.name}: binding {CHECK_BINDING!r} (the error words) must be readwrite")
         self.writes = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "read")
         self.reads = tuple(i for i, (_, role) in enumerate(self.bindings) if role != "write")
         self.fields = tuple(push)
@@ -145,15 +156,31 @@ class KernelSpec:
         return f"<KernelSpec {self.name}>"
 
 
+class SetPool:
+    """One descriptor pool of a kernel and the sets cached in it by the ranges they bind.
+
+    ``pins``: live graphs (or the capture in progress) that use a set of it; ``retired_at``: the
+    last stream batch that may use it eagerly, once it was set aside."""
+
+    __slots__ = ("pool", "sets", "pins", "retired_at")
+
+    def __init__(self, pool: DescriptorPool):
+        self.pool, self.sets, self.pins, self.retired_at = pool, {}, 0, 0
+
+    def reset(self) -> None:
+        self.pool.reset()
+        self.sets.clear()
+
+
 class Kernel:
     """One compiled variant of a :class:`KernelSpec`: a pipeline and its cache of descriptor sets."""
 
-    def __init__(self, device, spec: KernelSpec, defines: dict, workgroup, target_env: str, before_reset=None):
+    def __init__(self, device, spec: KernelSpec, defines: dict, workgroup, target_env: str, stream=None):
         self.device = device
         self.spec = spec
         self.name = spec.name
         self.defines = defines
-        self._before_reset = before_reset
+        self._stream = stream
         self.spirv = compile_file(spec.path, defines, target_env=target_env)
         # spirv-val ran when this binary was compiled into the cache: a start-up reads it back unchecked.
         self.shader = ShaderModule(device, self.spirv, validate=not read_from_cache(self.spirv))
@@ -163,44 +190,71 @@ class Kernel:
         for i in range(len(spec.bindings)):
             builder.add_storage_buffer(i)
         spec_wg = workgroup if any(i is not None for i in self.shader.entry.local_size_spec_ids) else None
+        # The sets come from the kernel's own pools (SetPool), not the pipeline's.
         self.pipeline = ComputePipeline(device, self.shader, builder.build(), spec.push_size,
-                                        workgroup_size=spec_wg, max_sets=MAX_SETS)
+                                        workgroup_size=spec_wg, max_sets=1)
         self.workgroup = self.pipeline.workgroup_size
         self.used = False  # set by the stream when a dispatch of it is recorded
         self._max_range = device.limits["max_storage_buffer_range"]
-        self._sets: dict[tuple, object] = {}
+        self._current: SetPool | None = None
+        self._retired: list[SetPool] = []  # set aside while graphs use them, or until the device is done
 
-    def descriptor_set(self, keys, allocations) -> object:
-        """A set binding each allocation's range in binding order, cached by the ranges' ``keys``."""
+    def descriptor_set(self, keys, allocations, graph=None) -> object:
+        """A set binding each allocation's range in binding order, cached by the ranges' ``keys``;
+        ``graph``: the graph being captured, which pins the set's pool for its life."""
         key = tuple(keys)
-        ds = self._sets.get(key)
+        current = self._current
+        ds = current.sets.get(key) if current is not None else None
         if ds is None:
-            if len(self._sets) >= MAX_SETS:
-                # Sets for memory long gone pile up; once the device is done with all of them, start afresh.
-                if self._before_reset is None:
-                    raise errors.OutOfDeviceMemoryError(
-                        "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY", f"kernel {self.name} has {MAX_SETS} sets")
-                self._before_reset()
-                self.reset_sets()
-            ds = self.pipeline.allocate_descriptor_set()
+            if current is None or len(current.sets) >= MAX_SETS:
+                current = self._next_pool()
+            ds = current.pool.allocate()
             self.pipeline.update_descriptor_set(
                 ds, [(b, a.block, a.offset, min(a.size, self._max_range)) for b, a in enumerate(allocations)])
             # Kept as a one-element array: vkCmdBindDescriptorSets takes a pointer to the sets.
             ds = record.descriptor_set_array(ds)
-            self._sets[key] = ds
+            current.sets[key] = ds
+        if graph is not None:
+            graph.pin_sets(current)
         return ds
 
-    def reset_sets(self) -> None:
-        """Forget every cached set (the device must be idle)."""
-        if self._sets:
-            self.pipeline.reset_descriptor_sets()
-            self._sets.clear()
+    def _next_pool(self) -> SetPool:
+        """A pool with room, for the next set: the current one started afresh where nothing but
+        eager work used it, else a set-aside one whose graphs are gone, else a new one."""
+        old, stream = self._current, self._stream
+        if old is not None:
+            if stream is None:
+                raise errors.OutOfDeviceMemoryError("vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY",
+                                                    f"kernel {self.name} has {MAX_SETS} sets")
+            if old.pins == 0 and not stream.capturing:
+                # Sets for memory long gone pile up; once the device is done with all of them, start afresh.
+                stream.synchronize()
+                old.reset()
+                return old
+            old.retired_at = stream.serial
+            self._retired.append(old)
+        for spare in self._retired:
+            if spare.pins == 0 and (stream is None or stream.is_done(spare.retired_at)):
+                self._retired.remove(spare)
+                spare.reset()
+                self._current = spare
+                return spare
+        self._current = SetPool(DescriptorPool(self.pipeline, MAX_SETS))
+        return self._current
 
     @property
     def cached_sets(self) -> int:
-        return len(self._sets)
+        """Sets cached in the pool that serves new ones."""
+        return len(self._current.sets) if self._current is not None else 0
+
+    @property
+    def descriptor_pools(self) -> int:
+        """Pools this kernel holds: the serving one and those set aside."""
+        return len(self._retired) + (self._current is not None)
 
     def destroy(self) -> None:
+        for sp in self._retired + ([self._current] if self._current is not None else []):
+            sp.pool.destroy()
         self.pipeline.destroy()
         self.shader.destroy()
 
@@ -208,10 +262,11 @@ class Kernel:
 class KernelCache:
     """Built kernels by (spec, defines, dtypes, workgroup size, target)."""
 
-    def __init__(self, device, float_controls: dict, target_env: str = "vulkan1.2", before_reset=None):
-        """``before_reset()`` must make the device finish every use of the cached descriptor sets."""
+    def __init__(self, device, float_controls: dict, target_env: str = "vulkan1.2", stream=None):
+        """``stream``: the stream the kernels are dispatched on, which says when the device is done
+        with a descriptor pool; without one, a kernel's sets are limited to ``MAX_SETS``."""
         self.device = device
-        self.before_reset = before_reset
+        self.stream = stream
         self.fc_defines = float_control_defines(float_controls)
         self.target_env = target_env
         self._kernels: dict[tuple, Kernel] = {}
@@ -238,7 +293,7 @@ class KernelCache:
                     for slot, dt in dtypes.items():
                         all_defines.update(slot_defines(slot, dt))
                     all_defines.update(defines or {})
-                    k = Kernel(self.device, spec, all_defines, wg, target_env or self.target_env, self.before_reset)
+                    k = Kernel(self.device, spec, all_defines, wg, target_env or self.target_env, self.stream)
                     self._kernels[key] = k
         return k
 
@@ -254,9 +309,10 @@ class KernelCache:
         """The kernels dispatched since :meth:`reset_usage`."""
         return [k for k in self.kernels() if k.used]
 
-    def reset_sets(self) -> None:
-        for k in self._kernels.values():
-            k.reset_sets()
+    def freeze(self, timeout: float) -> None:
+        """Take the build lock for good (waiting up to ``timeout`` seconds for a build in progress):
+        no kernel is built after this. For an exit with other threads still running."""
+        self._lock.acquire(timeout=timeout)
 
     def destroy(self) -> None:
         for k in self._kernels.values():

@@ -21,13 +21,29 @@ from .. import errors
 from ..memory import MemoryManager, TensorBuffer
 from ..vk import VulkanContext
 from ..vk.buffer import as_bytes_view
+from ..vk.device import EXIT_LOCK_TIMEOUT_S
 from ..vk.shader import target_env_for
-from .kernels import Kernel, KernelCache
+from .checks import DeviceChecks
+from .kernels import CHECK_BINDING, Kernel, KernelCache
 from .stream import Stream
 
 # Uploads up to this size are recorded into the stream through staging memory; larger ones
 # wait for the device and go through the stager's double-buffered slots.
 MAX_STREAM_UPLOAD = 64 << 20
+
+
+# Launch plans kept at most; past it the cache starts afresh (a program whose shapes never repeat
+# would otherwise grow it without end).
+MAX_PLANS = 4096
+
+
+class PlanCache(dict):
+    """A dict of launch plans that empties itself when full: lookups stay a plain ``dict.get``."""
+
+    def __setitem__(self, key, plan) -> None:
+        if len(self) >= MAX_PLANS:
+            self.clear()
+        super().__setitem__(key, plan)
 
 
 class Runtime:
@@ -51,17 +67,16 @@ class Runtime:
         self.memory.device_pool.on_pressure = self._make_room
         self.live_graphs: weakref.WeakSet = weakref.WeakSet()
         self.kernels = KernelCache(self.device, self.ctx.physical_device.float_controls, target_env_for(api),
-                                   before_reset=self._before_descriptor_reset)
+                                   stream=self.stream)
         limits = self.device.limits
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
-        self.plans: dict = {}
-
-    def _before_descriptor_reset(self) -> None:
-        if self.stream.capturing or len(self.live_graphs):
-            raise errors.LimitExceededError("a kernel's descriptor-set cache is full while a captured graph uses its "
-                                            "sets; destroy graphs you no longer need")
-        self.stream.synchronize()
+        self.plans: dict = PlanCache()
+        self._closed = False
+        self._checks: DeviceChecks | None = None
+        self.memory.before_destroy = self.stream.drain
+        # The context's cleanup (or the process's exit) finishes this runtime's work first.
+        self.device.on_close(self._device_closing)
 
     def _make_room(self) -> bool:
         """Let the device pool coalesce its cached ranges: possible once the device is idle."""
@@ -74,15 +89,30 @@ class Runtime:
     def alive(self) -> bool:
         return self.device.alive
 
-    def run(self, kernel: Kernel, tensors, push=None, grid=1) -> None:
+    @property
+    def checks(self) -> DeviceChecks:
+        """The error words that kernels checking indices on the device write (made at first use)."""
+        if self._checks is None:
+            with self.stream.lock:
+                if self._checks is None:
+                    self._checks = self.stream.checks = DeviceChecks(self.memory)
+        return self._checks
+
+    def run(self, kernel: Kernel, tensors, push=None, grid=1, check: str | None = None) -> None:
         """Record ``kernel`` over ``tensors``: binding name -> TensorBuffer, or a list of them in
         the declared binding order (what launch plans pass).
 
         ``push``: the push fields by name (a dict; ``off_<binding>`` fields are filled in), or
         bytes from ``kernel.spec.pack``. ``grid``: a number of invocations along x (workgroups
-        folded into y past the device's limit), or workgroup counts ``(x, y, z)``.
+        folded into y past the device's limit), or workgroup counts ``(x, y, z)``. A kernel that
+        checks indices on the device (an ``ERR`` binding) gets the error words and its ``site``
+        filled in, under the op name ``check`` (the kernel's name by default), which the
+        :class:`~hlx_vulkan.errors.DeviceIndexError` of the next sync point names.
         """
         spec = kernel.spec
+        if spec.checked and type(tensors) is dict:
+            tensors = {**tensors, CHECK_BINDING: self.checks.buf}
+            push = {**(push or {}), "site": self.checks.site(check or spec.name)}
         if type(tensors) is dict:
             try:
                 bufs = [tensors[name] for name in spec.names]
@@ -115,15 +145,28 @@ class Runtime:
         return -(-groups // gy), gy, 1
 
     def synchronize(self) -> None:
-        self.stream.synchronize()
+        """Submit every recorded op and wait for it; raises DeviceIndexError if a kernel found an
+        index out of range since the last sync point."""
+        with self.stream.lock:
+            self.stream.synchronize()
+            if self._checks is not None:
+                self._raise_device_errors()
+
+    def _raise_device_errors(self) -> None:
+        error = self._checks.take()
+        if error is not None:
+            # The words start afresh, in stream order: what is recorded next sees them zeroed.
+            self.stream.upload(self._checks.buf.allocation, 0, self._checks.zeros)
+            raise error
 
     def read(self, tensors: list[TensorBuffer]) -> list[np.ndarray]:
-        self.stream.synchronize()
+        """Host copies, after every recorded op (a sync point: see :meth:`synchronize`)."""
+        self.synchronize()
         return self.memory.read_many(tensors)
 
     def write(self, items) -> None:
         """Overwrite tensors from host arrays, after every recorded op (a sync point)."""
-        self.stream.synchronize()
+        self.synchronize()
         self.memory.write_many(items)
 
     def upload(self, buf: TensorBuffer, array) -> None:
@@ -151,15 +194,42 @@ class Runtime:
             self.memory.write_many([(buf, a)])
 
     def close(self) -> None:
-        if self.device.alive:
-            for graph in list(self.live_graphs):
-                graph.destroy()
-            self.stream.synchronize()
-            self.stream.destroy()
-            self.kernels.destroy()
-            self.memory.destroy()
+        """Finish the recorded work and every graph's replays, then free this runtime's Vulkan
+        objects (and its context, when it made it). Tensors used after this raise DestroyedError."""
+        self._shutdown()
         if self.own_context:
             self.ctx.cleanup()
+
+    def _shutdown(self) -> None:
+        with self.stream.lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self.device.alive:
+                return
+            try:
+                for graph in list(self.live_graphs):
+                    if self.stream.capture_graph is not graph:
+                        graph.destroy()
+                self.stream.destroy()    # submits what is recorded, waits for it
+            finally:
+                self.kernels.destroy()
+                self.memory.destroy()
+
+    def _device_closing(self, hold: bool) -> None:
+        """Called by the device before it is destroyed, or at exit. With ``hold`` (an exit with
+        other threads still running) the stream, transfer and build locks are taken for good, the
+        recorded work drained, and nothing freed: another thread may be using any of it."""
+        if not hold:
+            self._shutdown()
+            return
+        if self.stream.lock.acquire(timeout=EXIT_LOCK_TIMEOUT_S):  # kept
+            try:
+                self.stream.drain()
+            except errors.HlxError:
+                pass  # the exit goes on: the device is waited for idle after this
+        self.memory.stager.freeze(EXIT_LOCK_TIMEOUT_S)
+        self.kernels.freeze(EXIT_LOCK_TIMEOUT_S)
 
 
 _default: Runtime | None = None

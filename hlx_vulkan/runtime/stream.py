@@ -53,6 +53,8 @@ class Stream:
         self._read: set = set()
         self._in_flight: deque = deque()  # (serial or None, waitable, keep)
         self._capture = None
+        self.checks = None           # the runtime's DeviceChecks, once a checking kernel ran
+        self._checked = False        # a checking kernel is recorded in this command buffer
         self.serial = 1              # the batch being recorded
         self.completed = 0           # every batch up to this one has finished
         self.dispatches = 0
@@ -135,7 +137,7 @@ class Stream:
         keys = [a.key for a in allocations]
         with self.lock:
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
-            descriptor_set = kernel.descriptor_set(keys, allocations)
+            descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
             if self._cmd is None:
                 self._begin()
             written, read = self._written, self._read
@@ -167,6 +169,8 @@ class Stream:
             if self._capture is not None:
                 self._capture.keep(allocations, [keys[i] for i in spec.writes])
             kernel.used = True
+            if spec.checked:
+                self._checked = True
             self._ops += 1
             self.dispatches += 1
             if self._ops >= self.batch_ops:
@@ -207,6 +211,11 @@ class Stream:
         with self.lock:
             if self._cmd is None:
                 return
+            if self._checked:
+                # The error words, copied where a sync point reads them without another submission.
+                self._checked = False
+                self.barrier()
+                self.checks.record_copy(self._cmd)
             record.barrier_to_host(self._cmd)
             cmd = self._cmd
             self._cmd = None
@@ -253,6 +262,8 @@ class Stream:
     def synchronize(self) -> None:
         """Submit what is recorded and wait until the device has finished all of it."""
         with self.lock:
+            if not self._pool.alive:
+                raise errors.DestroyedError("this runtime was closed, or its device destroyed")
             if self._capture is not None:
                 raise errors.CaptureError("a host sync (.numpy(), .item(), synchronize(), a read-back) inside "
                                           "hv.capture() cannot be replayed; read results after graph.replay()")
@@ -261,12 +272,31 @@ class Stream:
                 self._retire_oldest()
             self.completed = self.serial - 1
 
+    @property
+    def alive(self) -> bool:
+        return self._pool.alive
+
+    def drain(self) -> None:
+        """Submit what is recorded (unless it belongs to a capture) and wait for all of it: what
+        teardown does first. No CaptureError: a capture in progress is simply not submitted."""
+        with self.lock:
+            if not self._pool.alive:
+                return
+            if self._capture is None:
+                self.submit()
+            while self._in_flight:
+                self._retire_oldest()
+            self.completed = self.serial - 1
+
     def destroy(self) -> None:
+        """Finish the recorded work (:meth:`drain`), then free the command buffers; later use of
+        the stream raises :class:`~hlx_vulkan.errors.DestroyedError`."""
         with self.lock:
             if self._pool.alive:
-                if self._cmd is not None:
-                    self._pool.end_command_buffer(self._cmd)
+                try:
+                    self.drain()
+                finally:
                     self._cmd = None
-                self._in_flight.clear()
-                self._keep = []
-                self._pool.destroy()
+                    self._in_flight.clear()
+                    self._keep = []
+                    self._pool.destroy()

@@ -16,12 +16,12 @@ from .device import Device
 from .flags import (AccessFlags, BufferUsageFlags, DescriptorType, MemoryPropertyFlags,
                     PipelineStageFlags, ShaderStageFlags)
 from .handles import live_objects
-from .pipeline import ComputePipeline, DescriptorBindingBuilder, record_memory_barrier
+from .pipeline import ComputePipeline, DescriptorBindingBuilder, DescriptorPool, record_memory_barrier
 from .shader import ShaderModule
 
 __all__ = [
     "AccessFlags", "Buffer", "BufferUsageFlags", "CommandBufferPool", "ComputePipeline",
-    "DescriptorBindingBuilder", "DescriptorType", "Device", "Fence", "MemoryPropertyFlags",
+    "DescriptorBindingBuilder", "DescriptorPool", "DescriptorType", "Device", "Fence", "MemoryPropertyFlags",
     "PipelineStageFlags", "ShaderModule", "ShaderStageFlags", "Submission", "VulkanContext",
     "call", "live_objects", "record", "record_memory_barrier",
 ]

@@ -9,13 +9,15 @@ import weakref
 import vulkan as vkb
 
 from .api import call
-from .handles import Owner
+from .handles import Owner, abandon_at_exit
 from .instance import Instance
 from .physical import BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, PhysicalDeviceInfo, bfloat16_features
 
 
 _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
 _exit_hook_registered = False
+# How long the exit hook waits for a lock another thread holds before it goes on without it.
+EXIT_LOCK_TIMEOUT_S = 10.0
 
 
 def _idle_before_teardown(handle) -> None:
@@ -24,12 +26,22 @@ def _idle_before_teardown(handle) -> None:
     vkb.lib.vkDeviceWaitIdle(handle)
 
 
-def _wait_for_open_devices() -> None:
-    # Finalizers run at exit in reverse creation order; work still in flight
-    # must finish before the first of them frees a fence or a buffer.
+def _close_open_devices_at_exit() -> None:
+    # Finalizers run at exit in reverse creation order; each device's users first finish the work
+    # they recorded, and work still in flight finishes before the first finalizer frees a fence
+    # or a buffer. Threads still running at exit (daemon threads) may be anywhere, inside a
+    # recording or with a mapped pointer in hand: then the users keep their locks and the queue
+    # stays locked, so no thread records or submits again, the device is drained, and the Vulkan
+    # objects are left to the operating system rather than freed under a running thread.
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
     for device in list(_open_devices):
         if device.alive:
+            device._run_close_hooks(hold=bool(others))
+            if others:
+                device.queue_lock.acquire(timeout=EXIT_LOCK_TIMEOUT_S)  # kept: no submit after this
             _idle_before_teardown(device.handle)
+    if others:
+        abandon_at_exit()
 
 
 def _register_exit_hook() -> None:
@@ -37,7 +49,7 @@ def _register_exit_hook() -> None:
     # atexit runs hooks last-in first-out, so this one, registered after it, runs first.
     global _exit_hook_registered
     if not _exit_hook_registered:
-        atexit.register(_wait_for_open_devices)
+        atexit.register(_close_open_devices_at_exit)
         _exit_hook_registered = True
 
 
@@ -130,8 +142,9 @@ class Device(Owner):
         self.queue = vkb.vkGetDeviceQueue(self.handle, self.queue_family, 0)
         self.memory_properties = MemoryProperties(vkb.vkGetPhysicalDeviceMemoryProperties(physical.handle))
         self.limits = physical.limits
-        # vkQueueSubmit needs external synchronisation of the queue.
-        self.queue_lock = threading.Lock()
+        # vkQueueSubmit and vkDeviceWaitIdle need external synchronisation of the queue.
+        self.queue_lock = threading.RLock()
+        self._close_hooks: list = []
         self._init_children()
         self._own(instance, _destroy_device, instance, self.handle)
         _open_devices.add(self)
@@ -139,14 +152,41 @@ class Device(Owner):
 
     def wait_idle(self) -> None:
         self._check_alive()
-        call(vkb.vkDeviceWaitIdle, self.handle)
+        with self.queue_lock:
+            call(vkb.vkDeviceWaitIdle, self.handle)
+
+    def on_close(self, callback) -> None:
+        """Call ``callback(hold)`` once before the device is destroyed (``destroy()``, the context's
+        cleanup) or the process exits, so that a user of the device (a runtime) finishes the work
+        it recorded first. ``hold`` is true at an exit with other threads still running: the user
+        then keeps its locks for good and frees nothing. A bound method is held weakly."""
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+        self._close_hooks.append(ref)
+
+    def _run_close_hooks(self, hold: bool) -> BaseException | None:
+        """Run every hook, even past one that fails; returns the first failure (teardown goes on)."""
+        hooks, self._close_hooks = self._close_hooks, []
+        failure = None
+        for ref in hooks:
+            callback = ref()
+            if callback is not None:
+                try:
+                    callback(hold)
+                except Exception as exc:  # noqa: BLE001 - raised by destroy() once the device is gone
+                    failure = failure or exc
+        return failure
 
     def clone(self) -> "Device":
         """The same device (Python shares references; kept for the design document's ``device.clone()``)."""
         return self
 
     def destroy(self) -> None:
+        failure = None
         if self._finalizer is not None and self._finalizer.alive:
-            _idle_before_teardown(self.handle)
-        self._destroy_children()
+            failure = self._run_close_hooks(hold=False)
+            with self.queue_lock:
+                _idle_before_teardown(self.handle)
+        failure = self._destroy_children() or failure
         super().destroy()
+        if failure is not None:
+            raise failure  # a user of the device failed to finish its work (a lost device, say)

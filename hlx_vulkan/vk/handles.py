@@ -32,10 +32,21 @@ def live_objects() -> dict[str, int]:
         return {k: v for k, v in _live.items() if v}
 
 
+_abandoned = False
+
+
+def abandon_at_exit() -> None:
+    """From now on, finalizers free nothing: the process is exiting with other threads still
+    running, which may use any object; the operating system reclaims the device's memory."""
+    global _abandoned
+    _abandoned = True
+
+
 def _run_destroy(kind: str, destroy_fn, args) -> None:
     with _live_lock:
         _live[kind] -= 1
-    destroy_fn(*args)
+    if not _abandoned:
+        destroy_fn(*args)
 
 
 class VkObject:
@@ -87,8 +98,15 @@ class Owner(VkObject):
     def _adopt(self, child: VkObject) -> None:
         self._children[child._order] = child
 
-    def _destroy_children(self) -> None:
+    def _destroy_children(self) -> Exception | None:
+        """Destroy the live children, newest first, every one even past a failure; returns the
+        first failure for the caller to raise once it is destroyed itself."""
+        failure = None
         for key in sorted(self._children.keys(), reverse=True):
             child = self._children.get(key)
             if child is not None:
-                child.destroy()
+                try:
+                    child.destroy()
+                except Exception as exc:  # noqa: BLE001 - raised by the caller after its own teardown
+                    failure = failure or exc
+        return failure

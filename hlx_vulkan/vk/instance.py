@@ -94,5 +94,7 @@ class Instance(Owner):
         return list(call(vkb.vkEnumeratePhysicalDevices, self.handle))
 
     def destroy(self) -> None:
-        self._destroy_children()
+        failure = self._destroy_children()
         super().destroy()
+        if failure is not None:
+            raise failure

@@ -126,6 +126,14 @@ def _specialization_info(values: dict[int, object]):
     return vkb.VkSpecializationInfo(pMapEntries=entries, dataSize=len(data), pData=vkb.ffi.from_buffer(bytes(data)))
 
 
+def _pool_sizes(bindings, max_sets: int) -> list:
+    counts: dict[int, int] = {}
+    for b in bindings:
+        counts[int(b.descriptor_type)] = counts.get(int(b.descriptor_type), 0) + b.count * max_sets
+    return [vkb.VkDescriptorPoolSize(type=t, descriptorCount=n) for t, n in counts.items()] or [
+        vkb.VkDescriptorPoolSize(type=vkb.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount=1)]
+
+
 def _destroy_pipeline(device, pipeline, layout, set_layout, pool) -> None:
     vkb.vkDestroyPipeline(device.handle, pipeline, None)
     vkb.vkDestroyPipelineLayout(device.handle, layout, None)
@@ -188,14 +196,9 @@ class ComputePipeline(VkObject):
             pipeline = call(vkb.vkCreateComputePipelines, dev, None, 1,
                             [vkb.VkComputePipelineCreateInfo(stage=stage, layout=layout)], None)[0]
             handles.append((vkb.vkDestroyPipeline, pipeline))
-            counts: dict[int, int] = {}
-            for b in bindings:
-                counts[int(b.descriptor_type)] = counts.get(int(b.descriptor_type), 0) + b.count * max_sets
-            sizes = [vkb.VkDescriptorPoolSize(type=t, descriptorCount=n) for t, n in counts.items()] or [
-                vkb.VkDescriptorPoolSize(type=vkb.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount=1)]
             pool = call(vkb.vkCreateDescriptorPool, dev, vkb.VkDescriptorPoolCreateInfo(
                 flags=vkb.VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT, maxSets=max_sets,
-                pPoolSizes=sizes), None)
+                pPoolSizes=_pool_sizes(bindings, max_sets)), None)
         except BaseException:
             for destroy_fn, h in reversed(handles):
                 destroy_fn(dev, h, None)
@@ -308,3 +311,48 @@ def record_memory_barrier(cmd, src_access, dst_access,
                           src_stage=PipelineStageFlags.COMPUTE_SHADER, dst_stage=PipelineStageFlags.COMPUTE_SHADER) -> None:
     barrier = vkb.VkMemoryBarrier(srcAccessMask=int(src_access), dstAccessMask=int(dst_access))
     vkb.vkCmdPipelineBarrier(cmd, int(src_stage), int(dst_stage), 0, 1, [barrier], 0, None, 0, None)
+
+
+def _destroy_descriptor_pool(device, handle) -> None:
+    vkb.vkDestroyDescriptorPool(device.handle, handle, None)
+
+
+class DescriptorPool(VkObject):
+    """Another pool of descriptor sets for ``pipeline``'s layout (``max_sets`` of them), beside
+    the one the pipeline owns: sets are allocated one by one and returned all at once by
+    :meth:`reset`, so pools whose sets are still in use can be kept while others are recycled.
+
+    Example::
+
+        pool = DescriptorPool(pipeline, 1024)
+        ds = pool.allocate()
+        pipeline.update_descriptor_set(ds, [(0, a.buffer), (1, b.buffer)])
+        pool.reset()        # once the device is done with every set of it
+    """
+
+    def __init__(self, pipeline: ComputePipeline, max_sets: int):
+        pipeline._check_alive()
+        self.device, self.pipeline, self.max_sets = pipeline.device, pipeline, max_sets
+        # vkCreateDescriptorPool
+        self.handle = call(vkb.vkCreateDescriptorPool, self.device.handle, vkb.VkDescriptorPoolCreateInfo(
+            maxSets=max_sets, pPoolSizes=_pool_sizes(pipeline.bindings.values(), max_sets)), None)
+        self.live_sets = 0
+        self._own(self.device, _destroy_descriptor_pool, self.device, self.handle)
+
+    def allocate(self):
+        """One set of the pipeline's layout (vkAllocateDescriptorSets)."""
+        self._check_alive()
+        if self.live_sets >= self.max_sets:
+            raise errors.OutOfDeviceMemoryError(
+                "vkAllocateDescriptorSets", "VK_ERROR_OUT_OF_POOL_MEMORY",
+                f"all {self.max_sets} descriptor sets of this pool are in use; reset it or make another")
+        sets = call(vkb.vkAllocateDescriptorSets, self.device.handle, vkb.VkDescriptorSetAllocateInfo(
+            descriptorPool=self.handle, descriptorSetCount=1, pSetLayouts=self.pipeline.descriptor_set_layouts))
+        self.live_sets += 1
+        return sets[0]
+
+    def reset(self) -> None:
+        """Return every set at once (vkResetDescriptorPool); none may be in use by the device."""
+        self._check_alive()
+        call(vkb.vkResetDescriptorPool, self.device.handle, self.handle, 0)
+        self.live_sets = 0

@@ -6,12 +6,14 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/shape.py.
+// Bindings mirror _GATHER_BINDINGS in ops/shape.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 layout(std430, binding = 2) readonly buffer I { int idx[]; };
+layout(std430, binding = 3) buffer ERR { int err[]; };
+#include "checks.glsl"
 
-// Mirrors GATHER_PUSH in ops/shape.py.
+// Mirrors _GATHER_PUSH in ops/shape.py.
 layout(push_constant) uniform Params {
     uint n;          // outer * nidx * inner
     uint nidx;
@@ -24,6 +26,8 @@ layout(push_constant) uniform Params {
     int st_axis;
     int st_inner;
     int st_idx;
+    uint wrap;       // negative indices count from the end (x[idx]), else they are out of range
+    uint site;       // this op's error words
 } p;
 
 void main() {
@@ -32,8 +36,14 @@ void main() {
     uint i = t % p.inner;
     uint j = (t / p.inner) % p.nidx;
     uint outer = t / (p.inner * p.nidx);
-    int k = idx[p.off_i + j * p.st_idx];
-    // Out-of-range indices are refused on the host; clamping here keeps a stray read in bounds.
-    k = clamp(k, 0, int(p.axis_len) - 1);
+    int raw = idx[p.off_i + j * p.st_idx];
+    int len = int(p.axis_len);
+    int k = (p.wrap != 0u && raw < 0) ? raw + len : raw;
+    if (k < 0 || k >= len) {
+        // Host indices were checked before launch; a device index out of range is reported (once
+        // per index) and the read kept in bounds.
+        if (i == 0u && outer == 0u) report_bad_index(p.site, raw);
+        k = clamp(k, 0, len - 1);
+    }
     o[p.off_o + t] = O_STORE(OCT(A_LOAD(a[int(p.off_a) + int(outer) * p.st_outer + k * p.st_axis + int(i) * p.st_inner])));
 }
