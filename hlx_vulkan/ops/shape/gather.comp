@@ -6,12 +6,11 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/shape.py.
+// Bindings and push fields are declared in ops/shape.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
-layout(std430, binding = 2) readonly buffer I { int idx[]; };
+layout(std430, binding = 2) readonly buffer I { I_STORAGE idx[]; };  // int32 or int64 indices
 
-// Mirrors GATHER_PUSH in ops/shape.py.
 layout(push_constant) uniform Params {
     uint n;          // outer * nidx * inner
     uint nidx;
@@ -32,7 +31,7 @@ void main() {
     uint i = t % p.inner;
     uint j = (t / p.inner) % p.nidx;
     uint outer = t / (p.inner * p.nidx);
-    int k = idx[p.off_i + j * p.st_idx];
+    int k = int(idx[p.off_i + j * p.st_idx]);
     // Out-of-range indices are refused on the host; clamping here keeps a stray read in bounds.
     k = clamp(k, 0, int(p.axis_len) - 1);
     o[p.off_o + t] = O_STORE(OCT(A_LOAD(a[int(p.off_a) + int(outer) * p.st_outer + k * p.st_axis + int(i) * p.st_inner])));

@@ -8,12 +8,11 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/shape.py.
+// Bindings and push fields are declared in ops/shape.py.
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
-layout(std430, binding = 2) readonly buffer I { int idx[]; };
+layout(std430, binding = 2) readonly buffer I { I_STORAGE idx[]; };  // int32 or int64 indices
 
-// Mirrors GATHER_PUSH in ops/shape.py.
 layout(push_constant) uniform Params {
     uint n;          // outer * axis_len * inner
     uint nidx;
@@ -37,7 +36,7 @@ void main() {
     int base = int(p.off_a) + int(outer) * p.st_outer + int(i) * p.st_inner;
     CT acc = CT(0);
     for (uint j = 0; j < p.nidx; ++j) {
-        if (idx[p.off_i + j * p.st_idx] == v) acc += CT(A_LOAD(a[base + int(j) * p.st_axis]));
+        if (int(idx[p.off_i + j * p.st_idx]) == v) acc += CT(A_LOAD(a[base + int(j) * p.st_axis]));
     }
     o[p.off_o + t] = O_STORE(OCT(acc));
 }
