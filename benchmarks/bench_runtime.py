@@ -31,7 +31,8 @@ try:
 except ImportError:
     torch = None
 
-H100_BANDWIDTH = 3.35e12
+# HBM bandwidth by device name, for the fraction of the hardware limit.
+HBM = {"H100": 3.35e12, "H200": 4.8e12}
 
 
 def host_us(fn, sync, count: int, rounds: int = 7) -> float:
@@ -139,6 +140,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     sync = rt.synchronize
     rows = []
+    hbm = next((v for k, v in HBM.items() if k in info["device_name"]), None)
 
     # --- host time per recorded op --------------------------------------------------------
     a, b = hv.randn(256), hv.randn(256)
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
             moved = passes * n * 4
             rows.append({"what": f"{name} {m} MiB, 10 in flight", "hlx": moved / t_h / 1e9,
                          "peer": moved / t_p / 1e9, "unit": "GB/s", "peer_over_hlx": t_p / t_h,
-                         "hlx_over_peer_rate": t_p / t_h, "fraction_of_h100_hbm": moved / t_h / H100_BANDWIDTH,
+                         "hlx_over_peer_rate": t_p / t_h, "fraction_of_hbm": moved / t_h / hbm if hbm else None,
                          "live_bytes": live, "pool_peak_in_use": peak, "pool_peak_reserved": peak_reserved,
                          "new_blocks_after_first_round": new_blocks})
         del x, y, sx, sy, px, py, spx, results

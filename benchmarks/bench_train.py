@@ -1,9 +1,13 @@
-"""One training step of an MLP (784 -> H -> H -> 10, batch B, AdamW), eager and replayed,
-beside PyTorch on the same machine in the same run (eager, and CUDA graphs on a CUDA GPU).
+"""One training step of an MLP (784 -> H -> H -> 10, batch B, AdamW), eager, replayed and
+through ``hv.jit``, beside PyTorch on the same machine in the same run (eager, and CUDA graphs
+on a CUDA GPU).
 
 Per mode: wall time per step (steps pipelined, one sync at the end) and host time per op
 (eager: the Python time to record one step over its dispatches; replay: the time of one
-``graph.replay()`` call over the dispatches it submits). Prints a table, saves JSON.
+``graph.replay()`` call over the dispatches it submits; jit: the time of one jitted call, the
+numpy batch's feeding included, over the same dispatches). For jit, also the host time of one
+whole call and of the feeding alone (copying the numpy x and y into device tensors in stream
+order), per step. Prints a table, saves JSON.
 The hlx model starts from the same weights as torch's, and the losses after the timed
 steps are compared, so the two do the same work.
 
@@ -43,12 +47,16 @@ def bench_hlx(args, x_np, y_np, rows):
     x, y = hv.tensor(x_np), hv.tensor(y_np.astype(np.int32))
     losses = []
 
-    def step():
+    def step_on(xb, yb):
         opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(xb), yb)
         loss.backward()
         opt.step()
         losses.append(loss)
+        return loss
+
+    def step():
+        step_on(x, y)
 
     step()
     rt.synchronize()
@@ -79,8 +87,38 @@ def bench_hlx(args, x_np, y_np, rows):
     rows.append({"mode": "hlx replay, each synced", "ms_per_step": 1e3 * float(np.min(synced)),
                  "host_us_per_op": None, "ops_per_step": graph.dispatches})
     steps_run = 2 + args.warmup + args.steps + 1 + len(host) + args.warmup + args.steps
-    final_loss = float(losses[-1].numpy())
+    feed = []
+    with hv.no_grad():
+        for _ in range(max(3, args.steps // 2)):  # feeding alone: x and y are the live graph's, written in stream order
+            t0 = time.perf_counter()
+            x.copy_(x_np)
+            y.copy_(y_np)
+            feed.append(time.perf_counter() - t0)
+            rt.synchronize()
     graph.destroy()
+
+    jitted = hv.jit(step_on)
+
+    def call():
+        return jitted(x_np, y_np)  # the batch fed from numpy on every call, as from a data loader
+
+    call()  # eager
+    call()  # captured
+    rt.synchronize()
+    host = []
+    for _ in range(max(3, args.steps // 2)):
+        t0 = time.perf_counter()
+        call()
+        host.append(time.perf_counter() - t0)
+        rt.synchronize()
+    jit_s = mean_seconds(call, rt.synchronize, args.warmup, args.steps)
+    ops = jitted.graphs[0].dispatches
+    rows.append({"mode": "hlx jit, numpy batch", "ms_per_step": 1e3 * jit_s,
+                 "host_us_per_op": 1e6 * float(np.median(host)) / ops, "ops_per_step": ops,
+                 "host_us_per_step": 1e6 * float(np.median(host)), "feed_us_per_step": 1e6 * float(np.median(feed))})
+    steps_run += 2 + len(host) + args.warmup + args.steps
+    final_loss = float(losses[-1].numpy())  # the loss captured in the graph, rewritten by each replay
+    jitted.reset()
     return init, steps_run, (float(losses[0].numpy()), final_loss)
 
 
@@ -167,6 +205,9 @@ def main(argv=None) -> int:
         host = f"{r['host_us_per_op']:.2f}" if r.get("host_us_per_op") is not None else "-"
         ratio = f"{r['torch_eager_over_this']:.2f}" if "torch_eager_over_this" in r else "-"
         print(f"{r['mode']:<24}{r['ms_per_step']:>12.3f}{host:>12}{ratio:>20}")
+    jit = next(r for r in rows if r["mode"].startswith("hlx jit"))
+    print(f"hlx jit: {jit['host_us_per_step']:.0f} us of host time per call, of which {jit['feed_us_per_step']:.0f} "
+          f"us feed the numpy batch ({args.batch}x784 float32, {args.batch} int64 labels)")
     if torch is not None:
         t = result["torch_final_loss"]
         print(f"loss at step 1: hlx {hlx_loss[0]:.6f}, torch {t[0]:.6f}; after {steps_run} steps: hlx "

@@ -17,6 +17,7 @@ from .autograd import engine as _engine  # binds Tensor.backward
 from .autograd.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .compiler import compile_glsl
 from .errors import HlxError
+from .jit import JitFunction, jit
 from .memory.dtypes import bfloat16, float16, float32, int8, int32, int64, promote_types, uint8, uint32
 from .memory.dtypes import bool_ as bool  # noqa: A001 - torch's name (hv.bool), as the aliases below
 from .ops import Tensor, tensor
@@ -78,10 +79,11 @@ def synchronize() -> None:
 
 
 __all__ = [
-    "Graph", "capture", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Buffer",
-    "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Device", "Generator", "HlxError", "Runtime",
-    "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "bool", "compile_glsl", "default_runtime",
-    "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "int64", "manual_seed", "matmul",
-    "memory", "nn", "ones", "precision_report", "promote_types", "rand", "randn", "set_default_runtime",
-    "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32", "vk", "zeros",
+    "Graph", "JitFunction", "capture", "jit", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    "Buffer", "CommandBufferPool", "ComputePipeline", "DescriptorBindingBuilder", "Device", "Generator", "HlxError",
+    "Runtime", "ShaderModule", "Tensor", "VulkanContext", "arange", "bfloat16", "bool", "compile_glsl",
+    "default_runtime", "checkpoint", "errors", "optim", "float16", "float32", "full", "int8", "int32", "int64",
+    "manual_seed", "matmul", "memory", "nn", "ones", "precision_report", "promote_types", "rand", "randn",
+    "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32",
+    "vk", "zeros",
 ]

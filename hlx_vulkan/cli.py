@@ -62,7 +62,8 @@ def _info(args) -> int:
 def _train(args) -> int:
     from .training.digits import train_digits
     result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          hidden=args.hidden, out_dir=args.out, capture=args.capture, progress=not args.quiet)
+                          hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
+                          progress=not args.quiet)
     print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {args.epochs} epochs "
           f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     if args.out:
@@ -115,7 +116,10 @@ def main(argv=None) -> int:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--hidden", type=int, default=256)
     train.add_argument("--out", metavar="DIR", help="write training.png, model.safetensors and manifest.json here")
-    train.add_argument("--capture", action="store_true", help="record one training step and replay it")
+    replay = train.add_mutually_exclusive_group()
+    replay.add_argument("--capture", action="store_true", help="record one training step and replay it")
+    replay.add_argument("--jit", action="store_true", help="wrap the training step in hv.jit (eager, captured, "
+                        "then replayed with each batch fed in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
     verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")

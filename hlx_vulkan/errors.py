@@ -99,3 +99,9 @@ class CheckpointError(HlxError):
 class CaptureError(HlxError):
     """Something inside ``hv.capture()`` cannot be recorded for replay (a host sync, a random
     draw, a host upload into a captured tensor), or a live graph still uses what was freed."""
+
+
+class JitError(CaptureError):
+    """A call that ``hv.jit`` will not replay: arguments that differ from the captured ones
+    under ``strict=True``, or an argument a graph cannot take (a tensor that carries gradients
+    from outside the function)."""

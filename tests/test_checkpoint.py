@@ -66,6 +66,21 @@ def test_truncated_file(saved):
         load_checkpoint(path)
 
 
+def test_trailing_bytes_after_the_last_tensor(saved):
+    path, entries = saved
+    data = path.read_bytes()
+    for extra in (b"\0", b"x" * 9):
+        path.write_bytes(data + extra)
+        with pytest.raises(errors.CheckpointError, match=f"cover {len(data) - 8 - _header_len(data)} of"):
+            load_checkpoint(path)
+        with pytest.raises(errors.CheckpointError):
+            load_checkpoint(path, {"tensors": entries})  # the manifest's digests alone would not see them
+
+
+def _header_len(data: bytes) -> int:
+    return struct.unpack("<Q", data[:8])[0]
+
+
 def test_header_over_the_cap(saved):
     path, _ = saved
     path.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 1) + b"{}")

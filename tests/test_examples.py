@@ -1,8 +1,6 @@
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+from conftest import ROOT, assert_clean_exit, run_python
 
 
 def test_vector_add_example_runs_the_workflow_and_matches_numpy():
@@ -11,13 +9,13 @@ def test_vector_add_example_runs_the_workflow_and_matches_numpy():
         import vector_add
     finally:
         sys.path.pop(0)
-    rel, bit_exact = vector_add.vector_add(n=(1 << 20), enable_validation=False, seed=3)
+    # With validation on: any error the layer reports fails this test (the conftest's gate).
+    rel, bit_exact = vector_add.vector_add(n=(1 << 20), enable_validation=True, seed=3)
     assert bit_exact
     assert rel < 1e-7
 
 
 def test_vector_add_script_exit_code():
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "vector_add.py"), "--n", "5000"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python([str(ROOT / "examples" / "vector_add.py"), "--n", "5000"])
+    assert_clean_exit(proc)
     assert "OK: matches numpy" in proc.stdout

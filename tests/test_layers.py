@@ -20,7 +20,7 @@ LAYERS = [
     {"memory"},
     {"runtime", "precision"},
     {"autograd.graph"},
-    {"ops"},
+    {"ops", "jit"},  # jit wraps capture around a function and copies its Tensor arguments in
     {"autograd.engine", "autograd"},
     {"nn", "optim", "checkpoint"},
     {"training", "warmup"},

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from conftest import ROOT, assert_clean_exit, run_python
+
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
@@ -21,5 +19,4 @@ def test_the_readme_has_examples():
 def test_readme_example_runs(index, tmp_path):
     script = tmp_path / f"readme_{index}.py"
     script.write_text(BLOCKS[index])
-    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert_clean_exit(run_python([str(script)], cwd=ROOT))

@@ -131,10 +131,6 @@ class Tensor:
         return self.dtype.is_float
 
     @property
-    def is_leaf(self) -> bool:
-        return self._node is None
-
-    @property
     def grad_fn(self):
         """The taped op that made this tensor (None for a leaf)."""
         return self._node
@@ -235,6 +231,11 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same memory, outside the autograd graph."""
         return self._view(self.shape, self.strides)
+
+    @property
+    def is_leaf(self) -> bool:
+        """Made by the user (or under no_grad), not by a recorded differentiable op."""
+        return self._node is None
 
     def requires_grad_(self, flag: bool = True) -> "Tensor":
         if flag and not self.dtype.is_float:
@@ -586,6 +587,11 @@ def _check_fits(a: np.ndarray, dt: DType) -> None:
         raise errors.DTypeError(f"value {v} cannot be converted to {dt.name} without overflow")
 
 
+def host_dtype(array: np.ndarray, runtime: Runtime | None = None) -> DType:
+    """The dtype :func:`from_numpy` gives a host array when none is named."""
+    return _default_dtype(_host_array(array), runtime or default_runtime())
+
+
 def from_numpy(array, dtype=None, runtime: Runtime | None = None, requires_grad: bool = False) -> Tensor:
     rt = runtime or default_runtime()
     a = _host_array(array)
@@ -632,7 +638,7 @@ def new_tensor(runtime: Runtime, shape: tuple, dtype: DType, strides: tuple) -> 
 
 
 __all__ = ["Device", "Tensor", "check_device", "check_dtype", "contiguous_strides", "default_int_dtype", "empty",
-           "from_numpy", "new_tensor", "normalize_axis", "tensor"]
+           "from_numpy", "host_dtype", "new_tensor", "normalize_axis", "tensor"]
 
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
 from . import contract as _ct  # noqa: E402

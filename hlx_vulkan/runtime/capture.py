@@ -86,6 +86,7 @@ class Graph:
         self._prepared = None
         self.dispatches = 0
         self.replays = 0
+        self.written: set = set()  # keys of the memory ranges the recorded commands write
         # key -> object with before_run() (may record eager ops) and after_run(), set while capturing
         self.hooks: dict = {}
         self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools)
@@ -96,14 +97,18 @@ class Graph:
         self._pools.append(pool)
         return pool.begin_command_buffer(reusable=True)
 
-    def add_segment(self, cmd, keep: list) -> None:
-        self._pools[-1].end_command_buffer(cmd)
-        self._cmds.append(cmd)
-        for a in keep:
+    def keep(self, allocations, written_keys) -> None:
+        """Pin the memory a recorded command uses, from now until the graph is destroyed."""
+        self.written.update(written_keys)
+        for a in allocations:
             if id(a) not in self._seen:
                 self._seen.add(id(a))
                 a.pins += 1
                 self._pinned.append(a)
+
+    def add_segment(self, cmd) -> None:
+        self._pools[-1].end_command_buffer(cmd)
+        self._cmds.append(cmd)
 
     def _finish(self, dispatches: int) -> None:
         self.dispatches = dispatches
@@ -120,6 +125,10 @@ class Graph:
     @property
     def segments(self) -> int:
         return len(self._cmds)
+
+    def writes(self, buf) -> bool:
+        """Whether a replay writes into the memory of ``buf`` (a TensorBuffer)."""
+        return buf.allocation.key in self.written
 
     def replay(self) -> None:
         """Submit the recorded commands again (after any eager work recorded before this call)."""

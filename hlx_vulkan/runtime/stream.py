@@ -48,7 +48,7 @@ class Stream:
         self._ops = 0
         self._bound = None           # the pipeline bound last in this command buffer
         self._pushed = None          # the push constants pushed last, and for which layout
-        self._keep: list = []        # staging memory (and, while capturing, every allocation touched)
+        self._keep: list = []        # staging memory, kept until its batch has finished
         self._written: set = set()
         self._read: set = set()
         self._in_flight: deque = deque()  # (serial or None, waitable, keep)
@@ -165,7 +165,7 @@ class Stream:
             for a in allocations:
                 a.busy = serial
             if self._capture is not None:
-                self._keep.extend(allocations)
+                self._capture.keep(allocations, [keys[i] for i in spec.writes])
             kernel.used = True
             self._ops += 1
             self.dispatches += 1
@@ -212,8 +212,7 @@ class Stream:
             self._cmd = None
             self._ops = 0
             if self._capture is not None:
-                self._capture.add_segment(cmd, self._keep)
-                self._keep = []
+                self._capture.add_segment(cmd)
                 return
             self._pool.end_command_buffer(cmd)
             sub = self._pool.submit(cmd)

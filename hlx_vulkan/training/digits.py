@@ -23,6 +23,7 @@ import numpy as np
 
 from ..autograd.graph import no_grad
 from ..checkpoint import file_digest, save_checkpoint, state_digest
+from ..jit import jit as jit_function
 from ..nn import CrossEntropyLoss, Linear, ReLU, Sequential
 from ..ops import elementwise as ew
 from ..ops import reduce as red
@@ -61,11 +62,18 @@ def build_model(hidden: int = 256) -> Sequential:
 
 
 def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3, hidden: int = 256,
-                 out_dir: str | None = None, capture: bool = False, progress: bool = True) -> TrainResult:
-    """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest."""
+                 out_dir: str | None = None, capture: bool = False, jit: bool = False,
+                 progress: bool = True) -> TrainResult:
+    """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest.
+
+    ``capture``: record the step once with ``hv.capture()`` and replay it, feeding the batch by
+    hand; ``jit``: wrap the step in ``hv.jit`` and pass it each batch as numpy arrays. Both give
+    the eager run's weights, bit for bit."""
     started = time.perf_counter()
     if epochs < 1 or hidden < 1 or lr <= 0:
         raise ValueError(f"epochs and hidden must be positive and lr above 0 (got {epochs}, {hidden}, {lr})")
+    if capture and jit:
+        raise ValueError("choose one of capture and jit")
     rt = default_runtime()
     rt.kernels.reset_usage()  # the manifest lists the kernels this run dispatched
     x_train, x_test, y_train, y_test = load_digits_split(seed)
@@ -82,9 +90,9 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
     loss_sum = zeros(1)
     x_test_dev, y_test_dev = from_numpy(x_test), from_numpy(y_test)
 
-    def step():
+    def step(x, y):
         opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         sched.step()
@@ -92,6 +100,7 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
             ew.launch("x + y", [loss_sum, loss.reshape(1)], out=loss_sum)
 
     graph = None
+    jitted = jit_function(step) if jit else None
     order = np.random.default_rng(seed)
     history = []
     bar = _progress(epochs, progress)
@@ -102,6 +111,9 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
             ew.launch("CT(0)", [loss_sum], out=loss_sum)
         for s in range(steps_per_epoch):
             idx = perm[s * batch_size:(s + 1) * batch_size]
+            if jitted is not None:
+                jitted(x_train[idx], y_train[idx])  # eager, then captured, then replayed
+                continue
             with no_grad():
                 xb.copy_(x_train[idx])
                 yb.copy_(y_train[idx])
@@ -109,9 +121,9 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
                 graph.replay()
             elif capture:
                 with capture_graph(rt) as graph:  # records the step and runs it once
-                    step()
+                    step(xb, yb)
             else:
-                step()
+                step(xb, yb)
         train_loss = float(loss_sum.numpy()[0]) / steps_per_epoch
         test_loss, test_acc = evaluate(model, x_test_dev, y_test_dev)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
@@ -123,6 +135,8 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
         bar.close()
     if graph is not None:
         graph.destroy()
+    if jitted is not None:
+        jitted.reset()
     rt.synchronize()
     state = model.state_dict()
     result = TrainResult(test_accuracy=history[-1]["test_accuracy"] if history else 0.0, weights_digest="",
@@ -130,7 +144,7 @@ def train_digits(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: floa
     entries = {name: {"dtype": t.dtype.name, "shape": list(t.shape), "digest": t.digest()} for name, t in state.items()}
     result.weights_digest = state_digest(entries)
     result.seconds = time.perf_counter() - started
-    result.manifest = _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, entries, result)
+    result.manifest = _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result)
     if out_dir is not None:
         _write_outputs(out_dir, state, result)
     return result
@@ -155,12 +169,12 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="digits", unit="epoch")
 
 
-def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, entries, result) -> dict:
+def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result) -> dict:
     info = rt.ctx.info
     kernels = sorted({(k.name, k.digest) for k in rt.kernels.used()})
     return {
         "hlx_version": __version__, "task": "digits", "seed": seed, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "hidden": hidden, "capture": capture,
+        "lr": lr, "hidden": hidden, "capture": capture, "jit": jit,
         "device": {"name": info["device_name"], "type": info["device_type"], "driver": info["driver"],
                    "api_version": info["api_version"]},
         "test_accuracy": result.test_accuracy, "weights_digest": result.weights_digest,

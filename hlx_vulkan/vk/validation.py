@@ -4,6 +4,15 @@ Every instance created with validation on sends its messages here. Tests read
 :func:`errors_since` to fail on any validation error; a user can add a
 listener, e.g. to raise or log.
 
+The exit gate: with HLX_VALIDATION on, a process in which the layer reported an
+error that nobody took with :func:`claim_errors` prints those errors to stderr
+at exit and exits with status 1, so a script, a CLI run or a subprocess of the
+tests cannot hide one behind a clean exit. It runs after every Vulkan object's
+finalizer (it is itself a ``weakref.finalize`` made before any of them, and
+finalizers run newest first at exit), so errors raised while tearing down count
+too. It ends the process with ``os._exit(1)`` after flushing stdout and stderr:
+atexit hooks cannot set the exit status otherwise.
+
 Example::
 
     mark = validation.mark()
@@ -14,7 +23,9 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,8 +41,10 @@ class Message:
 
 
 _messages: list[Message] = []
+_claimed: set[int] = set()  # positions of errors someone took responsibility for
 _lock = threading.Lock()
 _listeners: list[Callable[[Message], None]] = []
+EXIT_STATUS = 1
 
 _SEVERITY = (
     (vkb.VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT, "error"),
@@ -71,6 +84,21 @@ def errors_since(position: int) -> list[Message]:
     return [m for m in messages_since(position) if m.severity == "error"]
 
 
+def claim_errors(position: int, end: int | None = None) -> list[Message]:
+    """The errors from ``position`` (to ``end``), taken: the exit gate no longer reports them
+    (the caller has, e.g. by failing a test)."""
+    with _lock:
+        found = [(i, m) for i, m in enumerate(_messages[position:end], position) if m.severity == "error"]
+        _claimed.update(i for i, _ in found)
+    return [m for _, m in found]
+
+
+def unclaimed_errors() -> list[Message]:
+    """Errors reported in this process that no :func:`claim_errors` took."""
+    with _lock:
+        return [m for i, m in enumerate(_messages) if m.severity == "error" and i not in _claimed]
+
+
 def add_listener(fn: Callable[[Message], None]) -> None:
     with _lock:
         _listeners.append(fn)
@@ -79,6 +107,35 @@ def add_listener(fn: Callable[[Message], None]) -> None:
 def remove_listener(fn: Callable[[Message], None]) -> None:
     with _lock:
         _listeners.remove(fn)
+
+
+def _exit_gate() -> None:
+    if not requested_by_environment():
+        return
+    errs = unclaimed_errors()
+    if not errs:
+        return
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a closed stdout must not hide the report
+        pass
+    lines = [f"hlx_vulkan: Vulkan Validation reported {len(errs)} error(s) in this process (HLX_VALIDATION is on); "
+             f"exiting with status {EXIT_STATUS}:"] + [f"- {m.text}" for m in errs]
+    try:
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_STATUS)
+
+
+class _Sentinel:
+    pass
+
+
+# Made at import, before any instance exists: weakref.finalize runs its exit callbacks newest
+# first, so this one runs after every Vulkan object's finalizer.
+_sentinel = _Sentinel()
+_gate = weakref.finalize(_sentinel, _exit_gate)
 
 
 def _callback(severity, types, data, user_data):

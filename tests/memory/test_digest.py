@@ -1,11 +1,10 @@
 import hashlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from hlx_vulkan.memory import MemoryManager, tensor_digest
+from conftest import assert_clean_exit, run_python
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +74,6 @@ def test_digest_is_identical_in_another_process(managers):
         "    mm = MemoryManager(ctx)\n"
         "    print(mm.from_numpy(x).digest())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(["-c", script], timeout=120)
+    assert_clean_exit(proc)
     assert proc.stdout.strip() == here

@@ -27,7 +27,7 @@ def _check(r: RangeAllocator, live: dict):
     assert r.largest_free == max((s for _, s in free), default=0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)  # seeded: a failure reproduces
 @given(ops)
 def test_random_alloc_free_sequences(seq):
     r = RangeAllocator(64 * 1024)

@@ -21,8 +21,8 @@ def _logsumexp(x, axis):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_softmax_and_log_softmax(dtype, axis):
-    x = (np.random.default_rng().standard_normal((6, 9)) * 4).astype(hv.memory.dtype_of(dtype).numpy)
+def test_softmax_and_log_softmax(dtype, axis, rng):
+    x = (rng.standard_normal((6, 9)) * 4).astype(hv.memory.dtype_of(dtype).numpy)
     d = x.astype(np.float64)
     ref = d - _logsumexp(d, axis)
     _check(F.log_softmax(hv.tensor(x), axis).numpy(), ref, dtype)
@@ -36,19 +36,21 @@ def test_softmax_is_stable_for_large_inputs():
     _check(out, np.exp(x - _logsumexp(x.astype(np.float64), -1)), "float32")
 
 
-def test_layer_norm():
-    rng = np.random.default_rng()
-    x = rng.standard_normal((4, 5, 8)).astype(np.float32)
+@pytest.mark.parametrize("scale", [1.0, 0.01])  # at 0.01 the variance is ~1e-4 and eps=1e-5 shows
+def test_layer_norm(rng, scale):
+    x = (rng.standard_normal((4, 5, 8)) * scale).astype(np.float32)
     w, b = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
     d = x.astype(np.float64)
     ref = (d - d.mean(-1, keepdims=True)) / np.sqrt(d.var(-1, keepdims=True) + 1e-5) * w + b
     _check(F.layer_norm(hv.tensor(x), 8, hv.tensor(w), hv.tensor(b)).numpy(), ref, "float32")
+    module = hv.nn.LayerNorm(8)
+    _check(module(hv.tensor(x)).numpy(), (d - d.mean(-1, keepdims=True)) / np.sqrt(d.var(-1, keepdims=True) + 1e-5),
+           "float32")
     with pytest.raises(errors.ShapeError, match="does not match"):
         F.layer_norm(hv.tensor(x), 5)
 
 
-def test_cross_entropy_and_mse():
-    rng = np.random.default_rng()
+def test_cross_entropy_and_mse(rng):
     logits = rng.standard_normal((16, 10)).astype(np.float32)
     target = rng.integers(0, 10, 16)
     d = logits.astype(np.float64)
@@ -65,8 +67,8 @@ def test_cross_entropy_and_mse():
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_softmax_on_strided_views_along_any_axis(axis):
-    x = np.random.default_rng().standard_normal((3, 4, 5)).astype(np.float32)
+def test_softmax_on_strided_views_along_any_axis(axis, rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     view = hv.tensor(x).transpose(0, 2)
     d = x.swapaxes(0, 2).astype(np.float64)
     _check(F.log_softmax(view, axis).numpy(), d - _logsumexp(d, axis), "float32")

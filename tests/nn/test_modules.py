@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import hlx_vulkan as hv
 from hlx_vulkan import errors, nn
 
-torch = pytest.importorskip("torch")
 
 
 def _mlp():

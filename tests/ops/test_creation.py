@@ -16,12 +16,12 @@ def test_creation_functions():
     assert hv.zeros(0, 5).shape == (0, 5)
 
 
-def test_tensor_from_data_and_back():
+def test_tensor_from_data_and_back(rng):
     t = hv.tensor([[1.5, 2.0], [3.0, 4.0]])
     assert t.dtype is hv.float32 and t.shape == (2, 2) and t.ndim == 2 and t.numel() == 4
     assert hv.tensor([1, 2]).dtype is hv.int64  # Python ints: int64, as torch
     assert hv.tensor(3.5).item() == 3.5
-    x = np.random.default_rng().standard_normal((3, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 3)).astype(np.float32)
     assert hv.tensor(x).digest() == hv.memory.tensor_digest("float32", (3, 3), x)
     with pytest.raises(errors.ShapeError, match="one element"):
         t.item()

@@ -28,16 +28,16 @@ def _gelu_ref(x, approximate):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", sorted(UNARY))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_unary(name, dtype, shape):
+def test_unary(name, dtype, shape, rng):
     fn, ref, positive = UNARY[name]
-    x = randn(np.random.default_rng(), shape, dtype, positive)
+    x = randn(rng, shape, dtype, positive)
     check(fn(hv.tensor(x)).numpy(), ref(f64(x)), dtype)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_gelu(approximate, dtype):
-    x = randn(np.random.default_rng(), (513,), dtype)
+def test_gelu(approximate, dtype, rng):
+    x = randn(rng, (513,), dtype)
     check(hv.gelu(hv.tensor(x), approximate).numpy(), _gelu_ref(f64(x), approximate), dtype)
 
 
@@ -49,16 +49,15 @@ BINARY = {"add": (np.add, lambda a, b: a + b), "sub": (np.subtract, lambda a, b:
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", sorted(BINARY))
 @pytest.mark.parametrize("sa,sb", BROADCASTS, ids=str)
-def test_binary_broadcasting(name, dtype, sa, sb):
+def test_binary_broadcasting(name, dtype, sa, sb, rng):
     ref, fn = BINARY[name]
-    rng = np.random.default_rng()
     a, b = randn(rng, sa, dtype), randn(rng, sb, dtype, positive=name == "div")
     check(fn(hv.tensor(a), hv.tensor(b)).numpy(), ref(f64(a), f64(b)), dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_scalars_on_either_side_and_pow(dtype):
-    x = randn(np.random.default_rng(), (4, 33), dtype, positive=True)
+def test_scalars_on_either_side_and_pow(dtype, rng):
+    x = randn(rng, (4, 33), dtype, positive=True)
     t, d = hv.tensor(x), f64(x)
     for out, ref in [(t + 2, d + 2), (2 + t, 2 + d), (t - 1.5, d - 1.5), (1.5 - t, 1.5 - d), (t * 3, d * 3),
                      (3 * t, 3 * d), (t / 4, d / 4), (4 / t, 4 / d), (t ** 2, d ** 2), (t ** 0.5, d ** 0.5),
@@ -66,8 +65,7 @@ def test_scalars_on_either_side_and_pow(dtype):
         check(out.numpy(), ref, dtype)
 
 
-def test_int_arithmetic_is_exact():
-    rng = np.random.default_rng()
+def test_int_arithmetic_is_exact(rng):
     a = rng.integers(-1000, 1000, (5, 7)).astype(np.int32)
     b = rng.integers(-1000, 1000, (7,)).astype(np.int32)
     ta, tb = hv.tensor(a), hv.tensor(b)
@@ -79,8 +77,7 @@ def test_int_arithmetic_is_exact():
 
 
 @pytest.mark.parametrize("op", ["eq", "ne", "lt", "le", "gt", "ge"])
-def test_comparisons_and_where(op):
-    rng = np.random.default_rng()
+def test_comparisons_and_where(op, rng):
     a = rng.integers(-3, 3, (4, 5)).astype(np.float32)
     b = rng.integers(-3, 3, (5,)).astype(np.float32)
     ref = getattr(np, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
@@ -111,8 +108,7 @@ def test_nan_and_inf_propagate_like_numpy():
 @pytest.mark.parametrize("src,dst", [("float32", "float16"), ("float32", "bfloat16"), ("float16", "float32"),
                                      ("bfloat16", "float32"), ("float32", "int32"), ("int32", "float32"),
                                      ("int32", "int8"), ("uint8", "float32")])
-def test_casts_match_numpy(src, dst):
-    rng = np.random.default_rng()
+def test_casts_match_numpy(src, dst, rng):
     x = (rng.standard_normal(300) * 50).astype(hv.memory.dtype_of(src).numpy) if "float" in src \
         else rng.integers(0, 100, 300).astype(hv.memory.dtype_of(src).numpy)
     got = hv.tensor(x).to(dst)
@@ -121,9 +117,8 @@ def test_casts_match_numpy(src, dst):
     assert got.numpy().tobytes() == want.tobytes()
 
 
-def test_outputs_are_fully_written_over_poison():
+def test_outputs_are_fully_written_over_poison(rng):
     """Copy into a NaN-poisoned tensor, strided and broadcast, and check every element landed."""
-    rng = np.random.default_rng()
     src = rng.standard_normal((6, 1, 5)).astype(np.float32)
     dst = hv.full((6, 4, 5), np.nan)
     dst.copy_(hv.tensor(src))
@@ -153,15 +148,14 @@ def test_errors_before_recording():
     assert a.runtime.stream.dispatches == dispatched
 
 
-def test_same_input_same_bits():
-    x = randn(np.random.default_rng(), (1000,), "float32")
+def test_same_input_same_bits(rng):
+    x = randn(rng, (1000,), "float32")
     t = hv.tensor(x)
     first = (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
     assert first == (hv.tanh(t) * hv.sigmoid(t) + hv.exp(t / 3)).digest()
 
 
-def test_float16_arithmetic_mode():
-    rng = np.random.default_rng()
+def test_float16_arithmetic_mode(rng):
     x, y = randn(rng, (300,), "float16", positive=True), randn(rng, (300,), "float16")
     previous = hv.set_float16_arithmetic(True)
     try:

@@ -23,8 +23,7 @@ def matmul_kernel(request, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("sa,sb", SHAPES, ids=str)
-def test_matmul_matches_numpy(dtype, sa, sb):
-    rng = np.random.default_rng()
+def test_matmul_matches_numpy(dtype, sa, sb, rng):
     a, b = randn(rng, sa, dtype), randn(rng, sb, dtype)
     got = hv.tensor(a) @ hv.tensor(b)
     ref = f64(a) @ f64(b)
@@ -32,8 +31,7 @@ def test_matmul_matches_numpy(dtype, sa, sb):
     check(got.numpy(), ref, dtype, TOL[dtype])
 
 
-def test_transposed_operands_need_no_copy():
-    rng = np.random.default_rng()
+def test_transposed_operands_need_no_copy(rng):
     a, b = randn(rng, (40, 30), "float32"), randn(rng, (50, 40), "float32")
     ta, tb = hv.tensor(a).T, hv.tensor(b).T
     dispatched = ta.runtime.stream.dispatches
@@ -42,8 +40,7 @@ def test_transposed_operands_need_no_copy():
     check(got.numpy(), f64(a).T @ f64(b).T, "float32", 1e-4)
 
 
-def test_every_output_written_over_poison_and_k_zero():
-    rng = np.random.default_rng()
+def test_every_output_written_over_poison_and_k_zero(rng):
     a, b = randn(rng, (33, 17), "float32"), randn(rng, (17, 65), "float32")
     out = hv.full((33, 65), np.nan)
     hv.matmul(hv.tensor(a), hv.tensor(b), out=out)
@@ -54,8 +51,7 @@ def test_every_output_written_over_poison_and_k_zero():
     assert hv.matmul(hv.zeros(0, 5), hv.zeros(5, 2)).shape == (0, 2)
 
 
-def test_matmul_is_deterministic():
-    rng = np.random.default_rng()
+def test_matmul_is_deterministic(rng):
     a, b = hv.tensor(randn(rng, (130, 257), "float32")), hv.tensor(randn(rng, (257, 70), "float32"))
     assert (a @ b).digest() == (a @ b).digest()
 

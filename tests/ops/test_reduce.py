@@ -15,8 +15,8 @@ CASES = [((7,), None), ((7,), 0), ((3, 5), 0), ((3, 5), 1), ((3, 5), -1), ((2, 3
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("op", ["sum", "mean", "max", "min"])
 @pytest.mark.parametrize("shape,axis", CASES, ids=str)
-def test_reductions_match_numpy(op, dtype, shape, axis, keepdim):
-    x = randn(np.random.default_rng(), shape, dtype)
+def test_reductions_match_numpy(op, dtype, shape, axis, keepdim, rng):
+    x = randn(rng, shape, dtype)
     fn = {"max": hv.amax, "min": hv.amin}.get(op, getattr(hv, op))  # numpy's max: torch's amax
     got = fn(hv.tensor(x), axis=axis, keepdim=keepdim)
     ref = getattr(np, {"sum": "sum", "mean": "mean", "max": "max", "min": "min"}[op])(
@@ -28,8 +28,7 @@ def test_reductions_match_numpy(op, dtype, shape, axis, keepdim):
 @pytest.mark.parametrize("op", ["argmax", "argmin"])
 @pytest.mark.parametrize("shape,axis", [((7,), None), ((3, 5), 0), ((3, 5), 1), ((2, 3, 4), 2), ((50, 700), 1)],
                          ids=str)
-def test_arg_reductions(op, shape, axis):
-    rng = np.random.default_rng()
+def test_arg_reductions(op, shape, axis, rng):
     x = rng.integers(-5, 5, shape).astype(np.float32)  # many ties: the first index must win
     got = getattr(hv, op)(hv.tensor(x), axis=axis)
     assert got.dtype is hv.int64  # index tensors are int64, as torch
@@ -38,15 +37,15 @@ def test_arg_reductions(op, shape, axis):
 
 @pytest.mark.parametrize("correction", [0, 1])
 @pytest.mark.parametrize("axis", [None, 0, (0, 1)])
-def test_var(axis, correction):
-    x = randn(np.random.default_rng(), (6, 7, 3), "float32")
+def test_var(axis, correction, rng):
+    x = randn(rng, (6, 7, 3), "float32")
     check(hv.var(hv.tensor(x), axis, correction=correction).numpy(), np.var(f64(x), axis=axis, ddof=correction),
           "float32")
 
 
-def test_long_axis_takes_two_passes_and_stays_accurate(monkeypatch):
+def test_long_axis_takes_two_passes_and_stays_accurate(monkeypatch, rng):
     monkeypatch.setattr(red, "MIN_CHUNK", 1000)
-    x = randn(np.random.default_rng(), (3, 25_001), "float16")
+    x = randn(rng, (3, 25_001), "float16")
     for op in ("sum", "amax", "amin", "mean"):
         got = getattr(hv, op)(hv.tensor(x), axis=1)
         ref = {"sum": np.sum, "amax": np.max, "amin": np.min, "mean": np.mean}[op]
@@ -55,11 +54,11 @@ def test_long_axis_takes_two_passes_and_stays_accurate(monkeypatch):
     check(full.numpy(), f64(x).sum(), "float16")
 
 
-def test_strided_input_and_ints():
-    x = randn(np.random.default_rng(), (8, 6), "float32")
+def test_strided_input_and_ints(rng):
+    x = randn(rng, (8, 6), "float32")
     t = hv.tensor(x).T
     check(t.sum(axis=1).numpy(), f64(x).T.sum(axis=1), "float32")
-    i = np.random.default_rng().integers(-100, 100, (5, 9)).astype(np.int32)
+    i = rng.integers(-100, 100, (5, 9)).astype(np.int32)
     np.testing.assert_array_equal(hv.sum(hv.tensor(i), axis=0).numpy(), i.sum(axis=0))
     np.testing.assert_array_equal(hv.amax(hv.tensor(i), axis=1).numpy(), i.max(axis=1))
 
@@ -72,8 +71,8 @@ def test_nan_propagates_and_argmax_picks_first_nan():
     np.testing.assert_array_equal(t.argmax(axis=1).numpy(), np.argmax(x, axis=1))
 
 
-def test_reductions_are_bitwise_deterministic():
-    x = hv.tensor(randn(np.random.default_rng(), (64, 4097), "float32"))
+def test_reductions_are_bitwise_deterministic(rng):
+    x = hv.tensor(randn(rng, (64, 4097), "float32"))
     digests = {x.sum(axis=1).digest() for _ in range(3)} | {x.sum().digest() for _ in range(1)}
     assert len(digests) == 2
 

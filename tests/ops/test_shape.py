@@ -6,12 +6,12 @@ from hlx_vulkan import errors
 from opcheck import randn
 
 
-def x34():
-    return randn(np.random.default_rng(), (3, 4, 5), "float32")
+def x34(rng):
+    return randn(rng, (3, 4, 5), "float32")
 
 
-def test_views_share_memory_and_read_like_numpy():
-    x = x34()
+def test_views_share_memory_and_read_like_numpy(rng):
+    x = x34(rng)
     t = hv.tensor(x)
     for got, ref in [(t.reshape(12, 5), x.reshape(12, 5)), (t.reshape(-1), x.reshape(-1)),
                      (t.permute(2, 0, 1), x.transpose(2, 0, 1)), (t.transpose(0, 2), x.swapaxes(0, 2)),
@@ -23,8 +23,8 @@ def test_views_share_memory_and_read_like_numpy():
     assert t.permute(2, 0, 1).buf._allocation is t.buf._allocation
 
 
-def test_reshape_of_a_non_contiguous_view_copies():
-    x = x34()
+def test_reshape_of_a_non_contiguous_view_copies(rng):
+    x = x34(rng)
     t = hv.tensor(x).transpose(0, 1)
     np.testing.assert_array_equal(t.reshape(4, 15).numpy(), x.swapaxes(0, 1).reshape(4, 15))
     with pytest.raises(errors.ShapeError, match="contiguous"):
@@ -33,8 +33,8 @@ def test_reshape_of_a_non_contiguous_view_copies():
         hv.tensor(x).reshape(7, -1)
 
 
-def test_setitem_and_copy_into_views():
-    x = x34()
+def test_setitem_and_copy_into_views(rng):
+    x = x34(rng)
     t = hv.tensor(x)
     t[1, :, 2] = np.arange(4, dtype=np.float32)
     x[1, :, 2] = np.arange(4)
@@ -43,8 +43,7 @@ def test_setitem_and_copy_into_views():
     np.testing.assert_array_equal(t.numpy(), x)
 
 
-def test_concat_stack():
-    rng = np.random.default_rng()
+def test_concat_stack(rng):
     a, b = randn(rng, (2, 3), "float32"), randn(rng, (2, 5), "float32")
     np.testing.assert_array_equal(hv.concat([hv.tensor(a), hv.tensor(b)], axis=1).numpy(),
                                   np.concatenate([a, b], axis=1))
@@ -54,8 +53,7 @@ def test_concat_stack():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int32"])
-def test_index_select_and_embedding_lookup(dtype):
-    rng = np.random.default_rng()
+def test_index_select_and_embedding_lookup(dtype, rng):
     table = randn(rng, (10, 6), dtype) if dtype != "int32" else rng.integers(0, 9, (10, 6)).astype(np.int32)
     idx = rng.integers(0, 10, (4, 3))
     t = hv.tensor(table)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import hlx_vulkan as hv
 from hlx_vulkan import errors, optim
 
-torch = pytest.importorskip("torch")
 
 OPTIMIZERS = {
     "sgd": (lambda ps: optim.SGD(ps, lr=0.1), lambda ps: torch.optim.SGD(ps, lr=0.1)),

@@ -1,21 +1,20 @@
 """`hlx train digits`: accuracy, bit-identical weights for a seed (in-process, across processes,
-with and without capture), and the files it writes."""
+eager, captured and jitted), and the files it writes."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+
+import sklearn  # noqa: F401 - a dependency of `hlx train digits`: missing, this fails loudly
 
 import hlx_vulkan as hv
 from hlx_vulkan.checkpoint import load_checkpoint, state_digest
 from hlx_vulkan.training.digits import build_model, evaluate, load_digits_split, train_digits
+from conftest import assert_clean_exit, run_python
 
-pytest.importorskip("sklearn")
 SHORT = dict(epochs=2, hidden=32, batch_size=128, progress=False)
 
 
@@ -37,6 +36,16 @@ def test_capture_gives_the_same_weights_as_eager():
     eager = train_digits(seed=3, **SHORT)
     captured = train_digits(seed=3, capture=True, **SHORT)
     assert captured.weights_digest == eager.weights_digest
+
+
+def test_jit_gives_the_same_weights_and_history_as_eager():
+    eager = train_digits(seed=3, **SHORT)
+    jitted = train_digits(seed=3, jit=True, **SHORT)
+    assert jitted.weights_digest == eager.weights_digest
+    assert jitted.history == eager.history
+    assert jitted.manifest["jit"] and not eager.manifest["jit"]
+    with pytest.raises(ValueError, match="one of capture and jit"):
+        train_digits(seed=3, capture=True, jit=True, **SHORT)
 
 
 def test_outputs_plot_checkpoint_and_manifest(tmp_path):
@@ -82,10 +91,8 @@ def test_bad_settings_are_refused_before_training(capsys):
 
 
 def _cli_digest(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1",
-                          "--hidden", "32", *args], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
+    out = run_python(["-m", "hlx_vulkan.cli", "train", "digits", "--quiet", "--epochs", "1", "--hidden", "32", *args])
+    assert_clean_exit(out)
     m = re.search(r"weights digest: ([0-9a-f]{64})", out.stdout)
     assert m, out.stdout
     return m.group(1)
@@ -95,3 +102,4 @@ def test_the_command_prints_the_same_digest_in_two_processes():
     first = _cli_digest("--seed", "0")
     assert _cli_digest("--seed", "0") == first
     assert _cli_digest("--seed", "0", "--capture") == first
+    assert _cli_digest("--seed", "0", "--jit") == first
