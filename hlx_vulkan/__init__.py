@@ -29,7 +29,7 @@ from .ops import shape as _sh
 from .ops import softmax as _sm
 from .ops.creation import (arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros,
                            zeros_like)
-from .ops.random import Generator, manual_seed, rand, randint, randn
+from .ops.random import Generator, manual_seed, rand, rand_like, randint, randn, randn_like
 from .ops.tensor import Device, from_numpy
 from .precision import float16_arithmetic, precision_report, set_float16_arithmetic
 from .runtime import Graph, Runtime, capture, default_runtime, set_default_runtime
@@ -49,7 +49,7 @@ add, sub, mul, div, pow, maximum, minimum, clamp, where = (_ew.add, _ew.sub, _ew
 floor_divide, remainder, masked_fill, result_type, clip = (_ew.floor_divide, _ew.remainder, _ew.masked_fill,
                                                            _ew.result_type, _ew.clamp)
 abs, neg, eq, ne, lt, le, gt, ge = _ew.abs, _ew.neg, _ew.eq, _ew.ne, _ew.lt, _ew.le, _ew.gt, _ew.ge
-isnan, isinf, isfinite = _ew.isnan, _ew.isinf, _ew.isfinite
+isnan, isinf, isfinite, isclose, allclose = _ew.isnan, _ew.isinf, _ew.isfinite, _ew.isclose, _ew.allclose
 logical_and, logical_or, logical_xor, logical_not = _ew.logical_and, _ew.logical_or, _ew.logical_xor, _ew.logical_not
 bitwise_and, bitwise_or, bitwise_xor, bitwise_not = _ew.bitwise_and, _ew.bitwise_or, _ew.bitwise_xor, _ew.bitwise_not
 sum, mean, max, min, argmax, argmin, var = _red.sum, _red.mean, _red.max, _red.min, _red.argmax, _red.argmin, _red.var

@@ -493,26 +493,48 @@ def _where(cond: Tensor, a, b) -> Tensor:
     return launch("x != CT(0) ? alpha : beta", [cond], alpha=_number(a), beta=_number(b), compute=dt)
 
 
-def where(cond: Tensor, a, b) -> Tensor:
+def where(cond: Tensor, a=None, b=None):
     """``a`` where ``cond`` is true, else ``b`` (all broadcast; ``a`` and ``b`` may be numbers;
-    the result type promotes as torch.where's)."""
+    the result type promotes as torch.where's). ``where(cond)`` alone is torch's
+    ``nonzero(cond, as_tuple=True)``: one int64 index tensor per dim (a sync point)."""
     if not isinstance(cond, Tensor):
         raise TypeError(f"where needs a condition tensor, not {type(cond).__name__}")
+    if a is None and b is None:
+        from .shape import nonzero
+        found = nonzero(cond)
+        return tuple(found[:, d] for d in range(cond.ndim))
+    if a is None or b is None:
+        raise TypeError("where takes a condition alone, or a condition and two values")
     if cond.dtype is not bool_:
         cond = ne(cond, 0)
     return _where(cond, a, b)
 
 
 def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
-    """``x`` with ``value`` where ``mask`` is true (mask broadcasts; the result keeps ``x``'s dtype)."""
+    """``x`` with ``value`` where ``mask`` is true (mask broadcasts; the result keeps ``x``'s dtype,
+    so a float value in an integer tensor truncates, as torch)."""
     if isinstance(value, Tensor):
         if value.ndim:
             raise errors.ShapeError(f"masked_fill takes a number or a 0-dim tensor, not shape {value.shape}")
         value = cast(value, x.dtype) if value.dtype is not x.dtype else value
-    elif not x.dtype.is_float and not float(_number(value)).is_integer():
-        raise errors.DTypeError(f"cannot fill a {x.dtype.name} tensor with {value!r}")
-    out = where(mask, value, x)
+    out = where(mask, value, x)  # a float into an integer tensor truncates, as torch
     return out if out.dtype is x.dtype else cast(out, x.dtype)
+
+
+def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> Tensor:
+    """Where ``|a - b| <= atol + rtol * |b|`` (bool), as torch.isclose; infinities match themselves."""
+    dt = _float_of(result_type(a, b))
+    nan = "(isnan(x) && isnan(y))" if equal_nan else "false"
+    expr = (f"(x == y) || {nan} || (!isinf(x) && !isinf(y) && abs(x - y) <= CT({float(atol)!r}) + "
+            f"CT({float(rtol)!r}) * abs(y))")
+    if not isinstance(b, Tensor):
+        b = _as_tensor(_number(b), dt, a.runtime)
+    return launch(expr, [a, b], out_dtype=bool_, compute=dt)
+
+
+def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+    """Whether :func:`isclose` holds everywhere (a sync point)."""
+    return bool(reduce.all(isclose(a, b, rtol, atol, equal_nan)).item())
 
 
 def _compare(name: str):
@@ -555,9 +577,9 @@ def copy(x: Tensor, out: Tensor | None = None) -> Tensor:
     return launch("x", [x], out=out, shape=None if out is None else out.shape)
 
 
-__all__ = ["abs", "add", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "broadcast_shapes", "cast",
-           "ceil", "clamp", "copy", "cos", "div", "eq", "exp", "floor", "floor_divide", "ge", "gelu", "gt", "isfinite",
-           "isinf", "isnan", "launch", "le", "leaky_relu", "log", "logical_and", "logical_not", "logical_or",
-           "logical_xor", "lt", "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "pow", "reciprocal", "relu",
-           "remainder", "result_type", "round", "rsqrt", "sigmoid", "sign", "silu", "sin", "sqrt", "sub", "tanh",
-           "trunc", "where"]
+__all__ = ["abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "broadcast_shapes",
+           "cast", "ceil", "clamp", "copy", "cos", "div", "eq", "exp", "floor", "floor_divide", "ge", "gelu", "gt",
+           "isclose", "isfinite", "isinf", "isnan", "launch", "le", "leaky_relu", "log", "logical_and", "logical_not",
+           "logical_or", "logical_xor", "lt", "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "pow",
+           "reciprocal", "relu", "remainder", "result_type", "round", "rsqrt", "sigmoid", "sign", "silu", "sin", "sqrt",
+           "sub", "tanh", "trunc", "where"]

@@ -159,8 +159,8 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
                "SK": _SCALAR_KIND[ct]}
     dtypes = {"O": dt, **{s: t.dtype for s, t in zip("ABC", inputs)}}
     kernel = rt.kernels.get(SPECS[len(inputs)], defines, dtypes, (WORKGROUP,))
-    fields = {"n": n, "alpha": scalar_bits(alpha, ct), "beta": scalar_bits(beta, ct), "shape": shape5, "st_a": st_in[0], "st_b": st_in[1],
-              "st_c": st_in[2], "st_o": st[-1]}
+    fields = {"n": n, "alpha": scalar_bits(alpha, ct), "beta": scalar_bits(beta, ct), "shape": shape5,
+              "st_a": st_in[0], "st_b": st_in[1], "st_c": st_in[2], "st_o": st[-1]}
     out_geometry = out.buf if out is not None else _Geometry(dt, 0)
     bufs = [out_geometry] + [t.buf for t in inputs]
     push = kernel.spec.pack(bufs, fields)

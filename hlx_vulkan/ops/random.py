@@ -179,3 +179,13 @@ def randint(low, high=None, size=(), dtype=None, generator: Generator | None = N
     u = rand(*size, generator=generator, runtime=rt)
     return launch("min(floor(x * alpha), alpha - CT(1)) + beta", [u], out_dtype=dtype or default_int_dtype(rt),
                   alpha=float(high - low), beta=float(low))
+
+
+def rand_like(x: Tensor, dtype=None, generator: Generator | None = None) -> Tensor:
+    """Uniform numbers in [0, 1) of ``x``'s shape (and dtype unless given)."""
+    return rand(*x.shape, dtype=dtype or x.dtype, generator=generator, runtime=x.runtime)
+
+
+def randn_like(x: Tensor, dtype=None, generator: Generator | None = None) -> Tensor:
+    """Normal numbers of ``x``'s shape (and dtype unless given)."""
+    return randn(*x.shape, dtype=dtype or x.dtype, generator=generator, runtime=x.runtime)

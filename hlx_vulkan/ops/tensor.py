@@ -391,6 +391,10 @@ class Tensor:
     def masked_fill(self, mask, value): return _ew.masked_fill(self, mask, value)
     def where(self, condition, other): return _ew.where(condition, self, other)
 
+    def allclose(self, other, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+        """Whether ``|self - other| <= atol + rtol * |other|`` everywhere (a sync point)."""
+        return _ew.allclose(self, other, rtol, atol, equal_nan)
+
     def equal(self, other: "Tensor") -> bool:
         """Whether ``other`` has this shape and the same elements (a sync point)."""
         return self.shape == other.shape and bool(_red.all(_ew.eq(self, other)))
@@ -489,7 +493,11 @@ class Tensor:
     def log_softmax(self, *args, **kwargs): return _sm.log_softmax(self, *args, **kwargs)
 
     def reshape(self, *shape): return _sh.reshape(self, *shape)
-    def view(self, *shape): return _sh.view(self, *shape)
+    def view(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+            raise errors.DTypeError(f"view({shape[0]!r}): reinterpreting the bytes as another dtype is not "
+                                    "supported; use .to() to convert")
+        return _sh.view(self, *shape)
     def view_as(self, other): return _sh.view(self, other.shape)
     def reshape_as(self, other): return _sh.reshape(self, other.shape)
     def permute(self, *dims): return _sh.permute(self, *dims)

@@ -69,7 +69,8 @@ def test_integer_sums_do_not_overflow(rng):
     for t in (hv.tensor(x), hv.tensor(x.reshape(8, 8))):
         s = t.sum()
         assert s.dtype is hv.int64 and s.item() == int(x.astype(np.int64).sum())
-    np.testing.assert_array_equal(hv.tensor(x.reshape(8, 8)).sum(dim=0).numpy(), x.reshape(8, 8).astype(np.int64).sum(0))
+    np.testing.assert_array_equal(hv.tensor(x.reshape(8, 8)).sum(dim=0).numpy(),
+                                  x.reshape(8, 8).astype(np.int64).sum(0))
 
 
 def test_relu_keeps_nan_and_pow_zero_has_zero_gradient():
