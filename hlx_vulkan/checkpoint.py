@@ -3,8 +3,11 @@
 ``save_checkpoint`` writes tensors with the safetensors library and returns, per tensor, its
 content digest (see ``hlx_vulkan.memory.digest``) for a manifest. ``load_checkpoint`` reads
 the header itself first and refuses, with an error that names the problem, a header past
-``MAX_HEADER_BYTES``, offsets that are not contiguous or run past the file, a span that does
-not match shape x dtype, and (given a manifest) any tensor whose digest differs.
+``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should be (a duplicate key
+included: safetensors might read another value than the one checked), offsets that are not
+contiguous or leave bytes before, between or after the tensors, a span that does not match
+shape x dtype, and (given a manifest) any tensor whose digest differs. Whatever the file and
+the manifest hold, the only error raised is :class:`CheckpointError`.
 
 bfloat16, which safetensors' numpy reader does not decode, is stored as its uint16 bits, and
 the logical dtype is kept in the file's metadata.
@@ -27,7 +30,7 @@ from collections import OrderedDict
 import numpy as np
 import safetensors.numpy
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DTypeError
 from .memory.digest import tensor_digest
 from .memory.dtypes import dtype_of
 
@@ -36,6 +39,25 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _TAGS = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "I8": 1, "U8": 1, "U16": 2, "F64": 8, "I64": 8, "BOOL": 1}
 _DTYPE_KEY = "hlx.dtypes"
 _ORDER_KEY = "hlx.order"  # safetensors lays tensors out by its own order; the caller's comes back on load
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _json(text, what: str):
+    """Parse JSON text or bytes; anything but valid JSON without duplicate keys is a CheckpointError."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise CheckpointError(f"{what} nests too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, duplicate keys, too many digits
+        raise CheckpointError(f"{what} is not valid JSON ({' '.join(str(e).split())})") from None
 
 
 def _host(value) -> np.ndarray:
@@ -64,10 +86,17 @@ def save_checkpoint(path, tensors: dict, metadata: dict | None = None) -> "Order
 
 def file_digest(path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise CheckpointError(f"{os.fspath(path)}: cannot read ({e.strerror or e})") from None
     return h.hexdigest()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_header(data: bytes, name: str = "checkpoint") -> tuple[dict, dict, int]:
@@ -80,10 +109,7 @@ def read_header(data: bytes, name: str = "checkpoint") -> tuple[dict, dict, int]
     if 8 + n > len(data):
         raise CheckpointError(f"{name}: header claims {n} bytes but the file has {len(data) - 8} after the length "
                               "(truncated?)")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{name}: header is not valid JSON ({e})") from None
+    header = _json(data[8:8 + n], f"{name}: header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{name}: header is a JSON {type(header).__name__}, not an object")
     meta = header.pop("__metadata__", {}) or {}
@@ -95,11 +121,11 @@ def read_header(data: bytes, name: str = "checkpoint") -> tuple[dict, dict, int]
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{name}: tensor {key!r} needs exactly dtype, shape and data_offsets")
         tag, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if tag not in _TAGS:
+        if not isinstance(tag, str) or tag not in _TAGS:
             raise CheckpointError(f"{name}: tensor {key!r} has unsupported dtype {tag!r}")
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
             raise CheckpointError(f"{name}: tensor {key!r} has an invalid shape {shape!r}")
-        if (not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)
+        if (not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs)
                 or not 0 <= offs[0] <= offs[1]):
             raise CheckpointError(f"{name}: tensor {key!r} has invalid data_offsets {offs!r}")
         if offs[1] > size:
@@ -126,18 +152,22 @@ def load_checkpoint(path, manifest: dict | None = None) -> "OrderedDict[str, np.
     (a dict with a "tensors" map of name -> {digest, ...}, or a path to such a JSON file), every
     tensor's digest must match and the names must be the same set."""
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CheckpointError(f"{name}: cannot read ({e.strerror})") from None
+    data = _read(path, name)
     header, meta, _ = read_header(data, name)
+    logical = _json(meta.get(_DTYPE_KEY, "{}"), f"{name}: metadata {_DTYPE_KEY}")
+    if not isinstance(logical, dict) or not all(isinstance(v, str) for v in logical.values()):
+        raise CheckpointError(f"{name}: metadata {_DTYPE_KEY} must map tensor names to dtype names")
+    order = _json(meta.get(_ORDER_KEY, "[]"), f"{name}: metadata {_ORDER_KEY}")
+    if not isinstance(order, list) or not all(isinstance(k, str) for k in order):
+        raise CheckpointError(f"{name}: metadata {_ORDER_KEY} must be a list of tensor names")
+    for key, dt in logical.items():
+        if dt == "bfloat16" and key in header and header[key]["dtype"] != "U16":
+            raise CheckpointError(f"{name}: tensor {key!r} is bfloat16 in the metadata but stored as "
+                                  f"{header[key]['dtype']}, not as its 16-bit patterns (U16)")
     try:
-        logical = json.loads(meta.get(_DTYPE_KEY, "{}"))
-        order = json.loads(meta.get(_ORDER_KEY, "[]"))
         arrays = safetensors.numpy.load(data)
     except Exception as e:  # noqa: BLE001 - the library's own errors, renamed for the caller
-        raise CheckpointError(f"{name}: safetensors could not decode it ({e})") from None
+        raise CheckpointError(f"{name}: safetensors could not decode it ({' '.join(str(e).split())})") from None
     out = OrderedDict()
     if sorted(order) != sorted(header):
         order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
@@ -151,13 +181,29 @@ def load_checkpoint(path, manifest: dict | None = None) -> "OrderedDict[str, np.
     return out
 
 
-def verify_against_manifest(arrays: dict, manifest, name: str = "checkpoint") -> None:
+def _read(path, name: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CheckpointError(f"{name}: cannot read ({e.strerror or e})") from None
+
+
+def read_manifest(path) -> dict:
+    """A manifest file's JSON object; :class:`CheckpointError` for anything else."""
+    name = os.fspath(path)
+    manifest = _json(_read(path, f"manifest {name}"), f"manifest {name}")
     if not isinstance(manifest, dict):
-        try:
-            with open(manifest) as f:
-                manifest = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"manifest {manifest}: cannot read it ({e})") from None
+        raise CheckpointError(f"manifest {name}: a JSON {type(manifest).__name__}, not an object")
+    return manifest
+
+
+def verify_against_manifest(arrays: dict, manifest, name: str = "checkpoint") -> None:
+    """Check every tensor's digest against ``manifest`` (a dict, or a path to a JSON file)."""
+    if isinstance(manifest, (str, bytes, os.PathLike)):
+        manifest = read_manifest(manifest)
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"the manifest is a {type(manifest).__name__}, not a dict")
     expected = manifest.get("tensors")
     if not isinstance(expected, dict):
         raise CheckpointError("the manifest has no 'tensors' map")
@@ -165,9 +211,15 @@ def verify_against_manifest(arrays: dict, manifest, name: str = "checkpoint") ->
         raise CheckpointError(f"{name}: tensors {sorted(set(arrays) ^ set(expected))} are in only one of the file "
                               "and the manifest")
     for key, a in arrays.items():
-        dt = dtype_of(a.dtype).name
+        entry = expected[key]
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            raise CheckpointError(f"the manifest's entry for tensor {key!r} is not an object with a digest string")
+        try:
+            dt = dtype_of(a.dtype).name
+        except DTypeError:
+            raise CheckpointError(f"{name}: tensor {key!r} is {a.dtype}, a dtype hlx digests do not cover") from None
         digest = tensor_digest(dt, a.shape, a)
-        if digest != expected[key].get("digest"):
+        if digest != entry["digest"]:
             raise CheckpointError(f"{name}: tensor {key!r} does not match the manifest's digest (tampered or "
                                   "corrupted)")
 
@@ -180,5 +232,5 @@ def state_digest(entries: dict) -> str:
     return h.hexdigest()
 
 
-__all__ = ["MAX_HEADER_BYTES", "file_digest", "load_checkpoint", "read_header", "save_checkpoint", "state_digest",
-           "verify_against_manifest"]
+__all__ = ["MAX_HEADER_BYTES", "file_digest", "load_checkpoint", "read_header", "read_manifest", "save_checkpoint",
+           "state_digest", "verify_against_manifest"]

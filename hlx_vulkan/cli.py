@@ -75,16 +75,20 @@ def _train(args) -> int:
 def _verify(args) -> int:
     import os
 
-    from .checkpoint import file_digest, load_checkpoint, state_digest
+    from .checkpoint import file_digest, load_checkpoint, read_manifest, state_digest
     manifest_path = os.path.join(args.dir, "manifest.json")
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise errors.CheckpointError(f"{manifest_path}: cannot read it ({e})") from None
+    manifest = read_manifest(manifest_path)
     ckpt = manifest.get("checkpoint", {})
-    path = os.path.join(args.dir, ckpt.get("file", "model.safetensors"))
-    if "sha256" in ckpt and file_digest(path) != ckpt["sha256"]:
+    if not isinstance(ckpt, dict):
+        raise errors.CheckpointError(f"{manifest_path}: 'checkpoint' is not an object")
+    file, sha = ckpt.get("file", "model.safetensors"), ckpt.get("sha256")
+    # The checkpoint must sit beside its manifest: a manifest does not get to name any file on disk.
+    if not isinstance(file, str) or not file.isprintable() or file in ("", ".", "..") or os.path.basename(file) != file:
+        raise errors.CheckpointError(f"{manifest_path}: checkpoint file {file!r} is not a file name in {args.dir}")
+    if sha is not None and not isinstance(sha, str):
+        raise errors.CheckpointError(f"{manifest_path}: checkpoint sha256 {sha!r} is not a string")
+    path = os.path.join(args.dir, file)
+    if sha is not None and file_digest(path) != sha:
         raise errors.CheckpointError(f"{path}: the file's SHA-256 differs from the manifest's")
     state = load_checkpoint(path, manifest)
     digest = state_digest(manifest["tensors"])

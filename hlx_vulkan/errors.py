@@ -33,7 +33,7 @@ class OutOfDeviceMemoryError(VulkanError, MemoryError):
 
 
 class OutOfHostMemoryError(VulkanError, MemoryError):
-    """VK_ERROR_OUT_OF_HOST_MEMORY."""
+    """VK_ERROR_OUT_OF_HOST_MEMORY, or VK_ERROR_MEMORY_MAP_FAILED (no host address space left to map)."""
 
 
 class DeviceLostError(VulkanError):

@@ -35,3 +35,21 @@ void main() {
     x[0] = v;
 }
 """
+
+WORKGROUP_SUM = """
+#version 450
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) writeonly buffer S { float s[]; };
+shared float partial[WG];
+void main() {
+    uint l = gl_LocalInvocationID.x;
+    partial[l] = x[gl_GlobalInvocationID.x];
+    for (uint half_ = WG / 2u; half_ > 0u; half_ /= 2u) {
+        barrier();
+        if (l < half_) partial[l] += partial[l + half_];
+    }
+    if (l == 0u) s[gl_WorkGroupID.x] = partial[0];
+}
+"""

@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import vulkan as vkb
 
-from ..vk import CommandBufferPool
+from ..vk import CommandBufferPool, record
 from .pool import Allocation, MemoryPool
 
 DEFAULT_SLOT_BYTES = 8 << 20
@@ -66,7 +65,7 @@ class Stager:
         for pos, alloc, offset, n, _, _ in batch:
             src, dst, so, do = ((stage, alloc.buffer, slot.offset + pos, alloc.offset + offset) if to_device
                                 else (alloc.buffer, stage, alloc.offset + offset, slot.offset + pos))
-            vkb.vkCmdCopyBuffer(cmd, src, dst, 1, [vkb.VkBufferCopy(srcOffset=so, dstOffset=do, size=n)])
+            record.copy_buffer(cmd, src, dst, so, do, n)
         self._commands.end_command_buffer(cmd)
         return self._commands.submit(cmd)
 

@@ -1,14 +1,19 @@
-"""Command buffers: a round-robin pool, submission, and fences that always time out."""
+"""Command buffers: a round-robin pool, submission, and fences."""
 
 from __future__ import annotations
+
+import time
 
 import vulkan as vkb
 
 from .. import errors
-from .api import call
+from .api import call, check_result
 from .handles import Owner, VkObject
 
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = None  # wait for as long as the work runs
+# A wait is a loop of driver waits this long: between them Python delivers Ctrl-C, and a device
+# lost meanwhile is reported by the next one even by a driver that does not wake a pending wait.
+WAIT_SLICE_S = 1.0
 
 
 def _destroy_fence(device, handle) -> None:
@@ -16,11 +21,11 @@ def _destroy_fence(device, handle) -> None:
 
 
 class Fence(VkObject):
-    """A VkFence; every wait has a timeout.
+    """A VkFence.
 
     Example::
 
-        fence = Fence(ctx.device); ...; fence.wait(timeout=5.0)
+        fence = Fence(ctx.device); ...; fence.wait()
     """
 
     def __init__(self, device, signaled: bool = False):
@@ -31,17 +36,28 @@ class Fence(VkObject):
         self._own(device, _destroy_fence, device, self.handle)
 
     def is_signaled(self) -> bool:
+        """True once the work finished; :class:`DeviceLostError` if the device was lost."""
         self._check_alive()
-        return vkb.lib.vkGetFenceStatus(self.device.handle, self.handle) == vkb.VK_SUCCESS
+        result = vkb.lib.vkGetFenceStatus(self.device.handle, self.handle)
+        if result == vkb.VK_NOT_READY:
+            return False
+        check_result("vkGetFenceStatus", result)
+        return True
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        """Block until signaled; :class:`FenceTimeoutError` after ``timeout`` seconds."""
+    def wait(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+        """Block until signaled, for as long as the work runs; with ``timeout`` (seconds),
+        :class:`FenceTimeoutError` once it has passed. A lost device raises :class:`DeviceLostError`."""
         self._check_alive()
-        try:
-            call(vkb.vkWaitForFences, self.device.handle, 1, [self.handle], vkb.VK_TRUE, int(timeout * 1e9))
-        except errors.FenceTimeoutError:
-            raise errors.FenceTimeoutError(
-                "vkWaitForFences", "VK_TIMEOUT", f"the GPU work did not finish within {timeout} s") from None
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        while True:
+            left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))
+            try:
+                call(vkb.vkWaitForFences, self.device.handle, 1, [self.handle], vkb.VK_TRUE, int(left * 1e9))
+                return
+            except errors.FenceTimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise errors.FenceTimeoutError(
+                        "vkWaitForFences", "VK_TIMEOUT", f"the GPU work did not finish within {timeout} s") from None
 
     def reset(self) -> None:
         self._check_alive()
@@ -62,7 +78,7 @@ class Submission:
     def done(self) -> bool:
         return self._pool._fences[self._slot].is_signaled()
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def wait(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self._pool._wait_slot(self._slot, timeout)
 
 
@@ -116,12 +132,12 @@ class CommandBufferPool(Owner):
             raise ValueError("that command buffer does not belong to this pool")
         return slot
 
-    def _wait_slot(self, slot: int, timeout: float) -> None:
+    def _wait_slot(self, slot: int, timeout: float | None) -> None:
         if self._in_flight[slot]:
             self._fences[slot].wait(timeout)
             self._in_flight[slot] = False
 
-    def begin_command_buffer(self, timeout: float = DEFAULT_TIMEOUT_S, reusable: bool = False):
+    def begin_command_buffer(self, timeout: float | None = DEFAULT_TIMEOUT_S, reusable: bool = False):
         """The next buffer in round-robin order, reset and recording: for one submit, or with
         ``reusable`` for any number of submits, overlapping ones included (simultaneous use)."""
         self._check_alive()
@@ -158,11 +174,11 @@ class CommandBufferPool(Owner):
         self._in_flight[slot] = True
         return Submission(self, slot)
 
-    def submit_and_wait(self, cmd, queue=None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        """Submit and block until the GPU finishes, or raise :class:`FenceTimeoutError`."""
+    def submit_and_wait(self, cmd, queue=None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+        """Submit and block until the GPU finishes (see :meth:`Fence.wait` for ``timeout``)."""
         self.submit(cmd, queue).wait(timeout)
 
-    def wait_all(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def wait_all(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         for slot in range(len(self.command_buffers)):
             self._wait_slot(slot, timeout)
 
@@ -173,7 +189,7 @@ class CommandBufferPool(Owner):
         super().destroy()
 
 
-def run_one_shot(device, record, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+def run_one_shot(device, record, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
     """Record with ``record(cmd)`` into a fresh command buffer, submit, wait, free.
 
     A pool of its own per call: caching one on the device would form a cycle

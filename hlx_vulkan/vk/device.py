@@ -18,12 +18,18 @@ _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
 _exit_hook_registered = False
 
 
+def _idle_before_teardown(handle) -> None:
+    # A lost device has no work left to wait for: its objects are freed all the same, so the
+    # result (VK_ERROR_DEVICE_LOST, already reported by the wait that met it) is not raised here.
+    vkb.lib.vkDeviceWaitIdle(handle)
+
+
 def _wait_for_open_devices() -> None:
     # Finalizers run at exit in reverse creation order; work still in flight
     # must finish before the first of them frees a fence or a buffer.
     for device in list(_open_devices):
         if device.alive:
-            vkb.vkDeviceWaitIdle(device.handle)
+            _idle_before_teardown(device.handle)
 
 
 def _register_exit_hook() -> None:
@@ -37,7 +43,7 @@ def _register_exit_hook() -> None:
 
 def _destroy_device(instance: Instance, handle) -> None:
     # The instance is an argument so that it outlives every device made from it.
-    vkb.vkDeviceWaitIdle(handle)
+    _idle_before_teardown(handle)
     vkb.vkDestroyDevice(handle, None)
 
 
@@ -100,6 +106,8 @@ class Device(Owner):
             storageBuffer8BitAccess=feats["storage_buffer_8bit"],
             timelineSemaphore=feats["timeline_semaphore"],
             bufferDeviceAddress=feats["buffer_device_address"],
+            vulkanMemoryModel=feats["vulkan_memory_model"],
+            vulkanMemoryModelDeviceScope=feats["vulkan_memory_model_device_scope"],
         )
         head, extensions = v12, []
         if feats["maintenance4"] or feats["subgroup_size_control"]:
@@ -136,6 +144,6 @@ class Device(Owner):
 
     def destroy(self) -> None:
         if self._finalizer is not None and self._finalizer.alive:
-            vkb.vkDeviceWaitIdle(self.handle)
+            _idle_before_teardown(self.handle)
         self._destroy_children()
         super().destroy()

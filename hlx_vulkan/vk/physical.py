@@ -97,6 +97,8 @@ def _features(handle, extensions) -> dict:
         "shader_float64": bool(f2.features.shaderFloat64),
         "timeline_semaphore": bool(v12.timelineSemaphore),
         "buffer_device_address": bool(v12.bufferDeviceAddress),
+        "vulkan_memory_model": bool(v12.vulkanMemoryModel),
+        "vulkan_memory_model_device_scope": bool(v12.vulkanMemoryModelDeviceScope),
         "cooperative_matrix": bool(coop.cooperativeMatrix) if coop is not None else False,
         # SPIR-V 1.6 (Vulkan 1.3) expresses specialised workgroup sizes with LocalSizeId, which needs it.
         "maintenance4": bool(v13.maintenance4) if v13 is not None else False,
@@ -154,6 +156,9 @@ def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
         "max_uniform_buffer_range": lim.maxUniformBufferRange,
         "max_push_constants_size": lim.maxPushConstantsSize,
         "max_bound_descriptor_sets": lim.maxBoundDescriptorSets,
+        "max_per_stage_descriptor_storage_buffers": lim.maxPerStageDescriptorStorageBuffers,
+        "max_per_stage_descriptor_uniform_buffers": lim.maxPerStageDescriptorUniformBuffers,
+        "max_per_stage_resources": lim.maxPerStageResources,
         "min_storage_buffer_offset_alignment": lim.minStorageBufferOffsetAlignment,
         "min_uniform_buffer_offset_alignment": lim.minUniformBufferOffsetAlignment,
         "non_coherent_atom_size": lim.nonCoherentAtomSize,
@@ -161,15 +166,14 @@ def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
         "max_memory_allocation_size": m3.maxMemoryAllocationSize,
         "timestamp_period_ns": lim.timestampPeriod,
         "subgroup_size": sg.subgroupSize,
+        "subgroup_operations": sg.supportedOperations if sg.supportedStages & vkb.VK_SHADER_STAGE_COMPUTE_BIT else 0,
     }
     float_controls = {
-        "rounding_mode_rte_float16": bool(fc.shaderRoundingModeRTEFloat16),
-        "rounding_mode_rte_float32": bool(fc.shaderRoundingModeRTEFloat32),
-        "signed_zero_inf_nan_preserve_float16": bool(fc.shaderSignedZeroInfNanPreserveFloat16),
-        "signed_zero_inf_nan_preserve_float32": bool(fc.shaderSignedZeroInfNanPreserveFloat32),
-        "denorm_preserve_float16": bool(fc.shaderDenormPreserveFloat16),
-        "denorm_preserve_float32": bool(fc.shaderDenormPreserveFloat32),
-        "denorm_flush_to_zero_float32": bool(fc.shaderDenormFlushToZeroFloat32),
+        f"{key}_float{bits}": bool(getattr(fc, f"shader{field}Float{bits}"))
+        for key, field in (("rounding_mode_rte", "RoundingModeRTE"), ("rounding_mode_rtz", "RoundingModeRTZ"),
+                           ("signed_zero_inf_nan_preserve", "SignedZeroInfNanPreserve"),
+                           ("denorm_preserve", "DenormPreserve"), ("denorm_flush_to_zero", "DenormFlushToZero"))
+        for bits in (16, 32, 64)
     }
     families = [
         {"flags": q.queueFlags, "count": q.queueCount, "timestamp_bits": q.timestampValidBits}

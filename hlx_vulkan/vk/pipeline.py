@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from .. import errors
 from .api import WHOLE_SIZE, call
 from .flags import AccessFlags, DescriptorType, PipelineStageFlags, ShaderStageFlags
 from .handles import VkObject
+from .shader import storage_problems
+from .spirv import MAX_BINDING_NUMBER
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,8 @@ class BindingSpec:
 
 
 class DescriptorBindingBuilder:
-    """Fluent list of the buffer bindings of descriptor set 0.
+    """Fluent list of the buffer bindings of descriptor set 0: binding numbers 0 to
+    :data:`~hlx_vulkan.vk.spirv.MAX_BINDING_NUMBER`, each of ``count`` >= 1 descriptors.
 
     Example::
 
@@ -33,8 +37,13 @@ class DescriptorBindingBuilder:
         self._specs: dict[int, BindingSpec] = {}
 
     def _add(self, binding: int, kind: DescriptorType, count: int) -> "DescriptorBindingBuilder":
+        binding, count = operator.index(binding), operator.index(count)
         if binding < 0:
             raise ValueError(f"binding index must be >= 0, got {binding}")
+        if binding > MAX_BINDING_NUMBER:
+            raise errors.LimitExceededError(f"binding number {binding} is past the {MAX_BINDING_NUMBER} allowed")
+        if count < 1:
+            raise ValueError(f"binding {binding} needs a count >= 1, got {count}")
         if binding in self._specs:
             raise ValueError(f"binding {binding} was already added")
         self._specs[binding] = BindingSpec(binding, kind, count)
@@ -51,8 +60,21 @@ class DescriptorBindingBuilder:
 
 
 def check_layout(shader, bindings, push_constant_size: int, limits: dict) -> None:
-    """Raise :class:`PipelineLayoutError` where the layout disagrees with the shader's reflection."""
+    """Raise :class:`PipelineLayoutError` where the layout disagrees with the shader's reflection,
+    :class:`LimitExceededError` where it is past the device's limits."""
     given = {b.binding: b for b in bindings}
+    totals: dict[str, int] = {}
+    for b in bindings:
+        if not 0 <= b.binding <= MAX_BINDING_NUMBER or b.count < 1:
+            raise errors.LimitExceededError(f"binding {b.binding} of {b.count} descriptors: binding numbers go from "
+                                            f"0 to {MAX_BINDING_NUMBER}, counts from 1")
+        kind = b.descriptor_type.reflection_name
+        totals[kind] = totals.get(kind, 0) + b.count
+    for kind, key in (("storage_buffer", "max_per_stage_descriptor_storage_buffers"),
+                      ("uniform_buffer", "max_per_stage_descriptor_uniform_buffers")):
+        if totals.get(kind, 0) > limits[key]:
+            raise errors.LimitExceededError(f"{totals[kind]} {kind} descriptors, past the device's {limits[key]} "
+                                            "per stage")
     problems = []
     for used in shader.bindings:
         if used.set != 0:
@@ -65,6 +87,9 @@ def check_layout(shader, bindings, push_constant_size: int, limits: dict) -> Non
         elif spec.descriptor_type.reflection_name != used.descriptor_type:
             problems.append(f"binding {used.binding} is a {used.descriptor_type} in the shader "
                             f"but was declared as {spec.descriptor_type.reflection_name}")
+        elif spec.count < used.count:
+            problems.append(f"binding {used.binding} is an array of {used.count} in the shader but was declared "
+                            f"with count {spec.count}")
     need = shader.push_constant_size
     if push_constant_size < need:
         problems.append(f"the shader's push-constant block is {need} bytes but push_constant_size is {push_constant_size}")
@@ -85,14 +110,17 @@ def _specialization_info(values: dict[int, object]):
     entries = []
     for spec_id in sorted(values):
         v = values[spec_id]
-        if isinstance(v, bool):
-            raw = struct.pack("<I", int(v))
-        elif isinstance(v, (int, np.integer)):
-            raw = struct.pack("<i" if v < 0 else "<I", int(v))
-        elif isinstance(v, (float, np.floating)):
-            raw = struct.pack("<f", float(v))
-        else:
-            raise TypeError(f"specialization constant {spec_id} must be bool, int or float, not {type(v).__name__}")
+        try:
+            if isinstance(v, bool):
+                raw = struct.pack("<I", int(v))
+            elif isinstance(v, (int, np.integer)):
+                raw = struct.pack("<i" if v < 0 else "<I", int(v))
+            elif isinstance(v, (float, np.floating)):
+                raw = struct.pack("<f", float(v))
+            else:
+                raise TypeError(f"specialization constant {spec_id} must be bool, int or float, not {type(v).__name__}")
+        except (struct.error, OverflowError):
+            raise errors.LimitExceededError(f"specialization constant {spec_id} = {v!r} does not fit 32 bits") from None
         entries.append(vkb.VkSpecializationMapEntry(constantID=spec_id, offset=len(data), size=4))
         data += raw
     return vkb.VkSpecializationInfo(pMapEntries=entries, dataSize=len(data), pData=vkb.ffi.from_buffer(bytes(data)))
@@ -132,6 +160,12 @@ class ComputePipeline(VkObject):
         self.push_constant_size = push_constant_size
         spec = dict(specialization or {})
         self.workgroup_size = self._resolve_workgroup_size(shader, spec, workgroup_size, device.limits)
+        problems = storage_problems(shader.reflection, spec, device.limits)
+        if problems:
+            raise errors.LimitExceededError("with this specialization the shader uses " + "; ".join(problems))
+        if max_sets < 1 or sum(b.count for b in bindings) * max_sets > 0xFFFF_FFFF:
+            raise errors.LimitExceededError(f"max_sets {max_sets} does not give a descriptor pool of 1 to 2**32 - 1 "
+                                            "descriptors")
         self.max_sets = max_sets
 
         handles = []  # created so far, for clean-up if a later step fails

@@ -96,3 +96,78 @@ def test_wait_times_out_with_typed_error(ctx, spin):
     finally:
         pool.destroy()
         vkb.vkDestroyEvent(ctx.device.handle, event, None)
+
+
+@pytest.fixture()
+def held_by_event(ctx, spin):
+    """Work that waits on an event only the host sets: it cannot finish until the test says so."""
+    import vulkan as vkb
+    pipe, ds, buf = spin
+    buf.upload(struct.pack("<I", 1))
+    event = vkb.vkCreateEvent(ctx.device.handle, vkb.VkEventCreateInfo(), None)
+    pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
+    cmd = pool.begin_command_buffer()
+    vkb.vkCmdWaitEvents(cmd, 1, [event], vkb.VK_PIPELINE_STAGE_HOST_BIT, vkb.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                        0, None, 0, None, 0, None)
+    pipe.record_dispatch(cmd, ds, struct.pack("<I", 10), (1, 1, 1))
+    pool.end_command_buffer(cmd)
+    sub = pool.submit(cmd)
+    yield sub, lambda: vkb.vkSetEvent(ctx.device.handle, event)
+    vkb.vkSetEvent(ctx.device.handle, event)
+    pool.destroy()
+    vkb.vkDestroyEvent(ctx.device.handle, event, None)
+
+
+def _count_waits(monkeypatch, after=None):
+    """Count the driver waits a fence wait makes; ``after(n)`` runs once the n-th one timed out."""
+    import vulkan as vkb
+    real, calls = vkb.vkWaitForFences, []
+
+    def vkWaitForFences(*args):
+        calls.append(args[-1])
+        try:
+            return real(*args)
+        except vkb.VkTimeout:
+            if after is not None:
+                after(len(calls))
+            raise
+    monkeypatch.setattr(vkb, "vkWaitForFences", vkWaitForFences)
+    return calls
+
+
+def test_a_wait_without_timeout_lasts_as_long_as_the_work(monkeypatch, held_by_event):
+    """Many slices pass while the work is held; none of them ends the wait with an error."""
+    from hlx_vulkan.vk import commands
+    sub, release = held_by_event
+    monkeypatch.setattr(commands, "WAIT_SLICE_S", 0.001)
+    calls = _count_waits(monkeypatch, after=lambda n: n == 20 and release())
+    sub.wait()
+    assert sub.done() and len(calls) > 20
+    assert all(t == 1_000_000 for t in calls[:20])
+
+
+def test_an_explicit_timeout_still_times_out_across_slices(monkeypatch, held_by_event):
+    from hlx_vulkan.vk import commands
+    sub, release = held_by_event
+    monkeypatch.setattr(commands, "WAIT_SLICE_S", 0.001)
+    calls = _count_waits(monkeypatch)
+    with pytest.raises(errors.FenceTimeoutError, match="within 0.05 s"):
+        sub.wait(timeout=0.05)
+    assert len(calls) > 1 and not sub.done()
+    release()
+    sub.wait()
+    assert sub.done()
+
+
+def test_a_lost_device_is_reported_once_as_device_lost(monkeypatch, held_by_event):
+    import vulkan as vkb
+    sub, release = held_by_event
+    calls = []
+
+    def vkWaitForFences(*args):
+        calls.append(args)
+        raise vkb.VkErrorDeviceLost()
+    monkeypatch.setattr(vkb, "vkWaitForFences", vkWaitForFences)
+    with pytest.raises(errors.DeviceLostError, match="vkWaitForFences failed with VK_ERROR_DEVICE_LOST"):
+        sub.wait()
+    assert len(calls) == 1

@@ -110,3 +110,77 @@ def test_descriptor_pool_exhaustion_is_an_error(ctx):
     pipe.free_descriptor_set(s1)
     pipe.allocate_descriptor_set()
     pipe.destroy(); shader.destroy()
+
+
+def test_the_builder_refuses_what_a_driver_need_not_survive():
+    with pytest.raises(errors.LimitExceededError, match="binding number 4294967295 is past the 1023"):
+        DescriptorBindingBuilder().add_storage_buffer(0xFFFFFFFF)
+    with pytest.raises(ValueError, match="count >= 1"):
+        DescriptorBindingBuilder().add_storage_buffer(0, count=0)
+    with pytest.raises(TypeError):
+        DescriptorBindingBuilder().add_storage_buffer(1.5)
+    assert DescriptorBindingBuilder().add_storage_buffer(1023).build()[0].binding == 1023
+
+
+def test_a_layout_past_the_limits_never_reaches_the_driver(ctx):
+    """lavapipe's vkCreateDescriptorSetLayout segfaults on binding 0xFFFFFFFF: this test would not end."""
+    from hlx_vulkan.vk.pipeline import BindingSpec
+    shader = ShaderModule(ctx.device, compile_glsl(VECTOR_ADD))
+    storage = vk.DescriptorType.STORAGE_BUFFER
+    huge = _add_bindings() + (BindingSpec(0xFFFFFFFF, storage),)
+    with pytest.raises(errors.LimitExceededError, match="binding 4294967295"):
+        ComputePipeline(ctx.device, shader, huge, 4)
+    many = ctx.device.limits["max_per_stage_descriptor_storage_buffers"]
+    with pytest.raises(errors.LimitExceededError, match=f"{many + 2} storage_buffer descriptors"):
+        ComputePipeline(ctx.device, shader, _add_bindings()[:2] + (BindingSpec(2, storage, many),), 4)
+    with pytest.raises(errors.LimitExceededError, match="max_sets 0"):
+        ComputePipeline(ctx.device, shader, _add_bindings(), 4, max_sets=0)
+    shader.destroy()
+
+
+def test_a_shader_array_of_buffers_needs_as_many_descriptors(ctx):
+    src = VECTOR_ADD.replace("buffer C { float c[]; };", "buffer C { float c[]; } outs[3];").replace(
+        "c[i] = a[i] + b[i]", "outs[2].c[i] = a[i] + b[i]")
+    shader = ShaderModule(ctx.device, compile_glsl(src))
+    with pytest.raises(errors.PipelineLayoutError, match="binding 2 is an array of 3 in the shader"):
+        ComputePipeline(ctx.device, shader, _add_bindings(), 4)
+    three = DescriptorBindingBuilder().add_storage_buffer(0).add_storage_buffer(1).add_storage_buffer(2, 3).build()
+    ComputePipeline(ctx.device, shader, three, 4).destroy()
+    shader.destroy()
+
+
+SHARED_PER_THREAD = """
+#version 450
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+layout(std430, binding = 0) buffer X { vec4 x[]; };
+shared vec4 s[WG * PER_THREAD];
+void main() {
+    s[gl_LocalInvocationID.x] = x[gl_GlobalInvocationID.x];
+    barrier();
+    x[gl_GlobalInvocationID.x] = s[(gl_LocalInvocationID.x + 1u) % WG];
+}
+"""
+
+
+def test_shared_memory_is_checked_with_the_specialization(ctx):
+    """The module fits at its default workgroup; a larger one specialised in must fit too."""
+    lim = ctx.device.limits
+    limit = lim["max_compute_shared_memory_size"]
+    fits = min(lim["max_compute_workgroup_invocations"], lim["max_compute_workgroup_size"][0]) // 2
+    per_thread = limit // (16 * fits)  # vec4s: twice the workgroup needs twice the limit
+    shader = ShaderModule(ctx.device, compile_glsl(SHARED_PER_THREAD, {"PER_THREAD": f"{per_thread}u"}))
+    bindings = DescriptorBindingBuilder().add_storage_buffer(0).build()
+    ComputePipeline(ctx.device, shader, bindings, workgroup_size=(fits,)).destroy()
+    with pytest.raises(errors.LimitExceededError, match=f"{2 * fits * per_thread * 16} bytes of shared memory"):
+        ComputePipeline(ctx.device, shader, bindings, workgroup_size=(2 * fits,))
+    shader.destroy()
+
+
+def test_specialization_values_that_do_not_fit_32_bits(ctx):
+    shader = ShaderModule(ctx.device, compile_glsl(SHARED_PER_THREAD, {"PER_THREAD": "1u"}))
+    bindings = DescriptorBindingBuilder().add_storage_buffer(0).build()
+    for value in (2 ** 40, 1e39):
+        with pytest.raises(errors.LimitExceededError, match="does not fit 32 bits"):
+            ComputePipeline(ctx.device, shader, bindings, specialization={7: value})
+    shader.destroy()
