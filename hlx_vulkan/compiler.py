@@ -4,6 +4,11 @@ A cache entry is keyed by the source, the contents of every file it includes,
 the defines, the stage, the target environment, the entry point and the
 compiler's version, so a hit is always the binary this compiler would produce.
 
+glslang 13 has no bfloat16 type. A kernel compiled with the define ``HLX_COOPMAT_BF16=1``
+has its float16 A and B cooperative matrices retyped to bfloat16 afterwards
+(:func:`retype_coopmat_bf16`, SPV_KHR_bfloat16): it must read them from memory as raw
+16-bit units (uvec4 arrays, say) and use no other float16 matrix of use A or B.
+
 Example::
 
     spirv = compile_glsl(source, {"WG": 256})
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from array import array
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -154,6 +160,8 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
         _from_disk.add(data)
     else:
         data = _compile(source, define_args, stage, dirs, target_env, entry_point)
+        if (defines or {}).get("HLX_COOPMAT_BF16"):
+            data = retype_coopmat_bf16(data)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
@@ -169,6 +177,51 @@ def compile_file(path: str | os.PathLike, defines: Mapping[str, object] | None =
     path = Path(path)
     kw["include_dirs"] = [path.parent, *kw.get("include_dirs", ())]
     return compile_glsl(path.read_text(), defines, **kw)
+
+
+_OP_EXTENSION, _OP_CAPABILITY, _OP_TYPE_FLOAT, _OP_CONSTANT, _OP_TYPE_COOPMAT = 10, 17, 22, 43, 4456
+_CAP_BF16_TYPE, _CAP_BF16_COOPMAT = 5116, 5118
+_USE_A, _USE_B = 0, 1
+
+
+def _string_words(text: str) -> list[int]:
+    raw = text.encode() + b"\0"
+    raw += b"\0" * (-len(raw) % 4)
+    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw), 4)]
+
+
+def retype_coopmat_bf16(spirv: bytes) -> bytes:
+    """The module with every float16 cooperative matrix of use A or B made bfloat16: a new
+    ``OpTypeFloat 16 BFloat16KHR`` takes their component type, and the module declares
+    SPV_KHR_bfloat16 with its BFloat16TypeKHR and BFloat16CooperativeMatrixKHR capabilities."""
+    words = list(memoryview(spirv).cast("I"))
+    header, pos, insts = words[:5], 5, []
+    while pos < len(words):
+        count, op = words[pos] >> 16, words[pos] & 0xFFFF
+        if count == 0:
+            raise ShaderCompileError("malformed SPIR-V: an instruction of zero words")
+        insts.append((op, words[pos:pos + count]))
+        pos += count
+    half = {i[1] for op, i in insts if op == _OP_TYPE_FLOAT and len(i) == 3 and i[2] == 16}
+    constants = {i[2]: i[3] for op, i in insts if op == _OP_CONSTANT and len(i) == 4}
+    bf16 = header[3]
+    header[3] += 1  # the id bound
+    out, done_caps, retyped = [], False, 0
+    for op, inst in insts:
+        if op != _OP_CAPABILITY and not done_caps:
+            done_caps = True
+            out += [(2 << 16) | _OP_CAPABILITY, _CAP_BF16_TYPE, (2 << 16) | _OP_CAPABILITY, _CAP_BF16_COOPMAT]
+            ext = _string_words("SPV_KHR_bfloat16")
+            out += [((1 + len(ext)) << 16) | _OP_EXTENSION, *ext]
+        if op == _OP_TYPE_COOPMAT and inst[2] in half and constants.get(inst[6]) in (_USE_A, _USE_B):
+            if not retyped:
+                out += [(4 << 16) | _OP_TYPE_FLOAT, bf16, 16, 0]  # FP encoding 0: BFloat16KHR
+            inst = [inst[0], inst[1], bf16, *inst[3:]]
+            retyped += 1
+        out += inst
+    if not retyped:
+        raise ShaderCompileError("HLX_COOPMAT_BF16: the module has no float16 cooperative matrix of use A or B")
+    return array("I", header + out).tobytes()
 
 
 def read_from_cache(spirv: bytes) -> bool:

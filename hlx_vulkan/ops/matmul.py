@@ -1,9 +1,34 @@
 """Matrix products: 2-D, batched with broadcasting, 1-D promoted as numpy does.
 
-Operands may be strided views (a transpose costs nothing); 16-bit dtypes are
-read as storage and accumulated in fp32 (``matmul/matmul_tiled.comp``). On a
-device with VK_KHR_cooperative_matrix and a 16x16x16 float16 shape, float16
-products of multiples of 16 use the matrix units (``matmul/matmul_coopmat.comp``).
+Operands may be strided views (a transpose costs nothing). Kernels (in ``matmul/``):
+
+- ``matmul_tiled.comp``: register-tiled, for every float dtype (16-bit ones read as storage
+  and accumulated in float32); a tile from :data:`TILES` by problem size; 4-element vector
+  loads where the operands are aligned (scalar loads otherwise).
+- ``matmul_coopmat.comp``: float16 and bfloat16 on cooperative matrices (16x16x16, float32
+  accumulation), where the device has them; a tile from :data:`COOP_TILES`; any shape and
+  strides (edges and unaligned operands go through guarded loads into shared memory).
+- ``matmul_direct.comp``: CPU devices (lavapipe), where workgroup barriers cost more than
+  the loads they save.
+- ``matmul_splitk.comp``: the second pass of split-K (below).
+
+Order. Each output's reduction over k depends on K (and the dtype) alone. K is cut into
+chunks of :func:`chunk_length` values (one chunk up to :data:`CHUNK_K`, at most
+:data:`MAX_CHUNKS` beyond); each chunk is summed with k ascending from zero (one fma a step in
+float32, or one 16x16x16 multiply-add per 16 values of k on cooperative matrices), and the
+chunk sums are added in chunk order. Where K has several chunks the product is split-K:
+each chunk is a workgroup of its own writing a float32 partial, and ``matmul_splitk.comp``
+adds the partials in chunk order, no atomics (the CPU kernel does the same sums in one
+pass). No choice made from M, N or the batch (tile, vector or scalar loads) changes an
+output's bits, so a row of the result does not depend on how many rows (or batches) the
+product has. The three float32 kernels give the same bits as one another; the
+cooperative-matrix kernel (whose multiply-adds round differently) serves every 16-bit
+product on a device that has it, whatever its shape or strides.
+
+Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
+kernel for every dtype, CPU devices included) or of :data:`COOP_TILES` (for what runs on
+cooperative matrices); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk length (which
+changes the order, hence the bits).
 """
 
 from __future__ import annotations
@@ -13,6 +38,7 @@ from importlib import resources
 
 from .. import errors
 from ..autograd.graph import differentiable
+from ..memory import float32
 from ..runtime import KernelSpec
 from . import elementwise as ew
 from . import reduce
@@ -22,18 +48,44 @@ from .tensor import Tensor, contiguous_like
 
 _BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")]
 _PUSH = [("M", "I"), ("N", "I"), ("K", "I"), ("off_a", "I"), ("off_b", "I"), ("off_o", "I"), ("sa_b", "i"),
-         ("sa_m", "i"), ("sa_k", "i"), ("sb_b", "i"), ("sb_k", "i"), ("sb_n", "i")]
-TILED = KernelSpec(resources.files(__package__) / "matmul" / "matmul_tiled.comp", _BINDINGS, _PUSH)
-COOPMAT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_coopmat.comp", _BINDINGS, _PUSH)
-DIRECT = KernelSpec(resources.files(__package__) / "matmul" / "matmul_direct.comp", _BINDINGS, _PUSH)
-# Tiles of the shared-memory kernel: (BM, BN, BK, TM, TN). The large one does four times the
-# work per shared-memory load; it is used where its workgroups still fill a big GPU.
-TILES = {"small": (64, 64, 16, 4, 4), "wide": (64, 64, 16, 8, 8), "large": (128, 128, 8, 8, 8)}
-LARGE_TILE_MIN_GROUPS = 256
+         ("sa_m", "i"), ("sa_k", "i"), ("sb_b", "i"), ("sb_k", "i"), ("sb_n", "i"), ("kc", "I"), ("nbatch", "I")]
+_DIR = resources.files(__package__) / "matmul"
+TILED = KernelSpec(_DIR / "matmul_tiled.comp", _BINDINGS, _PUSH)
+COOPMAT = KernelSpec(_DIR / "matmul_coopmat.comp", _BINDINGS, _PUSH)
+DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
+SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
+                    [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
+
+# Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each, shared rows
+# padded by PAD 16-byte vectors. Measured on an H100 (benchmarks/NOTES.md): the large tile from
+# 256 workgroups up (2048^2 outputs), the small one below (the MLP's 512x1024 products).
+TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1)}
+# Tiles of matmul_coopmat.comp: (SGM, SGN, FM, FN, BK, STAGES): SGM x SGN subgroups of 32,
+# each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers. The large one
+# (four subgroups of 64x64) from 256 workgroups up, the small one with BK 64 below.
+COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2),
+              "coop_large": (2, 2, 4, 4, 32, 2)}
+# The workgroups a tile needs to be chosen; SMALLEST: what each kernel takes otherwise.
+MIN_GROUPS = {"large": 256, "coop_large": 256}
+SMALLEST = {"tiled": "small", "coop": "coop_small_k64"}
+# Order: K up to CHUNK_K is one chunk; longer K is MAX_CHUNKS chunks or fewer, each at least
+# CHUNK_K long, a multiple of 64 (whole steps of every kernel). Long chunks for 16-bit
+# products, whose float32 partials cost more beside their fast multiply-adds.
+CHUNK_K = {"float32": 1024, "float16": 4096, "bfloat16": 4096}
+MAX_CHUNKS = 4
 DIRECT_TILE = 32
-# A name from TILES: that tile everywhere, CPU devices included (the tests cover each tile).
+# A name from TILES: that tile of the tiled kernel for every dtype, CPU devices included; from
+# COOP_TILES: that tile for the 16-bit products a device runs on cooperative matrices.
 FORCE_TILE: str | None = None
 MAX_BATCH = 65535
+
+
+def chunk_length(K: int, dtype="float32") -> int:
+    """The chunk length of the reduction order for a product over ``K`` of ``dtype``."""
+    least = CHUNK_K[getattr(dtype, "name", dtype)]
+    if K <= least:
+        return K
+    return max(least, -(-K // (MAX_CHUNKS * 64)) * 64)
 
 
 def _batch_stride(t: Tensor, batch_shape) -> tuple[Tensor, int]:
@@ -79,12 +131,16 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul needs two tensors, got {type(a).__name__} and {type(b).__name__}")
     rt = a.runtime
-    key = ("matmul", FORCE_TILE, a.buf.geometry, b.buf.geometry, None if out is None else out.buf.geometry)
+    key = ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
+           None if out is None else out.buf.geometry)
     plan = rt.plans.get(key)
     if plan is not None:  # the same operand layouts as before: the kernel, push constants and grid are known
-        kernel, push, groups, shape, strides, nbytes, final_shape = plan
+        kernel, push, groups, shape, strides, nbytes, final_shape, second = plan
         c = Tensor(rt.memory.fresh(shape, a.dtype, strides, nbytes), rt) if out is None else out
-        rt.run(kernel, [c.buf, a.buf, b.buf], push, groups)
+        if second is None:
+            rt.run(kernel, [c.buf, a.buf, b.buf], push, groups)
+        else:
+            _run_split(rt, kernel, push, groups, c.buf, a.buf, b.buf, second)
         return c if final_shape == shape else c.reshape(final_shape)
     return _matmul(rt, key, a, b, out)
 
@@ -121,50 +177,115 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
         raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
     a3, sa_b = _batch_stride(a2, batch_shape)
     b3, sb_b = _batch_stride(b2, batch_shape)
-    defines = {"CT": "float", "OCT": "float"}
-    dtypes = {"O": a.dtype, "A": a.dtype, "B": b.dtype}
-    offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)]
-    if _coopmat_fits(rt, a.dtype, M, N, K, a3, b3, offsets, sa_b, sb_b):
-        kernel, tile = rt.kernels.get(COOPMAT, defines, dtypes, (32, 4, 1), target_env="vulkan1.3"), 64
-    elif rt.device.physical.type == "cpu" and FORCE_TILE is None:
-        kernel, tile = rt.kernels.get(DIRECT, defines, dtypes, (8, 8, 1)), DIRECT_TILE
+    kernel, groups, kc, nsplit, reduce_kernel = _plan(rt, a.dtype, M, N, K, batch, a3, b3, sa_b, sb_b,
+                                                      [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)])
+    fields = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
+              "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
+    if nsplit == 1:
+        bufs = [c.buf, a3.buf, b3.buf]
+        push, second = kernel.spec.pack(bufs, fields), None
+        rt.run(kernel, bufs, push, groups)
     else:
-        # Transposed views are loaded along their contiguous dimension.
-        layout = {"A_COLS": int(a3.strides[-1] != 1 and a3.strides[-2] == 1),
-                  "B_COLS": int(b3.strides[-1] != 1 and b3.strides[-2] == 1)}
-        kernel, tile = _tiled_kernel(rt, {**defines, **layout}, dtypes, M, N, batch)
-    bufs = [c.buf, a3.buf, b3.buf]
-    push = kernel.spec.pack(bufs, {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2],
-                                   "sa_k": a3.strides[-1], "sb_b": sb_b, "sb_k": b3.strides[-2],
-                                   "sb_n": b3.strides[-1]})
-    groups = (-(-N // tile), -(-M // tile), batch)
-    rt.run(kernel, bufs, push, groups)
+        n = batch * M * N
+        part = contiguous_like((nsplit, batch, M, N), float32, rt)
+        push = kernel.spec.pack([part.buf, a3.buf, b3.buf], fields)
+        second = (reduce_kernel, reduce_kernel.spec.pack([c.buf, part.buf], {"n": n, "nsplit": nsplit}), n,
+                  part.shape, part.strides, part.buf.nbytes)
+        _run_split(rt, kernel, push, groups, c.buf, a3.buf, b3.buf, second, part)
     # Operands read in place (views, no copies) make a plan: the next call with these layouts skips all of the above.
     in_place = all(x.buf._allocation is y.buf._allocation and x.buf.byte_offset == y.buf.byte_offset
                    for x, y in ((a3, a), (b3, b)))
     if in_place and (out is None or final_shape == shape):
-        rt.plans[key] = (kernel, push, groups, shape, c.strides, c.buf.nbytes, final_shape)
+        rt.plans[key] = (kernel, push, groups, shape, c.strides, c.buf.nbytes, final_shape, second)
     return c.reshape(final_shape)
 
 
-def _tiled_kernel(rt, defines, dtypes, M, N, batch):
-    big = TILES["large"][0]
-    name = FORCE_TILE or ("large" if -(-M // big) * -(-N // big) * batch >= LARGE_TILE_MIN_GROUPS else "small")
-    bm, bn, bk, tm, tn = TILES[name]
-    tile_defines = {**defines, "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn}
-    return rt.kernels.get(TILED, tile_defines, dtypes, (bn // tn, bm // tm, 1)), bm
+def _run_split(rt, kernel, push, groups, c, a, b, second, part=None) -> None:
+    """Split-K: every chunk's float32 sum into ``part``, then their sum in chunk order into ``c``."""
+    reduce_kernel, reduce_push, n, shape, strides, nbytes = second
+    if part is None:  # a plan's run: partials in a fresh allocation, at offset 0 as when it was planned
+        part = Tensor(rt.memory.fresh(shape, float32, strides, nbytes), rt)
+    rt.run(kernel, [part.buf, a, b], push, groups)
+    rt.run(reduce_kernel, [c, part.buf], reduce_push, n)
 
 
-def coopmat_available(rt) -> bool:
-    """The device runs the float16 cooperative-matrix kernel: 16x16x16, fp16 in, fp32 accumulate, subgroup 32."""
+def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, extent) -> bool:
+    """Loads of ``width`` elements along a dimension of stride 1 stay aligned and whole."""
+    return (contiguous_stride == 1 and other_stride % width == 0 and batch_stride % width == 0
+            and offset % width == 0 and extent % width == 0)
+
+
+def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
+    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product."""
+    sa_m, sa_k = a3.strides[-2:]
+    sb_k, sb_n = b3.strides[-2:]
+    off_a, off_b, off_o = offsets
+    # Transposed views are loaded along their contiguous dimension.
+    a_cols = int(sa_k != 1 and sa_m == 1)
+    b_cols = int(sb_n != 1 and sb_k == 1)
+    kc = chunk_length(K, dtype)
+    nchunks = -(-K // kc)
+    coop = coopmat_available(rt, dtype)
+    force = FORCE_TILE if FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES) else None
+    coop = coop and force not in TILES
+    direct = force is None and not coop and rt.device.physical.type == "cpu"
+    if direct:
+        tile, (bm, bn) = None, (DIRECT_TILE, DIRECT_TILE)
+    elif coop:
+        tiles = {name: (t[0] * t[2] * 16, t[1] * t[3] * 16) for name, t in COOP_TILES.items()}
+        tile = force or _pick(tiles, M, N, batch, SMALLEST["coop"])
+        bm, bn = tiles[tile]
+    else:
+        tiles = {name: t[:2] for name, t in TILES.items()}
+        tile = force or _pick(tiles, M, N, batch, SMALLEST["tiled"])
+        bm, bn = tiles[tile]
+    # Several chunks: split-K (the CPU kernel sums its chunks in one pass, in the same order).
+    split = nchunks > 1 and not direct
+    nsplit = nchunks if split else 1
+    if batch * nsplit > rt.max_groups[2]:
+        raise errors.LimitExceededError(f"matmul over {batch} batches of {nsplit} chunks; at most "
+                                        f"{rt.max_groups[2]} in one launch")
+    out_dtype = float32 if split else dtype
+    dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
+    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": int(split)}
+    w = 8 if coop else 4
+    defines["A_VEC"] = int(_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K))
+    defines["B_VEC"] = int(_aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
+    # Outputs are contiguous; a split's partials are fresh (aligned) float32.
+    defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
+    if direct:
+        kernel = rt.kernels.get(DIRECT, {"CT": "float", "OCT": "float"}, dtypes, (8, 8, 1))
+    elif coop:
+        sgm, sgn, fm, fn, bk, stages = COOP_TILES[tile]
+        defines.update(SGM=sgm, SGN=sgn, FM=fm, FN=fn, BK=bk, STAGES=stages)
+        if dtype.name == "bfloat16":
+            defines["HLX_COOPMAT_BF16"] = 1
+        kernel = rt.kernels.get(COOPMAT, defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
+    else:
+        tbm, tbn, bk, tm, tn, pad = TILES[tile]
+        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad)
+        kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
+    reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
+    return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
+
+
+def _pick(tiles, M, N, batch, smallest):
+    """The largest tile of MIN_GROUPS (by area) that still makes its workgroups; else ``smallest``."""
+    fits = [(bm * bn, name) for name, (bm, bn) in tiles.items()
+            if name in MIN_GROUPS and -(-M // bm) * -(-N // bn) * batch >= MIN_GROUPS[name]]
+    return max(fits)[1] if fits else smallest
+
+
+def coopmat_available(rt, dtype) -> bool:
+    """The device runs matmul_coopmat.comp for ``dtype`` (float16 or bfloat16): 16x16x16 matrices of
+    it with float32 accumulation, subgroups of 32 (and, for bfloat16, VK_KHR_shader_bfloat16)."""
+    name = getattr(dtype, "name", dtype)
+    feats = rt.device.enabled_features
+    if name not in ("float16", "bfloat16") or not feats.get("cooperative_matrix", False):
+        return False
+    if name == "bfloat16" and not feats.get("bfloat16_cooperative_matrix", False):
+        return False
     info = rt.ctx.physical_device
-    return (rt.device.enabled_features.get("cooperative_matrix", False) and info.limits["subgroup_size"] == 32
-            and any(s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == "float16" and s["c"] == "float32"
-                    and s["scope"] == 3 for s in info.cooperative_matrix_shapes))
-
-
-def _coopmat_fits(rt, dtype, M, N, K, a3, b3, offsets, sa_b, sb_b) -> bool:
-    # Cooperative loads read whole 16x16 fragments from rows 16-byte aligned.
-    return (dtype.name == "float16" and M % 16 == 0 and N % 16 == 0 and K % 16 == 0
-            and a3.strides[-1] == 1 and b3.strides[-1] == 1 and a3.strides[-2] % 8 == 0 and b3.strides[-2] % 8 == 0
-            and sa_b % 8 == 0 and sb_b % 8 == 0 and all(o % 8 == 0 for o in offsets) and coopmat_available(rt))
+    return info.limits["subgroup_size"] == 32 and any(
+        s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == name and s["c"] == "float32" and s["scope"] == 3
+        for s in info.cooperative_matrix_shapes)

@@ -35,6 +35,9 @@ ROLES = ("read", "write", "readwrite")
 # How a slot's loads and stores convert (S_KIND in glsl/dtypes.glsl): 0 by constructor,
 # 1 bfloat16 held as uint16_t bits, 2 bool held as a uint8_t 0 or 1.
 _SLOT_KIND = {"bfloat16": 1, "bool": 2}
+# The GLSL type of four elements of each dtype, for vector loads and stores (S_STORAGE4).
+GLSL_STORAGE4 = {"float32": "vec4", "float16": "f16vec4", "bfloat16": "u16vec4", "int32": "ivec4", "uint32": "uvec4",
+                 "int8": "i8vec4", "uint8": "u8vec4", "bool": "u8vec4", "int64": "i64vec4"}
 
 
 def float_control_defines(float_controls: dict) -> dict:
@@ -50,8 +53,9 @@ def float_control_defines(float_controls: dict) -> dict:
 
 
 def slot_defines(slot: str, dtype) -> dict:
-    """``S_STORAGE`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
-    return {f"{slot}_STORAGE": dtype.glsl, f"{slot}_KIND": _SLOT_KIND.get(dtype.name, 0)}
+    """``S_STORAGE``, ``S_STORAGE4``, ``S_BYTES`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
+    return {f"{slot}_STORAGE": dtype.glsl, f"{slot}_STORAGE4": GLSL_STORAGE4[dtype.name],
+            f"{slot}_BYTES": dtype.itemsize, f"{slot}_KIND": _SLOT_KIND.get(dtype.name, 0)}
 
 
 class KernelSpec:

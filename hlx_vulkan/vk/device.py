@@ -11,7 +11,7 @@ import vulkan as vkb
 from .api import call
 from .handles import Owner
 from .instance import Instance
-from .physical import COOPERATIVE_MATRIX_EXT, PhysicalDeviceInfo
+from .physical import BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, PhysicalDeviceInfo, bfloat16_features
 
 
 _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
@@ -116,6 +116,9 @@ class Device(Owner):
         if feats["cooperative_matrix"]:
             head = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=head, cooperativeMatrix=True)
             extensions.append(COOPERATIVE_MATRIX_EXT)
+        if feats.get("bfloat16_cooperative_matrix"):
+            head = bfloat16_features(pNext=head, type=True, cooperative_matrix=True)
+            extensions.append(BFLOAT16_EXT)
         core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"],
                                             shaderInt16=feats["shader_int16"])
         features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)

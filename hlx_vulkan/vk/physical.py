@@ -24,6 +24,20 @@ DEVICE_TYPES = {
 TYPE_PREFERENCE = {"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3, "other": 4}
 
 COOPERATIVE_MATRIX_EXT = "VK_KHR_cooperative_matrix"
+BFLOAT16_EXT = "VK_KHR_shader_bfloat16"
+# VkPhysicalDeviceShaderBfloat16FeaturesKHR is newer than the binding. It has the layout of
+# VkPhysicalDeviceMultiviewFeatures (sType, pNext, three VkBool32), which stands in for it under
+# its own sType: shaderBFloat16Type, shaderBFloat16DotProduct, shaderBFloat16CooperativeMatrix.
+BFLOAT16_FEATURES_STYPE = 1000141000
+
+
+def bfloat16_features(pNext=None, **enabled):
+    """The stand-in struct: ``type``, ``dot_product``, ``cooperative_matrix`` set from ``enabled``."""
+    st = vkb.VkPhysicalDeviceMultiviewFeatures(pNext=pNext, multiview=enabled.get("type", False),
+                                               multiviewGeometryShader=enabled.get("dot_product", False),
+                                               multiviewTessellationShader=enabled.get("cooperative_matrix", False))
+    st.sType = BFLOAT16_FEATURES_STYPE
+    return st
 
 
 @dataclass
@@ -85,6 +99,10 @@ def _features(handle, extensions) -> dict:
     if COOPERATIVE_MATRIX_EXT in extensions:
         coop = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=head)
         head = coop
+    bf16 = None
+    if BFLOAT16_EXT in extensions:
+        bf16 = bfloat16_features(pNext=head)
+        head = bf16
     f2 = vkb.VkPhysicalDeviceFeatures2(pNext=head)
     vkb.vkGetPhysicalDeviceFeatures2(handle, f2)
     return {
@@ -100,6 +118,9 @@ def _features(handle, extensions) -> dict:
         "vulkan_memory_model": bool(v12.vulkanMemoryModel),
         "vulkan_memory_model_device_scope": bool(v12.vulkanMemoryModelDeviceScope),
         "cooperative_matrix": bool(coop.cooperativeMatrix) if coop is not None else False,
+        # bfloat16 cooperative matrices (VK_KHR_shader_bfloat16: the type and its matrices)
+        "bfloat16_cooperative_matrix": bool(coop is not None and coop.cooperativeMatrix and bf16 is not None
+                                            and bf16.multiview and bf16.multiviewTessellationShader),
         # SPIR-V 1.6 (Vulkan 1.3) expresses specialised workgroup sizes with LocalSizeId, which needs it.
         "maintenance4": bool(v13.maintenance4) if v13 is not None else False,
         "subgroup_size_control": bool(v13.subgroupSizeControl) if v13 is not None else False,
@@ -118,7 +139,7 @@ def _properties(handle):
 
 
 _COMPONENT = {0: "float16", 1: "float32", 2: "float64", 3: "int8", 4: "int16", 5: "int32", 6: "int64",
-              7: "uint8", 8: "uint16", 9: "uint32", 10: "uint64"}
+              7: "uint8", 8: "uint16", 9: "uint32", 10: "uint64", 1000141000: "bfloat16"}
 
 
 def cooperative_matrix_shapes(instance_handle, handle) -> list[dict]:

@@ -29,12 +29,13 @@ _CAPABILITY_FEATURES = {
     "StorageBuffer16BitAccess": "storage_buffer_16bit", "StorageBuffer8BitAccess": "storage_buffer_8bit",
     "VulkanMemoryModel": "vulkan_memory_model", "VulkanMemoryModelDeviceScope": "vulkan_memory_model_device_scope",
     "PhysicalStorageBufferAddresses": "buffer_device_address", "CooperativeMatrixKHR": "cooperative_matrix",
+    "BFloat16TypeKHR": "bfloat16_cooperative_matrix", "BFloat16CooperativeMatrixKHR": "bfloat16_cooperative_matrix",
 }
 _EXTENSION_FEATURES = {
     "SPV_KHR_storage_buffer_storage_class": None, "SPV_KHR_float_controls": None,
     "SPV_KHR_16bit_storage": "storage_buffer_16bit", "SPV_KHR_8bit_storage": "storage_buffer_8bit",
     "SPV_KHR_vulkan_memory_model": "vulkan_memory_model", "SPV_KHR_physical_storage_buffer": "buffer_device_address",
-    "SPV_KHR_cooperative_matrix": "cooperative_matrix",
+    "SPV_KHR_cooperative_matrix": "cooperative_matrix", "SPV_KHR_bfloat16": "bfloat16_cooperative_matrix",
 }
 _DESCRIPTOR_LIMITS = {"storage_buffer": "max_per_stage_descriptor_storage_buffers",
                       "uniform_buffer": "max_per_stage_descriptor_uniform_buffers"}

@@ -54,7 +54,8 @@ CAPABILITIES = {0: "Matrix", 1: "Shader", 9: "Float16", 10: "Float64", 11: "Int6
                 4464: "DenormPreserve", 4465: "DenormFlushToZero", 4466: "SignedZeroInfNanPreserve",
                 4467: "RoundingModeRTE", 4468: "RoundingModeRTZ", 5345: "VulkanMemoryModel",
                 5346: "VulkanMemoryModelDeviceScope", 5347: "PhysicalStorageBufferAddresses",
-                6022: "CooperativeMatrixKHR", 61: "GroupNonUniform", 62: "GroupNonUniformVote",
+                6022: "CooperativeMatrixKHR", 5116: "BFloat16TypeKHR", 5118: "BFloat16CooperativeMatrixKHR",
+                61: "GroupNonUniform", 62: "GroupNonUniformVote",
                 63: "GroupNonUniformArithmetic", 64: "GroupNonUniformBallot", 65: "GroupNonUniformShuffle",
                 66: "GroupNonUniformShuffleRelative", 67: "GroupNonUniformClustered", 68: "GroupNonUniformQuad"}
 

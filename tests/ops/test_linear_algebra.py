@@ -3,22 +3,42 @@ import pytest
 
 import hlx_vulkan as hv
 from hlx_vulkan import errors
+from hlx_vulkan.ops import matmul as mm
 from opcheck import check, f64, randn
 
 TOL = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 1e-2}
 SHAPES = [((1, 1), (1, 1)), ((37, 29), (29, 53)), ((65, 1), (1, 130)), ((64, 64), (64, 64)),
           ((2, 1, 5, 7), (3, 7, 4)), ((4, 3, 9), (9, 2)), ((7,), (7, 3)), ((4, 7), (7,)), ((5,), (5,)),
-          ((3, 70, 20), (3, 20, 17)), ((48, 32), (32, 80)), ((2, 64, 128), (128, 96))]
+          ((3, 70, 20), (3, 20, 17)), ((48, 32), (32, 80)), ((2, 64, 128), (128, 96)),
+          ((1, 1023), (1023, 17)), ((17, 129), (129, 1)), ((130, 17), (17, 131))]
+COOP = [name for name in mm.COOP_TILES]
 
 
-@pytest.fixture(autouse=True, params=[None, "small", "wide", "large"],
-                ids=["device's choice", "small tile", "wide tile", "large tile"])
+def _coop(dtype="float16") -> bool:
+    return mm.coopmat_available(hv.default_runtime(), dtype)
+
+
+@pytest.fixture(autouse=True, params=[None, *mm.TILES, *COOP],
+                ids=["device's choice", *(f"{t} tile" for t in mm.TILES), *(f"{t} tile" for t in COOP)])
 def matmul_kernel(request, monkeypatch):
-    """Run every test with the device's own choice and with each shared-memory tile, which a
-    CPU device (or a small problem) would otherwise never run."""
-    from hlx_vulkan.ops import matmul
-    monkeypatch.setattr(matmul, "FORCE_TILE", request.param)
+    """Run every test with the device's own choice and with each tile, which a CPU device (or a
+    small problem) would otherwise never run; cooperative-matrix tiles where the device has them."""
+    if request.param in mm.COOP_TILES and not _coop():
+        pytest.skip("the device has no float16 cooperative matrices")
+    monkeypatch.setattr(mm, "FORCE_TILE", request.param)
+    return request.param
 
+
+def _operands(rng, M, N, K, dtype, ta=False, tb=False, batch=()):
+    """Random A (M x K) and B (K x N) as hlx tensors, stored transposed where asked, with numpy copies."""
+    a = randn(rng, (*batch, K, M) if ta else (*batch, M, K), dtype)
+    b = randn(rng, (*batch, N, K) if tb else (*batch, K, N), dtype)
+    ha, hb = hv.tensor(a), hv.tensor(b)
+    if ta:
+        ha, a = ha.transpose(-1, -2), np.swapaxes(a, -1, -2)
+    if tb:
+        hb, b = hb.transpose(-1, -2), np.swapaxes(b, -1, -2)
+    return ha, hb, a, b
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -29,6 +49,30 @@ def test_matmul_matches_numpy(dtype, sa, sb, rng):
     ref = f64(a) @ f64(b)
     assert got.shape == ref.shape and got.dtype.name == dtype
     check(got.numpy(), ref, dtype, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)], ids=["At@B", "A@Bt", "At@Bt"])
+@pytest.mark.parametrize("M,N,K", [(40, 64, 32), (17, 33, 65), (128, 8, 24)], ids=str)
+def test_transposed_operands(dtype, ta, tb, M, N, K, rng):
+    """The MLP's backward products read transposed views (loaded along their contiguous dimension,
+    as vectors where aligned)."""
+    ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
+    check((ha @ hb).numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_strided_and_offset_operands(dtype, rng):
+    """Views that start off a vector boundary or skip rows take the scalar loads."""
+    a, b = randn(rng, (50, 41), dtype), randn(rng, (39, 72), dtype)
+    ha, hb = hv.tensor(a), hv.tensor(b)
+    cases = [(ha[1:33, 3:35], hb[5:37, 1:70]),       # offsets by one element, odd row strides
+             (ha[::2, 8:40], hb[:32, ::2]),            # every other row / column
+             (ha[1:41, 2:10].transpose(0, 1)[:, :33], hb[3:36, 9:49])]
+    refs = [(f64(a)[1:33, 3:35], f64(b)[5:37, 1:70]), (f64(a)[::2, 8:40], f64(b)[:32, ::2]),
+            (f64(a)[1:41, 2:10].T[:, :33], f64(b)[3:36, 9:49])]
+    for (x, y), (rx, ry) in zip(cases, refs):
+        check((x @ y).numpy(), rx @ ry, dtype, TOL[dtype])
 
 
 def test_transposed_operands_need_no_copy(rng):
@@ -51,9 +95,94 @@ def test_every_output_written_over_poison_and_k_zero(rng):
     assert hv.matmul(hv.zeros(0, 5), hv.zeros(5, 2)).shape == (0, 2)
 
 
-def test_matmul_is_deterministic(rng):
-    a, b = hv.tensor(randn(rng, (130, 257), "float32")), hv.tensor(randn(rng, (257, 70), "float32"))
+def _short_chunks(monkeypatch, length=64):
+    """Chunks of ``length`` (and as many as K needs), so that small products split."""
+    monkeypatch.setattr(mm, "CHUNK_K", {name: length for name in mm.CHUNK_K})
+    monkeypatch.setattr(mm, "MAX_CHUNKS", 1 << 20)
+
+
+def _bits(t):
+    return t.to(hv.float32).numpy().view(np.uint32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_matmul_is_deterministic(dtype, chunk, monkeypatch, rng):
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    a, b = hv.tensor(randn(rng, (130, 257), dtype)), hv.tensor(randn(rng, (257, 70), dtype))
     assert (a @ b).digest() == (a @ b).digest()
+
+
+def test_chunk_length_depends_on_k_alone():
+    for dtype, least in mm.CHUNK_K.items():
+        assert mm.chunk_length(least, dtype) == least
+        for K in (least + 1, 3 * least, 100 * least + 17):
+            kc = mm.chunk_length(K, dtype)
+            assert kc % 64 == 0 and kc >= least and -(-K // kc) <= mm.MAX_CHUNKS
+    assert all(mm.CHUNK_K["float32"] % t[2] == 0 for t in mm.TILES.values())
+    assert all(mm.CHUNK_K[d] % t[4] == 0 for t in mm.COOP_TILES.values() for d in ("float16", "bfloat16"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("M,N,K,ta,tb", [(37, 45, 200, False, False), (33, 17, 64, True, False),
+                                         (20, 70, 130, False, True), (9, 12, 1000, True, True)], ids=str)
+def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch, rng):
+    """Split-K (float32 chunk sums added in chunk order by a second pass) is right, and on a CPU
+    device gives the bits of the one-pass kernel, which sums the same chunks in the same order."""
+    _short_chunks(monkeypatch)
+    ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
+    rt = hv.default_runtime()
+    dispatched = rt.stream.dispatches
+    got = ha @ hb
+    check(got.numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
+    if matmul_kernel is not None and K > 64:
+        assert rt.stream.dispatches == dispatched + 2  # the chunks, then their sum
+    if matmul_kernel is not None and rt.device.physical.type == "cpu" and not _coop(dtype):
+        monkeypatch.setattr(mm, "FORCE_TILE", None)  # matmul_direct.comp: every chunk in one pass
+        np.testing.assert_array_equal(_bits(ha @ hb), _bits(got))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_rows_do_not_depend_on_batch_size(dtype, chunk, monkeypatch, rng):
+    """A row of A @ B has the same bits whether A has 1, 17 or 300 rows, or sits in a batch: the
+    tile (chosen from the size) never changes the reduction order."""
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    K, N = 300, 70
+    a = hv.tensor(randn(rng, (300, K), dtype))
+    w = hv.tensor(randn(rng, (N, K), dtype)).T  # as nn.Linear reads its weight
+    full = _bits(a @ w)
+    for m in (1, 17, 299):
+        np.testing.assert_array_equal(_bits(a[:m] @ w), full[:m], err_msg=f"rows of a {m}-row product")
+    np.testing.assert_array_equal(_bits(a[150:151] @ w), full[150:151])
+    batched = _bits(a.reshape(3, 100, K) @ w)
+    np.testing.assert_array_equal(batched.reshape(300, N), full)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, matmul_kernel, monkeypatch, rng):
+    """The tiled kernel's tiles and (on CPU devices) the direct kernel agree bit for bit; so do
+    the cooperative-matrix tiles among themselves."""
+    if matmul_kernel is not None:
+        pytest.skip("compares every kernel itself")
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    ha, hb, _, _ = _operands(rng, 37, 45, 200, dtype, tb=True)
+    families = {"tiled": list(mm.TILES)}
+    if _coop(dtype):
+        families["coop"] = list(mm.COOP_TILES)
+    elif hv.default_runtime().device.physical.type == "cpu":
+        families["tiled"].append(None)  # the direct kernel
+    for family, tiles in families.items():
+        results = []
+        for tile in tiles:
+            monkeypatch.setattr(mm, "FORCE_TILE", tile)
+            results.append(_bits(ha @ hb))
+        for tile, r in zip(tiles[1:], results[1:]):
+            np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
 
 
 def test_matmul_errors():
@@ -65,15 +194,57 @@ def test_matmul_errors():
         hv.tensor([[1, 2]]) @ hv.tensor([[1], [2]])
 
 
-def test_cooperative_matrix_kernel_is_valid_spirv():
-    """It runs only where the device has cooperative matrices (not lavapipe); here, check what can be checked."""
+def _coop_defines(dtype, **flags):
+    from hlx_vulkan.runtime.kernels import slot_defines
+    d = {"CT": "float", "OCT": "float"}
+    out = hv.float32 if flags.get("SPLIT") else getattr(hv, dtype)
+    d.update({**slot_defines("A", getattr(hv, dtype)), **slot_defines("B", getattr(hv, dtype)),
+              **slot_defines("O", out)})
+    d.update({k: 0 for k in ("A_COLS", "B_COLS", "A_VEC", "B_VEC", "O_VEC", "SPLIT")})
+    d.update(flags)
+    if dtype == "bfloat16":
+        d["HLX_COOPMAT_BF16"] = 1
+    return d
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("tile", COOP)
+def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile, matmul_kernel):
+    """They run only where the device has cooperative matrices (not lavapipe); here every tile is
+    compiled, with a spread of layout, vector and split flags, and checked by spirv-val."""
+    if matmul_kernel is not None:
+        pytest.skip("compiles every tile itself")
     from hlx_vulkan.compiler import compile_file
-    from hlx_vulkan.ops import matmul as mm
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
-    defines = {"CT": "float", "OCT": "float", **{f"{s}_STORAGE": "float16_t" for s in "ABCO"},
-               **{f"{s}_KIND": 0 for s in "ABCO"}}
-    spirv = compile_file(mm.COOPMAT.path, defines, target_env="vulkan1.3")
-    validate_spirv(spirv, "vulkan1.3")
-    assert "CooperativeMatrixKHR" in parse_spirv(spirv).capabilities
-    assert mm.coopmat_available(hv.default_runtime()) == bool(
-        hv.default_runtime().ctx.info["features"]["cooperative_matrix"])
+    sgm, sgn, fm, fn, bk, stages = mm.COOP_TILES[tile]
+    geometry = {"SGM": sgm, "SGN": sgn, "FM": fm, "FN": fn, "BK": bk, "STAGES": stages}
+    flag_sets = [{}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1},
+                 {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1, "B_VEC": 1, "SPLIT": 1, "O_VEC": 1},
+                 {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}]
+    for flags in flag_sets:
+        spirv = compile_file(mm.COOPMAT.path, {**_coop_defines(dtype, **flags), **geometry}, target_env="vulkan1.3")
+        validate_spirv(spirv, "vulkan1.3")
+        reflection = parse_spirv(spirv)
+        assert "CooperativeMatrixKHR" in reflection.capabilities
+        assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
+        mm.COOPMAT.check(reflection)
+
+
+def test_cooperative_matrix_availability(matmul_kernel):
+    if matmul_kernel is not None:
+        pytest.skip("once")
+    rt = hv.default_runtime()
+    feats = rt.ctx.info["features"]
+    if not feats["cooperative_matrix"]:
+        assert not mm.coopmat_available(rt, hv.float16)
+    assert not mm.coopmat_available(rt, hv.float32)
+    if not feats.get("bfloat16_cooperative_matrix"):
+        assert not mm.coopmat_available(rt, hv.bfloat16)
+
+
+def test_tile_choice_follows_the_problem_size(matmul_kernel):
+    if matmul_kernel is not None:
+        pytest.skip("once")
+    tiles = {name: t[:2] for name, t in mm.TILES.items()}
+    assert mm._pick(tiles, 512, 1024, 1, "small") == "small"
+    assert mm._pick(tiles, 4096, 4096, 1, "small") == "large"

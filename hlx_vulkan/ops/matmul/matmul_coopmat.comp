@@ -1,67 +1,307 @@
 #version 450
-// C = A @ B in float16 with float32 accumulation on cooperative-matrix hardware
-// (GL_KHR_cooperative_matrix). A workgroup of 4 subgroups computes a 64x64 tile, each
-// subgroup a 32x32 block of 2x2 16x16 fragments, reading A and B straight from
-// row-major memory. The launcher uses it only when M, N, K are multiples of 16 and
-// rows are contiguous; K is summed in order, so runs repeat bit for bit.
+// C[b] = A[b] @ B[b] for float16 (or, retyped by the compiler, bfloat16) operands on
+// cooperative-matrix hardware (GL_KHR_cooperative_matrix), accumulating in float32.
+//
+// A workgroup of SGM x SGN subgroups computes a BM x BN tile; each subgroup an FM x FN block
+// of 16x16 fragments, so every A fragment it loads serves FN products and every B fragment
+// FM. K goes in steps of BK through shared memory: the workgroup copies each A and B tile from
+// global memory in 16-byte pieces (8 elements: one vector load where aligned, else eight
+// guarded scalar loads), the next tile is fetched into registers while the current one is
+// multiplied, and with STAGES == 2 the shared tiles are double-buffered (one barrier a step).
+// Rows of the shared tiles are padded by 16 bytes, so fragment loads hit every bank once.
+// Out-of-range rows, columns and k read as zero and are never stored, so any shape runs here.
+//
+// Order (ops/matmul.py): a workgroup's chunk of k (all of K, or with SPLIT the chunk
+// gl_WorkGroupID.z / nbatch of length kc) is one chain of 16x16x16 multiply-adds, k ascending
+// from 0 (K padded with zeros to a multiple of 16). Tile shape and vector loads do not change
+// it, so every tile gives the same bits.
+//
+// Defines: SGM SGN FM FN BK STAGES; A_COLS / B_COLS (transposed views, held k-major in shared
+// memory and loaded column-major); A_VEC / B_VEC (16-byte loads: aligned, and the contiguous
+// dimension a multiple of 8); O_VEC (16-byte stores); SPLIT (float32 chunk sums into the
+// partial buffer O, added up in chunk order by matmul_splitk.comp); HLX_COOPMAT_BF16 (the
+// compiler retypes the A and B matrices to bfloat16, which glslang 13 cannot spell).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
-layout(local_size_x = 32, local_size_y = 4) in;
+#ifndef SGM
+#define SGM 2
+#define SGN 4
+#define FM 4
+#define FN 2
+#define BK 32
+#define STAGES 2
+#endif
+#define BM (SGM * FM * 16)
+#define BN (SGN * FN * 16)
+#define THREADS (32 * SGM * SGN)
+layout(local_size_x = THREADS) in;
 
-// Bindings mirror BINDING_* in ops/matmul.py.
-layout(std430, binding = 0) writeonly buffer O { float16_t c[]; };
-layout(std430, binding = 1) readonly buffer A { float16_t a[]; };
-layout(std430, binding = 2) readonly buffer B { float16_t b[]; };
+// Bindings and push fields mirror _BINDINGS and _PUSH in ops/matmul.py.
+#if A_VEC
+layout(std430, binding = 1) readonly buffer A { uvec4 a[]; };
+#else
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+#endif
+#if B_VEC
+layout(std430, binding = 2) readonly buffer B { uvec4 b[]; };
+#else
+layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
+#endif
+#if O_VEC
+layout(std430, binding = 0) writeonly buffer O { uvec4 c[]; };
+#else
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE c[]; };
+#endif
 
-// Mirrors PUSH_FORMAT in ops/matmul.py (the strides of the last two dims are 1 and K / N here).
 layout(push_constant) uniform Params {
     uint M, N, K;
     uint off_a, off_b, off_o;
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
+    uint kc, nbatch;
 } p;
 
-#define F16A coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
-#define F16B coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+// Shared tiles in 16-byte units (8 elements). A row of a tile runs along the operand's
+// contiguous dimension: k for A (m with A_COLS), n for B (k with B_COLS).
+#if A_COLS
+#define A_ROWS BK
+#define A_LEN BM
+#else
+#define A_ROWS BM
+#define A_LEN BK
+#endif
+#if B_COLS
+#define B_ROWS BN
+#define B_LEN BK
+#else
+#define B_ROWS BK
+#define B_LEN BN
+#endif
+#define SA (A_LEN / 8 + 1)  // row stride, padded by one unit
+#define SB (B_LEN / 8 + 1)
+#define A_STAGE (A_ROWS * SA)
+#define B_STAGE (B_ROWS * SB)
+shared uvec4 As[STAGES * A_STAGE];
+shared uvec4 Bs[STAGES * B_STAGE];
+
+#define LA (A_ROWS * A_LEN / 8 / THREADS)
+#define LB (B_ROWS * B_LEN / 8 / THREADS)
+#if LA * 8 * THREADS != A_ROWS * A_LEN || LB * 8 * THREADS != B_ROWS * B_LEN
+#error "tile loads do not divide evenly among the threads"
+#endif
+// The epilogue stages one 16x16 float fragment per subgroup in As or Bs: 16 rows of 5 units.
+#if 80 * SGM * SGN <= STAGES * A_STAGE
+#define Os As
+#elif 80 * SGM * SGN <= STAGES * B_STAGE
+#define Os Bs
+#else
+#error "the shared tiles are too small to stage the output"
+#endif
+
+#define FA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define FB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define OUT coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+
+#if A_KIND == 1
+#define A_BITS(v) uint(v)
+#else
+#define A_BITS(v) uint(float16BitsToUint16(v))
+#endif
+#if B_KIND == 1
+#define B_BITS(v) uint(v)
+#else
+#define B_BITS(v) uint(float16BitsToUint16(v))
+#endif
+
+uvec4 ra[LA], rb[LB];
+ACC acc[FM][FN];
+uint tid, row0, col0;
+int abase, bbase;
+
+// Unit u of a tile: shared row r, elements q * 8 .. q * 8 + 7 of that row.
+uvec4 load_a(uint u, uint k0, uint kend) {
+    uint r = u / (A_LEN / 8), q = (u % (A_LEN / 8)) * 8u;
+#if A_COLS
+    uint m = row0 + q, k = k0 + r;
+    int step = p.sa_m;
+#else
+    uint m = row0 + r, k = k0 + q;
+    int step = p.sa_k;
+#endif
+    int idx = abase + int(m) * p.sa_m + int(k) * p.sa_k;
+#if A_VEC
+    return (m < p.M && k < kend) ? a[idx / 8] : uvec4(0u);
+#else
+    uint h[8];
+    [[unroll]] for (uint j = 0u; j < 8u; ++j) {
+#if A_COLS
+        bool ok = m + j < p.M && k < kend;
+#else
+        bool ok = m < p.M && k + j < kend;
+#endif
+        h[j] = ok ? A_BITS(a[idx + int(j) * step]) : 0u;
+    }
+    return uvec4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+#endif
+}
+
+uvec4 load_b(uint u, uint k0, uint kend) {
+    uint r = u / (B_LEN / 8), q = (u % (B_LEN / 8)) * 8u;
+#if B_COLS
+    uint n = col0 + r, k = k0 + q;
+    int step = p.sb_k;
+#else
+    uint k = k0 + r, n = col0 + q;
+    int step = p.sb_n;
+#endif
+    int idx = bbase + int(k) * p.sb_k + int(n) * p.sb_n;
+#if B_VEC
+    return (n < p.N && k < kend) ? b[idx / 8] : uvec4(0u);
+#else
+    uint h[8];
+    [[unroll]] for (uint j = 0u; j < 8u; ++j) {
+#if B_COLS
+        bool ok = n < p.N && k + j < kend;
+#else
+        bool ok = n + j < p.N && k < kend;
+#endif
+        h[j] = ok ? B_BITS(b[idx + int(j) * step]) : 0u;
+    }
+    return uvec4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+#endif
+}
+
+void fetch(uint k0, uint kend) {
+    [[unroll]] for (uint i = 0u; i < LA; ++i) ra[i] = load_a(tid + i * THREADS, k0, kend);
+    [[unroll]] for (uint i = 0u; i < LB; ++i) rb[i] = load_b(tid + i * THREADS, k0, kend);
+}
+
+void stash(uint s) {
+    [[unroll]] for (uint i = 0u; i < LA; ++i) {
+        uint u = tid + i * THREADS;
+        As[s * A_STAGE + (u / (A_LEN / 8)) * SA + u % (A_LEN / 8)] = ra[i];
+    }
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        uint u = tid + i * THREADS;
+        Bs[s * B_STAGE + (u / (B_LEN / 8)) * SB + u % (B_LEN / 8)] = rb[i];
+    }
+}
+
+void multiply(uint s, uint wm, uint wn) {
+    [[unroll]] for (uint kk = 0u; kk < BK; kk += 16u) {
+        FA fa[FM];
+        FB fb[FN];
+        [[unroll]] for (uint i = 0u; i < FM; ++i) {
+            uint m = wm + i * 16u;
+#if A_COLS
+            coopMatLoad(fa[i], As, s * A_STAGE + kk * SA + m / 8u, SA, gl_CooperativeMatrixLayoutColumnMajor);
+#else
+            coopMatLoad(fa[i], As, s * A_STAGE + m * SA + kk / 8u, SA, gl_CooperativeMatrixLayoutRowMajor);
+#endif
+        }
+        [[unroll]] for (uint j = 0u; j < FN; ++j) {
+            uint n = wn + j * 16u;
+#if B_COLS
+            coopMatLoad(fb[j], Bs, s * B_STAGE + n * SB + kk / 8u, SB, gl_CooperativeMatrixLayoutColumnMajor);
+#else
+            coopMatLoad(fb[j], Bs, s * B_STAGE + kk * SB + n / 8u, SB, gl_CooperativeMatrixLayoutRowMajor);
+#endif
+        }
+        [[unroll]] for (uint i = 0u; i < FM; ++i)
+            [[unroll]] for (uint j = 0u; j < FN; ++j) acc[i][j] = coopMatMulAdd(fa[i], fb[j], acc[i][j]);
+    }
+}
+
+#if O_BYTES == 4
+#define O_UNIT(v0, v1) (floatBitsToUint(v0))
+#elif O_KIND == 1
+#define O_UNIT(v0, v1) (uint(O_STORE(v0)) | uint(O_STORE(v1)) << 16)
+#else
+#define O_UNIT(v0, v1) (uint(float16BitsToUint16(O_STORE(v0))) | uint(float16BitsToUint16(O_STORE(v1))) << 16)
+#endif
 
 void main() {
-    uint sg = gl_LocalInvocationID.y;  // one subgroup per y
-    uint row0 = gl_WorkGroupID.y * 64u + (sg / 2u) * 32u;
-    uint col0 = gl_WorkGroupID.x * 64u + (sg % 2u) * 32u;
-    uint batch = gl_WorkGroupID.z;
-    if (row0 >= p.M || col0 >= p.N) return;  // uniform across the subgroup
-    uint abase = p.off_a + batch * uint(p.sa_b);
-    uint bbase = p.off_b + batch * uint(p.sb_b);
-    bool r1 = row0 + 16u < p.M, c1 = col0 + 16u < p.N;
-    ACC acc[2][2];
-    for (int i = 0; i < 2; ++i) for (int j = 0; j < 2; ++j) acc[i][j] = ACC(0.0);
-    for (uint k = 0u; k < p.K; k += 16u) {
-        F16A fa[2];
-        F16B fb[2];
-        coopMatLoad(fa[0], a, abase + row0 * uint(p.sa_m) + k, uint(p.sa_m), gl_CooperativeMatrixLayoutRowMajor);
-        if (r1) coopMatLoad(fa[1], a, abase + (row0 + 16u) * uint(p.sa_m) + k, uint(p.sa_m),
-                            gl_CooperativeMatrixLayoutRowMajor);
-        coopMatLoad(fb[0], b, bbase + k * uint(p.sb_k) + col0, uint(p.sb_k), gl_CooperativeMatrixLayoutRowMajor);
-        if (c1) coopMatLoad(fb[1], b, bbase + k * uint(p.sb_k) + col0 + 16u, uint(p.sb_k),
-                            gl_CooperativeMatrixLayoutRowMajor);
-        acc[0][0] = coopMatMulAdd(fa[0], fb[0], acc[0][0]);
-        if (c1) acc[0][1] = coopMatMulAdd(fa[0], fb[1], acc[0][1]);
-        if (r1) acc[1][0] = coopMatMulAdd(fa[1], fb[0], acc[1][0]);
-        if (r1 && c1) acc[1][1] = coopMatMulAdd(fa[1], fb[1], acc[1][1]);
+    tid = gl_LocalInvocationID.x;
+    uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+    uint wm = (sg / SGN) * (FM * 16u), wn = (sg % SGN) * (FN * 16u);
+    row0 = gl_WorkGroupID.y * BM;
+    col0 = gl_WorkGroupID.x * BN;
+#if SPLIT
+    uint batch = gl_WorkGroupID.z % p.nbatch, chunk = gl_WorkGroupID.z / p.nbatch;
+    uint kbeg = chunk * p.kc, kend = min(p.K, kbeg + p.kc);
+#else
+    uint batch = gl_WorkGroupID.z, kbeg = 0u, kend = p.K;
+#endif
+    abase = int(p.off_a) + int(batch) * p.sa_b;
+    bbase = int(p.off_b) + int(batch) * p.sb_b;
+    [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) acc[i][j] = ACC(0.0);
+
+    fetch(kbeg, kend);
+#if STAGES == 2
+    stash(0u);
+    barrier();
+    uint s = 0u;
+#endif
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
+        bool more = k0 + BK < kend;
+#if STAGES == 2
+        if (more) fetch(k0 + BK, kend);  // in flight while this tile is multiplied
+        multiply(s, wm, wn);
+#else
+        barrier();  // every subgroup is done with the last tile
+        stash(0u);
+        barrier();
+        if (more) fetch(k0 + BK, kend);
+        multiply(0u, wm, wn);
+#endif
+#if STAGES == 2
+        if (more) stash(s ^ 1u);
+        barrier();
+        s ^= 1u;
+#endif
     }
+
+    // Epilogue: each fragment through the subgroup's 16x20-float spot of Os, then 8 outputs a lane.
+#if STAGES == 1
+    barrier();
+#endif
+#if SPLIT
+    uint cbase = p.off_o + (chunk * p.nbatch + batch) * p.M * p.N;
+#else
     uint cbase = p.off_o + batch * p.M * p.N;
-    for (uint i = 0u; i < 2u; ++i) {
-        for (uint j = 0u; j < 2u; ++j) {
-            if ((i == 1u && !r1) || (j == 1u && !c1)) continue;
-            OUT o = OUT(acc[i][j]);
-            coopMatStore(o, c, cbase + (row0 + 16u * i) * p.N + col0 + 16u * j, p.N, gl_CooperativeMatrixLayoutRowMajor);
+#endif
+    uint spot = sg * 80u, r = lane / 2u, c8 = (lane % 2u) * 8u;
+    [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) {
+        coopMatStore(acc[i][j], Os, spot, 5u, gl_CooperativeMatrixLayoutRowMajor);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        uvec4 u0 = Os[spot + r * 5u + c8 / 4u], u1 = Os[spot + r * 5u + c8 / 4u + 1u];
+        subgroupBarrier();  // the spot is read before the next fragment overwrites it
+        float v[8] = float[8](uintBitsToFloat(u0.x), uintBitsToFloat(u0.y), uintBitsToFloat(u0.z),
+                              uintBitsToFloat(u0.w), uintBitsToFloat(u1.x), uintBitsToFloat(u1.y),
+                              uintBitsToFloat(u1.z), uintBitsToFloat(u1.w));
+        uint gm = row0 + wm + i * 16u + r, gn = col0 + wn + j * 16u + c8;
+        uint at = cbase + gm * p.N + gn;
+        if (gm < p.M) {
+#if O_VEC
+            if (gn < p.N) {
+#if O_BYTES == 4
+                c[at / 4u] = uvec4(O_UNIT(v[0], 0), O_UNIT(v[1], 0), O_UNIT(v[2], 0), O_UNIT(v[3], 0));
+                c[at / 4u + 1u] = uvec4(O_UNIT(v[4], 0), O_UNIT(v[5], 0), O_UNIT(v[6], 0), O_UNIT(v[7], 0));
+#else
+                c[at / 8u] = uvec4(O_UNIT(v[0], v[1]), O_UNIT(v[2], v[3]), O_UNIT(v[4], v[5]), O_UNIT(v[6], v[7]));
+#endif
+            }
+#else
+            [[unroll]] for (uint e = 0u; e < 8u; ++e)
+                if (gn + e < p.N) c[at + e] = O_STORE(v[e]);
+#endif
         }
     }
 }

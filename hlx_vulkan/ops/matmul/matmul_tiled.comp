@@ -1,9 +1,21 @@
 #version 450
-// C[b] = A[b] @ B[b]: a BM x BN output tile per workgroup of (BM/TM) x (BN/TN) threads,
-// each thread a TM x TN block, K in steps of BK through shared memory. Every output sums
-// k = 0..K-1 in order, in fp32, so the same inputs give the same bits on every run.
-// The launcher picks the tile (ops/matmul.py TILES); the defaults are the small one.
+// C[b] = A[b] @ B[b], register-tiled: a BM x BN output tile per workgroup of (BM/TM) x (BN/TN)
+// threads, each thread TM x TN outputs (in 4 x 4 blocks spread over the tile, so that shared
+// reads are 16-byte vectors), K in steps of BK through double-buffered shared memory: the
+// next K tile is loaded into registers while the current one is multiplied.
+//
+// Order (ops/matmul.py): a workgroup sums its chunk of k (all of K, or with SPLIT the chunk
+// gl_WorkGroupID.z / nbatch of length kc) in order, k ascending from 0, one fma a step;
+// padding past the end of K is never multiplied in. Tile shape and vector loads do not change
+// it, so every tile gives the same bits.
+//
+// Defines (the launcher's): BM BN BK TM TN; PAD: shared rows padded by one 16-byte vector;
+// A_COLS / B_COLS: the operand is a transposed view, loaded along its contiguous dimension;
+// A_VEC / B_VEC: 4-element vector loads (aligned, the vector dimension a multiple of 4);
+// O_VEC: 4-element vector stores; SPLIT: float32 chunk sums into the partial buffer O, which
+// matmul_splitk.comp adds up in chunk order.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
@@ -13,75 +25,201 @@
 #define BK 16
 #define TM 4
 #define TN 4
+#define PAD 1
 #endif
 #define RT (BM / TM)   // thread rows
 #define CT_ (BN / TN)  // thread columns
 #define THREADS (RT * CT_)
+#define GM (TM / 4)    // 4-row groups per thread, RT * 4 rows apart
+#define GN (TN / 4)    // 4-column groups per thread, CT_ * 4 columns apart
 layout(local_size_x = CT_, local_size_y = RT) in;
 
-// Bindings mirror BINDING_* in ops/matmul.py.
-layout(std430, binding = 0) writeonly buffer O { O_STORAGE c[]; };
-layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
-layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
+#if A_VEC
+#define A_T A_STORAGE4
+#define A_W 4
+#else
+#define A_T A_STORAGE
+#define A_W 1
+#endif
+#if B_VEC
+#define B_T B_STORAGE4
+#define B_W 4
+#else
+#define B_T B_STORAGE
+#define B_W 1
+#endif
+#if O_VEC
+#define O_T O_STORAGE4
+#else
+#define O_T O_STORAGE
+#endif
+layout(std430, binding = 0) writeonly buffer O { O_T c[]; };
+layout(std430, binding = 1) readonly buffer A { A_T a[]; };
+layout(std430, binding = 2) readonly buffer B { B_T b[]; };
 
-// Mirrors PUSH_FORMAT in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
+// Mirrors _PUSH in ops/matmul.py; strides in elements, batch stride 0 broadcasts.
 layout(push_constant) uniform Params {
     uint M, N, K;
     uint off_a, off_b, off_o;
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
+    uint kc, nbatch;
 } p;
 
-shared float As[BK][BM + 1];
-shared float Bs[BK][BN + 1];
+// k-major tiles.
+shared vec4 As[2][BK][BM / 4 + PAD];
+shared vec4 Bs[2][BK][BN / 4 + PAD];
+
+// Each thread carries LA vectors (or scalars) of A and LB of B from global memory to shared.
+#define LA (BM * BK / A_W / THREADS)
+#define LB (BK * BN / B_W / THREADS)
+#if LA * A_W * THREADS != BM * BK || LB * B_W * THREADS != BK * BN
+#error "tile loads do not divide evenly among the threads"
+#endif
+vec4 ra[LA], rb[LB];  // vector loads; scalar loads use .x
+vec4 acc[TM][GN];
+
+uint tid;
+int abase, bbase;
+uint row0, col0;
+
+vec4 cvt_a(A_T v) {
+#if A_VEC
+    return vec4(A_LOAD(v.x), A_LOAD(v.y), A_LOAD(v.z), A_LOAD(v.w));
+#else
+    return vec4(A_LOAD(v), 0.0, 0.0, 0.0);
+#endif
+}
+vec4 cvt_b(B_T v) {
+#if B_VEC
+    return vec4(B_LOAD(v.x), B_LOAD(v.y), B_LOAD(v.z), B_LOAD(v.w));
+#else
+    return vec4(B_LOAD(v), 0.0, 0.0, 0.0);
+#endif
+}
+
+// Element e of a tile, in the order that puts neighbouring threads on neighbouring addresses.
+// A: (m, k); along k unless A_COLS. Out-of-range elements read as 0 (all-or-none for vectors).
+void a_coord(uint e, out uint m, out uint k) {
+#if A_COLS
+    k = e / (BM / A_W); m = (e % (BM / A_W)) * A_W;
+#else
+    m = e / (BK / A_W); k = (e % (BK / A_W)) * A_W;
+#endif
+}
+void b_coord(uint e, out uint k, out uint n) {
+#if B_COLS
+    n = e / (BK / B_W); k = (e % (BK / B_W)) * B_W;
+#else
+    k = e / (BN / B_W); n = (e % (BN / B_W)) * B_W;
+#endif
+}
+
+void load_tile(uint k0, uint kend) {
+    [[unroll]] for (uint i = 0u; i < LA; ++i) {
+        uint m, k;
+        a_coord(tid + i * THREADS, m, k);
+        uint gm = row0 + m, gk = k0 + k;
+        bool ok = gm < p.M && gk < kend;
+        int idx = abase + int(gm) * p.sa_m + int(gk) * p.sa_k;
+        ra[i] = ok ? cvt_a(a[idx / A_W]) : vec4(0.0);
+    }
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        uint k, n;
+        b_coord(tid + i * THREADS, k, n);
+        uint gk = k0 + k, gn = col0 + n;
+        bool ok = gk < kend && gn < p.N;
+        int idx = bbase + int(gk) * p.sb_k + int(gn) * p.sb_n;
+        rb[i] = ok ? cvt_b(b[idx / B_W]) : vec4(0.0);
+    }
+}
+
+void store_tile(uint s) {
+    [[unroll]] for (uint i = 0u; i < LA; ++i) {
+        uint m, k;
+        a_coord(tid + i * THREADS, m, k);
+#if A_COLS && A_VEC
+        As[s][k][m / 4u] = ra[i];
+#elif A_VEC
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) As[s][k + j][m / 4u][m % 4u] = ra[i][j];
+#else
+        As[s][k][m / 4u][m % 4u] = ra[i].x;
+#endif
+    }
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        uint k, n;
+        b_coord(tid + i * THREADS, k, n);
+#if !B_COLS && B_VEC
+        Bs[s][k][n / 4u] = rb[i];
+#elif B_VEC
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) Bs[s][k + j][n / 4u][n % 4u] = rb[i][j];
+#else
+        Bs[s][k][n / 4u][n % 4u] = rb[i].x;
+#endif
+    }
+}
+
+// One step of k: every output of the thread takes one fma, in k order.
+void mac(uint s, uint k, uint ty, uint tx) {
+    vec4 av[GM], bv[GN];
+    [[unroll]] for (uint g = 0u; g < GM; ++g) av[g] = As[s][k][g * RT + ty];
+    [[unroll]] for (uint h = 0u; h < GN; ++h) bv[h] = Bs[s][k][h * CT_ + tx];
+    [[unroll]] for (uint g = 0u; g < GM; ++g)
+        [[unroll]] for (uint r = 0u; r < 4u; ++r)
+            [[unroll]] for (uint h = 0u; h < GN; ++h)
+                acc[g * 4u + r][h] = fma(vec4(av[g][r]), bv[h], acc[g * 4u + r][h]);
+}
 
 void main() {
     uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
-    uint tid = ty * uint(CT_) + tx;
-    uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
-    uint batch = gl_WorkGroupID.z;
-    int abase = int(p.off_a) + int(batch) * p.sa_b;
-    int bbase = int(p.off_b) + int(batch) * p.sb_b;
-    float acc[TM][TN];
-    for (int i = 0; i < TM; ++i) for (int j = 0; j < TN; ++j) acc[i][j] = 0.0;
+    tid = ty * uint(CT_) + tx;
+    row0 = gl_WorkGroupID.y * BM;
+    col0 = gl_WorkGroupID.x * BN;
+#if SPLIT
+    uint batch = gl_WorkGroupID.z % p.nbatch, chunk = gl_WorkGroupID.z / p.nbatch;
+    uint kbeg = chunk * p.kc, kend = min(p.K, kbeg + p.kc);
+#else
+    uint batch = gl_WorkGroupID.z, kbeg = 0u, kend = p.K;
+#endif
+    abase = int(p.off_a) + int(batch) * p.sa_b;
+    bbase = int(p.off_b) + int(batch) * p.sb_b;
+    [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h) acc[i][h] = vec4(0.0);
 
-    for (uint k0 = 0u; k0 < p.K; k0 += BK) {
-        // Neighbouring threads load neighbouring addresses: along k when A's rows are contiguous,
-        // along m when A is a transposed view (A_COLS). Likewise B along n, or k with B_COLS.
-        for (uint e = tid; e < BM * BK; e += uint(THREADS)) {
-#if A_COLS
-            uint k = e / BM, m = e % BM;
-#else
-            uint m = e / BK, k = e % BK;
-#endif
-            uint gm = row0 + m, gk = k0 + k;
-            As[k][m] = (gm < p.M && gk < p.K) ? float(A_LOAD(a[abase + int(gm) * p.sa_m + int(gk) * p.sa_k])) : 0.0;
+    load_tile(kbeg, kend);
+    store_tile(0u);
+    barrier();
+    uint s = 0u;
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
+        bool more = k0 + BK < kend;
+        if (more) load_tile(k0 + BK, kend);  // in flight while this tile is multiplied
+        if (more || kend - k0 == BK) {
+            [[unroll]] for (uint k = 0u; k < BK; ++k) mac(s, k, ty, tx);
+        } else {
+            for (uint k = 0u; k < kend - k0; ++k) mac(s, k, ty, tx);  // no padded steps: order stays exact
         }
-        for (uint e = tid; e < BK * BN; e += uint(THREADS)) {
-#if B_COLS
-            uint n = e / BK, k = e % BK;
-#else
-            uint k = e / BN, n = e % BN;
-#endif
-            uint gk = k0 + k, gn = col0 + n;
-            Bs[k][n] = (gk < p.K && gn < p.N) ? float(B_LOAD(b[bbase + int(gk) * p.sb_k + int(gn) * p.sb_n])) : 0.0;
-        }
+        if (more) store_tile(s ^ 1u);
         barrier();
-        for (uint k = 0u; k < BK; ++k) {
-            float av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = As[k][ty + uint(RT) * uint(i)];
-            for (int j = 0; j < TN; ++j) bv[j] = Bs[k][tx + uint(CT_) * uint(j)];
-            for (int i = 0; i < TM; ++i) for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-        }
-        barrier();
+        s ^= 1u;
     }
+
+#if SPLIT
+    uint cbase = p.off_o + (chunk * p.nbatch + batch) * p.M * p.N;
+#else
     uint cbase = p.off_o + batch * p.M * p.N;
-    for (int i = 0; i < TM; ++i) {
-        uint gm = row0 + ty + uint(RT) * uint(i);
+#endif
+    [[unroll]] for (uint g = 0u; g < GM; ++g) [[unroll]] for (uint r = 0u; r < 4u; ++r) {
+        uint gm = row0 + g * (RT * 4u) + ty * 4u + r;
         if (gm >= p.M) continue;
-        for (int j = 0; j < TN; ++j) {
-            uint gn = col0 + tx + uint(CT_) * uint(j);
-            if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(acc[i][j]);
+        [[unroll]] for (uint h = 0u; h < GN; ++h) {
+            uint gn = col0 + h * (CT_ * 4u) + tx * 4u;
+            vec4 v = acc[g * 4u + r][h];
+#if O_VEC
+            if (gn < p.N) c[(cbase + gm * p.N + gn) / 4u] = O_STORAGE4(O_STORE(v.x), O_STORE(v.y), O_STORE(v.z),
+                                                                        O_STORE(v.w));
+#else
+            [[unroll]] for (uint j = 0u; j < 4u; ++j)
+                if (gn + j < p.N) c[cbase + gm * p.N + gn + j] = O_STORE(v[j]);
+#endif
         }
     }
 }
