@@ -36,7 +36,7 @@ from .memory.dtypes import dtype_of
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 # safetensors' dtype tags for the dtypes hlx stores, and their item sizes.
-_TAGS = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "I8": 1, "U8": 1, "U16": 2, "F64": 8, "I64": 8}
+_TAGS = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "I8": 1, "U8": 1, "U16": 2, "F64": 8, "I64": 8, "BOOL": 1}
 _DTYPE_KEY = "hlx.dtypes"
 _ORDER_KEY = "hlx.order"  # safetensors lays tensors out by its own order; the caller's comes back on load
 

@@ -92,6 +92,14 @@ class DTypeError(HlxError, TypeError):
     """A dtype that is not supported here, or dtypes that do not match."""
 
 
+class DivisionByZeroError(HlxError, ZeroDivisionError):
+    """Integer division or remainder by zero (as Python and PyTorch on CPU refuse it)."""
+
+
+class DeviceTransferError(HlxError, RuntimeError):
+    """A request to move a tensor to a device this library does not run on (``.cuda()``)."""
+
+
 class DestroyedError(HlxError, RuntimeError):
     """Use of an object after it, or the context that owns it, was destroyed."""
 

@@ -67,10 +67,15 @@ def _training_step() -> None:
 def warm() -> int:
     """Build the common kernels on the default device; returns how many kernels it has."""
     rt = default_runtime()
-    for dtype in ("float32", "float16", "bfloat16", "int32"):
-        if dtype == "int32":
-            x = tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
-            x + x, x * 2, red.sum(x, 0), red.argmax(x, 1), x.to("float32"), ew.eq(x, x)
+    for dtype in ("float32", "float16", "bfloat16", "int32", "int64"):
+        if dtype == "int64" and not rt.kernels.int64:
+            continue  # a device without shaderInt64
+        if dtype in ("int32", "int64"):
+            # Integer data (int64 by default, as torch), its comparisons (bool) and counts (int64 sums).
+            x = tensor(np.arange(6).reshape(2, 3), dtype=dtype)
+            x + x, x * 2, red.sum(x, 0), red.argmax(x, 1), x.to("float32"), x / 2
+            mask = ew.eq(x, x)
+            red.sum(mask), red.sum(mask, 0), ew.bitwise_not(mask), ew.cast(mask, "float32")
         else:
             _ops(dtype)
     _training_step()

@@ -50,10 +50,10 @@ def library_kernels() -> list[bytes]:
     from hlx_vulkan.training.digits import train_digits
     train_digits(seed=0, epochs=1, hidden=32, batch_size=128, progress=False)
     x = hv.randn(33, 70)
-    for dt in ("float16", "bfloat16", "int32", "uint8", "int8", "uint32"):
+    for dt in ("float16", "bfloat16", "int32", "uint8", "int8", "uint32", "int64", "bool"):
         with contextlib.suppress(hv.HlxError):
             t = hv.tensor(np.arange(12).reshape(3, 4).astype(hv.memory.dtype_of(dt).numpy))
-            (t + t).numpy(), t.sum(axis=1).numpy(), t.max(axis=0).numpy()
+            (t + t).numpy(), t.sum(axis=1).numpy(), t.amax(axis=0).numpy(), t.cumsum(1).numpy()
     for op in (lambda: hv.matmul(hv.randn(300, 260), hv.randn(260, 280)), lambda: x.var(axis=1),
                lambda: hv.nn.functional.log_softmax(x, axis=0), lambda: hv.concat([x, x], axis=1),
                lambda: hv.nn.functional.dropout(x, 0.3), lambda: hv.argmin(x, axis=1), lambda: hv.gelu(x).mean()):

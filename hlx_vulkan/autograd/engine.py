@@ -69,13 +69,15 @@ def backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool = 
             if node.ctx is None:
                 raise errors.HlxError(f"the graph through {node!r} was already freed by an earlier backward(); "
                                       "pass retain_graph=True to the first call")
-            needs = node.ctx.needs
+            needs, dtypes = node.ctx.needs, node.ctx.dtypes
             results = node.backward(node.ctx, g)
             if not retain_graph:
                 node.ctx = None
-            for edge, need, gi in zip(node.edges, needs, results):
+            for edge, need, gi, dt in zip(node.edges, needs, results, dtypes):
                 if edge is None or not need or gi is None:
                     continue
+                if gi.dtype is not dt:  # mixed-dtype ops: each input gets its gradient in its own dtype
+                    gi = ew.cast(gi, dt)
                 if isinstance(edge, Node):
                     _accumulate(grads, edge, gi)
                     if edge not in queued:

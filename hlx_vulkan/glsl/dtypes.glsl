@@ -1,7 +1,8 @@
 // Storage and conversion for each operand slot (A, B, C inputs; O output).
 // The launcher defines, per slot S: S_STORAGE (the buffer element type), S_STORAGE4 (a vector
 // of four), S_BYTES (the element's size) and S_KIND: 0 = converts with a constructor,
-// 1 = bfloat16 held as uint16_t bits.
+// 1 = bfloat16 held as uint16_t bits, 2 = bool held as a uint8_t 0 or 1 (any nonzero value
+// stores as 1).
 // CT is the compute type of the inputs, OCT of the output.
 #ifndef HLX_DTYPES_GLSL
 #define HLX_DTYPES_GLSL
@@ -36,6 +37,8 @@ uint16_t f32_to_bf16(float v) {
 #endif
 #if O_KIND == 1
 #define O_STORE(v) f32_to_bf16(float(v))
+#elif O_KIND == 2
+#define O_STORE(v) uint8_t((v) != OCT(0) ? 1 : 0)
 #else
 #define O_STORE(v) O_STORAGE(v)
 #endif

@@ -56,6 +56,35 @@ int hlx_max(int a, int b) { return max(a, b); }
 int hlx_min(int a, int b) { return min(a, b); }
 uint hlx_max(uint a, uint b) { return max(a, b); }
 uint hlx_min(uint a, uint b) { return min(a, b); }
+#ifdef HLX_INT64
+int64_t hlx_max(int64_t a, int64_t b) { return a > b ? a : b; }
+int64_t hlx_min(int64_t a, int64_t b) { return a < b ? a : b; }
+#endif
+
+// Integer floor division and remainder with the divisor's sign (Python's and torch's // and %).
+// The launcher refuses a zero divisor before recording.
+int hlx_floordiv(int a, int b) { int q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+int hlx_mod(int a, int b) { int r = a - (a / b) * b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+uint hlx_floordiv(uint a, uint b) { return a / b; }
+uint hlx_mod(uint a, uint b) { return a - (a / b) * b; }
+// Float forms as numpy: floor(a / b) and a - b * floor(a / b).
+float hlx_floordiv(float a, float b) { return floor(a / b); }
+float hlx_mod(float a, float b) {
+    float r = a - b * floor(a / b);
+    return (b != 0.0 && r == b) ? 0.0 : r;
+}
+#ifdef HLX_INT64
+int64_t hlx_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+int64_t hlx_mod(int64_t a, int64_t b) { int64_t r = a - (a / b) * b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+#endif
+
+// Integer power by squaring for an exponent >= 0 (wraps like C, as torch).
+#define HLX_IPOW(T) T hlx_ipow(T x, T e) { T r = T(1); while (e > T(0)) { if ((e & T(1)) != T(0)) r *= x; x *= x; e >>= T(1); } return r; }
+HLX_IPOW(int)
+HLX_IPOW(uint)
+#ifdef HLX_INT64
+HLX_IPOW(int64_t)
+#endif
 
 float hlx_pow(float x, float y) {
     // GLSL pow is undefined for x < 0; follow numpy for integral exponents.

@@ -13,18 +13,33 @@ import numpy as np
 
 from .. import errors
 from ..ops import elementwise as ew
+from ..ops import matmul as mm
 from ..ops import reduce as red
 from ..ops import shape as sh
 from ..ops import softmax as sm
 from ..ops.random import rand
 from ..ops.tensor import Tensor, normalize_axis
 
-softmax = sm.softmax
+softmax = sm.softmax            # softmax(x, dim=-1), axis= as numpy's alias
 log_softmax = sm.log_softmax
 relu = ew.relu
 gelu = ew.gelu
 tanh = ew.tanh
 sigmoid = ew.sigmoid
+silu = ew.silu
+leaky_relu = ew.leaky_relu
+one_hot = sh.one_hot            # int64, as torch
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` (weight of shape (out_features, in_features), as torch)."""
+    y = mm.matmul(x, sh.transpose(weight, 0, 1))
+    return y if bias is None else y + bias
+
+
+def embedding(index, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` picked by ``index`` (any shape)."""
+    return sh.index_select(weight, 0, index)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -105,5 +120,5 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
-__all__ = ["cross_entropy", "dropout", "gelu", "layer_norm", "log_softmax", "mse_loss", "nll_loss", "relu", "sigmoid",
-           "softmax", "tanh", "normalize_axis"]
+__all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
+           "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "sigmoid", "silu", "softmax", "tanh"]

@@ -196,6 +196,39 @@ class Sigmoid(_Activation):
     fn = staticmethod(ew.sigmoid)
 
 
+class SiLU(_Activation):
+    fn = staticmethod(ew.silu)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ew.leaky_relu(x, self.negative_slope)
+
+
+class Softmax(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, self.dim)
+
+
+class Flatten(Module):
+    """Merge dims ``start_dim`` to ``end_dim`` (1 to the last by default, keeping the batch dim)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sh.flatten(x, self.start_dim, self.end_dim)
+
+
 class GELU(Module):
     def __init__(self, approximate: str = "none"):
         super().__init__()
@@ -265,5 +298,5 @@ class MSELoss(Module):
         return F.mse_loss(input, target, self.reduction)
 
 
-__all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "MSELoss", "Module",
-           "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh"]
+__all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "GELU", "LayerNorm", "LeakyReLU", "Linear",
+           "MSELoss", "Module", "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh"]

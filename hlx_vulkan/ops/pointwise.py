@@ -1,6 +1,10 @@
 """The pointwise kernel every elementwise op runs through: ``out = EXPR(x, y, z)`` over the
-numpy broadcast of up to three inputs, each strided, in up to five merged dimensions
-(``elementwise/elementwise.comp``), specialised per expression and dtypes.
+numpy broadcast of up to three inputs, each strided and each of its own dtype, in up to five
+merged dimensions (``elementwise/elementwise.comp``), specialised per expression and dtypes.
+Inputs are converted on load to the compute type, the output on store to its dtype.
+
+The scalars ``alpha`` and ``beta`` travel as 32-bit patterns read in the compute type: a
+float32 for float arithmetic, an exact int32 (or uint32) for integer arithmetic.
 
 A launch is planned once per (expression, scalars, dtypes, shapes, strides, offsets): the
 plan holds the kernel, the packed push constants and the grid, so a repeated op costs a
@@ -12,8 +16,10 @@ from __future__ import annotations
 import math
 from importlib import resources
 
+import numpy as np
+
 from .. import errors
-from ..memory import dtype_of
+from ..memory import dtype_of, promote_types
 from ..memory.tensor import contiguous_strides
 from ..precision import float16_arithmetic
 from ..runtime import KernelSpec
@@ -23,7 +29,7 @@ MAX_DIMS = 5
 WORKGROUP = 256
 
 _SLOTS = {"O": "O", "A": "A", "B": "B", "C": "C"}
-_PUSH = [("n", "I"), ("alpha", "f"), ("beta", "f"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
+_PUSH = [("n", "I"), ("alpha", "I"), ("beta", "I"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
          ("shape", "5I"), ("st_a", "5i"), ("st_b", "5i"), ("st_c", "5i"), ("st_o", "5i")]
 _SOURCE = resources.files(__package__) / "elementwise" / "elementwise.comp"
 # One declaration per arity: the kernel binds only the inputs it reads.
@@ -32,10 +38,34 @@ SPECS = {nargs: KernelSpec(_SOURCE, [("O", "write", "O")] + [(s, "read", s) for 
 
 
 def compute_type(dtype, native16: bool = False) -> str:
-    """The GLSL type arithmetic runs in: float for floats (float16_t for float16 when ``native16``)."""
+    """The GLSL type arithmetic runs in: float for floats (float16_t for float16 when ``native16``),
+    int64_t for int64, int for the other signed integers, uint for unsigned ones and bool."""
     if dtype.is_float:
         return "float16_t" if native16 and dtype.name == "float16" else "float"
-    return "uint" if dtype.name.startswith("u") else "int"
+    if dtype.name == "int64":
+        return "int64_t"
+    return "int" if dtype.kind == "int" else "uint"
+
+
+# How the kernel reads alpha and beta (SK in elementwise.comp): as float bits, int32 or uint32.
+_SCALAR_KIND = {"float": 0, "float16_t": 0, "int": 1, "int64_t": 1, "uint": 2}
+
+
+def scalar_fits(value, ct: str) -> bool:
+    """Whether ``value`` travels exactly as a scalar of a kernel computing in ``ct``."""
+    if _SCALAR_KIND[ct] == 0:
+        return True
+    return float(value).is_integer() and -2**31 <= value < (2**32 if ct == "uint" else 2**31)
+
+
+def scalar_bits(value, ct: str) -> int:
+    """The 32-bit pattern of ``value`` as a kernel computing in ``ct`` reads it."""
+    if _SCALAR_KIND[ct] == 0:
+        with np.errstate(over="ignore"):
+            return int(np.array(value, np.float32).view(np.uint32))
+    if not scalar_fits(value, ct):
+        raise errors.DTypeError(f"the scalar {value!r} does not fit the {ct} arithmetic of this op")
+    return int(value) & 0xFFFFFFFF
 
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
@@ -75,19 +105,20 @@ def _coalesce(shape, strides_per_operand):
 
 
 def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
-           out: Tensor | None = None, shape=None) -> Tensor:
+           out: Tensor | None = None, shape=None, compute=None) -> Tensor:
     """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
 
-    ``alpha`` and ``beta`` are scalars the expression may use. Inputs share one dtype; the
-    expression computes in its compute type (float for float dtypes). ``out`` (of the result's
-    shape, any strides) is written if given; ``shape`` broadcasts the result further.
+    ``alpha`` and ``beta`` are scalars the expression may use. The expression computes in the
+    compute type of ``compute`` (default: the inputs' promoted dtype; float for float dtypes);
+    the result has ``out_dtype`` (default: that dtype). ``out`` (of the result's shape, any
+    strides) is written if given; ``shape`` broadcasts the result further.
     """
     rt = inputs[0].runtime
-    key = (expr, out_dtype, alpha, beta, shape, out.buf.geometry if out is not None else None,
+    key = (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
            float16_arithmetic(), *[t.buf.geometry for t in inputs])
     plan = rt.plans.get(key)
     if plan is None:
-        plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape)
+        plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute)
     kernel, out_shape, out_strides, dt, push, groups, nbytes = plan
     if out is None:
         out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
@@ -96,13 +127,14 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     return out
 
 
-def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape):
+def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     if not inputs or len(inputs) > 3:
         raise ValueError("a pointwise launch takes one to three inputs")
     in_dtype = inputs[0].dtype
     for t in inputs[1:]:
-        if t.dtype is not in_dtype:
-            raise errors.DTypeError(f"dtypes {in_dtype.name} and {t.dtype.name} do not match; convert with .to()")
+        in_dtype = promote_types(in_dtype, t.dtype)
+    if compute is not None:
+        in_dtype = dtype_of(compute)
     out_shape = broadcast_shapes(*(t.shape for t in inputs))
     if shape is not None:
         if broadcast_shapes(out_shape, tuple(shape)) != tuple(shape):
@@ -122,12 +154,13 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape):
     st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
     native16 = float16_arithmetic()
     flat = shape5[3] == 1 and max(shape5[:3]) == 1
-    defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": compute_type(in_dtype, native16),
-               "OCT": compute_type(dt, native16), "EXPR": expr}
-    dtypes = {"O": dt, **{s: in_dtype for s in "ABC"[:len(inputs)]}}
+    ct = compute_type(in_dtype, native16)
+    defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": ct, "OCT": compute_type(dt, native16), "EXPR": expr,
+               "SK": _SCALAR_KIND[ct]}
+    dtypes = {"O": dt, **{s: t.dtype for s, t in zip("ABC", inputs)}}
     kernel = rt.kernels.get(SPECS[len(inputs)], defines, dtypes, (WORKGROUP,))
-    fields = {"n": n, "alpha": alpha, "beta": beta, "shape": shape5, "st_a": st_in[0], "st_b": st_in[1],
-              "st_c": st_in[2], "st_o": st[-1]}
+    fields = {"n": n, "alpha": scalar_bits(alpha, ct), "beta": scalar_bits(beta, ct), "shape": shape5,
+              "st_a": st_in[0], "st_b": st_in[1], "st_c": st_in[2], "st_o": st[-1]}
     out_geometry = out.buf if out is not None else _Geometry(dt, 0)
     bufs = [out_geometry] + [t.buf for t in inputs]
     push = kernel.spec.pack(bufs, fields)
@@ -143,4 +176,4 @@ class _Geometry:
         self.dtype, self.byte_offset = dtype, byte_offset
 
 
-__all__ = ["SPECS", "broadcast_shapes", "broadcast_strides", "compute_type", "launch"]
+__all__ = ["SPECS", "broadcast_shapes", "broadcast_strides", "compute_type", "launch", "scalar_bits", "scalar_fits"]

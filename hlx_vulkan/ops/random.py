@@ -162,3 +162,30 @@ def randn(*shape, dtype="float32", mean: float = 0.0, std: float = 1.0, generato
     """Normal numbers (Box-Muller over Philox)."""
     out = _draw(_shape(shape), NORMAL, mean, std, dtype, generator, runtime)
     return out.requires_grad_() if requires_grad else out
+
+
+def randint(low, high=None, size=(), dtype=None, generator: Generator | None = None,
+            runtime: Runtime | None = None) -> Tensor:
+    """Integers drawn uniformly from [low, high) (int64 by default, as torch.randint); ranges up to
+    2**24 wide (drawn through a float32 uniform)."""
+    from .pointwise import launch
+    from .tensor import default_int_dtype
+    if high is None:
+        low, high = 0, low
+    if not low < high or high - low > 2**24:
+        raise ValueError(f"randint needs low < high and a range of at most 2**24, got [{low}, {high})")
+    rt = runtime or default_runtime()
+    size = tuple(size) if isinstance(size, (tuple, list)) else (int(size),)
+    u = rand(*size, generator=generator, runtime=rt)
+    return launch("min(floor(x * alpha), alpha - CT(1)) + beta", [u], out_dtype=dtype or default_int_dtype(rt),
+                  alpha=float(high - low), beta=float(low))
+
+
+def rand_like(x: Tensor, dtype=None, generator: Generator | None = None) -> Tensor:
+    """Uniform numbers in [0, 1) of ``x``'s shape (and dtype unless given)."""
+    return rand(*x.shape, dtype=dtype or x.dtype, generator=generator, runtime=x.runtime)
+
+
+def randn_like(x: Tensor, dtype=None, generator: Generator | None = None) -> Tensor:
+    """Normal numbers of ``x``'s shape (and dtype unless given)."""
+    return randn(*x.shape, dtype=dtype or x.dtype, generator=generator, runtime=x.runtime)

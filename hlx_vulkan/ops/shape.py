@@ -1,5 +1,8 @@
 """Shape ops: views that share memory (reshape of contiguous data, transpose,
-permute, slicing, expand) and copies (contiguous, concat, index_select, one_hot)."""
+permute, slicing, expand, split, chunk) and copies (contiguous, concat, stack, repeat,
+index_select, boolean-mask selection, tril/triu, one_hot).
+
+PyTorch's names: ``dim=`` (``axis=`` kept as numpy's alias), ``hv.cat(..., dim=0)``."""
 
 from __future__ import annotations
 
@@ -10,23 +13,23 @@ import numpy as np
 
 from .. import errors
 from ..autograd.graph import differentiable, is_grad_enabled
-from ..memory import dtype_of, int32
+from ..memory import bool_, dtype_of, int32, int64, uint8
 from ..runtime import KernelSpec, default_runtime
 from . import elementwise as ew
 from . import reduce
-from .pointwise import compute_type
+from .pointwise import compute_type, launch, scalar_fits
 from .creation import zeros
-from .tensor import Tensor, contiguous_like, contiguous_strides, from_numpy, normalize_axis
+from .tensor import Tensor, contiguous_like, contiguous_strides, default_int_dtype, from_numpy, normalize_axis
 
 _GATHER_PUSH = [("n", "I"), ("nidx", "I"), ("inner", "I"), ("axis_len", "I"), ("off_a", "I"), ("off_i", "I"),
                 ("off_o", "I"), ("st_outer", "i"), ("st_axis", "i"), ("st_inner", "i"), ("st_idx", "i"),
                 ("wrap", "I"), ("site", "I")]
-# ERR: the runtime's error words, where the kernels report device indices out of range.
-_GATHER_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("I", "read"), ("ERR", "readwrite")]
+# I: int32 or int64 indices; ERR: the runtime's error words, where the kernels report device indices out of range.
+_GATHER_BINDINGS = [("O", "write", "O"), ("A", "read", "A"), ("I", "read", "I"), ("ERR", "readwrite")]
 GATHER = KernelSpec(resources.files(__package__) / "shape" / "gather.comp", _GATHER_BINDINGS, _GATHER_PUSH)
 INDEX_ADD = KernelSpec(resources.files(__package__) / "shape" / "index_add.comp", _GATHER_BINDINGS, _GATHER_PUSH)
 ONE_HOT = KernelSpec(resources.files(__package__) / "shape" / "one_hot.comp",
-                     [("O", "write", "O"), ("I", "read"), ("ERR", "readwrite")],
+                     [("O", "write", "O"), ("I", "read", "I"), ("ERR", "readwrite")],
                      [("n", "I"), ("classes", "I"), ("ignore", "i"), ("has_ignore", "I"), ("off_i", "I"),
                       ("off_o", "I"), ("site", "I")])
 # Ops whose negative indices count from the end (numpy's and torch's x[idx]); the others
@@ -115,17 +118,43 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 
 @differentiable(_to_input_shape)
 def squeeze(x: Tensor, dim=None) -> Tensor:
-    dims = [d for d in range(x.ndim) if x.shape[d] == 1] if dim is None else [normalize_axis(dim, x.ndim)]
+    """Drop size-1 dims: all of them, or those of ``dim`` (an int or a tuple) that have size 1."""
+    if dim is None:
+        dims = range(x.ndim)
+    else:
+        dims = [normalize_axis(d, x.ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
     dims = [d for d in dims if x.shape[d] == 1]
     keep = [d for d in range(x.ndim) if d not in dims]
     return x._view(tuple(x.shape[d] for d in keep), tuple(x.strides[d] for d in keep))
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim`` to ``end_dim`` into one (a view where the memory allows)."""
     if x.ndim == 0:
         return reshape(x, 1)
     s, e = normalize_axis(start_dim, x.ndim), normalize_axis(end_dim, x.ndim)
-    return reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1:])
+    if s > e:
+        raise errors.ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    return reshape(x, x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+
+
+def unflatten(x: Tensor, dim: int, sizes) -> Tensor:
+    """Split dim ``dim`` into ``sizes`` (one of them may be -1)."""
+    d = normalize_axis(dim, x.ndim)
+    sizes = [int(v) for v in sizes]
+    if sizes.count(-1) == 1:
+        known = math.prod(v for v in sizes if v != -1)
+        sizes[sizes.index(-1)] = x.shape[d] // known if known else 0
+    if math.prod(sizes) != x.shape[d]:
+        raise errors.ShapeError(f"unflatten: sizes {tuple(sizes)} do not multiply to dim {dim}'s size {x.shape[d]}")
+    return reshape(x, x.shape[:d] + tuple(sizes) + x.shape[d + 1:])
+
+
+def t(x: Tensor) -> Tensor:
+    """The transpose of a matrix (a tensor of 2 or fewer dims), as torch.t."""
+    if x.ndim > 2:
+        raise errors.ShapeError(f"t() expects a tensor of 2 or fewer dims, not shape {x.shape}; use transpose()")
+    return transpose(x, 0, 1) if x.ndim == 2 else x
 
 
 def expand(x: Tensor, *shape) -> Tensor:
@@ -152,16 +181,79 @@ def _expand(x: Tensor, shape) -> Tensor:
     return x._view(tuple(out_shape), tuple(strides))
 
 
+def _is_mask(key) -> bool:
+    if isinstance(key, Tensor):
+        return key.dtype is bool_
+    if isinstance(key, np.ndarray):
+        return key.dtype == np.bool_
+    return isinstance(key, list) and len(key) > 0 and all(isinstance(k, (bool, np.bool_)) for k in key)
+
+
+def _is_advanced(key) -> bool:
+    return isinstance(key, (Tensor, list, np.ndarray))
+
+
 def getitem(x: Tensor, key) -> Tensor:
-    """Basic indexing: ints, slices (positive steps), None and Ellipsis give views; an integer
-    array or tensor along one axis gives a copy (index_select)."""
-    if isinstance(key, (Tensor, list, np.ndarray)):
+    """Indexing as torch: ints, slices (positive steps), None and Ellipsis give views; one integer
+    index (a tensor, list or array) gives a copy along its dim (index_select); a boolean mask
+    gives the selected elements as a new tensor (see :func:`masked_select`)."""
+    if _is_mask(key):
+        return masked_select(x, key)
+    if isinstance(key, Tensor) and key.dtype is uint8:
+        raise errors.DTypeError("a uint8 index tensor is ambiguous (torch reads it as a deprecated mask); use "
+                                ".bool() for a mask or .long() for indices")
+    if _is_advanced(key):
         return gather(x, 0, key, "getitem")
     if not isinstance(key, tuple):
         key = (key,)
-    if any(isinstance(k, (Tensor, list, np.ndarray)) for k in key):
-        raise errors.ShapeError("advanced indexing is supported along the first axis only (x[idx])")
-    return _basic_index(x, key)
+    advanced = [i for i, k in enumerate(key) if _is_advanced(k)]
+    if not advanced:
+        return _basic_index(x, key)
+    if len(advanced) > 1 or _is_mask(key[advanced[0]]):
+        raise errors.ShapeError("indexing with more than one index tensor, or a mask inside a tuple, is not supported; "
+                                "index one dim at a time")
+    key = _expand_ellipsis(x, key)
+    pos = next(i for i, k in enumerate(key) if _is_advanced(k))
+    axis = sum(1 for k in key[:pos] if k is None or isinstance(k, slice))
+    return gather(_basic_index(x, key[:pos] + (slice(None),) + key[pos + 1:]), axis, key[pos], "getitem")
+
+
+def _expand_ellipsis(x: Tensor, key: tuple) -> tuple:
+    # By identity: a tensor in the key would answer == with a tensor.
+    where = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(where) > 1:
+        raise errors.ShapeError("an index can have only one ellipsis")
+    if not where:
+        return key
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    return key[:where[0]] + (slice(None),) * (x.ndim - n_real) + key[where[0] + 1:]
+
+
+def _host_mask(x: Tensor, mask) -> np.ndarray:
+    m = mask.numpy() if isinstance(mask, Tensor) else np.asarray(mask, dtype=bool)
+    if m.ndim == 0 or m.shape != x.shape[:m.ndim]:
+        raise errors.ShapeError(f"the mask of shape {m.shape} does not match the leading dims of the indexed tensor "
+                                f"of shape {x.shape}")
+    return m.astype(bool, copy=False)
+
+
+def masked_select(x: Tensor, mask) -> Tensor:
+    """``x[mask]`` for a boolean ``mask`` over ``x``'s leading dims: the selected elements (or
+    rows), in order, as a new tensor of shape ``(count, *rest)`` (1-D for a full mask), as torch.
+
+    The count decides the result's shape, so the mask is read back to the host: a sync point
+    (refused inside ``hv.capture()``). Differentiable: the gradient goes back to the selected places.
+    """
+    m = _host_mask(x, mask)
+    idx = np.flatnonzero(m)
+    flat = reshape(x, (-1,) + x.shape[m.ndim:])
+    return index_select(flat, 0, idx)
+
+
+def nonzero(x: Tensor) -> Tensor:
+    """The indices of the nonzero elements, shape (count, ndim), int64 (a sync point)."""
+    a = np.argwhere(x.numpy())
+    return from_numpy(a.astype(np.int64), default_int_dtype(x.runtime), x.runtime)
 
 
 def _basic_index_backward(ctx, g):
@@ -217,23 +309,97 @@ def refuse_inplace_grad(target: Tensor, value=None) -> None:
                               "backward; do it under hv.no_grad(), or build a new tensor instead")
 
 
-def setitem(x: Tensor, key, value) -> None:
-    """Write ``value`` (a tensor, array or number) into ``x[key]`` in place."""
-    refuse_inplace_grad(x, value)
-    target = getitem(x, key)
+def _fill(target: Tensor, value) -> None:
     if isinstance(value, Tensor):
-        src = value if value.dtype is x.dtype else value.to(x.dtype)
+        ew.copy(value if value.dtype is target.dtype else ew.cast(value, target.dtype), out=target)
+    elif not isinstance(value, (list, tuple, np.ndarray)) and scalar_fits(value, compute_type(target.dtype)) and \
+            (target.dtype.is_float or float(value).is_integer()):
+        if target.numel():
+            launch("alpha", [target], out=target, alpha=value)
     else:
-        src = from_numpy(np.asarray(value, dtype=x.dtype.numpy), x.dtype, x.runtime)
-    ew.copy(src, out=target)
+        ew.copy(from_numpy(np.asarray(value), target.dtype, target.runtime), out=target)
 
 
-def concat(tensors, axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis (torch.cat)."""
+def setitem(x: Tensor, key, value) -> None:
+    """Write ``value`` (a tensor, array or number) into ``x[key]`` in place. With a boolean mask
+    or an integer index tensor as the key, the selected places are written (as torch's
+    ``x[mask] = v`` and ``x[idx] = v``); a mask with a number or 0-dim value is applied on the
+    device, any other such write reads the key back (a sync point)."""
+    refuse_inplace_grad(x, value)
+    if _is_mask(key):
+        _mask_assign(x, key, value)
+    elif _is_advanced(key):
+        _index_assign(x, key, value)
+    else:
+        _fill(getitem(x, key), value)
+
+
+def _value_tensor(x: Tensor, value) -> Tensor:
+    if isinstance(value, Tensor):
+        return value if value.dtype is x.dtype else ew.cast(value, x.dtype)
+    return from_numpy(np.asarray(value), x.dtype, x.runtime)
+
+
+def _mask_assign(x: Tensor, mask, value) -> None:
+    mt = mask if isinstance(mask, Tensor) else from_numpy(np.asarray(mask, dtype=bool), bool_, x.runtime)
+    if mt.ndim == 0 or mt.shape != x.shape[:mt.ndim]:
+        raise errors.ShapeError(f"the mask of shape {mt.shape} does not match the leading dims of the indexed tensor "
+                                f"of shape {x.shape}")
+    mb = reshape(mt, mt.shape + (1,) * (x.ndim - mt.ndim))
+    if not isinstance(value, (Tensor, list, tuple, np.ndarray)) or (isinstance(value, Tensor) and not value.ndim):
+        result = ew.where(mb, value, x)  # on the device: no sync
+    else:
+        m = _host_mask(x, mt).ravel()
+        count = int(m.sum())
+        if not count:
+            return
+        v = expand(_value_tensor(x, value), (count,) + x.shape[mt.ndim:])
+        positions = np.maximum(np.cumsum(m) - 1, 0)  # where each masked place reads in v
+        result = ew.where(mb, reshape(index_select(v, 0, positions), x.shape), x)
+    ew.copy(result if result.dtype is x.dtype else ew.cast(result, x.dtype), out=x)
+
+
+def _index_assign(x: Tensor, key, value) -> None:
+    idx = key.numpy() if isinstance(key, Tensor) else np.asarray(key)
+    if idx.dtype.kind not in "iu":
+        raise errors.DTypeError(f"indices must be integers, not {idx.dtype}")
+    size = x.shape[0] if x.ndim else 0
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        raise errors.ShapeError(f"index out of range for dim 0 of size {size}")
+    if not idx.size:
+        return
+    idx_shape = idx.shape
+    idx = np.where(idx < 0, idx + size, idx).ravel()
+    source = np.full(size, -1, np.int64)
+    source[idx] = np.arange(idx.size)  # a repeated index takes the last value written
+    hit = from_numpy((source >= 0).reshape((size,) + (1,) * (x.ndim - 1)), bool_, x.runtime)
+    if not isinstance(value, (Tensor, list, tuple, np.ndarray)) or (isinstance(value, Tensor) and not value.ndim):
+        result = ew.where(hit, value, x)
+    else:
+        v = reshape(expand(_value_tensor(x, value), idx_shape + x.shape[1:]), (idx.size,) + x.shape[1:])
+        result = ew.where(hit, index_select(v, 0, np.maximum(source, 0)), x)
+    ew.copy(result if result.dtype is x.dtype else ew.cast(result, x.dtype), out=x)
+
+
+def _pick_dim(dim, axis):
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("pass dim or axis (numpy's name for it), not both")
+        return axis
+    return 0 if dim is None else dim
+
+
+def concat(tensors, dim=None, *, axis=None) -> Tensor:
+    """Join tensors along an existing dim (torch.cat; mixed dtypes promote as torch's)."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concat needs at least one tensor")
-    return _concat(normalize_axis(axis, tensors[0].ndim), *tensors)
+    dt = ew.result_type(*tensors)
+    tensors = [t if t.dtype is dt else ew.cast(t, dt) for t in tensors]
+    return _concat(normalize_axis(_pick_dim(dim, axis), tensors[0].ndim), *tensors)
+
+
+cat = concat
 
 
 def _concat_backward(ctx, g):
@@ -263,12 +429,84 @@ def _concat(a: int, *tensors) -> Tensor:
     return out
 
 
-def stack(tensors, axis: int = 0) -> Tensor:
+def stack(tensors, dim=None, *, axis=None) -> Tensor:
+    """Join tensors of one shape along a new dim (torch.stack)."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack needs at least one tensor")
-    a = axis % (tensors[0].ndim + 1) if axis < 0 else axis
-    return concat([unsqueeze(t, a) for t in tensors], a)
+    d = _pick_dim(dim, axis)
+    for t_ in tensors[1:]:
+        if t_.shape != tensors[0].shape:
+            raise errors.ShapeError(f"stack needs tensors of one shape, got {tensors[0].shape} and {t_.shape}")
+    a = d % (tensors[0].ndim + 1) if d < 0 else d
+    return concat([unsqueeze(t_, a) for t_ in tensors], a)
+
+
+def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Views of ``x`` along ``dim``: pieces of ``split_size`` (the last may be shorter), or of the
+    listed sizes (torch.split)."""
+    d = normalize_axis(dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, (list, tuple)):
+        sizes = [int(v) for v in split_size_or_sections]
+        if sum(sizes) != n:
+            raise errors.ShapeError(f"split sizes {sizes} do not add up to dim {dim}'s size {n}")
+    else:
+        step = int(split_size_or_sections)
+        if step <= 0:
+            raise ValueError(f"split size must be positive, got {step}")
+        sizes = [min(step, n - s) for s in range(0, n, step)] or [0]
+    out, pos = [], 0
+    for size in sizes:
+        out.append(getitem(x, (slice(None),) * d + (slice(pos, pos + size),)))
+        pos += size
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    """``chunks`` views of ``x`` along ``dim`` of ceil(size / chunks) each (fewer if they run out)."""
+    if chunks <= 0:
+        raise ValueError(f"chunk needs a positive number of chunks, got {chunks}")
+    n = x.shape[normalize_axis(dim, x.ndim)]
+    return split(x, max(1, -(-n // chunks)), dim)
+
+
+def repeat(x: Tensor, *sizes) -> Tensor:
+    """``x`` tiled ``sizes[d]`` times along each dim (torch.repeat; extra leading sizes add dims)."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    sizes = tuple(int(v) for v in sizes)
+    if len(sizes) < x.ndim:
+        raise errors.ShapeError(f"repeat needs at least as many sizes ({len(sizes)}) as dims ({x.ndim})")
+    out = reshape(x, (1,) * (len(sizes) - x.ndim) + x.shape)
+    for d, r in enumerate(sizes):
+        if r != 1:  # one dim at a time: an expanded view copied into place
+            shape = out.shape
+            out = expand(unsqueeze(out, d), shape[:d] + (r,) + shape[d:])
+            out = reshape(out, shape[:d] + (r * shape[d],) + shape[d + 1:])
+    return out.contiguous()
+
+
+def _tri_expr(shape, k: int, lower: bool) -> str:
+    rows, cols = shape[-2], shape[-1]
+    return f"(int(i % {cols}u) - int((i / {cols}u) % {rows}u) {'<=' if lower else '>='} {int(k)}) ? x : CT(0)"
+
+
+@differentiable(lambda ctx, g: (launch(_tri_expr(ctx.shapes[0], ctx.args[1], ctx.args[2]), [g]), None, None))
+def _tri(x: Tensor, k: int, lower: bool) -> Tensor:
+    if x.ndim < 2:
+        raise errors.ShapeError(f"tril/triu need a tensor of at least 2 dims, not shape {x.shape}")
+    return launch(_tri_expr(x.shape, k, lower), [x])
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two dims (elements with col - row <= diagonal), zeros elsewhere."""
+    return _tri(x, diagonal, True)
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two dims (elements with col - row >= diagonal), zeros elsewhere."""
+    return _tri(x, diagonal, False)
 
 
 def index_tensor(index, size: int, runtime, op: str, what: str = "index", ignore: int | None = None) -> Tensor:
@@ -277,9 +515,9 @@ def index_tensor(index, size: int, runtime, op: str, what: str = "index", ignore
     count from the end and are stored wrapped), or equal to ``ignore``. A device tensor's indices
     are checked by the kernel that reads them (DeviceIndexError at the next sync point)."""
     if isinstance(index, Tensor):
-        if index.dtype.is_float:
+        if index.dtype.is_float or index.dtype is bool_:
             raise errors.DTypeError(f"{op}: indices must be integers, not {index.dtype.name}")
-        return index if index.dtype is int32 else index.to(int32)
+        return index if index.dtype in (int32, int64) else ew.cast(index, int32)
     idx = np.asarray(index)
     if idx.dtype.kind not in "iu":
         raise errors.DTypeError(f"{op}: indices must be integers, not {idx.dtype}")
@@ -326,16 +564,16 @@ def gather(x: Tensor, axis: int, index, op: str = "index_select") -> Tensor:
     src = x if x.is_contiguous() else ew.copy(x)
     rt = x.runtime
     ct = compute_type(x.dtype)
-    kernel = rt.kernels.get(GATHER, {"CT": ct, "OCT": ct}, {"A": x.dtype, "O": x.dtype})
+    kernel = rt.kernels.get(GATHER, {"CT": ct, "OCT": ct}, {"A": x.dtype, "O": x.dtype, "I": flat_idx.dtype})
     rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
            {"n": n, "nidx": nidx, "inner": inner, "axis_len": x.shape[a], "st_outer": x.shape[a] * inner,
             "st_axis": inner, "st_inner": 1, "st_idx": 1, "wrap": int(op in _WRAPS)}, n, check=op)
     return out
 
 
-def index_select(x: Tensor, axis: int, index) -> Tensor:
-    """torch.index_select: rows of ``x`` along ``axis`` at ``index``, each in ``[0, size)``."""
-    return gather(x, axis, index, "index_select")
+def index_select(x: Tensor, dim: int, index) -> Tensor:
+    """torch.index_select: rows of ``x`` along ``dim`` at ``index``, each in ``[0, size)``."""
+    return gather(x, dim, index, "index_select")
 
 
 def index_add(shape, axis: int, index: Tensor, src: Tensor, op: str = "index_select") -> Tensor:
@@ -356,18 +594,28 @@ def index_add(shape, axis: int, index: Tensor, src: Tensor, op: str = "index_sel
     if n == 0:
         return out
     defines = {"CT": "float" if src.dtype.is_float else compute_type(src.dtype), "OCT": compute_type(src.dtype)}
-    kernel = rt.kernels.get(INDEX_ADD, defines, {"A": src.dtype, "O": src.dtype})
+    kernel = rt.kernels.get(INDEX_ADD, defines, {"A": src.dtype, "O": src.dtype, "I": flat_idx.dtype})
     rt.run(kernel, {"O": out.buf, "A": src.buf, "I": flat_idx.buf},
            {"n": n, "nidx": nidx, "inner": inner, "axis_len": shape[a], "st_outer": nidx * inner, "st_axis": inner,
             "st_inner": 1, "st_idx": 1, "wrap": int(op in _WRAPS)}, n, check=f"{op} (backward)")
     return out
 
 
-def one_hot(index, num_classes: int, dtype="float32") -> Tensor:
-    """``out[..., c] = 1`` where ``index == c`` (torch.nn.functional.one_hot, in ``dtype``): each
-    index in ``[0, num_classes)``, checked before launch for host indices, on the device for a
-    device tensor's (DeviceIndexError at the next sync point)."""
-    return class_mask(index, num_classes, dtype, op="one_hot")
+def one_hot(index, num_classes: int = -1, dtype=None) -> Tensor:
+    """``out[..., c] = 1`` where ``index == c`` (torch.nn.functional.one_hot: int64 unless ``dtype``
+    is given; ``num_classes=-1`` takes the largest index + 1, read back: a sync point). Each index
+    in ``[0, num_classes)``, checked before launch for host indices, on the device for a device
+    tensor's (DeviceIndexError at the next sync point)."""
+    if isinstance(index, Tensor) and (index.dtype.is_float or index.dtype is bool_):
+        raise errors.DTypeError(f"one_hot needs integer indices, not {index.dtype.name}")
+    rt = index.runtime if isinstance(index, Tensor) else default_runtime()
+    if num_classes < 0:
+        if isinstance(index, Tensor):
+            num_classes = int(reduce.amax(index).item()) + 1 if index.numel() else 0
+        else:
+            num_classes = int(np.max(index)) + 1 if np.size(index) else 0
+    return class_mask(index, num_classes, dtype if dtype is not None else default_int_dtype(rt), op="one_hot",
+                      runtime=rt)
 
 
 def class_mask(index, num_classes: int, dtype="float32", ignore: int | None = None, op: str = "one_hot",
@@ -385,7 +633,7 @@ def class_mask(index, num_classes: int, dtype="float32", ignore: int | None = No
     n = out.numel()
     if n == 0:
         return out
-    kernel = rt.kernels.get(ONE_HOT, {"OCT": compute_type(out.dtype)}, {"O": out.dtype})
+    kernel = rt.kernels.get(ONE_HOT, {"OCT": compute_type(out.dtype)}, {"O": out.dtype, "I": flat.dtype})
     rt.run(kernel, {"O": out.buf, "I": flat.buf},
            {"n": n, "classes": num_classes, "ignore": 0 if ignore is None else int(ignore),
             "has_ignore": int(ignore is not None)}, n, check=op)

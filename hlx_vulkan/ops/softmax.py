@@ -1,5 +1,6 @@
-"""Softmax and log-softmax along an axis, fused: one kernel, one workgroup per row
-(``softmax/softmax.comp``), numerically stable (the row maximum is subtracted).
+"""Softmax and log-softmax along a dim (``dim=``, or numpy's ``axis=``), fused: one kernel,
+one workgroup per row (``softmax/softmax.comp``), numerically stable (the row maximum is
+subtracted).
 The backward pass is the same kernel compiled with BACKWARD."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from importlib import resources
 
 from .. import errors
 from ..autograd.graph import differentiable
+from ..memory import dtype_of
 from ..runtime import KernelSpec
 from . import elementwise as ew
 from .tensor import Tensor, contiguous_like, normalize_axis
@@ -83,12 +85,32 @@ def _log_softmax_backward(ctx, g):
 
 
 @differentiable(_softmax_backward, saves=("out",))
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x - max) / sum(exp(x - max)) along ``axis``."""
+def _softmax(x: Tensor, axis: int) -> Tensor:
     return _launch(x, axis, log=False)
 
 
 @differentiable(_log_softmax_backward, saves=("out",))
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - max - log(sum(exp(x - max))) along ``axis``."""
+def _log_softmax(x: Tensor, axis: int) -> Tensor:
     return _launch(x, axis, log=True)
+
+
+def _prepare(x: Tensor, dim, axis, dtype):
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("pass dim or axis (numpy's name for it), not both")
+        dim = axis
+    if dtype is not None:
+        x = ew.cast(x, dtype) if x.dtype is not dtype_of(dtype) else x
+    return x, -1 if dim is None else dim
+
+
+def softmax(x: Tensor, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """exp(x - max) / sum(exp(x - max)) along ``dim`` (default the last); ``dtype`` converts first."""
+    x, dim = _prepare(x, dim, axis, dtype)
+    return _softmax(x, dim)
+
+
+def log_softmax(x: Tensor, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """x - max - log(sum(exp(x - max))) along ``dim`` (default the last); ``dtype`` converts first."""
+    x, dim = _prepare(x, dim, axis, dtype)
+    return _log_softmax(x, dim)

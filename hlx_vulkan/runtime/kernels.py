@@ -39,12 +39,12 @@ MAX_SETS = 4096
 ROLES = ("read", "write", "readwrite")
 CHECK_BINDING = "ERR"
 
-# The GLSL storage type of each dtype, for a slot's S_STORAGE define (see glsl/dtypes.glsl).
-GLSL_STORAGE = {"float32": "float", "float16": "float16_t", "bfloat16": "uint16_t", "int32": "int",
-                "uint32": "uint", "int8": "int8_t", "uint8": "uint8_t"}
-# ... and of four of them, for vector loads and stores (S_STORAGE4).
+# How a slot's loads and stores convert (S_KIND in glsl/dtypes.glsl): 0 by constructor,
+# 1 bfloat16 held as uint16_t bits, 2 bool held as a uint8_t 0 or 1.
+_SLOT_KIND = {"bfloat16": 1, "bool": 2}
+# The GLSL type of four elements of each dtype, for vector loads and stores (S_STORAGE4).
 GLSL_STORAGE4 = {"float32": "vec4", "float16": "f16vec4", "bfloat16": "u16vec4", "int32": "ivec4", "uint32": "uvec4",
-                 "int8": "i8vec4", "uint8": "u8vec4"}
+                 "int8": "i8vec4", "uint8": "u8vec4", "bool": "u8vec4", "int64": "i64vec4"}
 
 
 def float_control_defines(float_controls: dict) -> dict:
@@ -61,8 +61,8 @@ def float_control_defines(float_controls: dict) -> dict:
 
 def slot_defines(slot: str, dtype) -> dict:
     """``S_STORAGE``, ``S_STORAGE4``, ``S_BYTES`` and ``S_KIND`` for dtype slot ``S`` of glsl/dtypes.glsl."""
-    return {f"{slot}_STORAGE": GLSL_STORAGE[dtype.name], f"{slot}_STORAGE4": GLSL_STORAGE4[dtype.name],
-            f"{slot}_BYTES": dtype.itemsize, f"{slot}_KIND": int(dtype.name == "bfloat16")}
+    return {f"{slot}_STORAGE": dtype.glsl, f"{slot}_STORAGE4": GLSL_STORAGE4[dtype.name],
+            f"{slot}_BYTES": dtype.itemsize, f"{slot}_KIND": _SLOT_KIND.get(dtype.name, 0)}
 
 
 class KernelSpec:
@@ -269,6 +269,8 @@ class KernelCache:
         self.stream = stream
         self.fc_defines = float_control_defines(float_controls)
         self.target_env = target_env
+        # 64-bit integers in kernels need shaderInt64 (hlx_vulkan.memory.dtypes).
+        self.int64 = bool(getattr(device, "enabled_features", {}).get("shader_int64", False))
         self._kernels: dict[tuple, Kernel] = {}
         self._lock = threading.RLock()
 
@@ -293,6 +295,11 @@ class KernelCache:
                     for slot, dt in dtypes.items():
                         all_defines.update(slot_defines(slot, dt))
                     all_defines.update(defines or {})
+                    if "int64_t" in all_defines.values():
+                        if not self.int64:
+                            raise errors.DTypeError(f"kernel {spec.name} needs 64-bit integers, which this device "
+                                                    "lacks (no shaderInt64); use int32 tensors")
+                        all_defines["HLX_INT64"] = 1  # math.glsl's int64 overloads
                     k = Kernel(self.device, spec, all_defines, wg, target_env or self.target_env, self.stream)
                     self._kernels[key] = k
         return k

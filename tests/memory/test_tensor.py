@@ -16,7 +16,7 @@ def special_values(dtype, n, seed):
     """Random elements plus the awkward ones: NaN payloads, ±Inf, -0.0, subnormals, extremes."""
     rng = np.random.default_rng(seed)
     np_dt = dtype.numpy
-    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32}[np_dt.itemsize]
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[np_dt.itemsize]
     raw = rng.integers(0, np.iinfo(bits).max, n, dtype=bits, endpoint=True)
     if dtype.is_float:
         specials = {

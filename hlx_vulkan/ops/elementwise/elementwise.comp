@@ -7,7 +7,7 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror BINDING_* in ops/elementwise.py.
+// Bindings and push fields are declared in ops/pointwise.py (SPECS).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 #if NARGS >= 2
@@ -17,11 +17,11 @@ layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };
 layout(std430, binding = 3) readonly buffer C { C_STORAGE c[]; };
 #endif
 
-// Mirrors PUSH_FORMAT in ops/elementwise.py: 128 bytes, the smallest limit Vulkan allows.
+// 128 bytes, the smallest push-constant limit Vulkan allows.
 layout(push_constant) uniform Params {
     uint n;
-    float alpha;
-    float beta;
+    uint alpha;      // 32-bit patterns, read per SK below
+    uint beta;
     uint off_o, off_a, off_b, off_c;
     uint shape[5];
     int st_a[5];
@@ -58,7 +58,15 @@ void main() {
 #if NARGS >= 3
     CT z = C_LOAD(c[ic]);
 #endif
+#if SK == 0
+    CT alpha = CT(uintBitsToFloat(p.alpha));
+    CT beta = CT(uintBitsToFloat(p.beta));
+#elif SK == 1
+    CT alpha = CT(int(p.alpha));
+    CT beta = CT(int(p.beta));
+#else
     CT alpha = CT(p.alpha);
     CT beta = CT(p.beta);
+#endif
     o[io] = O_STORE(OCT(EXPR));
 }

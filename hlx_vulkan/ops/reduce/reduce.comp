@@ -14,7 +14,7 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 #if OP >= 3
-layout(std430, binding = 2) writeonly buffer I { int oi[]; };
+layout(std430, binding = 2) writeonly buffer I { I_STORAGE oi[]; };
 #endif
 
 layout(push_constant) uniform Params {
@@ -34,10 +34,14 @@ layout(push_constant) uniform Params {
 shared CT sval[WG];
 shared int sidx[WG];
 
-// The identities of max and min in the compute type (ops/reduce.py defines KIND_FLOAT, KIND_UNSIGNED).
+// The identities of max and min in the compute type (ops/reduce.py defines KIND_FLOAT,
+// KIND_UNSIGNED, KIND_INT64).
 #if KIND_FLOAT
 #define LOWEST CT(-1.0 / 0.0)
 #define HIGHEST CT(1.0 / 0.0)
+#elif KIND_INT64
+#define LOWEST int64_t(0x8000000000000000ul)
+#define HIGHEST int64_t(0x7FFFFFFFFFFFFFFFl)
 #elif KIND_UNSIGNED
 #define LOWEST 0u
 #define HIGHEST 0xFFFFFFFFu
@@ -118,7 +122,7 @@ void main() {
     }
     if (tid == 0) {
 #if OP >= 3
-        oi[p.off_i + g] = sidx[0];
+        oi[p.off_i + g] = I_STORAGE(sidx[0]);
         o[p.off_o + g] = O_STORE(OCT(sval[0]));
 #else
         o[p.off_o + g] = O_STORE(OCT(sval[0] * CT(p.scale)));

@@ -6,14 +6,13 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror _GATHER_BINDINGS in ops/shape.py.
+// Bindings and push fields are declared in ops/shape.py (checked against this shader).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
-layout(std430, binding = 2) readonly buffer I { int idx[]; };
+layout(std430, binding = 2) readonly buffer I { I_STORAGE idx[]; };  // int32 or int64 indices
 layout(std430, binding = 3) buffer ERR { int err[]; };
 #include "checks.glsl"
 
-// Mirrors _GATHER_PUSH in ops/shape.py.
 layout(push_constant) uniform Params {
     uint n;          // outer * nidx * inner
     uint nidx;
@@ -36,7 +35,7 @@ void main() {
     uint i = t % p.inner;
     uint j = (t / p.inner) % p.nidx;
     uint outer = t / (p.inner * p.nidx);
-    int raw = idx[p.off_i + j * p.st_idx];
+    int raw = int(idx[p.off_i + j * p.st_idx]);
     int len = int(p.axis_len);
     int k = (p.wrap != 0u && raw < 0) ? raw + len : raw;
     if (k < 0 || k >= len) {

@@ -8,14 +8,13 @@
 
 layout(local_size_x_id = 0) in;
 
-// Bindings mirror _GATHER_BINDINGS in ops/shape.py.
+// Bindings and push fields are declared in ops/shape.py (checked against this shader).
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
-layout(std430, binding = 2) readonly buffer I { int idx[]; };
+layout(std430, binding = 2) readonly buffer I { I_STORAGE idx[]; };  // int32 or int64 indices
 layout(std430, binding = 3) buffer ERR { int err[]; };
 #include "checks.glsl"
 
-// Mirrors _GATHER_PUSH in ops/shape.py.
 layout(push_constant) uniform Params {
     uint n;          // outer * axis_len * inner
     uint nidx;
@@ -42,7 +41,7 @@ void main() {
     int len = int(p.axis_len);
     CT acc = CT(0);
     for (uint j = 0; j < p.nidx; ++j) {
-        int raw = idx[p.off_i + j * p.st_idx];
+        int raw = int(idx[p.off_i + j * p.st_idx]);
         int k = (p.wrap != 0u && raw < 0) ? raw + len : raw;
         if (k < 0 || k >= len) {
             if (t == 0u) report_bad_index(p.site, raw);   // the first invocation sees every index
