@@ -25,6 +25,7 @@ import numpy as np
 import hlx_vulkan as hv
 from hlx_vulkan import nn, optim
 from hlx_vulkan.nn import functional as F
+from bench_ops import Peer
 
 try:
     import torch
@@ -65,20 +66,6 @@ def wall_s(fn, sync, rounds: int) -> float:
     return statistics.median(times)
 
 
-class Torch:
-    def __init__(self):
-        self.cuda = torch is not None and torch.cuda.is_available()
-        self.name = ("torch-cuda" if self.cuda else "torch-cpu") if torch is not None else "none"
-
-    def t(self, a):
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        return t.cuda() if self.cuda else t
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-
 def mlp_step_hlx(batch, sizes, rng):
     layers = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
@@ -103,8 +90,8 @@ def mlp_step_torch(peer, batch, sizes, rng):
     if peer.cuda:
         model = model.cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
-    x = peer.t(rng.random((batch, sizes[0]), np.float32))
-    y = peer.t(rng.integers(0, sizes[-1], batch))
+    x = peer.array(rng.random((batch, sizes[0]), np.float32))
+    y = peer.array(rng.integers(0, sizes[-1], batch))
 
     def step():
         opt.zero_grad()
@@ -136,7 +123,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rt = hv.default_runtime()
     info = rt.ctx.info
-    peer = Torch()
+    peer = Peer()
     rng = np.random.default_rng(0)
     sync = rt.synchronize
     rows = []
@@ -145,8 +132,8 @@ def main(argv=None) -> int:
     # --- host time per recorded op --------------------------------------------------------
     a, b = hv.randn(256), hv.randn(256)
     ma, mb = hv.randn(64, 64), hv.randn(64, 64)
-    pa, pb = peer.t(rng.standard_normal(256).astype(np.float32)), peer.t(rng.standard_normal(256).astype(np.float32))
-    pma, pmb = (peer.t(rng.standard_normal((64, 64)).astype(np.float32)) for _ in range(2))
+    pa, pb = peer.array(rng.standard_normal(256).astype(np.float32)), peer.array(rng.standard_normal(256).astype(np.float32))
+    pma, pmb = (peer.array(rng.standard_normal((64, 64)).astype(np.float32)) for _ in range(2))
     count = 400
     for name, fn, pfn in (("add 256", lambda: a + b, lambda: pa + pb),
                           ("matmul 64x64", lambda: ma @ mb, lambda: pma @ pmb)):
@@ -175,11 +162,11 @@ def main(argv=None) -> int:
         n = m * (1 << 20) // 4
         x, y = hv.randn(n), hv.randn(n)
         sx, sy = x.reshape(n // 1024, 1024), None
-        px, py = peer.t(rng.standard_normal(n).astype(np.float32)), peer.t(rng.standard_normal(n).astype(np.float32))
+        px, py = peer.array(rng.standard_normal(n).astype(np.float32)), peer.array(rng.standard_normal(n).astype(np.float32))
         spx = px.reshape(n // 1024, 1024)
         w = hv.ones(1024)
         bias = hv.zeros(1024)
-        pw, pbias = peer.t(np.ones(1024, np.float32)), peer.t(np.zeros(1024, np.float32))
+        pw, pbias = peer.array(np.ones(1024, np.float32)), peer.array(np.zeros(1024, np.float32))
         cases = [("add", lambda: x + y, lambda: px + py, 3),
                  ("sum", lambda: x.sum(), lambda: px.sum(), 1),
                  ("softmax", lambda: F.softmax(sx, -1), lambda: torch.softmax(spx, -1), 2),

@@ -364,13 +364,19 @@ def bitwise_not(x: Tensor) -> Tensor:
     return launch("x == CT(0)", [x], out_dtype=bool_) if x.dtype is bool_ else launch("~x", [x])
 
 
-def _logical(name: str, expr: str):
-    def fn(a, b) -> Tensor:
+def _bool_op(name: str, expr: str, doc: str):
+    """A binary op with a bool result: ``expr`` over (x, y) after type promotion, either may be a number."""
+    def op(a, b) -> Tensor:
         return _pair((expr, expr.replace("y", "alpha"), expr.replace("x", "alpha").replace("y", "x")), a, b,
                      result_type(a, b), bool_)
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {name.replace('_', ' ')} of the truth values (nonzero is true); bool result."
-    return fn
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+def _logical(name: str, expr: str):
+    return _bool_op(name, expr, f"Elementwise {name.replace('_', ' ')} of the truth values (nonzero is true); "
+                                "bool result.")
 
 
 logical_and = _logical("logical_and", "(x != CT(0)) && (y != CT(0))")
@@ -539,13 +545,8 @@ def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fal
 
 def _compare(name: str):
     expr = COMPARE[name]
-
-    def op(a, b) -> Tensor:
-        return _pair((expr, expr.replace("y", "alpha"), expr.replace("x", "alpha").replace("y", "x")), a, b,
-                     result_type(a, b), bool_)
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = f"Elementwise ``{expr.replace('x', 'a').replace('y', 'b')}`` after type promotion; bool result."
-    return op
+    return _bool_op(name, expr, f"Elementwise ``{expr.replace('x', 'a').replace('y', 'b')}`` after type promotion; "
+                                "bool result.")
 
 
 eq, ne, lt, le, gt, ge = (_compare(n) for n in COMPARE)
