@@ -248,6 +248,8 @@ def run_mutation(m: Mutation, files: list[str], timeout: float) -> dict:
         status, detail = "caught", f"the tests hung past {timeout:.0f} s"
     elif rc in (1, 2):  # tests failed, or collection/import failed
         status, detail = "caught", _summary(output)
+    elif rc < 0:  # the mutant crashed the test process (a signal): the tests did not pass
+        status, detail = "caught", f"the test process died of signal {-rc}"
     elif rc == 0:
         status, detail = "SURVIVED", _summary(output)
     else:  # 3 internal error, 4 usage error, 5 no tests collected
