@@ -637,16 +637,8 @@ def contiguous_like(shape, dtype, runtime: Runtime) -> Tensor:
     return Tensor(runtime.memory.empty(shape, dtype), runtime)
 
 
-def new_tensor(runtime: Runtime, shape: tuple, dtype: DType, strides: tuple) -> Tensor:
-    """A fresh contiguous tensor of a shape, dtype and strides already checked (the hot path)."""
-    n = 1
-    for s in shape:
-        n *= s
-    return Tensor(runtime.memory.fresh(shape, dtype, strides, n * dtype.numpy.itemsize), runtime)
-
-
 __all__ = ["Device", "Tensor", "check_device", "check_dtype", "contiguous_strides", "default_int_dtype", "empty",
-           "from_numpy", "host_dtype", "new_tensor", "normalize_axis", "tensor"]
+           "from_numpy", "host_dtype", "normalize_axis", "tensor"]
 
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
 from . import contract as _ct  # noqa: E402
