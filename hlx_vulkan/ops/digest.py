@@ -42,6 +42,18 @@ def _hash_level(rt, kernel, src: Tensor, nbytes: int, chunk: int) -> Tensor:
     return out
 
 
+def record_levels(x: Tensor) -> Tensor:
+    """Record the tree's levels over contiguous ``x`` (16-byte aligned, within one binding, not
+    empty) without waiting: the top level, at most :data:`HOST_TOP` digests, as uint32 words
+    whose bytes are the digests'."""
+    rt = x.runtime
+    kernel = rt.kernels.get(CHUNKS, workgroup=(WORKGROUP,))
+    level = _hash_level(rt, kernel, x, x.numel() * x.dtype.itemsize, CHUNK)
+    while level.numel() * 4 > HOST_TOP * DIGEST_BYTES:
+        level = _hash_level(rt, kernel, level, level.numel() * 4, FANOUT * DIGEST_BYTES)
+    return level
+
+
 def device_tree_digest(x: Tensor) -> str:
     """The ``hlx-tree-sha256-v1`` digest of ``x``, hashed on its device; a sync point."""
     rt = x.runtime
@@ -56,11 +68,8 @@ def device_tree_digest(x: Tensor) -> str:
     limit = min(rt.device.limits["max_storage_buffer_range"], (1 << 32) - 1)
     if x.buf.byte_offset + nbytes > limit:
         return tree_digest(name, shape, x.numpy())
-    kernel = rt.kernels.get(CHUNKS, workgroup=(WORKGROUP,))
-    level = _hash_level(rt, kernel, x, nbytes, CHUNK)
-    while level.numel() * 4 > HOST_TOP * DIGEST_BYTES:
-        level = _hash_level(rt, kernel, level, level.numel() * 4, FANOUT * DIGEST_BYTES)
-    return finish(name, shape, root_from_leaves(level.numpy().astype("<u4").tobytes()))
+    top = record_levels(x)
+    return finish(name, shape, root_from_leaves(top.numpy().astype("<u4").tobytes()))
 
 
-__all__ = ["CHUNKS", "device_tree_digest"]
+__all__ = ["CHUNKS", "device_tree_digest", "record_levels"]
