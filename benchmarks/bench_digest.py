@@ -125,7 +125,7 @@ def main(argv=None) -> int:
               f"{r['peer_hashlib_GBps']:12.2f} GB/s {r['peer_host_tree_GBps']:10.2f} GB/s "
               f"{r['tree_vs_flat']:9.1f}x {r['tree_vs_peer_hashlib']:9.1f}x")
     r = rows[-1]
-    print(f"largest: {r["sha256_compressions_per_s"] / 1e9:.3f} G SHA-256 compressions/s on the device "
+    print(f"largest: {r['sha256_compressions_per_s'] / 1e9:.3f} G SHA-256 compressions/s on the device "
           f"({compressions_per_byte() * 64:.4f} compressions per 64 data bytes)")
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"bench_digest_{device_tag(info['device_name'])}{'_quick' if args.quick else ''}.json")
