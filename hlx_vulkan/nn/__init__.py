@@ -9,6 +9,7 @@ __all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Lin
            "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional"]
 from .conv_modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d,  # noqa: E402
                            ConvTranspose2d, Dropout2d, GroupNorm, MaxPool2d)
+from .modules import Flatten  # noqa: E402
 
-__all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
+__all__ += ["Flatten", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
             "Dropout2d", "GroupNorm", "MaxPool2d"]

@@ -28,6 +28,17 @@ def _check_channel(name: str, t, c: int) -> None:
                                 f"{getattr(t, 'shape', type(t).__name__)}")
 
 
+def _channel_major(x: Tensor) -> Tensor:
+    """(N, C, *) as (C, N * prod(*)) (a copy)."""
+    n, c = x.shape[:2]
+    return sh.reshape(sh.permute(sh.reshape(x, (n, c, -1)), (1, 0, 2)), (c, -1))
+
+
+def _from_channel_major(y: Tensor, shape) -> Tensor:
+    n, c = shape[:2]
+    return sh.reshape(sh.permute(sh.reshape(y, (c, n, -1)), (1, 0, 2)), shape)
+
+
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
                eps: float = 1e-5) -> Tensor:
@@ -45,16 +56,22 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
                     ("bias", bias)):
         _check_channel(name, t, c)
     cshape = _channel_shape(x)
-    axes = tuple(d for d in range(x.ndim) if d != 1)
     if training:
         count = x.numel() // c if c else 0
         if count <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
                              f"of shape {x.shape}")
-        mean = red.mean(x, axes, keepdim=True)
-        centered = x - mean
-        var = red.mean(centered * centered, axes, keepdim=True)
+        # Channel-major (C, N*spatial): statistics, affine and all their gradients are sums along
+        # rows, which reduce in one fast pass; one copy in and one out.
+        rows = _channel_major(x)
+        mean = red.mean(rows, 1, keepdim=True)
+        centered = rows - mean
+        var = red.mean(centered * centered, 1, keepdim=True)
         y = centered * ew.rsqrt(var + eps)
+        if weight is not None:
+            y = y * sh.reshape(weight, (c, 1))
+        if bias is not None:
+            y = y + sh.reshape(bias, (c, 1))
         if running_mean is not None or running_var is not None:
             with no_grad():
                 m = float(momentum)
@@ -64,10 +81,10 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
                 if running_var is not None:
                     ew.launch("x * alpha + y * beta", [running_var, sh.reshape(var.detach(), (c,))],
                               alpha=1.0 - m, beta=m * count / (count - 1), out=running_var)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-        y = (x - sh.reshape(running_mean, cshape)) * sh.reshape(ew.rsqrt(running_var + eps), cshape)
+        return _from_channel_major(y, x.shape)
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+    y = (x - sh.reshape(running_mean, cshape)) * sh.reshape(ew.rsqrt(running_var + eps), cshape)
     if weight is not None:
         y = y * sh.reshape(weight, cshape)
     if bias is not None:

@@ -199,19 +199,13 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
                                 f"padded input ({h + 2 * ph}, {w + 2 * pw})")
     win = Window(kh, kw, oh, ow, stride[0], stride[1], ph, pw, dilation[0], dilation[1])
     rows = cg * kh * kw
-    if groups == 1:
-        # One GEMM per image, the weight shared (batch stride 0); the result is already NCHW.
-        if kh == kw == 1 and stride == (1, 1) and ph == pw == 0:
-            cols = sh.reshape(x, (n, c, h * w))
-        else:
-            cols = im2col(x, win, True)
-        y = sh.reshape(matmul(sh.reshape(weight, (o, rows)), cols), (n, o, oh, ow))
-    else:
-        cols = sh.reshape(sh.permute(im2col(x, win, False), (1, 0, 2)), (groups, rows, n * oh * ow))
-        y = matmul(sh.reshape(weight, (groups, o // groups, rows)), cols)  # (G, O/G, N*L)
-        y = sh.reshape(sh.permute(sh.reshape(y, (o, n, oh * ow)), (1, 0, 2)), (n, o, oh, ow))
+    # One GEMM per group over all images at once, (O/G, rows) @ (rows, N*L): the weight's
+    # gradient is one GEMM too (over K = N*L), with no sum over images after it.
+    cols = sh.reshape(sh.permute(im2col(x, win, False), (1, 0, 2)), (groups, rows, n * oh * ow))
+    y = sh.reshape(matmul(sh.reshape(weight, (groups, o // groups, rows)), cols), (o, n * oh * ow))
     if bias is not None:
-        y = y + sh.reshape(bias, (1, o, 1, 1))
+        y = y + sh.reshape(bias, (o, 1))  # its gradient: a sum along rows (the fast axis)
+    y = sh.reshape(sh.permute(sh.reshape(y, (o, n, oh * ow)), (1, 0, 2)), (n, o, oh, ow))
     return sh.squeeze(y, 0) if unbatched else y
 
 
@@ -259,12 +253,10 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
         raise errors.ShapeError(f"conv_transpose2d: output size ({hout}, {wout}) is not positive")
     win = Window(kh, kw, h, w, stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1])
     cg, rows = c // groups, og * kh * kw
-    if groups == 1:
-        cols = matmul(sh.transpose(sh.reshape(weight, (c, rows)), 0, 1), sh.reshape(x, (n, c, h * w)))
-    else:
-        xg = sh.reshape(sh.permute(sh.reshape(x, (n, groups, cg, h * w)), (1, 2, 0, 3)), (groups, cg, n * h * w))
-        wg = sh.transpose(sh.reshape(weight, (groups, cg, rows)), 1, 2)
-        cols = sh.permute(sh.reshape(matmul(wg, xg), (o * kh * kw, n, h * w)), (1, 0, 2))
+    # One GEMM per group over all images: (O/G * K, C/G) @ (C/G, N*L), then col2im.
+    xg = sh.reshape(sh.permute(sh.reshape(x, (n, groups, cg, h * w)), (1, 2, 0, 3)), (groups, cg, n * h * w))
+    wg = sh.transpose(sh.reshape(weight, (groups, cg, rows)), 1, 2)
+    cols = sh.permute(sh.reshape(matmul(wg, xg), (o * kh * kw, n, h * w)), (1, 0, 2))
     y = col2im(cols, (o, hout, wout), win)
     if bias is not None:
         y = y + sh.reshape(bias, (1, o, 1, 1))
