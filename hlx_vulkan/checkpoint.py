@@ -68,7 +68,8 @@ def save_checkpoint(path, tensors: dict, metadata: dict | None = None) -> "Order
     """Write ``tensors`` (name to tensor or array) to ``path``; returns name -> {dtype, shape, digest}."""
     arrays, entries, logical = {}, OrderedDict(), {}
     for name, value in tensors.items():
-        a = np.ascontiguousarray(_host(value))
+        h = _host(value)
+        a = np.ascontiguousarray(h).reshape(h.shape)  # ascontiguousarray makes a 0-d array 1-d
         dt = dtype_of(a.dtype)
         entries[name] = {"dtype": dt.name, "shape": list(a.shape), "digest": tensor_digest(dt.name, a.shape, a)}
         if dt.name == "bfloat16":

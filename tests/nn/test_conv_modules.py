@@ -143,3 +143,18 @@ def test_dropout2d_module_and_errors():
     with pytest.raises(errors.ShapeError, match="shape"):
         nn.Conv2d(3, 4, 3).load_state_dict({"weight": np.zeros((4, 3, 2, 2), np.float32),
                                             "bias": np.zeros(4, np.float32)})
+
+
+def test_a_batchnorm_state_round_trips_through_a_checkpoint(tmp_path):
+    """num_batches_tracked is 0-d: it keeps its shape (and digest) in the safetensors file."""
+    from hlx_vulkan.checkpoint import load_checkpoint, save_checkpoint
+    bn = nn.BatchNorm2d(3)
+    bn(hv.randn(4, 3, 2, 2))
+    entries = save_checkpoint(tmp_path / "bn.safetensors", bn.state_dict())
+    assert entries["num_batches_tracked"]["shape"] == []
+    loaded = load_checkpoint(tmp_path / "bn.safetensors", manifest={"tensors": entries})
+    assert loaded["num_batches_tracked"].shape == () and int(loaded["num_batches_tracked"]) == 1
+    other = nn.BatchNorm2d(3)
+    other.load_state_dict(loaded)
+    np.testing.assert_array_equal(other.running_mean.numpy(), bn.running_mean.numpy())
+    assert int(other.num_batches_tracked.item()) == 1
