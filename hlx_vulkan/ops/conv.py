@@ -21,6 +21,7 @@ from typing import NamedTuple
 from .. import errors
 from ..autograd.graph import differentiable
 from ..runtime import KernelSpec
+from . import reduce as red
 from . import shape as sh
 from .matmul import matmul
 from .tensor import Tensor, contiguous_like
@@ -142,6 +143,45 @@ def col2im(cols: Tensor, image: tuple, win: Window) -> Tensor:
     return out
 
 
+# The weight gradient (O/G, rows) sums over all N*L columns. A long sum on a few output tiles
+# leaves most of a GPU idle, so it is cut by images into chunks (each a GEMM of its own, batched)
+# and the chunk sums added in chunk order. The cut depends on the shapes alone: deterministic.
+MIN_CHUNK_COLUMNS = 4096
+WGRAD_TILES = 264  # output tiles (64 x 64) to aim for: two waves of an H100's 132 SMs
+
+
+def _image_chunks(n: int, og: int, rows: int, per_image: int) -> int:
+    """Chunks of images (a divisor of ``n``) the weight gradient's sum is cut into."""
+    tiles = -(-og // 64) * -(-rows // 64)
+    want = min(-(-WGRAD_TILES // tiles), (n * per_image) // MIN_CHUNK_COLUMNS, n)
+    return max((d for d in range(1, max(want, 1) + 1) if n % d == 0), default=1)
+
+
+def _conv_gemm_backward(ctx, g):
+    w, cols = ctx.saved
+    chunks = ctx.args[2]
+    gw = gcols = None
+    if ctx.needs[1]:
+        gcols = matmul(sh.transpose(w, 1, 2), g)
+    if ctx.needs[0]:
+        if chunks == 1:
+            gw = matmul(g, sh.transpose(cols, 1, 2))
+        else:
+            groups, og, ncols = g.shape
+            c = ncols // chunks
+            gc = sh.permute(sh.reshape(g, (groups, og, chunks, c)), (0, 2, 1, 3))             # (G, S, O/G, c)
+            cc = sh.permute(sh.reshape(cols, (groups, cols.shape[1], chunks, c)), (0, 2, 3, 1))  # (G, S, c, rows)
+            gw = red.sum(matmul(gc, cc), 1)  # the chunk sums, in chunk order
+    return gw, gcols, None
+
+
+@differentiable(_conv_gemm_backward, saves=(0, 1))
+def _conv_gemm(w: Tensor, cols: Tensor, chunks: int) -> Tensor:
+    """``w @ cols`` for (G, O/G, rows) and (G, rows, N*L), whose weight gradient sums ``chunks``
+    chunks of images separately, then adds them in order."""
+    return matmul(w, cols)
+
+
 def _padding(padding, kernel, dilation, stride, op: str):
     """Symmetric (ph, pw) and, for 'same' with an odd total, the extra right padding (eh, ew)."""
     if isinstance(padding, str):
@@ -202,7 +242,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     # One GEMM per group over all images at once, (O/G, rows) @ (rows, N*L): the weight's
     # gradient is one GEMM too (over K = N*L), with no sum over images after it.
     cols = sh.reshape(sh.permute(im2col(x, win, False), (1, 0, 2)), (groups, rows, n * oh * ow))
-    y = sh.reshape(matmul(sh.reshape(weight, (groups, o // groups, rows)), cols), (o, n * oh * ow))
+    y = sh.reshape(_conv_gemm(sh.reshape(weight, (groups, o // groups, rows)), cols, _image_chunks(n, o // groups, rows,
+                                                                                            oh * ow)), (o, n * oh * ow))
     if bias is not None:
         y = y + sh.reshape(bias, (o, 1))  # its gradient: a sum along rows (the fast axis)
     y = sh.reshape(sh.permute(sh.reshape(y, (o, n, oh * ow)), (1, 0, 2)), (n, o, oh, ow))

@@ -132,6 +132,18 @@ def test_poison_lands_where_outputs_go():
     assert np.isnan(hv.empty(3, 5, 7).numpy()).all()
 
 
+def test_weight_gradient_cut_by_images_matches_torch(rng, monkeypatch):
+    """Long weight-gradient sums are cut into chunks of images (summed in chunk order): the
+    gradient is torch's, for one group and several."""
+    from hlx_vulkan.ops import conv as cv
+    monkeypatch.setattr(cv, "MIN_CHUNK_COLUMNS", 20)
+    assert cv._image_chunks(6, 4, 27, 30) == 6 and cv._image_chunks(6, 4, 27, 15) == 3
+    check(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+          [(6, 3, 6, 5), (4, 3, 3, 3), (4,)], rng)
+    check(lambda x, w: F.conv2d(x, w, stride=2, groups=2), lambda x, w: TF.conv2d(x, w, stride=2, groups=2),
+          [(4, 4, 9, 9), (6, 2, 3, 3)], rng, view=True)
+
+
 def test_conv_bits_do_not_depend_on_the_batch(rng):
     """Each output's sum runs over the kernel's taps alone: an image gives the same bits alone
     or in a batch, and so does its gradient."""
