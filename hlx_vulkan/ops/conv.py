@@ -145,7 +145,7 @@ def col2im(cols: Tensor, image: tuple, win: Window) -> Tensor:
 
 # The weight gradient (O/G, rows) sums over all N*L columns. A long sum on a few output tiles
 # leaves most of a GPU idle, so it is cut by images into chunks (each a GEMM of its own, batched)
-# and the chunk sums added in chunk order. The cut depends on the shapes alone: deterministic.
+# and the chunk sums added in a fixed order. The cut depends on the shapes alone: deterministic.
 MIN_CHUNK_COLUMNS = 4096
 WGRAD_TILES = 264  # output tiles (64 x 64) to aim for: two waves of an H100's 132 SMs
 
@@ -171,7 +171,7 @@ def _conv_gemm_backward(ctx, g):
             c = ncols // chunks
             gc = sh.permute(sh.reshape(g, (groups, og, chunks, c)), (0, 2, 1, 3))             # (G, S, O/G, c)
             cc = sh.permute(sh.reshape(cols, (groups, cols.shape[1], chunks, c)), (0, 2, 3, 1))  # (G, S, c, rows)
-            gw = red.sum(matmul(gc, cc), 1)  # the chunk sums, in chunk order
+            gw = red.sum(matmul(gc, cc), 1)  # the chunk sums, added in the reduction's fixed order
     return gw, gcols, None
 
 

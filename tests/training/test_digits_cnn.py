@@ -1,5 +1,5 @@
 """`hlx train digits --model cnn`, reduced: a few steps of the convolutional net give the same
-weights twice, the same weights captured and replayed as eager, other bits for another seed,
+weights twice, the same weights captured and replayed (and jitted) as eager, other bits for another seed,
 and the files and manifest of the MLP's run. (The full run, >= 98.5% test accuracy with the
 default seed, takes about two minutes here: `hlx train digits --model cnn`.)"""
 
@@ -17,13 +17,14 @@ from conftest import assert_clean_exit, run_python
 SHORT = dict(epochs=1, hidden=4, batch_size=128, progress=False, model="cnn")
 
 
-def test_same_seed_same_bits_and_capture_equals_eager():
+def test_same_seed_same_bits_and_capture_and_jit_equal_eager():
     a = train_digits(seed=0, **SHORT)
     b = train_digits(seed=0, **SHORT)
     captured = train_digits(seed=0, capture=True, **SHORT)
+    jitted = train_digits(seed=0, jit=True, **SHORT)
     other = train_digits(seed=1, **SHORT)
-    assert a.weights_digest == b.weights_digest == captured.weights_digest
-    assert a.history == b.history
+    assert a.weights_digest == b.weights_digest == captured.weights_digest == jitted.weights_digest
+    assert a.history == b.history == jitted.history
     assert other.weights_digest != a.weights_digest
     assert a.manifest["model"] == "cnn" and "1.running_mean" not in a.manifest["tensors"]
     assert "features.1.running_mean" in a.manifest["tensors"]
