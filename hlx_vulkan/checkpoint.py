@@ -72,7 +72,8 @@ def save_checkpoint(path, tensors: dict, metadata: dict | None = None,
     digest_version}: each tensor's digest under ``digest_version`` (see ``hlx_vulkan.memory.tree_digest``)."""
     arrays, entries, logical = {}, OrderedDict(), {}
     for name, value in tensors.items():
-        a = np.ascontiguousarray(_host(value))
+        h = _host(value)
+        a = np.ascontiguousarray(h).reshape(h.shape)  # ascontiguousarray makes a 0-d array 1-d
         dt = dtype_of(a.dtype)
         entries[name] = {"dtype": dt.name, "shape": list(a.shape),
                          "digest": digest_array(digest_version, dt.name, a.shape, a), "digest_version": digest_version}

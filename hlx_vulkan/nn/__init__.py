@@ -7,3 +7,9 @@ from .modules import (GELU, CrossEntropyLoss, Dropout, Embedding, LayerNorm, Lin
 
 __all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "MSELoss", "Module",
            "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional"]
+from .conv_modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d,  # noqa: E402
+                           ConvTranspose2d, Dropout2d, GroupNorm, MaxPool2d)
+from .modules import Flatten  # noqa: E402
+
+__all__ += ["Flatten", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
+            "Dropout2d", "GroupNorm", "MaxPool2d"]

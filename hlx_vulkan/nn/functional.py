@@ -122,3 +122,14 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
 
 __all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
            "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "sigmoid", "silu", "softmax", "tanh"]
+
+# Convolutional nets (issue 13): convolutions, pooling, padding, resampling, batch and group norm.
+from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d,  # noqa: E402
+                        max_pool2d)
+from ..ops.spatial import interpolate, pad  # noqa: E402
+from .normalization import batch_norm, dropout2d, group_norm  # noqa: E402
+
+__all__ += ["adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d",
+            "conv2d", "conv_transpose1d", "conv_transpose2d", "dropout2d", "group_norm", "interpolate",
+            "max_pool1d", "max_pool2d", "pad"]
