@@ -121,3 +121,8 @@ class JitError(CaptureError):
     """A call that ``hv.jit`` will not replay: arguments that differ from the captured ones
     under ``strict=True``, or an argument a graph cannot take (a tensor that carries gradients
     from outside the function)."""
+
+
+class StrictModeError(HlxError, RuntimeError):
+    """Strict mode (``hv.set_strict(True)``) cannot keep its promise here: the device lacks a
+    feature it requires (named in the message), or an op or kernel has no strict path."""
