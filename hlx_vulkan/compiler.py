@@ -4,7 +4,7 @@ A cache entry is keyed by the source, the contents of every file it includes,
 the defines, the stage, the target environment, the entry point and the
 compiler's version, so a hit is always the binary this compiler would produce.
 
-A kernel compiled with the define ``HLX_STRICT=1`` (strict mode, :mod:`hlx_vulkan.strict`)
+A kernel compiled with the define ``HLX_STRICT=1`` (strict mode, :mod:`hlx_vulkan.strict_mode`)
 goes through :func:`hlx_vulkan.strict_spirv.harden` before it is cached.
 
 glslang 13 has no bfloat16 type. A kernel compiled with the define ``HLX_COOPMAT_BF16=1``

@@ -1,4 +1,4 @@
-"""The SPIR-V pass of strict mode (:mod:`hlx_vulkan.strict`): applied by the compiler to every
+"""The SPIR-V pass of strict mode (:mod:`hlx_vulkan.strict_mode`): applied by the compiler to every
 module built with the define ``HLX_STRICT``.
 
 :func:`harden` returns the module with

@@ -15,7 +15,7 @@ import hlx_vulkan
 
 ROOT = pathlib.Path(hlx_vulkan.__file__).parent
 LAYERS = [
-    {"errors", "version", "strict"},
+    {"errors", "version", "strict_mode"},
     {"vk", "compiler", "strict_spirv"},
     {"memory"},
     {"runtime", "precision"},

@@ -1,4 +1,4 @@
-// Strict mode (hlx_vulkan/strict.py): float_controls.glsl includes this file when the kernel is
+// Strict mode (hlx_vulkan/strict_mode.py): float_controls.glsl includes this file when the kernel is
 // compiled with HLX_STRICT. Division, sqrt, exp, log, pow, tanh, sin and cos are computed here
 // from +, - and * alone, which Vulkan rounds correctly; the compiler's strict pass
 // (strict_spirv.py) marks every one NoContraction and flushes denormal results to a signed

@@ -39,7 +39,7 @@ from importlib import resources
 from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import float32
-from ..strict import is_strict
+from ..strict_mode import is_strict
 from ..runtime import KernelSpec
 from . import elementwise as ew
 from . import reduce

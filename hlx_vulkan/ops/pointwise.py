@@ -22,7 +22,7 @@ from .. import errors
 from ..memory import dtype_of, promote_types
 from ..memory.tensor import contiguous_strides
 from ..precision import float16_arithmetic
-from ..strict import is_strict, refuse
+from ..strict_mode import is_strict, refuse
 from ..runtime import KernelSpec
 from .strict_expr import strict_expr
 from .tensor import Tensor
@@ -158,7 +158,7 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     if is_strict():
         if native16 and in_dtype.name == "float16":
             refuse("float16 arithmetic (set_float16_arithmetic(True))")
-        expr = strict_expr(expr)  # division in software (hlx_vulkan/strict.py)
+        expr = strict_expr(expr)  # division in software (hlx_vulkan/strict_mode.py)
     flat = shape5[3] == 1 and max(shape5[:3]) == 1
     ct = compute_type(in_dtype, native16)
     defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": ct, "OCT": compute_type(dt, native16), "EXPR": expr,

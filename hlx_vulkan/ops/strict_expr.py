@@ -1,7 +1,7 @@
 """Strict mode's form of an elementwise expression: every ``a / b`` becomes ``HLX_DIV(a, b)``.
 
 GLSL's division operator may round differently on each device; strict mode
-(:mod:`hlx_vulkan.strict`) computes it in software (glsl/strict.glsl). The expression
+(:mod:`hlx_vulkan.strict_mode`) computes it in software (glsl/strict.glsl). The expression
 strings of ops/pointwise.py are parsed (C precedence) and written back fully parenthesized.
 
 Example::

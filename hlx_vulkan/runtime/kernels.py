@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import errors
 from ..compiler import compile_file, read_from_cache
-from ..strict import _state as _strict, check_device
+from ..strict_mode import _state as _strict, check_device
 from ..vk import ComputePipeline, DescriptorBindingBuilder, DescriptorPool, ShaderModule, record
 
 MAX_SETS = 4096
@@ -300,7 +300,7 @@ class KernelCache:
                         all_defines.update(slot_defines(slot, dt))
                     all_defines.update(defines or {})
                     if strict:
-                        # Strict mode (hlx_vulkan/strict.py): refuse a device that lacks a feature it needs.
+                        # Strict mode (hlx_vulkan/strict_mode.py): refuse a device that lacks a feature it needs.
                         check_device(self.device.physical.name, self.float_controls, self.features,
                                      {d.name for d in dtypes.values()})
                         all_defines["HLX_STRICT"] = 1

@@ -23,7 +23,7 @@ from ..vk import VulkanContext
 from ..vk.buffer import as_bytes_view
 from ..vk.device import EXIT_LOCK_TIMEOUT_S
 from ..vk.shader import target_env_for
-from ..strict import _state as _strict
+from ..strict_mode import _state as _strict
 from .checks import DeviceChecks
 from .kernels import CHECK_BINDING, Kernel, KernelCache
 from .stream import Stream
@@ -72,7 +72,7 @@ class Runtime:
         limits = self.device.limits
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
-        # One cache per mode: strict mode's plans hold its own kernels (hlx_vulkan/strict.py).
+        # One cache per mode: strict mode's plans hold its own kernels (hlx_vulkan/strict_mode.py).
         self._plans = (PlanCache(), PlanCache())
         self._closed = False
         self._checks: DeviceChecks | None = None
