@@ -5,7 +5,7 @@
 // zero, so these give the same bits on every device. Inputs are never denormal (the pass
 // flushes every value read from a buffer). Accuracy against float64, for normal inputs and
 // outputs: hlx_div and strict_sqrt <= 1 ULP, strict_exp and strict_log <= 2 ULP, strict_rsqrt
-// <= 2 ULP, strict_tanh <= 3 ULP, strict_sin/cos <= 2 ULP for |x| <= 8192 (deterministic
+// <= 2 ULP, strict_tanh <= 3 ULP, strict_sin/cos <= 3 ULP for |x| < 65536 (NaN
 // beyond), strict_pow <= 2 + 1.5 |y ln x| ULP. Results below 2^-126 in magnitude are zeros.
 //
 // After this file, the builtins exp, log, sqrt, inversesqrt, pow, sin, cos, tanh and fma name
@@ -180,14 +180,16 @@ float strict_tanh(float x) {
     return x < 0.0 ? -t : t;
 }
 
-// sin and cos: Cody-Waite reduction by pi/2 in three parts, Cephes minimax polynomials on
-// [-pi/4, pi/4]. Past |x| = 8192 the reduction loses accuracy (the result stays deterministic).
+// sin and cos: Cody-Waite reduction by pi/2 in four parts (three of 8 bits, so k * part is exact
+// for k < 2^16), Cephes minimax polynomials on [-pi/4, pi/4]. Defined for |x| < 65536: larger
+// arguments give NaN (no reduction of this precision holds there), never an approximate value.
 vec2 strict_sincos(float x) {
-    if (isnan(x) || isinf(x)) return vec2(HLX_F32_NAN);
+    if (isnan(x) || !(abs(x) < 65536.0)) return vec2(HLX_F32_NAN);
     float k = floor(x * 0.63661977236758134 + 0.5);
     float r = x - k * 1.5703125;
-    r = r - k * 4.837512969970703125e-4;
-    r = r - k * 7.54978995489188216e-8;
+    r = r - k * 0.000484466552734375;
+    r = r - k * -6.407499313354492e-07;
+    r = r - k * 9.92093629470503e-10;
     float z = r * r;
     float s = -1.9515295891E-4;
     s = s * z + 8.3321608736E-3;
