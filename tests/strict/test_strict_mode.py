@@ -239,3 +239,27 @@ def test_the_default_mode_is_unchanged_by_strict_runs():
     after = (F.softmax(x, -1).digest(), (x / 3).digest(), hv.exp(x).digest())
     assert before == after
     assert strict != before  # a different kernel ran (softmax, exp differ in the last bits here)
+
+
+def test_a_graph_replays_only_in_the_mode_it_was_captured_in_and_jit_keeps_one_per_mode():
+    x = hv.tensor(np.linspace(-3, 3, 41, dtype=np.float32))
+    with hv.capture() as graph:
+        y = hv.exp(x) / 3
+    try:
+        with hv.strict(), pytest.raises(errors.StrictModeError, match="captured in the default mode"):
+            graph.replay()
+        graph.replay()
+    finally:
+        graph.destroy()
+    fn = hv.jit(lambda t: hv.exp(t) / 3, warmup=0)
+    default = fn(x).numpy().copy()
+    with hv.strict():
+        strict = fn(x).numpy().copy()
+        with hv.capture() as g2:
+            z = hv.exp(x) / 3
+        g2.replay()
+        np.testing.assert_array_equal(z.numpy(), strict)
+        g2.destroy()
+    np.testing.assert_array_equal(default, y.numpy())
+    assert len(fn.graphs) == 2
+    fn.reset()
