@@ -149,6 +149,8 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_identity()):
         h.update(part.encode() + b"\0\1")
     _hash_includes(source, dirs, h, set())
+    if (defines or {}).get("HLX_STRICT"):
+        h.update(_strict_pass_identity())  # a change to the pass is a change to the binary
     key = h.hexdigest()
     with _lock:
         hit = _memory.get(key)
@@ -176,6 +178,11 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     with _lock:
         _memory[key] = data
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_pass_identity() -> bytes:
+    return hashlib.sha256((Path(__file__).parent / "strict_spirv.py").read_bytes()).digest()
 
 
 def compile_file(path: str | os.PathLike, defines: Mapping[str, object] | None = None, **kw) -> bytes:

@@ -3,7 +3,7 @@ module built with the define ``HLX_STRICT``.
 
 :func:`harden` returns the module with
 
-- every float add, subtract and multiply decorated NoContraction: no device fuses a * b + c
+- every float add, subtract and multiply (OpVectorTimesScalar too) decorated NoContraction: no device fuses a * b + c
   into an fma, so each is one correctly rounded operation;
 - every float32 result of those (scalars and vectors), and every float32 value loaded from a
   storage buffer, uniform or push constant, or made by a bitcast, flushed to a zero of the same
@@ -42,6 +42,8 @@ _EXT_INST_IMPORT, _EXT_INST, _DECORATE, _LOAD, _BITCAST = 11, 12, 71, 61, 124
 _TYPE_BOOL, _TYPE_INT, _TYPE_FLOAT, _TYPE_VECTOR, _TYPE_POINTER = 20, 21, 22, 23, 32
 _CONSTANT, _CONSTANT_COMPOSITE, _VARIABLE, _FUNCTION = 43, 44, 59, 54
 _FADD, _FSUB, _FMUL, _SELECT, _IEQUAL, _BITWISE_AND = 129, 131, 133, 169, 170, 199
+_VECTOR_TIMES_SCALAR = 142
+_ARITH = (_FADD, _FSUB, _FMUL, _VECTOR_TIMES_SCALAR)
 _ACCESS_CHAINS = (65, 66, 67, 4350)  # OpAccessChain, OpInBoundsAccessChain, OpPtrAccessChain, ...InBounds
 _NO_CONTRACTION = 42
 # Storage classes whose float32 loads are flushed: Uniform, PushConstant, StorageBuffer, PhysicalStorageBuffer.
@@ -93,7 +95,7 @@ def harden(spirv: bytes, name: str = "kernel") -> bytes:
             types[inst[1]] = ("vector", inst[2], inst[3])
         elif op == _TYPE_POINTER:
             types[inst[1]] = ("pointer", inst[2], inst[3])
-        elif op in (_LOAD, _BITCAST, _FADD, _FSUB, _FMUL, _VARIABLE, _CONSTANT, _CONSTANT_COMPOSITE) or \
+        elif op in (_LOAD, _BITCAST, _VARIABLE, _CONSTANT, _CONSTANT_COMPOSITE, *_ARITH) or \
                 op in _ACCESS_CHAINS:
             result_type[inst[2]] = inst[1]
 
@@ -154,9 +156,9 @@ def harden(spirv: bytes, name: str = "kernel") -> bytes:
     for inst in insts:
         op = inst[0] & 0xFFFF
         guard = None
-        if op in (_FADD, _FSUB, _FMUL, _BITCAST) or (op == _LOAD and flushes_load(inst[3])):
+        if op in (*_ARITH, _BITCAST) or (op == _LOAD and flushes_load(inst[3])):
             guard = guarded_shape(inst[1])
-        if op in (_FADD, _FSUB, _FMUL):
+        if op in _ARITH:
             value = fresh() if guard else inst[2]
             decorations.append(_inst(_DECORATE, value, _NO_CONTRACTION))
         elif guard:

@@ -92,7 +92,8 @@ def test_the_pass_marks_every_float_op_no_contraction_and_flushes_each_result():
         "void main() { vec2 v = vec2(o[4], o[5]) * o[6]; o[0] = HLX_DIV(o[1], o[2]) + exp(o[3]) * v.y - sin(v.x); }\n"
     spirv = compile_glsl(source, {"HLX_STRICT": 1})
     validate_spirv(spirv)
-    arith = [i[2] for op, i in _words(spirv) if op in (129, 131, 133)]  # OpFAdd, OpFSub, OpFMul
+    arith = [i[2] for op, i in _words(spirv) if op in (129, 131, 133, 142)]  # OpFAdd, OpFSub, OpFMul, OpVectorTimesScalar
+    assert 142 in {op for op, _ in _words(spirv)}
     decorated = {i[1] for op, i in _words(spirv) if op == 71 and i[2] == 42}  # NoContraction
     assert len(arith) > 50 and set(arith) <= decorated
     selects = [i for op, i in _words(spirv) if op == 169]  # OpSelect: one flush per result and per load
