@@ -9,7 +9,7 @@ Steps are registered in STEPS by name: a function (args) -> (hlx step, torch ste
 FLOPs per step). The MLP's is here; the CNN's and the transformer's join with one entry each
 when those models exist (``STEPS["cnn"] = cnn_steps``).
 
-Prints a table (time per step, strict / default, strict TFLOP/s and its fraction of the H100's
+Prints a table (time per step, eager and replayed from a capture, strict / default, strict TFLOP/s and its fraction of the H100's
 67 TFLOP/s fp32) and saves JSON under benchmarks/results/.
 
 Run: python benchmarks/bench_strict.py            # MLP 784-1024-1024-10, batch 512
@@ -95,27 +95,38 @@ def main(argv=None) -> int:
     peer = "none" if torch is None else ("torch CUDA" if torch.cuda.is_available() else "torch CPU")
     rows = []
     for name in args.models.split(","):
-        times = {}
-        for strict in (False, True):
-            with hv.strict(strict):
-                step, torch_step, flops = STEPS[name](args)
-                times["strict" if strict else "default"] = mean_seconds(step, rt.synchronize, 2, args.steps)
-        t_torch = mean_seconds(torch_step, torch_sync, 2, args.steps) if torch_step is not None else None
-        rows.append({"model": name, "hidden": args.hidden, "batch": args.batch, "flops_per_step": flops,
-                     "default_ms": 1e3 * times["default"], "strict_ms": 1e3 * times["strict"],
-                     "strict_over_default": times["strict"] / times["default"],
-                     "torch_ms": None if t_torch is None else 1e3 * t_torch,
-                     "strict_over_torch": None if t_torch is None else times["strict"] / t_torch,
-                     "strict_tflops": flops / times["strict"] / 1e12,
-                     "strict_fraction_of_h100_fp32": flops / times["strict"] / 1e12 / H100_FP32_TFLOPS})
-    print(f"{device}; peer: {peer}")
-    print(f"{'model':6} {'default ms':>11} {'strict ms':>10} {'strict/def':>10} {peer + ' ms':>14} "
+        t_torch = None
+        for how in ("eager", "replay"):
+            times = {}
+            for strict in (False, True):
+                with hv.strict(strict):
+                    step, torch_step, flops = STEPS[name](args)
+                    if how == "replay":  # the step captured once: the GPU's time, without the host's
+                        step()
+                        with hv.capture() as graph:
+                            step()
+                        step = graph.replay
+                    times["strict" if strict else "default"] = mean_seconds(step, rt.synchronize, 2, args.steps)
+                    if how == "replay":
+                        graph.destroy()
+            if t_torch is None and torch_step is not None:
+                t_torch = mean_seconds(torch_step, torch_sync, 2, args.steps)
+            rows.append({"model": name, "mode": how, "hidden": args.hidden, "batch": args.batch,
+                         "flops_per_step": flops, "default_ms": 1e3 * times["default"],
+                         "strict_ms": 1e3 * times["strict"], "strict_over_default": times["strict"] / times["default"],
+                         "torch_eager_ms": None if t_torch is None else 1e3 * t_torch,
+                         "strict_over_torch": None if t_torch is None else times["strict"] / t_torch,
+                         "strict_tflops": flops / times["strict"] / 1e12,
+                         "strict_fraction_of_h100_fp32": flops / times["strict"] / 1e12 / H100_FP32_TFLOPS})
+    print(f"{device}; peer: {peer} (eager)")
+    print(f"{'model':6} {'mode':7} {'default ms':>11} {'strict ms':>10} {'strict/def':>10} {'peer ms':>10} "
           f"{'strict/peer':>11} {'strict TFLOP/s':>14} {'of 67 fp32':>10}")
     for r in rows:
-        tm = "-" if r["torch_ms"] is None else f"{r['torch_ms']:.3f}"
+        tm = "-" if r["torch_eager_ms"] is None else f"{r['torch_eager_ms']:.3f}"
         sp = "-" if r["strict_over_torch"] is None else f"{r['strict_over_torch']:.2f}"
-        print(f"{r['model']:6} {r['default_ms']:11.3f} {r['strict_ms']:10.3f} {r['strict_over_default']:10.2f} "
-              f"{tm:>14} {sp:>11} {r['strict_tflops']:14.4f} {100 * r['strict_fraction_of_h100_fp32']:9.2f}%")
+        print(f"{r['model']:6} {r['mode']:7} {r['default_ms']:11.3f} {r['strict_ms']:10.3f} "
+              f"{r['strict_over_default']:10.2f} {tm:>10} {sp:>11} {r['strict_tflops']:14.4f} "
+              f"{100 * r['strict_fraction_of_h100_fp32']:9.2f}%")
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"bench_strict_{'quick_' if args.quick else ''}"
                                    f"{device.split()[0].lower().replace('/', '_')}.json")
