@@ -158,6 +158,23 @@ def test_float16_arithmetic_has_no_strict_path_and_is_refused():
     assert np.abs(got.astype(np.float64) - want.astype(np.float64)).max() <= 2 ** -10 * np.abs(want).max()
 
 
+def test_outputs_are_fully_written_over_poison():
+    from hlx_vulkan.ops.pointwise import launch
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal((33, 17)).astype(np.float32)
+    b = rng.standard_normal((17, 65)).astype(np.float32)
+    with hv.strict():
+        out = hv.full((33, 65), np.nan)
+        hv.matmul(hv.tensor(a), hv.tensor(b), out=out)
+        ew = hv.full((33, 17), np.nan)
+        launch("exp(x) / (y * y + CT(1))", [hv.tensor(a), hv.tensor(a[::-1].copy())], out=ew)
+        got, got_ew = out.numpy(), ew.numpy()
+    assert not np.isnan(got).any() and not np.isnan(got_ew).any()
+    assert np.allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    a64 = a.astype(np.float64)
+    assert np.allclose(got_ew, np.exp(a64) / (a64[::-1] ** 2 + 1), rtol=4e-7)
+
+
 # --- fixed orders ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("K", [45, 700])
