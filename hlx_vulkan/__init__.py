@@ -33,6 +33,7 @@ from .ops.random import Generator, manual_seed, rand, rand_like, randint, randn,
 from .ops.tensor import Device, from_numpy
 from .precision import float16_arithmetic, precision_report, set_float16_arithmetic
 from .runtime import Graph, Runtime, capture, default_runtime, set_default_runtime
+from .strict_mode import is_strict, set_strict, strict
 from .version import __version__
 from .vk import (Buffer, CommandBufferPool, ComputePipeline, DescriptorBindingBuilder, ShaderModule,
                  VulkanContext)
@@ -86,4 +87,5 @@ __all__ = [
     "manual_seed", "matmul", "memory", "nn", "ones", "precision_report", "promote_types", "rand", "randn",
     "set_default_runtime", "set_float16_arithmetic", "float16_arithmetic", "synchronize", "tensor", "uint8", "uint32",
     "vk", "zeros",
+    "is_strict", "set_strict", "strict",
 ]

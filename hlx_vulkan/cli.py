@@ -63,7 +63,7 @@ def _train(args) -> int:
     from .training.digits import train_digits
     result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
-                          progress=not args.quiet, model=args.model)
+                          progress=not args.quiet, model=args.model, strict=args.strict)
     print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {result.manifest['epochs']} epochs "
           f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     if args.out:
@@ -96,6 +96,11 @@ def _verify(args) -> int:
         raise errors.CheckpointError(f"{manifest_path}: the tensors' digests do not give the recorded weights digest")
     print(f"ok: {len(state)} tensors match {manifest_path}")
     print(f"weights digest: {digest}")
+    if args.recompute:
+        from .runtime import default_runtime
+        from .training.recompute import recompute_run
+        n = recompute_run(args.dir)
+        print(f"ok: re-ran the strict run on {default_runtime().ctx.info['device_name']}: {n} recorded digests match")
     return 0
 
 
@@ -128,9 +133,13 @@ def main(argv=None) -> int:
     replay.add_argument("--jit", action="store_true", help="wrap the training step in hv.jit (eager, captured, "
                         "then replayed with each batch fed in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--strict", action="store_true", help="strict mode: the same weights, bit for bit, on every "
+                       "device (slower); the run can be re-verified with hlx verify DIR --recompute")
     train.set_defaults(func=_train)
     verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")
     verify.add_argument("dir", help="the --out directory of `hlx train`")
+    verify.add_argument("--recompute", action="store_true", help="re-run the recorded strict run on this device "
+                        "and confirm every recorded digest (names the first tensor that differs)")
     verify.set_defaults(func=_verify)
     warmup = sub.add_parser("warmup", help="build the library's common kernels into the shader cache")
     warmup.set_defaults(func=_warmup)

@@ -4,6 +4,9 @@ A cache entry is keyed by the source, the contents of every file it includes,
 the defines, the stage, the target environment, the entry point and the
 compiler's version, so a hit is always the binary this compiler would produce.
 
+A kernel compiled with the define ``HLX_STRICT=1`` (strict mode, :mod:`hlx_vulkan.strict_mode`)
+goes through :func:`hlx_vulkan.strict_spirv.harden` before it is cached.
+
 glslang 13 has no bfloat16 type. A kernel compiled with the define ``HLX_COOPMAT_BF16=1``
 has its float16 A and B cooperative matrices retyped to bfloat16 afterwards
 (:func:`retype_coopmat_bf16`, SPV_KHR_bfloat16): it must read them from memory as raw
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .errors import ShaderCompileError
+from .strict_spirv import harden
 
 INCLUDE_DIR = Path(__file__).parent / "glsl"
 SPIRV_MAGIC = b"\x03\x02\x23\x07"
@@ -145,6 +149,8 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_identity()):
         h.update(part.encode() + b"\0\1")
     _hash_includes(source, dirs, h, set())
+    if (defines or {}).get("HLX_STRICT"):
+        h.update(_strict_pass_identity())  # a change to the pass is a change to the binary
     key = h.hexdigest()
     with _lock:
         hit = _memory.get(key)
@@ -162,6 +168,8 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
         data = _compile(source, define_args, stage, dirs, target_env, entry_point)
         if (defines or {}).get("HLX_COOPMAT_BF16"):
             data = retype_coopmat_bf16(data)
+        if (defines or {}).get("HLX_STRICT"):
+            data = harden(data)  # strict mode: NoContraction, denormal flushes, refusals
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
@@ -170,6 +178,11 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     with _lock:
         _memory[key] = data
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_pass_identity() -> bytes:
+    return hashlib.sha256((Path(__file__).parent / "strict_spirv.py").read_bytes()).digest()
 
 
 def compile_file(path: str | os.PathLike, defines: Mapping[str, object] | None = None, **kw) -> bytes:

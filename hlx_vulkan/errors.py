@@ -125,3 +125,8 @@ class JitError(CaptureError):
 
 class DigestVersionError(HlxError, ValueError):
     """A tensor digest version this library does not know (see ``hlx_vulkan.memory.tree_digest``)."""
+
+
+class StrictModeError(HlxError, RuntimeError):
+    """Strict mode (``hv.set_strict(True)``) cannot keep its promise here: the device lacks a
+    feature it requires (named in the message), or an op or kernel has no strict path."""

@@ -16,7 +16,7 @@ Example::
         loss = step(bx, by)   # call 1 eager, call 2 captured (and run once), then replayed
 
 **Signatures.** A call's signature is the shape and dtype of each tensor or array argument,
-the value of every other argument, and the grad and float16-arithmetic modes. Per signature,
+the value of every other argument, and the grad, float16-arithmetic and strict modes. Per signature,
 the first ``warmup`` calls (default 1) run eagerly: the optimizer makes its state and the
 kernels compile. The next call captures the function, which runs it once, so that call has
 its effect; later calls replay the graph. A new signature gets a graph of its own, up to
@@ -58,6 +58,7 @@ from .errors import JitError
 from .ops.tensor import Tensor, empty, from_numpy, host_dtype
 from .precision import float16_arithmetic
 from .runtime import capture, default_runtime
+from .strict_mode import is_strict
 
 
 def jit(fn=None, *, strict: bool = False, max_graphs: int = 8, warmup: int = 1):
@@ -193,7 +194,7 @@ def _signature(args, kwargs, rt, named: bool = False):
         _flatten(a, (i,), key, leaves, paths)
     for k, v in kwargs.items():
         _flatten(v, (k,), key, leaves, paths)
-    key.append(("modes", (is_grad_enabled(), float16_arithmetic(), rt)))
+    key.append(("modes", (is_grad_enabled(), float16_arithmetic(), is_strict(), rt)))
     if named:
         paths.append(("modes",))
         return list(zip(paths, key))

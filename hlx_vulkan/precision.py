@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .runtime import default_runtime
 from .runtime.kernels import float_control_defines
+from .strict_mode import is_strict
 
 _float16_arithmetic = False
 
@@ -43,6 +44,7 @@ def precision_report(runtime=None) -> dict:
         "float_controls_supported": fc,
         "kernels_declare": declared,
         "float16_arithmetic": _float16_arithmetic,
+        "strict_mode": is_strict(),
         "guarantees": [
             "float32 +, -, * are correctly rounded (a Vulkan requirement); kernels declare RoundingModeRTE "
             "where the device supports it" + ("" if "HLX_FC_RTE_32" in declared else " (this device does not)"),
@@ -55,7 +57,10 @@ def precision_report(runtime=None) -> dict:
             "reductions and matmul sum in a fixed order: the same inputs give the same bits on every run",
             "rand/randn: the same seed gives the same bits on every device (integer Philox; normals from "
             "correctly rounded +, * only)",
-            "division, exp, log, sqrt, tanh follow the device's Vulkan precision bounds (a few ULP): results of "
-            "these may differ in the last bits between devices, never between runs",
+            ("strict mode: division, exp, log, sqrt, tanh, pow, sin, cos in software from correctly rounded +, -, *; "
+             "no fma contraction; denormals flushed in software: the same bits on every device" if is_strict() else
+             "division, exp, log, sqrt, tanh follow the device's Vulkan precision bounds (a few ULP): results of "
+             "these may differ in the last bits between devices, never between runs (hv.set_strict(True) for the "
+             "same bits everywhere)"),
         ],
     }

@@ -15,8 +15,8 @@ import hlx_vulkan
 
 ROOT = pathlib.Path(hlx_vulkan.__file__).parent
 LAYERS = [
-    {"errors", "version"},
-    {"vk", "compiler"},
+    {"errors", "version", "strict_mode"},
+    {"vk", "compiler", "strict_spirv"},
     {"memory"},
     {"runtime", "precision"},
     {"autograd.graph"},

@@ -26,4 +26,11 @@ spirv_execution_mode(capabilities = [4464], 4459, 32);      // DenormPreserve, f
 spirv_execution_mode(capabilities = [4465], 4460, 32);      // DenormFlushToZero, fp32
 #endif
 
+// Division as a kernel writes it: the device's OpFDiv, or strict.glsl's software form.
+#ifdef HLX_STRICT
+#include "strict.glsl"
+#else
+#define HLX_DIV(a, b) ((a) / (b))
+#endif
+
 #endif

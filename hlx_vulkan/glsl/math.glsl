@@ -5,14 +5,17 @@
 
 float hlx_sigmoid(float x) {
     // Split by sign so exp never overflows.
-    if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+    if (x >= 0.0) { return HLX_DIV(1.0, 1.0 + exp(-x)); }
     float e = exp(x);
-    return e / (1.0 + e);
+    return HLX_DIV(e, 1.0 + e);
 }
 
 float hlx_tanh(float x) {
     // tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}); exact 0 and NaN pass through.
     if (isnan(x)) return x;
+#ifdef HLX_STRICT
+    return strict_tanh(x);
+#endif
     float e = exp(-2.0 * abs(x));
     float t = (1.0 - e) / (1.0 + e);
     return x < 0.0 ? -t : (x == 0.0 ? x : t);
@@ -21,7 +24,7 @@ float hlx_tanh(float x) {
 // erf with |error| < 1.2e-7: Numerical Recipes' erfc Chebyshev fit.
 float hlx_erf(float x) {
     float z = abs(x);
-    float t = 1.0 / (1.0 + 0.5 * z);
+    float t = HLX_DIV(1.0, 1.0 + 0.5 * z);
     float r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
               t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
               t * (-0.82215223 + t * 0.17087277)))))))));
@@ -68,11 +71,14 @@ int hlx_mod(int a, int b) { int r = a - (a / b) * b; return (r != 0 && ((r < 0) 
 uint hlx_floordiv(uint a, uint b) { return a / b; }
 uint hlx_mod(uint a, uint b) { return a - (a / b) * b; }
 // Float forms as numpy: floor(a / b) and a - b * floor(a / b).
-float hlx_floordiv(float a, float b) { return floor(a / b); }
+float hlx_floordiv(float a, float b) { return floor(HLX_DIV(a, b)); }
 float hlx_mod(float a, float b) {
-    float r = a - b * floor(a / b);
+    float r = a - b * floor(HLX_DIV(a, b));
     return (b != 0.0 && r == b) ? 0.0 : r;
 }
+#if defined(HLX_INT64) && defined(HLX_STRICT)
+int64_t hlx_div(int64_t a, int64_t b) { return a / b; }
+#endif
 #ifdef HLX_INT64
 int64_t hlx_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 int64_t hlx_mod(int64_t a, int64_t b) { int64_t r = a - (a / b) * b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
@@ -91,7 +97,11 @@ float hlx_pow(float x, float y) {
     if (y == 0.0) return 1.0;
     if (x < 0.0 && floor(y) == y) {
         float m = pow(-x, y);
+#ifdef HLX_STRICT
+        return y - 2.0 * floor(y * 0.5) == 1.0 ? -m : m;  // mod(y, 2.0) without division
+#else
         return mod(y, 2.0) == 1.0 ? -m : m;
+#endif
     }
     if (x == 0.0) return y > 0.0 ? 0.0 : 1.0 / 0.0;
     return pow(x, y);

@@ -39,6 +39,7 @@ from importlib import resources
 from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import float32
+from ..strict_mode import is_strict
 from ..runtime import KernelSpec
 from . import elementwise as ew
 from . import reduce
@@ -225,7 +226,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     b_cols = int(sb_n != 1 and sb_k == 1)
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
-    coop = coopmat_available(rt, dtype)
+    coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
     force = FORCE_TILE if FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES) else None
     coop = coop and force not in TILES
     direct = force is None and not coop and rt.device.physical.type == "cpu"

@@ -22,7 +22,9 @@ from .. import errors
 from ..memory import dtype_of, promote_types
 from ..memory.tensor import contiguous_strides
 from ..precision import float16_arithmetic
+from ..strict_mode import is_strict, refuse
 from ..runtime import KernelSpec
+from .strict_expr import strict_expr
 from .tensor import Tensor
 
 MAX_DIMS = 5
@@ -153,6 +155,10 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     shape5, st = _coalesce(out_shape, strides)
     st_in = st[:-1] + [[0] * MAX_DIMS] * (3 - len(inputs))
     native16 = float16_arithmetic()
+    if is_strict():
+        if native16 and in_dtype.name == "float16":
+            refuse("float16 arithmetic (set_float16_arithmetic(True))")
+        expr = strict_expr(expr)  # division in software (hlx_vulkan/strict_mode.py)
     flat = shape5[3] == 1 and max(shape5[:3]) == 1
     ct = compute_type(in_dtype, native16)
     defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": ct, "OCT": compute_type(dt, native16), "EXPR": expr,

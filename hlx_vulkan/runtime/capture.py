@@ -31,6 +31,7 @@ import contextlib
 import weakref
 
 from .. import errors
+from ..strict_mode import _state as _strict
 from ..vk import CommandBufferPool, record
 from ..vk.commands import DEFAULT_TIMEOUT_S, Fence
 from .runtime import Runtime, default_runtime
@@ -94,6 +95,7 @@ class Graph:
         self.hooks: dict = {}
         self._set_pools: list = []  # the kernels' descriptor pools whose sets the commands bind
         self._set_pool_ids: set[int] = set()
+        self.strict = _strict[0]  # the mode its kernels were built in (hlx_vulkan/strict_mode.py)
         self._release = weakref.finalize(self, _release, self._pinned, self._fences, self._pools, self._set_pools)
 
     # --- called by the stream while capturing -----------------------------------------
@@ -155,6 +157,10 @@ class Graph:
                 raise errors.DestroyedError("this graph's device, memory pools or runtime were destroyed")
             if stream.capturing:
                 raise errors.CaptureError("a graph cannot be replayed inside another capture")
+            if self.strict != _strict[0]:
+                mode = "strict" if self.strict else "default"
+                raise errors.StrictModeError(f"this graph was captured in the {mode} mode and replays its kernels; "
+                                             f"replay it in that mode, or capture it again")
             for hook in self.hooks.values():
                 hook.before_run()
             stream.submit()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .. import errors
 from ..compiler import compile_file, read_from_cache
+from ..strict_mode import _state as _strict, check_device
 from ..vk import ComputePipeline, DescriptorBindingBuilder, DescriptorPool, ShaderModule, record
 
 MAX_SETS = 4096
@@ -269,6 +270,8 @@ class KernelCache:
         self.device = device
         self.stream = stream
         self.fc_defines = float_control_defines(float_controls)
+        self.float_controls = dict(float_controls)
+        self.features = dict(getattr(device, "enabled_features", {}))
         self.target_env = target_env
         # 64-bit integers in kernels need shaderInt64 (hlx_vulkan.memory.dtypes).
         self.int64 = bool(getattr(device, "enabled_features", {}).get("shader_int64", False))
@@ -281,8 +284,9 @@ class KernelCache:
         ``target_env`` overrides the device's default."""
         wg = tuple(workgroup) + (1,) * (3 - len(workgroup))
         dtypes = dtypes or {}
+        strict = _strict[0]
         key = (spec, tuple(sorted((defines or {}).items())), tuple(sorted((s, d.name) for s, d in dtypes.items())),
-               wg, target_env)
+               wg, target_env, strict)
         k = self._kernels.get(key)
         if k is None:
             with self._lock:
@@ -296,6 +300,11 @@ class KernelCache:
                     for slot, dt in dtypes.items():
                         all_defines.update(slot_defines(slot, dt))
                     all_defines.update(defines or {})
+                    if strict:
+                        # Strict mode (hlx_vulkan/strict_mode.py): refuse a device that lacks a feature it needs.
+                        check_device(self.device.physical.name, self.float_controls, self.features,
+                                     {d.name for d in dtypes.values()})
+                        all_defines["HLX_STRICT"] = 1
                     if "int64_t" in all_defines.values():
                         if not self.int64:
                             raise errors.DTypeError(f"kernel {spec.name} needs 64-bit integers, which this device "

@@ -23,6 +23,7 @@ from ..vk import VulkanContext
 from ..vk.buffer import as_bytes_view
 from ..vk.device import EXIT_LOCK_TIMEOUT_S
 from ..vk.shader import target_env_for
+from ..strict_mode import _state as _strict
 from .checks import DeviceChecks
 from .kernels import CHECK_BINDING, Kernel, KernelCache
 from .stream import Stream
@@ -71,12 +72,18 @@ class Runtime:
         limits = self.device.limits
         self.max_groups = tuple(limits["max_compute_workgroup_count"])
         # Per-op launch plans (kernel, push constants, grid) by the op's own key; see ops/pointwise.py.
-        self.plans: dict = PlanCache()
+        # One cache per mode: strict mode's plans hold its own kernels (hlx_vulkan/strict_mode.py).
+        self._plans = (PlanCache(), PlanCache())
         self._closed = False
         self._checks: DeviceChecks | None = None
         self.memory.before_destroy = self.stream.drain
         # The context's cleanup (or the process's exit) finishes this runtime's work first.
         self.device.on_close(self._device_closing)
+
+    @property
+    def plans(self) -> dict:
+        """The launch plans of the current mode (default or strict)."""
+        return self._plans[_strict[0]]
 
     def _make_room(self) -> bool:
         """Let the device pool coalesce its cached ranges: possible once the device is idle."""

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -33,6 +34,8 @@ from ..ops.tensor import from_numpy
 from ..optim import AdamW, CosineAnnealingLR
 from ..runtime import capture as capture_graph
 from ..runtime import default_runtime
+from ..strict_mode import is_strict
+from ..strict_mode import strict as strict_mode
 from ..version import __version__
 
 TEST_FRACTION = 0.2
@@ -74,12 +77,28 @@ MODEL_DEFAULTS = {"mlp": (30, 2e-3, 256), "cnn": (8, 4e-3, 16)}
 
 def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64, lr: float | None = None,
                  hidden: int | None = None, out_dir: str | None = None, capture: bool = False, jit: bool = False,
-                 progress: bool = True, model: str = "mlp") -> TrainResult:
+                 progress: bool = True, model: str = "mlp", strict: bool = False) -> TrainResult:
     """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest.
 
     ``capture``: record the step once with ``hv.capture()`` and replay it, feeding the batch by
     hand; ``jit``: wrap the step in ``hv.jit`` and pass it each batch as numpy arrays. Both give
-    the eager run's weights, bit for bit."""
+    the eager run's weights, bit for bit. ``strict``: run in strict mode (hlx_vulkan/strict_mode.py),
+    as does a run started with strict mode on: the weights are then the same bits on every
+    device, and ``hlx verify DIR --recompute`` can re-run it anywhere from its manifest."""
+    with strict_mode(strict or is_strict()):
+        return _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model)
+
+
+def data_digest(*arrays) -> str:
+    """SHA-256 over each array's dtype, shape and bytes: what the manifest records of the data."""
+    h = hashlib.sha256(b"hlx-data\0")
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}\0".encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model) -> TrainResult:
     started = time.perf_counter()
     if model not in MODEL_DEFAULTS:
         raise ValueError(f"model must be one of {sorted(MODEL_DEFAULTS)}, not {model!r}")
@@ -119,6 +138,7 @@ def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64,
     jitted = jit_function(step) if jit else None
     order = np.random.default_rng(seed)
     history = []
+    epoch_digests = []  # each epoch's tensor digests, for hlx verify --recompute
     bar = _progress(epochs, progress, kind)
     for epoch in range(epochs):
         model.train()
@@ -144,6 +164,7 @@ def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64,
         test_loss, test_acc = evaluate(model, x_test_dev, y_test_dev)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
                         "test_accuracy": test_acc})
+        epoch_digests.append({name: t.digest() for name, t in model.state_dict().items()})
         if bar is not None:
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}")
             bar.update(1)
@@ -162,6 +183,8 @@ def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64,
     result.seconds = time.perf_counter() - started
     result.manifest = _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result)
     result.manifest["model"] = kind
+    result.manifest.update(strict=is_strict(), data_sha256=data_digest(x_train, x_test, y_train, y_test),
+                           epoch_digests=[{"epoch": i + 1, "tensors": d} for i, d in enumerate(epoch_digests)])
     if out_dir is not None:
         _write_outputs(out_dir, state, result)
     return result
@@ -232,4 +255,4 @@ def plot_history(history: list, path: str) -> None:
     plt.close(fig)
 
 
-__all__ = ["TrainResult", "build_model", "evaluate", "load_digits_split", "plot_history", "train_digits"]
+__all__ = ["TrainResult", "build_model", "data_digest", "evaluate", "load_digits_split", "plot_history", "train_digits"]

@@ -90,7 +90,7 @@ void main() {
 #if LOG
     float shift = m + log(s);
 #else
-    float inv = 1.0 / s;
+    float inv = HLX_DIV(1.0, s);
 #endif
     for (uint r = tid; r < p.R; r += WG) {
         float x = float(A_LOAD(a[base + int(r) * p.st_r]));

@@ -22,8 +22,8 @@ void main() {
     float count = h[c.off_h + 2] + 1.0;
     h[c.off_h + 2] = count;
 #if KIND == 0
-    h[c.off_h] = c.base * pow(c.factor, floor(count / c.period));
+    h[c.off_h] = c.base * pow(c.factor, floor(HLX_DIV(count, c.period)));
 #else
-    h[c.off_h] = c.factor + (c.base - c.factor) * 0.5 * (1.0 + cos(3.14159265358979 * count / c.period));
+    h[c.off_h] = c.factor + (c.base - c.factor) * 0.5 * (1.0 + cos(HLX_DIV(3.14159265358979 * count, c.period)));
 #endif
 }

@@ -59,7 +59,7 @@ void main() {
     v[iv] = vi;
     float bc1 = 1.0 - pow(c.beta1, t);
     float bc2 = 1.0 - pow(c.beta2, t);
-    float denom = sqrt(vi) / sqrt(bc2) + c.eps;
-    p[ip] = w - (lr / bc1) * (mi / denom);
+    float denom = HLX_DIV(sqrt(vi), sqrt(bc2)) + c.eps;
+    p[ip] = w - HLX_DIV(lr, bc1) * HLX_DIV(mi, denom);
 #endif
 }
