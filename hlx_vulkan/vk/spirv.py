@@ -720,7 +720,7 @@ def _validators() -> list[tuple[str, dict | None]]:
     Validators of different releases disagree: newer ones accept what older ones (and the drivers and
     validation layer of their time, such as Mesa 22.3 and the layer of SDK 1.3.239) refuse, e.g. a
     branch to a loop's continue target from outside the loop, or source language 8. A module must
-    pass them all.
+    pass them all, except that only the first judges modules declaring :data:`_RECENT_CAPABILITIES`.
     """
     tools = []
     first = _spirv_val()
@@ -732,6 +732,11 @@ def _validators() -> list[tuple[str, dict | None]]:
     return tools
 
 
+# Capabilities younger than the distributions' spirv-tools (Debian 12 has 2023.1): a module declaring
+# one is for a driver newer than such a validator, which would refuse it for the capability alone.
+_RECENT_CAPABILITIES = frozenset({6022, 5116, 5118})  # CooperativeMatrixKHR, BFloat16TypeKHR, BFloat16CooperativeMatrixKHR
+
+
 def _spirv_opt(validator: str, env: dict | None) -> tuple[str | None, dict | None]:
     """The spirv-opt beside ``validator``, else PATH's."""
     tool = Path(validator).with_name("spirv-opt")
@@ -740,21 +745,28 @@ def _spirv_opt(validator: str, env: dict | None) -> tuple[str | None, dict | Non
     return shutil.which("spirv-opt"), None
 
 
-def _has_specialization(data: bytes) -> bool:
+def _scan(data: bytes) -> tuple[bool, set[int]]:
+    """(whether the module has specialization constants, its capabilities), read as far as it parses;
+    (True, set()) for what is not a little-endian module, which then meets every tool."""
     data = bytes(data)
     if len(data) % 4 or len(data) < 20:
-        return True  # let spirv-opt decide
+        return True, set()
     words = array("I")
     words.frombytes(data)
     if sys.byteorder != "little" or words[0] != MAGIC:
-        return True
-    i = 5
+        return True, set()
+    spec, caps, i = False, set(), 5
     while i < len(words):
-        count = words[i] >> 16
-        if _OP_SPEC_TRUE <= words[i] & 0xFFFF <= _OP_SPEC_OP:
-            return True
+        count, op = words[i] >> 16, words[i] & 0xFFFF
+        spec = spec or _OP_SPEC_TRUE <= op <= _OP_SPEC_OP
+        if op == _OP_CAPABILITY and count == 2 and i + 1 < len(words):
+            caps.add(words[i + 1])
         i += max(count, 1)
-    return False
+    return spec, caps
+
+
+def _has_specialization(data: bytes) -> bool:
+    return _scan(data)[0]
 
 
 def _run(cmd: list, env, what: str) -> subprocess.CompletedProcess:
@@ -780,13 +792,16 @@ def validate_spirv(data, target_env: str = "vulkan1.2") -> None:
     tools = _validators()
     if not tools:
         return
+    has_spec, caps = _scan(data)
+    if caps & _RECENT_CAPABILITIES:
+        tools = tools[:1]
     with tempfile.TemporaryDirectory(prefix="hlx-spirv-val-") as tmp:
         path, frozen = os.path.join(tmp, "module.spv"), os.path.join(tmp, "frozen.spv")
         with open(path, "wb") as f:
             f.write(bytes(data))
         _validate_file(tools, path, target_env, "")
         opt, opt_env = _spirv_opt(*tools[0])
-        if opt is None or not _has_specialization(data):
+        if opt is None or not has_spec:
             return
         cmd = [opt, f"--target-env={target_env}", "--freeze-spec-const", "--fold-spec-const-op-composite",
                path, "-o", frozen]

@@ -189,3 +189,21 @@ def test_the_module_is_validated_with_its_specialization_constants_frozen(tmp_pa
 def test_the_layer_agrees_with_the_specialized_checks(ctx):
     """A constant index inside the specialized length: no refusal, and the layer stays silent."""
     _pipeline(ctx, compile_glsl(SPEC_ARRAYS), specialization={0: 6, 1: 2})
+
+
+def test_older_validators_do_not_judge_capabilities_younger_than_them(tmp_path, monkeypatch):
+    """Debian's spirv-val 2023.1 refuses cooperative-matrix and bfloat16 kernels for the capability
+    alone; those are for drivers newer than it, and only the newest validator judges them."""
+    tools = []
+    for name, script in [("new", "exit 0"), ("old", "echo 'error: unknown capability' >&2; exit 1")]:
+        tool = tmp_path / name / "spirv-val"
+        tool.parent.mkdir()
+        tool.write_text(f"#!/bin/sh\n{script}\n")
+        tool.chmod(0o755)
+        tools.append((str(tool), None))
+    monkeypatch.setattr(spirv_module, "_validators", lambda: tools)
+    words = words_of(compile_glsl(LOOP))
+    with pytest.raises(errors.InvalidShaderError, match="old/spirv-val .* unknown capability"):
+        validate_spirv(pack(words), "vulkan1.3")
+    at = find(words, 17)  # the first OpCapability
+    validate_spirv(pack(words[:at] + instr(17, 6022) + words[at:]), "vulkan1.3")  # CooperativeMatrixKHR
