@@ -3,7 +3,9 @@
 Refuses malformed input with :class:`InvalidShaderError` before any driver sees
 it, and raises nothing else whatever the bytes: wrong header words, truncated
 instructions, bad string literals, types used before (or without) being
-defined, ids defined twice, nesting past :data:`MAX_NESTING`. Reads what a
+defined, ids defined twice, nesting past :data:`MAX_NESTING`, matrix-layout decorations on
+what is not a matrix, arrays of fewer than 1 element and constant indices out of
+range once specialization constants take their values. Reads what a
 pipeline needs: entry points, workgroup size, descriptor bindings,
 push-constant block size, specialization constants, and the shared and
 per-invocation memory the module's variables take.
