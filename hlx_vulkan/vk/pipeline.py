@@ -168,6 +168,9 @@ class ComputePipeline(VkObject):
         self.push_constant_size = push_constant_size
         spec = dict(specialization or {})
         self.workgroup_size = self._resolve_workgroup_size(shader, spec, workgroup_size, device.limits)
+        problems = shader.reflection.specialization_problems(spec)
+        if problems:
+            raise errors.InvalidShaderError("with this specialization the shader is invalid: " + "; ".join(problems))
         problems = storage_problems(shader.reflection, spec, device.limits)
         if problems:
             raise errors.LimitExceededError("with this specialization the shader uses " + "; ".join(problems))

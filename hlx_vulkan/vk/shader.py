@@ -130,7 +130,8 @@ class ShaderModule(VkObject):
     point, capabilities, extensions or execution modes the device has not
     enabled, descriptors, push constants, shared memory or per-invocation
     arrays past the device's limits (see :func:`device_problems`), and
-    whatever ``spirv-val`` rejects (where spirv-val is installed).
+    whatever an installed ``spirv-val`` rejects, in the module as given and
+    with its specialization constants frozen (see :func:`validate_spirv`).
 
     Example::
 

@@ -3,7 +3,9 @@
 Refuses malformed input with :class:`InvalidShaderError` before any driver sees
 it, and raises nothing else whatever the bytes: wrong header words, truncated
 instructions, bad string literals, types used before (or without) being
-defined, ids defined twice, nesting past :data:`MAX_NESTING`. Reads what a
+defined, ids defined twice, nesting past :data:`MAX_NESTING`, matrix-layout decorations on
+what is not a matrix, arrays of fewer than 1 element and constant indices out of
+range once specialization constants take their values. Reads what a
 pipeline needs: entry points, workgroup size, descriptor bindings,
 push-constant block size, specialization constants, and the shared and
 per-invocation memory the module's variables take.
@@ -88,6 +90,8 @@ _MIN_OPERANDS = {
 # Decorations
 _DEC_SPEC_ID, _DEC_BLOCK, _DEC_BUFFER_BLOCK, _DEC_ARRAY_STRIDE, _DEC_MATRIX_STRIDE = 1, 2, 3, 6, 7
 _DEC_BUILTIN, _DEC_BINDING, _DEC_DESCRIPTOR_SET, _DEC_OFFSET = 11, 33, 34, 35
+# RowMajor, ColMajor, MatrixStride: only on a struct member that is a matrix or an array of them.
+_MATRIX_LAYOUT_DECS = {4: "RowMajor", 5: "ColMajor", _DEC_MATRIX_STRIDE: "MatrixStride"}
 _BUILTIN_WORKGROUP_SIZE = 25
 
 # Storage classes
@@ -150,6 +154,13 @@ class SpirvReflection:
         if self._types is None:
             return {"workgroup": 0, "private": 0}
         return self._types.storage_bytes(specialization or {})
+
+    def specialization_problems(self, specialization: dict | None = None) -> list[str]:
+        """What ``specialization`` (SpecId to value) makes invalid in the module: array lengths below 1,
+        constant indices out of range (see :meth:`_Types.specialization_problems`)."""
+        if self._types is None:
+            return []
+        return self._types.specialization_problems(specialization or {})
 
 
 def _string(words, start: int, what: str) -> tuple[str, int]:
@@ -222,6 +233,8 @@ class _Types:
         self.array_strides: dict[int, int] = {}
         self.matrix_strides: dict[tuple[int, int], int] = {}
         self.bounded: list[tuple[int, int]] = []  # (storage class, pointee) of Workgroup/Private/Function variables
+        self.arrays: list[tuple[int, int]] = []  # (array type, length constant)
+        self.indexed: list[tuple[int, int, int, int]] = []  # (access chain, index constant, length constant, type)
         self.pointees: dict[int, int] = {}  # variable or access chain -> the type it points to
 
     def new_id(self, result: int, at: int) -> None:
@@ -251,7 +264,7 @@ class _Types:
         if op == _OP_TYPE_INT:
             if ops[1] not in (8, 16, 32, 64):
                 raise InvalidShaderError(f"OpTypeInt %{result} at word {at} is {ops[1]} bits wide")
-            self.define(result, (op, ops[1]), (), at)
+            self.define(result, (op, ops[1], ops[2]), (), at)
         elif op == _OP_TYPE_FLOAT:
             if ops[1] not in (16, 32, 64):
                 raise InvalidShaderError(f"OpTypeFloat %{result} at word {at} is {ops[1]} bits wide")
@@ -269,6 +282,7 @@ class _Types:
                 raise InvalidShaderError(f"array type %{result} at word {at} has a length %{ops[2]} that is not a "
                                          "constant defined before it")
             self.define(result, (op, ops[1], ops[2]), (ops[1],), at)
+            self.arrays.append((result, ops[2]))
         elif op == _OP_TYPE_RUNTIME_ARRAY:
             self.define(result, (op, ops[1], None), (ops[1],), at)
         elif op == _OP_TYPE_STRUCT:
@@ -339,7 +353,39 @@ class _Types:
             if known is not None and length is not None and known >= length:
                 raise InvalidShaderError(f"access chain %{ops[1]} at word {at} indexes element {known} of a "
                                          f"{length}-element type %{type_id}")
+            if c is not None and (known is None or length is None) and d[0] != _OP_TYPE_RUNTIME_ARRAY:
+                # A specialization constant is the index or the length: checked once they are known.
+                self.indexed.append((ops[1], index, d[2] if d[0] == _OP_TYPE_ARRAY else None, length, type_id))
             type_id = d[1]
+
+    def _signed(self, const_id: int, spec: dict, memo: dict) -> int | None:
+        """An integer constant's value with ``spec`` applied, negative where its type is signed and
+        the top bit is set; None where it cannot be evaluated."""
+        try:
+            v = self.value(const_id, spec, memo)
+        except InvalidShaderError:
+            return None
+        d = self.defs.get(self.consts[const_id][1], (None,))
+        if d[0] == _OP_TYPE_INT and d[2] and v >> (d[1] - 1):
+            v -= 1 << d[1]
+        return v
+
+    def specialization_problems(self, spec: dict) -> list[str]:
+        """What makes the module invalid once ``spec`` (SpecId to value; defaults for the others) is
+        applied: an array length below 1, a constant index past the end of an array or vector."""
+        memo: dict = {}
+        out = []
+        for array, length_id in self.arrays:
+            length = self._signed(length_id, spec, memo)
+            if length is not None and length < 1:
+                out.append(f"array type %{array} has {length} elements (its length %{length_id} must be at least 1)")
+        for chain, index_id, length_id, length, type_id in self.indexed:
+            if length is None:
+                length = self._signed(length_id, spec, memo)
+            index = self._signed(index_id, spec, memo)
+            if index is not None and length is not None and not 0 <= index < length:
+                out.append(f"access chain %{chain} indexes element {index} of a {length}-element type %{type_id}")
+        return out
 
     def _width(self, type_id: int) -> int:
         d = self.defs.get(type_id, (None,))
@@ -389,6 +435,10 @@ class _Types:
         elif op == _OP_TYPE_MATRIX:
             n = (matrix_stride or self.size(d[1], None, memo)) * d[2]
         elif op == _OP_TYPE_ARRAY:
+            if self.consts[d[2]][0] != "value":
+                raise InvalidShaderError(f"array type %{type_id} in the push-constant block is sized by a "
+                                         "specialization constant, so the block's size is not known when the "
+                                         "pipeline layout is made")
             n = (self.array_strides.get(type_id) or self.size(d[1], None, memo)) * self.constants.get(d[2], 0)
         elif op == _OP_TYPE_RUNTIME_ARRAY:
             n = 0
@@ -479,6 +529,7 @@ def parse_spirv(data) -> SpirvReflection:
     member_names: dict[tuple[int, int], str] = {}
     decorations: dict[int, dict[int, int]] = {}
     types = _Types(bound)
+    matrix_layouts: list[tuple[int, int, int, int]] = []  # (struct, member, decoration, word)
     variables: list[tuple[int, int, int]] = []  # (result id, pointer type, storage class)
 
     i, n = 5, len(words)
@@ -515,6 +566,9 @@ def parse_spirv(data) -> SpirvReflection:
             if ops[1] in (_DEC_SPEC_ID, _DEC_ARRAY_STRIDE, _DEC_BUILTIN, _DEC_BINDING, _DEC_DESCRIPTOR_SET) \
                     and len(ops) < 3:
                 raise InvalidShaderError(f"decoration {ops[1]} at word {at} has no value")
+            if ops[1] in _MATRIX_LAYOUT_DECS:
+                raise InvalidShaderError(f"{_MATRIX_LAYOUT_DECS[ops[1]]} at word {at} decorates %{ops[0]}; it "
+                                         "applies only to structure members")
             decorations.setdefault(ops[0], {})[ops[1]] = ops[2] if len(ops) > 2 else 1
             if ops[1] == _DEC_ARRAY_STRIDE:
                 types.array_strides[ops[0]] = ops[2]
@@ -524,6 +578,8 @@ def parse_spirv(data) -> SpirvReflection:
                     raise InvalidShaderError(f"member decoration {ops[2]} at word {at} has no value")
                 table = types.member_offsets if ops[2] == _DEC_OFFSET else types.matrix_strides
                 table[(ops[0], ops[1])] = ops[3]
+            if ops[2] in _MATRIX_LAYOUT_DECS:
+                matrix_layouts.append((ops[0], ops[1], ops[2], at))
         elif op in _TYPE_OPS:
             types.define_type(op, ops, at)
         elif op in _CONSTANT_OPS:
@@ -542,12 +598,22 @@ def parse_spirv(data) -> SpirvReflection:
 
     if not entries:
         raise InvalidShaderError("the SPIR-V module has no entry point (no OpEntryPoint)")
+    for struct_id, member, dec, at in matrix_layouts:
+        # spirv-val lets RowMajor on a non-matrix member pass; Mesa's SPIR-V parser asserts on it.
+        d = types.defs.get(struct_id, (None,))
+        member_type = d[1][member] if d[0] == _OP_TYPE_STRUCT and member < len(d[1]) else None
+        if member_type is None or types.defs.get(types.strip_arrays(member_type)[0], (None,))[0] != _OP_TYPE_MATRIX:
+            raise InvalidShaderError(f"{_MATRIX_LAYOUT_DECS[dec]} at word {at} decorates member {member} of "
+                                     f"%{struct_id}, which is not a matrix or an array of matrices")
 
     spec_ids_by_id: dict[int, int] = {}
     for target, decs in decorations.items():
         if _DEC_SPEC_ID in decs:
             spec_ids_by_id[target] = decs[_DEC_SPEC_ID]
     types.spec_ids = spec_ids_by_id
+    problems = types.specialization_problems({})
+    if problems:
+        raise InvalidShaderError("with its specialization constants' default values, " + "; ".join(problems))
     spec_constants = {spec_ids_by_id[t]: c[2] for t, c in types.consts.items()
                       if c[0] == "spec" and t in spec_ids_by_id}
 
@@ -650,25 +716,107 @@ def _spirv_val() -> tuple[str | None, dict | None]:
     return shutil.which("spirv-val"), None
 
 
+def _validators() -> list[tuple[str, dict | None]]:
+    """Every spirv-val to run: :func:`_spirv_val`'s, and PATH's where that is another one.
+
+    Validators of different releases disagree: newer ones accept what older ones (and the drivers and
+    validation layer of their time, such as Mesa 22.3 and the layer of SDK 1.3.239) refuse, e.g. a
+    branch to a loop's continue target from outside the loop, or source language 8. A module must
+    pass them all, except that only the first judges modules declaring :data:`_RECENT_CAPABILITIES`.
+    """
+    tools = []
+    first = _spirv_val()
+    if first[0]:
+        tools.append(first)
+    other = shutil.which("spirv-val")
+    if other and not any(os.path.realpath(other) == os.path.realpath(t) for t, _ in tools):
+        tools.append((other, None))
+    return tools
+
+
+# Capabilities younger than the distributions' spirv-tools (Debian 12 has 2023.1): a module declaring
+# one is for a driver newer than such a validator, which would refuse it for the capability alone.
+_RECENT_CAPABILITIES = frozenset({6022, 5116, 5118})  # CooperativeMatrixKHR, BFloat16TypeKHR, BFloat16CooperativeMatrixKHR
+
+
+def _spirv_opt(validator: str, env: dict | None) -> tuple[str | None, dict | None]:
+    """The spirv-opt beside ``validator``, else PATH's."""
+    tool = Path(validator).with_name("spirv-opt")
+    if tool.is_file() and os.access(tool, os.X_OK):
+        return str(tool), env
+    return shutil.which("spirv-opt"), None
+
+
+def _scan(data: bytes) -> tuple[bool, set[int]]:
+    """(whether the module has specialization constants, its capabilities), read as far as it parses;
+    (True, set()) for what is not a little-endian module, which then meets every tool."""
+    data = bytes(data)
+    if len(data) % 4 or len(data) < 20:
+        return True, set()
+    words = array("I")
+    words.frombytes(data)
+    if sys.byteorder != "little" or words[0] != MAGIC:
+        return True, set()
+    spec, caps, i = False, set(), 5
+    while i < len(words):
+        count, op = words[i] >> 16, words[i] & 0xFFFF
+        spec = spec or _OP_SPEC_TRUE <= op <= _OP_SPEC_OP
+        if op == _OP_CAPABILITY and count == 2 and i + 1 < len(words):
+            caps.add(words[i + 1])
+        i += max(count, 1)
+    return spec, caps
+
+
+def _has_specialization(data: bytes) -> bool:
+    return _scan(data)[0]
+
+
+def _run(cmd: list, env, what: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=VALIDATE_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise InvalidShaderError(f"{what} did not finish within {VALIDATE_TIMEOUT_S} s") from None
+
+
+def _message(proc: subprocess.CompletedProcess, path: str) -> str:
+    message = (proc.stderr or proc.stdout).decode("utf-8", errors="replace").replace(path, "<module>").strip()
+    return message or f"exit status {proc.returncode}"
+
+
 def validate_spirv(data, target_env: str = "vulkan1.2") -> None:
-    """Run ``spirv-val`` where it is installed; raise :class:`InvalidShaderError` with its message.
+    """Run every installed ``spirv-val`` (see :func:`_validators`) on the module and, where it has
+    specialization constants, on the module with them frozen to their defaults by ``spirv-opt``, as
+    the validation layer checks it at pipeline creation; raise :class:`InvalidShaderError` with the
+    first refusal's message.
 
     Without spirv-val this checks nothing more than :func:`parse_spirv` did.
     """
-    tool, env = _spirv_val()
-    if tool is None:
+    tools = _validators()
+    if not tools:
         return
-    fd, path = tempfile.mkstemp(suffix=".spv")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    has_spec, caps = _scan(data)
+    if caps & _RECENT_CAPABILITIES:
+        tools = tools[:1]
+    with tempfile.TemporaryDirectory(prefix="hlx-spirv-val-") as tmp:
+        path, frozen = os.path.join(tmp, "module.spv"), os.path.join(tmp, "frozen.spv")
+        with open(path, "wb") as f:
             f.write(bytes(data))
-        proc = subprocess.run([tool, "--target-env", target_env, path], capture_output=True, timeout=VALIDATE_TIMEOUT_S,
-                              env=env)
-    except subprocess.TimeoutExpired:
-        raise InvalidShaderError(f"spirv-val ({target_env}) did not finish within {VALIDATE_TIMEOUT_S} s") from None
-    finally:
-        os.unlink(path)
-    if proc.returncode != 0:
-        message = (proc.stderr or proc.stdout).decode("utf-8", errors="replace").replace(path, "<module>").strip()
-        message = message or f"exit status {proc.returncode}"
-        raise InvalidShaderError(f"spirv-val ({target_env}) rejects the module: {message}")
+        _validate_file(tools, path, target_env, "")
+        opt, opt_env = _spirv_opt(*tools[0])
+        if opt is None or not has_spec:
+            return
+        cmd = [opt, f"--target-env={target_env}", "--freeze-spec-const", "--fold-spec-const-op-composite",
+               path, "-o", frozen]
+        proc = _run(cmd, opt_env, f"spirv-opt ({target_env})")
+        if proc.returncode != 0:
+            raise InvalidShaderError(f"spirv-opt ({target_env}) cannot freeze the module's specialization "
+                                     f"constants: {_message(proc, path)}")
+        _validate_file(tools, frozen, target_env, " with its specialization constants frozen to their defaults")
+
+
+def _validate_file(tools, path: str, target_env: str, how: str) -> None:
+    for tool, env in tools:
+        what = f"spirv-val ({target_env})" if tool == tools[0][0] else f"{tool} ({target_env})"
+        proc = _run([tool, "--target-env", target_env, path], env, what)
+        if proc.returncode != 0:
+            raise InvalidShaderError(f"{what} rejects the module{how}: {_message(proc, path)}")
