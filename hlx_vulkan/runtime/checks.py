@@ -36,9 +36,12 @@ class DeviceChecks:
         rt.synchronize()    # DeviceIndexError: index_select: ... out of range
     """
 
-    def __init__(self, memory):
+    def __init__(self, memory, stream):
         n = MAX_SITES * WORDS
         self.buf = memory.empty((n,), "int32")
+        # The words are zeroed by a direct host write: a reused range must first be free of the
+        # recorded work that still writes it (stream-order reuse), or that work overwrites them.
+        stream.wait_for(self.buf.allocation.busy)
         memory.write_many([(self.buf, np.zeros(n, np.int32))])
         self.readback = memory.host_pool.allocate(n * 4)
         self.readback.mapped()[:n * 4] = bytes(n * 4)

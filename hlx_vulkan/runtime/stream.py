@@ -53,7 +53,7 @@ class Stream:
         self._read: set = set()
         self._in_flight: deque = deque()  # (serial or None, waitable, keep)
         self._capture = None
-        self.checks = None           # the runtime's DeviceChecks, once a checking kernel ran
+        self.checks = None           # the runtime's DeviceChecks (set by the runtime)
         self._checked = False        # a checking kernel is recorded in this command buffer
         self.serial = 1              # the batch being recorded
         self.completed = 0           # every batch up to this one has finished

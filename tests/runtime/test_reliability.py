@@ -478,3 +478,24 @@ def test_launch_plans_stay_bounded_when_shapes_never_repeat(monkeypatch):
     for n in range(1, 60):
         np.testing.assert_array_equal((hv.ones(n) * 2.0).numpy(), np.full(n, 2.0, np.float32))
     assert 0 < len(rt.plans) <= 16
+
+
+def test_the_error_words_never_share_memory_with_pending_work():
+    # The words used to be made (and zeroed by a host write) at the first checking kernel, in a
+    # range that a pending forward pass still wrote: in-range targets then read as out of range.
+    code = textwrap.dedent("""
+        import numpy as np
+        import hlx_vulkan as hv
+        from hlx_vulkan import nn
+        hv.manual_seed(0)
+        m = nn.Sequential(nn.Linear(9, 13), nn.Tanh(), nn.Linear(13, 4))
+        x = hv.randn(12, 9)
+        y = np.random.default_rng(0).integers(0, 4, 12)
+        loss = nn.CrossEntropyLoss()(m(x), hv.tensor(y))
+        import torch
+        tm = torch.nn.Sequential(torch.nn.Linear(9, 13), torch.nn.Tanh(), torch.nn.Linear(13, 4)).double()
+        tm.load_state_dict({k: torch.tensor(v.numpy(), dtype=torch.float64) for k, v in m.state_dict().items()})
+        want = torch.nn.functional.cross_entropy(tm(torch.tensor(x.numpy(), dtype=torch.float64)), torch.tensor(y))
+        assert abs(loss.item() - want.item()) < 1e-5, (loss.item(), want.item())
+    """)
+    assert_clean_exit(run_python(["-c", code]))
