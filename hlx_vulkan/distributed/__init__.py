@@ -12,7 +12,7 @@ gradient accumulation over micro-batches.
 """
 
 from .ddp import DistributedDataParallel
-from .group import (ProcessGroup, abort, all_gather, all_reduce, barrier, broadcast, gather_objects, group, init,
+from .collectives import (ProcessGroup, abort, all_gather, all_reduce, barrier, broadcast, gather_objects, group, init,
                     is_initialized, sum_rows_in_order)
 from .sampler import DistributedSampler, split_batch
 

@@ -32,7 +32,7 @@ from ..autograd.engine import add_leaf_hook
 from ..autograd.graph import no_grad
 from ..ops.creation import zeros
 from ..ops.tensor import from_numpy
-from . import group as _g
+from . import collectives as _g
 
 DEFAULT_BUCKET_BYTES = 25 << 20  # as torch's DDP
 

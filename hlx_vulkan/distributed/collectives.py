@@ -141,12 +141,15 @@ def _install_excepthook(g: ProcessGroup) -> None:
 
 
 def abort(exc: BaseException, tb=None, code: int = 1) -> None:
-    """Print ``hlx: rank R of N failed: <exc>`` with its traceback and end the whole run
+    """Print ``hlx: rank R of N failed: <exc>`` (or ``stops because of rank Q`` for an error that
+    names another rank) with its traceback and end the whole run
     (``MPI_Abort``): every rank exits, none waits forever on a collective."""
     g = _group
     where = f"rank {g.rank} of {g.world_size}" if g is not None else "a rank"
+    culprit = getattr(exc, "rank", None)
+    what = "failed" if culprit is None or g is None or culprit == g.rank else f"stops because of rank {culprit}"
     body = "".join(traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__))
-    sys.stderr.write(f"{body}hlx: {where} failed: {type(exc).__name__}: {exc}\n")
+    sys.stderr.write(f"{body}hlx: {where} {what}: {type(exc).__name__}: {exc}\n")
     sys.stderr.flush()
     sys.stdout.flush()
     if g is None or g.world_size == 1:
