@@ -17,9 +17,9 @@ Example (``mpirun -n 2 python script.py``)::
 from __future__ import annotations
 
 import os
-import pickle
+import queue
 import sys
-import time
+import threading
 import traceback
 from dataclasses import dataclass
 
@@ -45,6 +45,7 @@ class ProcessGroup:
     comm: object
     timeout: float
     device_choice: str
+    wire: _Wire | None = None
 
     @property
     def is_main(self) -> bool:
@@ -98,6 +99,7 @@ def init(timeout: float | None = None, choose_device: bool = True) -> ProcessGro
         timeout = float(os.environ.get("HLX_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     g = ProcessGroup(comm.Get_rank(), comm.Get_size(), local.Get_rank(), local.Get_size(), comm, timeout, "")
     local.Free()
+    g.wire = _Wire(comm, MPI.Query_thread() >= MPI.THREAD_MULTIPLE)
     _group = g
     _install_excepthook(g)
     if os.environ.get("HLX_DEVICE"):
@@ -157,21 +159,56 @@ def abort(exc: BaseException, tb=None, code: int = 1) -> None:
     g.comm.Abort(code)
 
 
-def _wait(req, what: str) -> None:
-    """Wait for a non-blocking MPI request, at most the group's timeout."""
+class _Job:
+    """One collective, run by the group's MPI thread; ``done`` is set when it returns."""
+    __slots__ = ("fn", "done", "error")
+
+    def __init__(self, fn):
+        self.fn, self.done, self.error = fn, threading.Event(), None
+
+    def run(self, comm) -> None:
+        try:
+            self.fn(comm)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self.error = exc
+        self.done.set()
+
+
+class _Wire:
+    """A thread that runs the collectives, in the order posted, as MPI's blocking calls on a
+    duplicate of the world communicator: MPI moves the data at full speed on its own (a
+    non-blocking request only advances while someone tests it), gradient buckets travel while
+    the main thread goes on recording backward, and the main thread's wait has a timeout."""
+
+    def __init__(self, comm, threaded: bool):
+        self.comm = comm.Dup()
+        self.threaded = threaded
+        if threaded:
+            self.queue: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=self._loop, name="hlx-mpi", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.queue.get().run(self.comm)
+
+    def post(self, fn) -> _Job:
+        job = _Job(fn)
+        if self.threaded:
+            self.queue.put(job)
+        else:  # MPI without thread support: run here (the wait has no timeout then)
+            job.run(self.comm)
+        return job
+
+
+def _wait(job: _Job, what: str) -> None:
+    """Wait for a posted collective, at most the group's timeout."""
     g = group()
-    if req.Test():
-        return
-    start = time.monotonic()
-    spin_until = start + 0.002
-    while not req.Test():
-        now = time.monotonic()
-        if now - start > g.timeout:
-            raise errors.CollectiveTimeoutError(
-                f"rank {g.rank}: {what} (collective #{_calls}) waited {g.timeout:.0f} s for the other ranks; "
-                "one of them has stopped taking part (set HLX_DIST_TIMEOUT to wait longer)")
-        if now > spin_until:
-            time.sleep(0.0005)
+    if not job.done.wait(g.timeout):
+        raise errors.CollectiveTimeoutError(
+            f"rank {g.rank}: {what} (collective #{_calls}) waited {g.timeout:.0f} s for the other ranks; "
+            "one of them has stopped taking part (set HLX_DIST_TIMEOUT to wait longer)")
+    if job.error is not None:
+        raise errors.DistributedError(f"rank {g.rank}: {what} failed in MPI: {job.error}") from job.error
 
 
 def _next(what: str) -> str:
@@ -184,15 +221,9 @@ def _next(what: str) -> str:
 
 def gather_objects(obj) -> list:
     """Every rank's picklable ``obj``, in rank order, on every rank (with the timeout)."""
-    g = group()
-    MPI = _mpi()
-    data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
-    sizes = np.zeros(g.world_size, dtype=np.int64)
-    _wait(g.comm.Iallgather(np.array([data.size], dtype=np.int64), sizes), _next("gather_objects (sizes)"))
-    recv = np.empty(int(sizes.sum()), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    _wait(g.comm.Iallgatherv(data, [recv, sizes, offsets, MPI.BYTE]), _next("gather_objects"))
-    return [pickle.loads(recv[o:o + s].tobytes()) for o, s in zip(offsets, sizes)]
+    box = []
+    _wait(group().wire.post(lambda comm: box.append(comm.allgather(obj))), _next("gather_objects"))
+    return box[0]
 
 
 def _check_same(values: list, what: str, show=repr) -> None:
@@ -207,16 +238,21 @@ def _check_same(values: list, what: str, show=repr) -> None:
 
 def start_allgather(host: np.ndarray):
     """Start gathering ``host`` (a contiguous array, same shape and dtype on every rank) into a
-    (world, *shape) array; returns (request, receive array)."""
+    (world, *shape) array; returns (job, receive array): :func:`finish` the job before reading."""
     g = group()
     send = np.ascontiguousarray(host)
     recv = np.empty((g.world_size,) + send.shape, dtype=send.dtype)
-    req = g.comm.Iallgather(send.reshape(-1).view(np.uint8), recv.reshape(-1).view(np.uint8))
-    return req, recv
+    job = g.wire.post(lambda comm: comm.Allgather(send.reshape(-1).view(np.uint8), recv.reshape(-1).view(np.uint8)))
+    return job, recv
 
 
-def finish(req, what: str = "all_gather") -> None:
-    _wait(req, _next(what))
+def start_broadcast(host: np.ndarray, root: int = 0):
+    """Start replacing ``host`` (contiguous) with ``root``'s; returns the job to :func:`finish`."""
+    return group().wire.post(lambda comm: comm.Bcast(host.reshape(-1).view(np.uint8), root=root))
+
+
+def finish(job, what: str = "all_gather") -> None:
+    _wait(job, _next(what))
 
 
 # --- collectives on tensors -----------------------------------------------------------------------
@@ -261,7 +297,7 @@ def broadcast(t: Tensor, root: int = 0) -> Tensor:
         raise errors.DistributedError(f"broadcast root {root} is not a rank (world size {g.world_size})")
     _check_shape(t, "broadcast")
     host = np.ascontiguousarray(t.numpy())
-    _wait(g.comm.Ibcast(host.reshape(-1).view(np.uint8), root=root), _next("broadcast"))
+    finish(start_broadcast(host, root), "broadcast")
     if g.rank != root:
         with no_grad():
             t.copy_(host)
@@ -271,7 +307,7 @@ def broadcast(t: Tensor, root: int = 0) -> Tensor:
 def barrier() -> None:
     """Wait until every rank gets here (with the timeout)."""
     g = group()
-    _wait(g.comm.Ibarrier(), _next("barrier"))
+    _wait(g.wire.post(lambda comm: comm.Barrier()), _next("barrier"))
 
 
 def _check_shape(t: Tensor, what: str) -> None:

@@ -165,8 +165,7 @@ class DistributedDataParallel:
         for ps in by_dtype.values():
             arrays = ps[0].runtime.read([p.buf for p in ps])
             host = np.concatenate([a.reshape(-1) for a in arrays])
-            req = self.group.comm.Ibcast(host.view(np.uint8), root=0)
-            _g.finish(req, "parameter broadcast")
+            _g.finish(_g.start_broadcast(host, root=0), "parameter broadcast")
             if self.group.rank != 0:
                 o = 0
                 with no_grad():
