@@ -264,6 +264,18 @@ def all_gather(t: Tensor) -> Tensor:
     return from_numpy(recv)
 
 
+def sum_in_order(rows: list, scale: float | None = None) -> Tensor:
+    """A new tensor ``(((rows[0] + rows[1]) + rows[2]) + ...) [* scale]``: the same kernels and
+    order as :func:`sum_rows_in_order`."""
+    with no_grad():
+        out = ew.copy(rows[0])
+        for r in rows[1:]:
+            ew.launch("x + y", [out, r], out=out)
+        if scale is not None:
+            ew.launch("x * alpha", [out], alpha=scale, out=out)
+    return out
+
+
 def sum_rows_in_order(stacked: Tensor, out: Tensor, scale: float | None = None) -> Tensor:
     """``out = (((stacked[0] + stacked[1]) + stacked[2]) + ...) [* scale]`` on the device, rows in
     order, with the pointwise ``x + y`` and ``x * alpha`` kernels: the arithmetic of gradient
@@ -317,4 +329,4 @@ def _check_shape(t: Tensor, what: str) -> None:
 
 
 __all__ = ["ProcessGroup", "abort", "all_gather", "all_reduce", "barrier", "broadcast", "gather_objects", "group",
-           "init", "is_initialized", "sum_rows_in_order"]
+           "init", "is_initialized", "sum_in_order", "sum_rows_in_order"]

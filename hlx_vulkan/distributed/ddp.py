@@ -122,35 +122,41 @@ class DistributedDataParallel:
                 self.started_during_backward += 1
 
     def _start(self, bucket: _Bucket) -> None:
+        """Read the bucket's gradients to the host and post their all-gather: one message per
+        tensor, straight from the read arrays into per-tensor (world, numel) arrays (no packing
+        copy: host memory bandwidth is what this path spends)."""
         grads = [p.grad for p in bucket.params]
         present = [g for g in grads if g is not None]
         arrays = iter(present[0].runtime.read([g.buf for g in present]) if present else [])
-        parts = [next(arrays).reshape(-1) if g is not None else np.zeros(p.numel(), dtype=p.dtype.numpy)
-                 for p, g in zip(bucket.params, grads)]
-        host = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
-        bucket.request, bucket.recv = _g.start_allgather(host)
+        sends = [np.ascontiguousarray(next(arrays)).reshape(-1) if g is not None
+                 else np.zeros(p.numel(), dtype=p.dtype.numpy) for p, g in zip(bucket.params, grads)]
+        recvs = [np.empty((self.group.world_size, a.size), dtype=a.dtype) for a in sends]
+
+        def gather(comm):
+            for a, r in zip(sends, recvs):
+                comm.Allgather(a.view(np.uint8), r.reshape(-1).view(np.uint8))
+
+        bucket.request, bucket.recv = self.group.wire.post(gather), recvs
 
     def sync_gradients(self, scale: float | None = None) -> None:
         """Make every ``.grad`` the sum over ranks, added in rank order on the device, times
         ``scale`` (``1 / world_size`` for the mean). A parameter backward did not reach counts
-        as a zero gradient. Call after backward, before the optimizer step; a sync point."""
+        as a zero gradient. Call after backward, before the optimizer step; a sync point.
+        This rank's own gradient is used where it is (on the device); only the other ranks'
+        rows are uploaded."""
         for b in self.buckets:
             if b.request is None:
                 self._start(b)
+        me = self.group.rank
         for b in self.buckets:
             _g.finish(b.request, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
-        with no_grad():
-            for b in self.buckets:
-                stacked = from_numpy(b.recv)
-                flat = zeros(b.numel, dtype=b.dtype)
-                _g.sum_rows_in_order(stacked, flat, scale)
-                for p, o in zip(b.params, b.offsets):
-                    piece = flat[o:o + p.numel()].reshape(p.shape)
-                    if p.grad is None:
-                        p.grad = zeros(*p.shape, dtype=p.dtype)
-                    p.grad.copy_(piece)
-                b.request = b.recv = None
-                b.ready = 0
+            with no_grad():
+                for p, recv in zip(b.params, b.recv):
+                    own = p.grad if p.grad is not None else zeros(*p.shape, dtype=p.dtype)
+                    rows = [own if r == me else from_numpy(recv[r].reshape(p.shape)) for r in range(len(recv))]
+                    p.grad = _g.sum_in_order(rows, scale)
+            b.request = b.recv = None
+            b.ready = 0
         if self._expected is None and self._seen:
             self._expected = dict(self._seen)
         self._seen = {}
