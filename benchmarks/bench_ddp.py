@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 H100_FP32_FLOPS = 67e12
-CONFIGS = {"mlp": (1024, 512), "mlp-long": (4096, 16384)}
-QUICK = {"mlp": (64, 32), "mlp-long": (256, 256)}
+CONFIGS = {"mlp": (1024, 512), "mlp-long": (4096, 16384), "mlp-xl": (4096, 65536)}
+QUICK = {"mlp": (64, 32), "mlp-long": (256, 256), "mlp-xl": (256, 1024)}
 
 
 def flops_per_sample(hidden: int) -> float:
@@ -176,7 +176,7 @@ def main() -> None:
     p.add_argument("--gpus", type=int, default=2, help="ranks of the parallel runs (one per GPU)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--configs", default="mlp,mlp-long")
+    p.add_argument("--configs", default="mlp,mlp-long,mlp-xl")
     p.add_argument("--mpirun", default=None)
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_ddp_<device>.json)")
