@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 H100_FP32_FLOPS = 67e12
-CONFIGS = {"mlp": (1024, 512), "mlp-long": (4096, 16384), "mlp-xl": (4096, 65536)}
+CONFIGS = {"mlp": (1024, 512), "mlp-long": (4096, 16384), "mlp-xl": (4096, 32768)}
 QUICK = {"mlp": (64, 32), "mlp-long": (256, 256), "mlp-xl": (256, 1024)}
 
 
