@@ -12,7 +12,9 @@ operations on exactly these pieces (the ranks' sum is a gather and the same adds
 order: hlx_vulkan.distributed), so their weights are bit-identical. With ranks AND micro-batches
 (W ranks of m > 1) each rank first adds its own m pieces, then the ranks' sums are added:
 deterministic and the same on every run of the same W and m, but grouped differently from one
-process with W*m micro-batches, so not bit-equal to it.
+process with W*m micro-batches, so not bit-equal to it. Random draws (dropout) in piece g start
+at the default generator's counter ``base + g * RNG_STRIDE`` on whichever rank runs it, so they
+too are the same in both runs.
 
 Wiring a trainer (the whole change)::
 
@@ -34,6 +36,9 @@ import numpy as np
 from ..autograd.graph import no_grad
 from ..distributed.sampler import split_batch
 from ..ops import elementwise as ew
+from ..ops.random import default_generator
+
+RNG_STRIDE = 1 << 40  # generator counters reserved for each piece's draws (dropout): far more than a step uses
 
 
 class ParallelStep:
@@ -80,6 +85,8 @@ class ParallelStep:
         for p in self.params:
             p.grad = None
         total = None
+        if self.pieces > 1:  # piece g draws from counter base + g * stride, on whichever rank runs it
+            seed, base = default_generator.get_state()
         if self.ddp is not None:
             self.ddp.armed = len(parts) == 1  # a bucket is final only when backward writes it directly
         for k, piece in enumerate(parts):
@@ -87,6 +94,8 @@ class ParallelStep:
             if k:
                 for p in self.params:
                     p.grad = None
+            if self.pieces > 1:
+                default_generator.set_state((seed, base + (self.rank * self.micro_batches + k) * RNG_STRIDE))
             loss = loss_of(piece)
             loss.backward()
             with no_grad():
@@ -100,6 +109,8 @@ class ParallelStep:
                             p.grad = e
                         else:
                             p.grad = ew.launch("x + y", [e, p.grad], out=e)
+        if self.pieces > 1:  # every rank leaves the step with the same generator state
+            default_generator.set_state((seed, base + self.pieces * RNG_STRIDE))
         with no_grad():
             if self.ddp is not None:
                 self.ddp.sync_gradients(scale=1.0 / self.pieces)

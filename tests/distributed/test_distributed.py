@@ -64,8 +64,8 @@ def test_collectives_match_numpy():
     assert res[0]["sum"] == res[1]["sum"] and res[0]["mean"] == res[1]["mean"]
 
 
-def _single(micro: int) -> str:
-    proc = run_python([WORKER, "ddp", "single", str(micro)], timeout=LIMIT_S)
+def _single(micro: int, env: dict | None = None) -> str:
+    proc = run_python([WORKER, "ddp", "single", str(micro)], timeout=LIMIT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results(proc)[0]["digest"]
 
@@ -83,6 +83,15 @@ def test_ranks_give_the_bits_of_one_process_with_as_many_micro_batches(ranks):
     assert digests == {_single(ranks)}
     assert digests != {_single(1)}  # the ranks' gradients do matter
     assert all(r["buckets"] > 1 and r["early"] > 0 for r in res.values())  # buckets sent during backward
+
+
+def test_dropout_draws_follow_the_piece_not_the_rank():
+    env = {"DROPOUT": "1"}
+    proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = {r["digest"] for r in results(proc).values()}
+    assert digests == {_single(2, env)}
+    assert digests != {_single(2)}  # the dropout did draw
 
 
 def test_cli_data_parallel_digest_equals_micro_batches(tmp_path):

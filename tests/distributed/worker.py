@@ -49,10 +49,11 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
     hv.manual_seed(5)
     model = nn.Sequential(nn.Linear(9, 13), nn.Tanh(), nn.Linear(13, 13), nn.Tanh(), nn.Linear(13, 4))
     act = nn.Tanh()
+    drop = nn.Dropout(0.3) if os.environ.get("DROPOUT") else (lambda h: h)
 
     def forward(x):  # model[2] twice: its weight's gradient is written twice per backward
         h = model[1](model[0](x))
-        h = act(model[2](model[3](model[2](h))))
+        h = act(model[2](model[3](model[2](drop(h)))))
         return model[4](h)
     if data_parallel and os.environ.get("PERTURB_RANK1") and int(os.environ.get("OMPI_COMM_WORLD_RANK", "0")) == 1:
         with hv.no_grad():
