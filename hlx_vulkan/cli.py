@@ -6,6 +6,7 @@ Example::
     $ hlx info --json
     $ hlx train digits --seed 0 --out run/   # trains an MLP, writes plot, checkpoint, manifest
     $ hlx verify run/                        # checks the checkpoint against the manifest's digests
+    $ mpirun -n 2 hlx train digits --data-parallel   # same weights digest as --micro-batches 2
     $ hlx warmup                             # builds the common kernels ahead of first use
 """
 
@@ -61,15 +62,29 @@ def _info(args) -> int:
 
 def _train(args) -> int:
     from .training.digits import train_digits
-    result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
-                          progress=not args.quiet, model=args.model, strict=args.strict)
+    try:
+        result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
+                              progress=not args.quiet, model=args.model, strict=args.strict,
+                              micro_batches=args.micro_batches, data_parallel=args.data_parallel)
+    except Exception as exc:
+        _abort_other_ranks(args, exc)
+        raise
+    if result.rank != 0:
+        return 0  # rank 0 reports for the whole run
     print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {result.manifest['epochs']} epochs "
           f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     if args.out:
         print(f"wrote {args.out}/training.png, model.safetensors, manifest.json")
     print(f"weights digest: {result.weights_digest}")
     return 0
+
+
+def _abort_other_ranks(args, exc) -> None:
+    """Under mpirun, one rank's error ends every rank (MPI_Abort), naming the rank; else nothing."""
+    from . import distributed
+    if getattr(args, "data_parallel", False) and distributed.is_initialized() and distributed.group().world_size > 1:
+        distributed.abort(exc)
 
 
 def _verify(args) -> int:
@@ -135,6 +150,8 @@ def main(argv=None) -> int:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--strict", action="store_true", help="strict mode: the same weights, bit for bit, on every "
                        "device (slower); the run can be re-verified with hlx verify DIR --recompute")
+    from .training.parallel import add_arguments as add_parallel_arguments
+    add_parallel_arguments(train)  # --micro-batches, --data-parallel
     train.set_defaults(func=_train)
     verify = sub.add_parser("verify", help="check a training run's checkpoint against its manifest")
     verify.add_argument("dir", help="the --out directory of `hlx train`")

@@ -130,3 +130,22 @@ class DigestVersionError(HlxError, ValueError):
 class StrictModeError(HlxError, RuntimeError):
     """Strict mode (``hv.set_strict(True)``) cannot keep its promise here: the device lacks a
     feature it requires (named in the message), or an op or kernel has no strict path."""
+
+
+class DistributedError(HlxError, RuntimeError):
+    """A data-parallel run cannot go on: another rank failed, or MPI is missing. ``rank`` names the
+    rank at fault where it is known."""
+
+    def __init__(self, message: str, rank: int | None = None):
+        super().__init__(message)
+        self.rank = rank
+
+
+class RankMismatchError(DistributedError, ValueError):
+    """The ranks disagree on what must be the same everywhere (library version, model structure,
+    parameter shapes or dtypes); found at ``init()`` or when a model is wrapped."""
+
+
+class CollectiveTimeoutError(DistributedError, TimeoutError):
+    """A collective did not complete in time: some rank stopped taking part (hung, or died
+    without MPI noticing)."""

@@ -22,7 +22,7 @@ LAYERS = [
     {"autograd.graph"},
     {"ops", "jit"},  # jit wraps capture around a function and copies its Tensor arguments in
     {"autograd.engine", "autograd"},
-    {"nn", "optim", "checkpoint"},
+    {"nn", "optim", "checkpoint", "distributed"},  # distributed: collectives and DDP over ops and autograd
     {"training", "warmup"},
     {"cli", ""},  # "" is the package's own __init__, the public face over everything
 ]

@@ -18,6 +18,17 @@ from . import graph
 from .graph import Node, no_grad
 
 
+_leaf_hooks: list = []
+
+
+def add_leaf_hook(fn):
+    """Call ``fn(tensor)`` each time backward() adds a gradient into a leaf's ``.grad``;
+    returns a function that removes the hook (DistributedDataParallel starts sending a bucket
+    of gradients from here while the rest of the backward pass runs)."""
+    _leaf_hooks.append(fn)
+    return lambda: _leaf_hooks.remove(fn) if fn in _leaf_hooks else None
+
+
 def _accumulate(slot: dict, key, g: Tensor) -> None:
     prev = slot.get(key)
     slot[key] = g if prev is None else ew.add(prev, g)
@@ -32,6 +43,8 @@ def _to_leaf(t: Tensor, g: Tensor) -> None:
         t.grad = ew.copy(g)
     else:
         ew.launch("x + y", [t.grad, g], out=t.grad)
+    for fn in _leaf_hooks:
+        fn(t)
 
 
 def backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
@@ -89,4 +102,4 @@ def backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool = 
 
 graph.set_backward_pass(backward)
 
-__all__ = ["backward"]
+__all__ = ["add_leaf_hook", "backward"]

@@ -37,6 +37,7 @@ from ..runtime import default_runtime
 from ..strict_mode import is_strict
 from ..strict_mode import strict as strict_mode
 from ..version import __version__
+from .parallel import ParallelStep
 
 TEST_FRACTION = 0.2
 
@@ -48,6 +49,7 @@ class TrainResult:
     history: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
     seconds: float = 0.0
+    rank: int = 0  # of the MPI run (data_parallel); 0 otherwise
 
 
 def load_digits_split(seed: int):
@@ -77,16 +79,22 @@ MODEL_DEFAULTS = {"mlp": (30, 2e-3, 256), "cnn": (8, 4e-3, 16)}
 
 def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64, lr: float | None = None,
                  hidden: int | None = None, out_dir: str | None = None, capture: bool = False, jit: bool = False,
-                 progress: bool = True, model: str = "mlp", strict: bool = False) -> TrainResult:
+                 progress: bool = True, model: str = "mlp", strict: bool = False, micro_batches: int = 1,
+                 data_parallel: bool = False) -> TrainResult:
     """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest.
 
     ``capture``: record the step once with ``hv.capture()`` and replay it, feeding the batch by
     hand; ``jit``: wrap the step in ``hv.jit`` and pass it each batch as numpy arrays. Both give
     the eager run's weights, bit for bit. ``strict``: run in strict mode (hlx_vulkan/strict_mode.py),
     as does a run started with strict mode on: the weights are then the same bits on every
-    device, and ``hlx verify DIR --recompute`` can re-run it anywhere from its manifest."""
+    device, and ``hlx verify DIR --recompute`` can re-run it anywhere from its manifest.
+    ``micro_batches``: accumulate the gradients of that many equal pieces of each batch before
+    the step; ``data_parallel``: one replica per MPI rank, each taking its piece of every batch
+    (``mpirun -n N``), bit-identical to ``micro_batches=N`` in one process
+    (hlx_vulkan.training.parallel). Progress, plot and checkpoint come from rank 0 only."""
     with strict_mode(strict or is_strict()):
-        return _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model)
+        return _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model,
+                             micro_batches, data_parallel)
 
 
 def data_digest(*arrays) -> str:
@@ -98,7 +106,8 @@ def data_digest(*arrays) -> str:
     return h.hexdigest()
 
 
-def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model) -> TrainResult:
+def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model, micro_batches,
+                  data_parallel) -> TrainResult:
     started = time.perf_counter()
     if model not in MODEL_DEFAULTS:
         raise ValueError(f"model must be one of {sorted(MODEL_DEFAULTS)}, not {model!r}")
@@ -109,6 +118,9 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
         raise ValueError(f"epochs and hidden must be positive and lr above 0 (got {epochs}, {hidden}, {lr})")
     if capture and jit:
         raise ValueError("choose one of capture and jit")
+    if (capture or jit) and (micro_batches != 1 or data_parallel):
+        raise ValueError("capture and jit record one whole-batch step: use them without micro-batches and "
+                         "data-parallel")
     rt = default_runtime()
     rt.kernels.reset_usage()  # the manifest lists the kernels this run dispatched
     x_train, x_test, y_train, y_test = load_digits_split(seed)
@@ -116,12 +128,15 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
         raise ValueError(f"batch size must be between 1 and the {len(x_train)} training images, got {batch_size}")
     manual_seed(seed)
     kind, model = model, build_model(hidden, model)
+    par = ParallelStep(model, micro_batches=micro_batches, data_parallel=data_parallel)
+    piece = batch_size // par.pieces
+    par.shard(np.arange(batch_size))  # refuses a batch that the ranks and micro-batches cannot share
     steps_per_epoch = len(x_train) // batch_size  # full batches only: every step has the same shapes
     opt = AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     loss_fn = CrossEntropyLoss()
-    xb = zeros(batch_size, 64)
-    yb = zeros(batch_size, dtype="int32")
+    xb = zeros(piece, 64)
+    yb = zeros(piece, dtype="int32")
     loss_sum = zeros(1)
     x_test_dev, y_test_dev = from_numpy(x_test), from_numpy(y_test)
 
@@ -134,12 +149,25 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
         with no_grad():
             ew.launch("x + y", [loss_sum, loss.reshape(1)], out=loss_sum)
 
+    def loss_of(idx):
+        with no_grad():
+            xb.copy_(x_train[idx])
+            yb.copy_(y_train[idx])
+        return loss_fn(par.model(xb), yb)
+
+    def split_step(batch):
+        loss = par.backward(batch, loss_of)
+        opt.step()
+        sched.step()
+        with no_grad():
+            ew.launch("x + y", [loss_sum, loss], out=loss_sum)
+
     graph = None
     jitted = jit_function(step) if jit else None
     order = np.random.default_rng(seed)
     history = []
     epoch_digests = []  # each epoch's tensor digests, for hlx verify --recompute
-    bar = _progress(epochs, progress, kind)
+    bar = _progress(epochs, progress and par.is_main, kind)
     for epoch in range(epochs):
         model.train()
         perm = order.permutation(len(x_train))
@@ -150,17 +178,18 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
             if jitted is not None:
                 jitted(x_train[idx], y_train[idx])  # eager, then captured, then replayed
                 continue
+            if not capture:
+                split_step(idx)
+                continue
             with no_grad():
                 xb.copy_(x_train[idx])
                 yb.copy_(y_train[idx])
             if graph is not None:
                 graph.replay()
-            elif capture:
+            else:
                 with capture_graph(rt) as graph:  # records the step and runs it once
                     step(xb, yb)
-            else:
-                step(xb, yb)
-        train_loss = float(loss_sum.numpy()[0]) / steps_per_epoch
+        train_loss = float(par.mean_over_ranks(loss_sum).numpy()[0]) / steps_per_epoch
         test_loss, test_acc = evaluate(model, x_test_dev, y_test_dev)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
                         "test_accuracy": test_acc})
@@ -181,11 +210,13 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
     entries = {name: {"dtype": t.dtype.name, "shape": list(t.shape), "digest": t.digest()} for name, t in state.items()}
     result.weights_digest = state_digest(entries)
     result.seconds = time.perf_counter() - started
+    result.rank = par.rank
     result.manifest = _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result)
     result.manifest["model"] = kind
     result.manifest.update(strict=is_strict(), data_sha256=data_digest(x_train, x_test, y_train, y_test),
-                           epoch_digests=[{"epoch": i + 1, "tensors": d} for i, d in enumerate(epoch_digests)])
-    if out_dir is not None:
+                           epoch_digests=[{"epoch": i + 1, "tensors": d} for i, d in enumerate(epoch_digests)],
+                           world_size=par.world_size, micro_batches=micro_batches, data_parallel=data_parallel)
+    if out_dir is not None and par.is_main:
         _write_outputs(out_dir, state, result)
     return result
 

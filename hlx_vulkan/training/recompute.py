@@ -43,7 +43,14 @@ def recompute_run(directory, progress: bool = False) -> int:
     if data_digest(data[0], data[1], data[2], data[3]) != m["data_sha256"]:
         raise CheckpointError(f"{path}: the data differs: this machine's digits split for seed {m['seed']} does not "
                               "have the recorded SHA-256 (another scikit-learn data set?)")
-    result = train_digits(**{k: m[k] for k in _CONFIG}, model=m.get("model", "mlp"), progress=progress, strict=True)
+    micro_batches = m.get("micro_batches", 1)
+    if m.get("data_parallel"):
+        if micro_batches != 1:
+            raise CheckpointError(f"{path}: a data-parallel run with {micro_batches} micro-batches per rank has no "
+                                  "one-process equivalent to re-run")
+        micro_batches = m.get("world_size", 1)  # N ranks give the bits of N micro-batches in one process
+    result = train_digits(**{k: m[k] for k in _CONFIG}, model=m.get("model", "mlp"), micro_batches=micro_batches,
+                          progress=progress, strict=True)
     confirmed = 1
     recomputed = result.manifest["epoch_digests"]
     for rec, mine in zip(m["epoch_digests"], recomputed):
