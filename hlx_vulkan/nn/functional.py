@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import errors
 from ..ops import elementwise as ew
+from ..ops import layer_norm as ln
 from ..ops import matmul as mm
 from ..ops import reduce as red
 from ..ops import shape as sh
@@ -44,21 +45,9 @@ def embedding(index, weight: Tensor) -> Tensor:
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch)."""
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    k = len(normalized_shape)
-    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape):
-        raise errors.ShapeError(f"layer_norm over {tuple(normalized_shape)} does not match input shape {x.shape}")
-    axes = tuple(range(x.ndim - k, x.ndim))
-    centered = x - red.mean(x, axes, keepdim=True)
-    var = red.mean(centered * centered, axes, keepdim=True)
-    y = centered * ew.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch): one fused
+    kernel forward and one backward (ops/layer_norm.py)."""
+    return ln.layer_norm(x, normalized_shape, weight, bias, eps)
 
 
 def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
