@@ -58,77 +58,22 @@ layout(push_constant) uniform Params {
 } p;
 #endif
 
-// Slot s of the row starting at element e0 (a multiple of 4 with VEC); lanes past D read 0.
-#if VEC
-#define LOAD4(buf, CVT, e0, s) CVT(buf[((e0) >> 2) + (s)])
-#else
-#define LOAD4(buf, CVT1, e0, s) load4_##buf(e0, s)
-#endif
-#define DEF_LOAD1(buf, LD) vec4 load4_##buf(uint e0, uint s) { \
-    vec4 v = vec4(0.0); uint e = 4u * s; \
-    [[unroll]] for (uint j = 0u; j < 4u; ++j) if (e + j < p.D) v[j] = float(LD(buf[e0 + e + j])); \
-    return v; }
 #define CT float
 #define OCT float
-#if !VEC
-DEF_LOAD1(x, A_LOAD)
-DEF_LOAD1(w, C_LOAD)
+#define ROW_LEN p.D
+#include "rows.glsl"
+ROW_LOAD_FN(x, A_LOAD)
+ROW_LOAD_FN(w, C_LOAD)
 #if BACKWARD
-DEF_LOAD1(gr, B_LOAD)
+ROW_LOAD_FN(gr, B_LOAD)
 #else
-DEF_LOAD1(bias, B_LOAD)
-#endif
-#endif
-
-void store4(uint e0, uint s, vec4 v) {
-#if VEC
-#if BACKWARD
-    dx[(e0 >> 2) + s] = O4_STORE(v);
-#else
-    o[(e0 >> 2) + s] = O4_STORE(v);
-#endif
-#else
-    uint e = 4u * s;
-    [[unroll]] for (uint j = 0u; j < 4u; ++j) if (e + j < p.D) {
-#if BACKWARD
-        dx[e0 + e + j] = O_STORE(v[j]);
-#else
-        o[e0 + e + j] = O_STORE(v[j]);
-#endif
-    }
-#endif
-}
-
-// The lanes of slot s inside the row.
-bvec4 inside(uint s) { uint e = 4u * s; return lessThan(uvec4(e, e + 1u, e + 2u, e + 3u), uvec4(p.D)); }
-
-shared vec2 red[WG];
-
-vec2 tree(vec2 v) {
-    uint tid = gl_LocalInvocationID.x;
-    red[tid] = v;
-    barrier();
-    [[unroll]] for (uint s = WG / 2u; s > 0u; s >>= 1u) {
-        if (tid < s) red[tid] = red[tid] + red[tid + s];
-        barrier();
-    }
-    vec2 r = red[0];
-    barrier();
-    return r;
-}
-
-float lanes(vec4 a) { return (a.x + a.y) + (a.z + a.w); }
-
-#if NC
-#define FOR_SLOTS [[unroll]] for (uint k = 0u, s = tid; k < NC; ++k, s += WG) if (s < ns)
-#else
-#define FOR_SLOTS for (uint k = 0u, s = tid; s < ns; ++k, s += WG)
+ROW_LOAD_FN(bias, B_LOAD)
 #endif
 
 void main() {
     uint tid = gl_LocalInvocationID.x;
     uint g = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-    uint ns = (p.D + 3u) >> 2u;
+    uint ns = ROW_SLOTS;
     float invD = 1.0 / float(p.D);
 #if !BACKWARD
     if (g >= p.rows) return;  // uniform across the workgroup
@@ -137,27 +82,27 @@ void main() {
     vec4 xv[NC];
 #define XV(k, s) xv[k]
 #else
-#define XV(k, s) LOAD4(x, A4_LOAD, xe, s)
+#define XV(k, s) ROW_LOAD(x, A4_LOAD, xe, s)
 #endif
     vec4 acc = vec4(0.0);
     FOR_SLOTS {
 #if NC
-        xv[k] = LOAD4(x, A4_LOAD, xe, s);
+        xv[k] = ROW_LOAD(x, A4_LOAD, xe, s);
 #endif
         acc += XV(k, s);
     }
-    float mean = tree(vec2(lanes(acc), 0.0)).x * invD;
+    float mean = row_sum(vec2(row_lanes(acc), 0.0)).x * invD;
     acc = vec4(0.0);
     FOR_SLOTS {
-        vec4 d = mix(vec4(0.0), XV(k, s) - mean, inside(s));
+        vec4 d = mix(vec4(0.0), XV(k, s) - mean, row_inside(s));
         acc += d * d;
     }
-    float var = tree(vec2(lanes(acc), 0.0)).x * invD;
+    float var = row_sum(vec2(row_lanes(acc), 0.0)).x * invD;
     float rstd = 1.0 / sqrt(var + p.eps);
     FOR_SLOTS {
-        vec4 wv = LOAD4(w, C4_LOAD, p.off_w, s);
-        vec4 bv = LOAD4(bias, B4_LOAD, p.off_b, s);
-        store4(p.off_o + g * p.D, s, (XV(k, s) - mean) * rstd * wv + bv);
+        vec4 wv = ROW_LOAD(w, C4_LOAD, p.off_w, s);
+        vec4 bv = ROW_LOAD(bias, B4_LOAD, p.off_b, s);
+        ROW_STORE(o, p.off_o + g * p.D, s, (XV(k, s) - mean) * rstd * wv + bv);
     }
     if (tid == 0u) {
         st[p.off_s + 2u * g] = mean;
@@ -180,9 +125,9 @@ void main() {
         uint xe = p.off_x + r * p.D, ge = p.off_g + r * p.D;
         vec4 a1 = vec4(0.0), a2 = vec4(0.0);
         FOR_SLOTS {
-            vec4 xh = mix(vec4(0.0), (LOAD4(x, A4_LOAD, xe, s) - mean) * rstd, inside(s));
-            vec4 gv = LOAD4(gr, B4_LOAD, ge, s);
-            vec4 gwv = gv * LOAD4(w, C4_LOAD, p.off_w, s);
+            vec4 xh = mix(vec4(0.0), (ROW_LOAD(x, A4_LOAD, xe, s) - mean) * rstd, row_inside(s));
+            vec4 gv = ROW_LOAD(gr, B4_LOAD, ge, s);
+            vec4 gwv = gv * ROW_LOAD(w, C4_LOAD, p.off_w, s);
             a1 += gwv;
             a2 += gwv * xh;
 #if NC
@@ -198,15 +143,15 @@ void main() {
             }
 #endif
         }
-        vec2 c = tree(vec2(lanes(a1), lanes(a2))) * invD;
+        vec2 c = row_sum(vec2(row_lanes(a1), row_lanes(a2))) * invD;
         FOR_SLOTS {
 #if NC
             vec4 xh = hv[k], gwv = gw[k];
 #else
-            vec4 xh = mix(vec4(0.0), (LOAD4(x, A4_LOAD, xe, s) - mean) * rstd, inside(s));
-            vec4 gwv = LOAD4(gr, B4_LOAD, ge, s) * LOAD4(w, C4_LOAD, p.off_w, s);
+            vec4 xh = mix(vec4(0.0), (ROW_LOAD(x, A4_LOAD, xe, s) - mean) * rstd, row_inside(s));
+            vec4 gwv = ROW_LOAD(gr, B4_LOAD, ge, s) * ROW_LOAD(w, C4_LOAD, p.off_w, s);
 #endif
-            store4(p.off_dx + r * p.D, s, rstd * (gwv - xh * c.y - c.x));
+            ROW_STORE(dx, p.off_dx + r * p.D, s, rstd * (gwv - xh * c.y - c.x));
         }
     }
 #if NC
