@@ -61,8 +61,8 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: i
 
 def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C); targets as in
-    :func:`nll_loss`. Float logits of shape (N, C) take the fused kernel (ops/cross_entropy.py)."""
-    if isinstance(logits, Tensor) and logits.ndim == 2 and logits.dtype.is_float:
+    :func:`nll_loss`. Float logits take the fused kernel (ops/cross_entropy.py)."""
+    if isinstance(logits, Tensor) and logits.dtype.is_float:
         return ce.cross_entropy(logits, target, reduction, ignore_index)
     return _nll_loss(log_softmax(logits, 1), target, reduction, ignore_index, "cross_entropy")
 
