@@ -63,7 +63,8 @@ def _rows_backward(ctx, g):
 
 @differentiable(_rows_backward, saves=(0, 1, 2))
 def _rows(logits: Tensor, target: Tensor, stats: Tensor, ignore: int) -> Tensor:
-    """Per-row losses (float32) of contiguous ``logits`` (N, C); ``stats`` (N, 2) float32, written."""
+    """Per-row losses (float32) of contiguous ``logits`` (N, C); ``stats`` (2, N) float32, written:
+    each row's log-sum-exp, then 1 for each row counted (0 where the target is ignored)."""
     rt = logits.runtime
     n, C = logits.shape
     loss = contiguous_like((n,), float32, rt)
@@ -96,13 +97,13 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index:
     rt = logits.runtime
     idx = index_tensor(target, C, rt, "cross_entropy", "target index", int(ignore_index))
     idx = idx if idx.is_contiguous() else ew.copy(idx)
-    stats = contiguous_like((n, 2), float32, rt)
+    stats = contiguous_like((2, n), float32, rt)
     loss = _rows(logits.contiguous(), idx, stats, int(ignore_index)) if n else contiguous_like((0,), float32, rt)
     if reduction == "none":
         return loss if logits.dtype is float32 else loss.to(logits.dtype)
     total = red.sum(loss)
     if reduction == "mean":
-        total = total / red.sum(stats[:, 1])
+        total = total / red.sum(stats[1])
     return total if logits.dtype is float32 else total.to(logits.dtype)
 
 

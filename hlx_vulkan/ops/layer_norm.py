@@ -23,6 +23,7 @@ from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import float32
 from ..runtime import KernelSpec
+from .reduce_flat import Fresh
 from .tensor import Tensor, contiguous_like
 
 _DIR = resources.files(__package__) / "layer_norm"
@@ -80,22 +81,35 @@ def _check(x: Tensor, w: Tensor, b: Tensor, D: int) -> None:
 
 def _forward(x: Tensor, w: Tensor, b: Tensor, stats: Tensor, eps: float) -> Tensor:
     rt = x.runtime
-    rows, D = x.shape
+    key = ("layer_norm", eps, FORCE_SCALAR, FORCE_STREAM, x.buf.geometry, w.buf.geometry, b.buf.geometry)
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _forward_plan(x, w, b, eps)
+    kernel, push, grid = plan
     out = contiguous_like(x.shape, x.dtype, rt)
+    if kernel is not None:
+        rt.run(kernel, [out.buf, x.buf, w.buf, b.buf, stats.buf], push, grid)
+    return out
+
+
+def _forward_plan(x: Tensor, w: Tensor, b: Tensor, eps: float):
+    rt = x.runtime
+    D = w.numel()
+    rows = x.numel() // D
     if rows == 0:
-        return out
+        return None, None, None
     wg, nc, vec = _plan(D, (x, w, b))
     kernel = rt.kernels.get(FORWARD, {"BACKWARD": 0, "NC": nc, "VEC": vec},
                             {"O": x.dtype, "A": x.dtype, "B": b.dtype, "C": w.dtype}, (wg,))
-    rt.run(kernel, {"O": out.buf, "X": x.buf, "W": w.buf, "B": b.buf, "S": stats.buf},
-           {"rows": rows, "D": D, "eps": eps}, rows * wg)
-    return out
+    push = kernel.spec.pack([Fresh(x.dtype), x.buf, w.buf, b.buf, Fresh(float32)], {"rows": rows, "D": D, "eps": eps})
+    return kernel, push, rt.fold(rows * wg, wg)
 
 
 def _backward(x: Tensor, g: Tensor, w: Tensor, stats: Tensor, weight_bias: bool):
     """(dx, dweight, dbias) with dweight and dbias of ``w``'s dtype, or None if not ``weight_bias``."""
     rt = x.runtime
-    rows, D = x.shape
+    D = w.numel()
+    rows = x.numel() // D
     dx = contiguous_like(x.shape, x.dtype, rt)
     if rows == 0:
         return dx, None, None
@@ -130,37 +144,36 @@ def _layer_norm_backward(ctx, g):
 
 @differentiable(_layer_norm_backward, saves=(0, 1, 2, 3))
 def _layer_norm(x: Tensor, w: Tensor, b: Tensor, stats: Tensor, eps: float) -> Tensor:
-    """``x`` (rows, D) contiguous; ``w``, ``b`` (D,); ``stats`` (rows, 2) float32, written."""
+    """``x`` contiguous, rows of D = ``w.numel()``; ``w``, ``b`` (D,); ``stats`` (rows, 2) float32, written."""
     return _forward(x, w, b, stats, eps)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch)."""
-    from .creation import ones, zeros
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
     normalized_shape = tuple(normalized_shape)
     k = len(normalized_shape)
-    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != normalized_shape:
+    if k == 0 or k > x.ndim or x.shape[x.ndim - k:] != normalized_shape:
         raise errors.ShapeError(f"layer_norm over {normalized_shape} does not match input shape {x.shape}")
     D = math.prod(normalized_shape)
-    rows = math.prod(x.shape[:x.ndim - k])
-    rt = x.runtime
-    w = ones(D, dtype=x.dtype.name, runtime=rt) if weight is None else weight
-    b = zeros(D, dtype=w.dtype.name, runtime=rt) if bias is None else bias
-    _check(x, w, b, D)
     if D == 0:
         raise errors.ShapeError(f"layer_norm over {normalized_shape}: rows of zero elements")
-    if rows * D >= 2**31:
-        raise errors.LimitExceededError(f"layer_norm of {rows * D} elements is more than one launch indexes")
-    if tuple(w.shape) != (D,):
-        w = w.reshape((D,))
-    if tuple(b.shape) != (D,):
-        b = b.reshape((D,))
-    x2 = x.contiguous().reshape((rows, D))
-    stats = contiguous_like((rows, 2), float32, rt)
-    return _layer_norm(x2, w.contiguous(), b.contiguous(), stats, float(eps)).reshape(x.shape)
+    rt = x.runtime
+    if weight is None or bias is None:
+        from .creation import ones, zeros
+        dt = (weight if weight is not None else x).dtype.name
+        weight = ones(D, dtype=dt, runtime=rt) if weight is None else weight
+        bias = zeros(D, dtype=weight.dtype.name, runtime=rt) if bias is None else bias
+    _check(x, weight, bias, D)
+    if x.numel() >= 2**31:
+        raise errors.LimitExceededError(f"layer_norm of {x.numel()} elements is more than one launch indexes")
+    w = weight if weight.ndim == 1 and weight.is_contiguous() else weight.contiguous().reshape((D,))
+    b = bias if bias.ndim == 1 and bias.is_contiguous() else bias.contiguous().reshape((D,))
+    x = x if x.is_contiguous() else x.contiguous()
+    stats = contiguous_like((x.numel() // D, 2), float32, rt)
+    return _layer_norm(x, w, b, stats, float(eps))
 
 
 __all__ = ["layer_norm"]

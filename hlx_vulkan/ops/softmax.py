@@ -49,6 +49,17 @@ def row_workgroup(R: int) -> int:
 
 def _launch_rows(x: Tensor, out: Tensor, R: int, log: bool, grad: Tensor | None) -> None:
     rt = x.runtime
+    key = ("softmax_rows", log, FORCE_SCALAR, FORCE_STREAM, x.buf.geometry, out.buf.geometry,
+           grad.buf.geometry if grad is not None else None)
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _plan_rows(x, out, R, log, grad)
+    kernel, push, grid = plan
+    rt.run(kernel, [out.buf, x.buf] if grad is None else [out.buf, x.buf, grad.buf], push, grid)
+
+
+def _plan_rows(x: Tensor, out: Tensor, R: int, log: bool, grad: Tensor | None):
+    rt = x.runtime
     rows = x.numel() // R
     wg = row_workgroup(R)
     slots = -(-(-(-R // 4)) // wg)
@@ -58,11 +69,11 @@ def _launch_rows(x: Tensor, out: Tensor, R: int, log: bool, grad: Tensor | None)
     defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "NC": nc, "VEC": vec}
     if grad is None:
         kernel = rt.kernels.get(ROWS, defines, {"O": out.dtype, "A": x.dtype}, (wg,))
-        tensors = {"O": out.buf, "A": x.buf}
+        bufs = [out.buf, x.buf]
     else:
         kernel = rt.kernels.get(ROWS_BACKWARD, defines, {"O": out.dtype, "A": x.dtype, "B": grad.dtype}, (wg,))
-        tensors = {"O": out.buf, "A": x.buf, "G": grad.buf}
-    rt.run(kernel, tensors, {"rows": rows, "R": R}, rows * wg)
+        bufs = [out.buf, x.buf, grad.buf]
+    return kernel, kernel.spec.pack(bufs, {"rows": rows, "R": R}), rt.fold(rows * wg, wg)
 
 
 def _layout(shape, st_in, st_out):

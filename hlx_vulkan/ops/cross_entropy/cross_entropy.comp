@@ -3,7 +3,7 @@
 // kernel), one workgroup per row, the row read once.
 // Forward: lse = log(sum(exp(x))) by a running (max, sum) per lane (as softmax_rows.comp),
 // the lanes and threads merged in a fixed order; loss = lse - x[target], or 0 where the target
-// is ignore_index; S gets (lse, 1) per row, or (lse, 0) for an ignored row.
+// is ignore_index; S (2, rows) gets lse per row, then 1 per row counted (0 for an ignored row).
 // BACKWARD: dx = g[row] * (exp(x - lse) - (j == target)), 0 for an ignored row.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
@@ -27,13 +27,13 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) writeonly buffer O { OT o[]; };
 layout(std430, binding = 1) readonly buffer A { AT a[]; };
 layout(std430, binding = 2) readonly buffer T { I_STORAGE tgt[]; };
-layout(std430, binding = 3) readonly buffer S { vec2 st[]; };
+layout(std430, binding = 3) readonly buffer S { float st[]; };
 layout(std430, binding = 4) readonly buffer G { float gr[]; };
 #else
 layout(std430, binding = 0) writeonly buffer O { float loss[]; };
 layout(std430, binding = 1) readonly buffer A { AT a[]; };
 layout(std430, binding = 2) readonly buffer T { I_STORAGE tgt[]; };
-layout(std430, binding = 3) writeonly buffer S { vec2 st[]; };
+layout(std430, binding = 3) writeonly buffer S { float st[]; };
 layout(std430, binding = 4) buffer ERR { int err[]; };
 #include "checks.glsl"
 #endif
@@ -88,14 +88,14 @@ void main() {
     int t = int(tgt[p.off_t + g]);
     bool ignored = t == p.ignore;
 #if BACKWARD
-    vec2 ls = st[(p.off_s >> 1) + g];
+    float lse = st[p.off_s + g];
     float gs = ignored ? 0.0 : gr[p.off_g + g];
     uint oe = p.off_o + g * p.C;
     FOR_SLOTS {
         vec4 v = ROW_LOAD(a, A4_LOAD, ae, s);
         uint e = 4u * s;
         vec4 hit = vec4(equal(uvec4(e, e + 1u, e + 2u, e + 3u), uvec4(uint(t))));
-        ROW_STORE(o, oe, s, gs * (exp(v - ls.x) - hit));
+        ROW_STORE(o, oe, s, gs * (exp(v - lse) - hit));
     }
 #else
     bool bad = !ignored && (t < 0 || t >= int(p.C));
@@ -116,7 +116,8 @@ void main() {
         float lse = r.x + log(r.y);
         bool counts = !ignored && !bad;
         loss[p.off_o + g] = counts ? lse - logit(ae + uint(t)) : 0.0;
-        st[(p.off_s >> 1) + g] = vec2(lse, ignored ? 0.0 : 1.0);
+        st[p.off_s + g] = lse;
+        st[p.off_s + p.rows + g] = ignored ? 0.0 : 1.0;
     }
 #endif
 }
