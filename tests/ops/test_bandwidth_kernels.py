@@ -235,3 +235,64 @@ def test_optimizer_vector_update_same_bits_and_torch(rng, monkeypatch, n, name):
         tp.grad = torch.tensor(f64(g))
         topt.step()
     check(vec, tp.detach().numpy(), "float32", 1e-5)
+
+
+# --- flat reductions ----------------------------------------------------------------------
+from hlx_vulkan.ops import reduce_flat as rf  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [1, 17, 1023, 4097, 1_000_003])
+def test_flat_reductions_match_numpy_float64(rng, n):
+    x = (rng.standard_normal(n) + 0.25).astype(np.float32)
+    t = hv.tensor(x)
+    ref = f64(x)
+    bound = 1e-6 * np.abs(ref).sum()   # float32 summation error, relative to the sum of magnitudes
+    assert abs(float(t.sum().numpy()) - ref.sum()) <= bound
+    assert abs(float(t.mean().numpy()) - ref.mean()) <= bound / n
+    assert t.amax().item() == x.max() and t.amin().item() == x.min()
+    assert hv.max(t).item() == x.max()
+    assert t.sum().shape == () and hv.sum(t.reshape(1, n), keepdim=True).shape == (1, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_flat_reductions_16_bit(rng, dtype):
+    x = rng.standard_normal(5000).astype(np.float32)
+    t = hv.tensor(x, dtype=dtype)
+    ref = f64(t.to(hv.float32).numpy())
+    assert t.sum().dtype.name == dtype
+    check(t.sum().to(hv.float32).numpy(), ref.sum(), dtype, 1e-2)
+    check(t.mean().to(hv.float32).numpy(), ref.mean(), dtype, 1e-2)
+    assert float(t.amax().to(hv.float32).item()) == ref.max()
+
+
+def test_flat_reduction_same_bits_on_every_path(rng, monkeypatch):
+    """Vector loads or scalar, aligned or at an odd offset: the same order, the same bits."""
+    x = rng.standard_normal(300_001).astype(np.float32)
+    whole = hv.tensor(x)
+    aligned = whole[:300_000]
+    shifted = hv.tensor(np.concatenate([x[:1], x[:300_000]]))[1:]   # offset 1: scalar loads
+    a, b = _bits(aligned.sum()), _bits(shifted.sum())
+    np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(rf, "FORCE_SCALAR", True)
+    np.testing.assert_array_equal(_bits(aligned.sum()), a)
+    monkeypatch.setattr(rf, "FORCE_SCALAR", False)
+    monkeypatch.setattr(rf, "ENABLED", False)
+    general = float(aligned.sum().numpy())   # the general kernel agrees within float32 rounding
+    assert abs(general - f64(x[:300_000]).sum()) <= 1e-6 * np.abs(x).sum()
+
+
+def test_flat_reduction_order_follows_the_count_alone():
+    assert [rf.chunk_for(n) for n in (1, 4096, 4097, 1 << 24, 1 << 28)] == [4096, 4096, 4096, 8192, 131072]
+
+
+def test_flat_reductions_nan_inf_and_gradient(rng):
+    x = rng.standard_normal(4099).astype(np.float32)
+    x[77] = np.nan
+    t = hv.tensor(x)
+    assert np.isnan(t.sum().item()) and np.isnan(t.amax().item()) and np.isnan(t.amin().item())
+    y = np.full(4100, -np.inf, np.float32)
+    y[5] = 3.0
+    assert hv.tensor(y).amax().item() == 3.0 and hv.tensor(y).sum().item() == -np.inf
+    g = hv.tensor(rng.standard_normal(999).astype(np.float32), requires_grad=True)
+    (g.mean() * 3.0).backward()
+    np.testing.assert_allclose(g.grad.numpy(), np.full(999, 3.0 / 999), rtol=1e-6)
