@@ -296,3 +296,45 @@ def test_flat_reductions_nan_inf_and_gradient(rng):
     g = hv.tensor(rng.standard_normal(999).astype(np.float32), requires_grad=True)
     (g.mean() * 3.0).backward()
     np.testing.assert_allclose(g.grad.numpy(), np.full(999, 3.0 / 999), rtol=1e-6)
+
+
+# --- elementwise: four elements per thread ----------------------------------------------------
+from hlx_vulkan.ops import pointwise as pw  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int32", "int64"])
+def test_elementwise_vector_path_same_bits_as_scalar(rng, monkeypatch, dtype):
+    if dtype == "int64" and not hv.default_runtime().kernels.int64:
+        pytest.skip("no shaderInt64 on this device")
+    n = 4 * 1031
+    npdt = hv.memory.dtype_of(dtype).numpy
+    if dtype.startswith("int"):
+        a, b = rng.integers(-1000, 1000, n).astype(npdt), rng.integers(1, 1000, n).astype(npdt)
+    else:
+        a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    ta, tb = hv.tensor(a, dtype=dtype), hv.tensor(b, dtype=dtype)
+    one = hv.tensor(b[:1], dtype=dtype).reshape(())
+
+    def ops():
+        _poison(n * 8 * 4)
+        return [ta + tb, ta * tb - ta, ta * 3, ta + one, pw.launch("x * y + z", [ta, tb, ta]), ta[4:] - tb[:-4]]
+
+    vec = [_bits(t) if dtype.startswith("float") else t.numpy() for t in ops()]
+    monkeypatch.setattr(pw, "VECTOR", False)
+    scalar = [_bits(t) if dtype.startswith("float") else t.numpy() for t in ops()]
+    for v, s in zip(vec, scalar):
+        np.testing.assert_array_equal(v, s)
+    if dtype == "float32":
+        np.testing.assert_array_equal(vec[0].view(np.float32), a + b)
+
+
+def test_elementwise_vector_path_views_and_out(rng):
+    x = rng.standard_normal(4096 + 3).astype(np.float32)
+    t = hv.tensor(x)
+    check((t[1:4097] + t[3:4099]).numpy(), f64(x[1:4097]) + f64(x[3:4099]), "float32", 1e-7)   # unaligned
+    check((t[4:4100 - 4] * 2).numpy(), f64(x[4:4096]) * 2, "float32", 1e-7)                     # aligned view
+    out = hv.full((4100,), np.nan)
+    pw.launch("x + CT(1)", [t[:4096]], out=out[4:])
+    got = out.numpy()
+    assert np.isnan(got[:4]).all()
+    np.testing.assert_array_equal(got[4:], x[:4096] + np.float32(1))
