@@ -1,11 +1,11 @@
 """Layer norm over the last dims, fused: one kernel forward (``layer_norm/layer_norm.comp``,
 one workgroup per row, saving each row's mean and 1/std), one kernel backward (dx per row,
 and per chunk of rows the partial sums of dweight and dbias), and ``layer_norm_wb.comp``,
-which adds the chunks up per column in chunk order.
+which adds the chunks up per column in a fixed order (eight runs of chunks, then a tree).
 
 Deterministic: a row's reduction order follows from its length alone (see the kernel), so a
 row gives the same bits whatever the batch; dweight and dbias sum each chunk's rows in order,
-then the chunks in order, chunk size a function of the row count alone.
+then the chunks in a fixed order, chunk size a function of the row count alone.
 
 Storage may be float32, float16 or bfloat16 (each operand its own); the arithmetic is float32.
 
@@ -127,8 +127,9 @@ def _backward(x: Tensor, g: Tensor, w: Tensor, stats: Tensor, weight_bias: bool)
         return dx, None, None
     dw = contiguous_like(w.shape, w.dtype, rt)
     db = contiguous_like(w.shape, w.dtype, rt)
-    k2 = rt.kernels.get(WEIGHT_BIAS, {}, {"O": w.dtype}, (64,))
-    rt.run(k2, {"DW": dw.buf, "DB": db.buf, "P": part.buf}, {"D": D, "chunks": chunks, "nd": nd}, D)
+    k2 = rt.kernels.get(WEIGHT_BIAS, {}, {"O": w.dtype})
+    rt.run(k2, {"DW": dw.buf, "DB": db.buf, "P": part.buf}, {"D": D, "chunks": chunks, "nd": nd},
+           rt.fold(-(-D // 32) * 256, 256))
     return dx, dw, db
 
 

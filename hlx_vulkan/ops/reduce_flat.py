@@ -16,7 +16,8 @@ from ..memory import float32
 from ..runtime import KernelSpec
 from .tensor import Tensor, contiguous_like
 
-FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp", [("O", "write", "O"), ("A", "read", "A")],
+FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp",
+                  [("O", "write", "O"), ("A", "read", "A")],
                   [("n", "I"), ("chunk", "I"), ("scale", "f"), ("off_o", "I"), ("off_a", "I")])
 OPS = {"sum": 0, "max": 1, "min": 2}
 WG = 256
@@ -60,7 +61,8 @@ def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
     vec2 = int(not FORCE_SCALAR and groups % 4 == 0)
     k2 = rt.kernels.get(FLAT, {"OP": OPS[op], "VEC": vec2}, {"O": out_dtype, "A": float32}, (WG,))
     push1 = k1.spec.pack([Fresh(float32), x.buf], {"n": n, "chunk": chunk, "scale": 1.0})
-    push2 = k2.spec.pack([Fresh(out_dtype), Fresh(float32)], {"n": groups, "chunk": 4 * -(-groups // 4), "scale": scale})
+    push2 = k2.spec.pack([Fresh(out_dtype), Fresh(float32)],
+                         {"n": groups, "chunk": 4 * -(-groups // 4), "scale": scale})
     return (k1, push1, rt.fold(groups * WG, WG), groups), (k2, push2)
 
 

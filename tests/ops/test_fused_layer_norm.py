@@ -123,6 +123,14 @@ def test_same_bits_whatever_the_batch(rng, monkeypatch):
         np.testing.assert_array_equal(a, c)
 
 
+def test_many_chunks_of_dweight_and_dbias(rng, monkeypatch):
+    """200 chunks of one row: eight runs of 25 chunks, then the tree of layer_norm_wb.comp."""
+    monkeypatch.setattr(ln, "FORCE_CHUNK", 1)
+    x, w, b, g = _inputs(rng, 200, 70, "float32")
+    for out, ref in zip(_run(x, w, b, g)[2:], _reference(x, w, b, g)[2:]):
+        check(_f(out), ref, "float32", 1e-5)
+
+
 def test_chunk_rule_depends_on_rows_alone():
     assert [ln.rows_per_chunk(n) for n in (1, 1023, 1024, 5000, 10**6)] == [1, 1, 1, 4, 64]
     assert [ln.workgroup(d) for d in (1, 256, 257, 1024, 2048, 10**6)] == [32, 32, 64, 128, 256, 256]
