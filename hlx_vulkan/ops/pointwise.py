@@ -14,6 +14,7 @@ dictionary lookup, an allocation and a dispatch.
 from __future__ import annotations
 
 import math
+import re
 from importlib import resources
 
 import numpy as np
@@ -31,6 +32,9 @@ WORKGROUP = 256
 # vector loads and stores (the same arithmetic per element); tests turn it off to compare.
 VECTOR = True
 _VECTOR_DTYPES = ("float32", "float16", "bfloat16", "int32", "uint32", "int64")
+# An expression that reads the kernel's offsets or push block keeps one element per thread
+# (the element index ``i`` it may read is kept on the vector path).
+_READS_LAYOUT = re.compile(r"\b(ia|ib|ic|io|rest|coord)\b|\bp\.")
 
 _SLOTS = {"O": "O", "A": "A", "B": "B", "C": "C"}
 _PUSH = [("n", "I"), ("alpha", "I"), ("beta", "I"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
@@ -161,7 +165,7 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     ct = compute_type(in_dtype, native16)
     defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": ct, "OCT": compute_type(dt, native16), "EXPR": expr,
                "SK": _SCALAR_KIND[ct]}
-    vec = _vector(flat, n, st, out, inputs, dt)
+    vec = _vector(flat, n, st, out, inputs, dt) if not _READS_LAYOUT.search(expr) else None
     if vec is not None:
         defines.update(VEC=1, **{f"VEC_{s}": v for s, v in zip("ABC", vec)})
     dtypes = {"O": dt, **{s: t.dtype for s, t in zip("ABC", inputs)}}

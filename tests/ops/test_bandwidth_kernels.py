@@ -338,3 +338,12 @@ def test_elementwise_vector_path_views_and_out(rng):
     got = out.numpy()
     assert np.isnan(got[:4]).all()
     np.testing.assert_array_equal(got[4:], x[:4096] + np.float32(1))
+
+
+def test_elementwise_vector_path_keeps_the_element_index(rng, monkeypatch):
+    """Expressions that read the element index (tril, triu) see each element's own index."""
+    x = rng.standard_normal((6, 8)).astype(np.float32)
+    for vector in (True, False):
+        monkeypatch.setattr(pw, "VECTOR", vector)
+        np.testing.assert_array_equal(hv.tensor(x).tril().numpy(), np.tril(x))
+        np.testing.assert_array_equal(hv.tensor(x).triu(1).numpy(), np.triu(x, 1))

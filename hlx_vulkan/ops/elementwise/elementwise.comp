@@ -88,7 +88,9 @@ void main() {
 #endif
 #endif
     O_STORAGE4 r;
+    uint i4 = i;
     for (int j = 0; j < 4; ++j) {
+        uint i = 4u * i4 + uint(j);  // the element's index, as the expression may read it
         CT x = XA(j);
 #if NARGS >= 2
         CT y = XB(j);
@@ -98,7 +100,7 @@ void main() {
 #endif
         r[j] = O_STORE(OCT(EXPR));
     }
-    o[(p.off_o >> 2) + i] = r;
+    o[(p.off_o >> 2) + i4] = r;
 #else
     if (i >= p.n) return;
     int ia = int(p.off_a), ib = int(p.off_b), ic = int(p.off_c), io = int(p.off_o);
