@@ -35,6 +35,7 @@ def _ops(dtype: str) -> None:
         for axis in (None, 0, -1):
             red.sum(x, axis), red.mean(x, axis), red.max(x, axis), red.min(x, axis), red.argmax(x, axis)
         F.softmax(x, -1), F.log_softmax(x, -1)
+        F.layer_norm(x, shape[-1:], y, y)
         x.to("float32"), x.contiguous()
     a = tensor(rng.random((9, 8)), dtype=dtype)
     a @ tensor(rng.random((8, 5)), dtype=dtype)

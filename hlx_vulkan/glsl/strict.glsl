@@ -208,6 +208,19 @@ vec2 strict_sincos(float x) {
 float strict_sin(float x) { return x == 0.0 ? x : strict_sincos(x).x; }
 float strict_cos(float x) { return strict_sincos(x).y; }
 
+// Component by component, for kernels that work on vectors (16-byte loads): the same bits as
+// the scalar functions on each element.
+#define HLX_STRICT_VEC(T, N)                                                                   \
+    T hlx_div(T a, T b) { T r; for (int k = 0; k < N; k++) r[k] = hlx_div(a[k], b[k]); return r; } \
+    T hlx_div(T a, float b) { return hlx_div(a, T(b)); }                                        \
+    T hlx_div(float a, T b) { return hlx_div(T(a), b); }                                        \
+    T strict_sqrt(T v) { T r; for (int k = 0; k < N; k++) r[k] = strict_sqrt(v[k]); return r; }   \
+    T strict_rsqrt(T v) { T r; for (int k = 0; k < N; k++) r[k] = strict_rsqrt(v[k]); return r; } \
+    T strict_exp(T v) { T r; for (int k = 0; k < N; k++) r[k] = strict_exp(v[k]); return r; }     \
+    T strict_log(T v) { T r; for (int k = 0; k < N; k++) r[k] = strict_log(v[k]); return r; }
+HLX_STRICT_VEC(vec2, 2)
+HLX_STRICT_VEC(vec4, 4)
+
 #define exp(x) strict_exp(x)
 #define log(x) strict_log(x)
 #define sqrt(x) strict_sqrt(x)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..ops import cross_entropy as ce
 from ..ops import elementwise as ew
+from ..ops import layer_norm as ln
 from ..ops import matmul as mm
 from ..ops import reduce as red
 from ..ops import shape as sh
@@ -44,21 +46,9 @@ def embedding(index, weight: Tensor) -> Tensor:
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch)."""
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    k = len(normalized_shape)
-    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape):
-        raise errors.ShapeError(f"layer_norm over {tuple(normalized_shape)} does not match input shape {x.shape}")
-    axes = tuple(range(x.ndim - k, x.ndim))
-    centered = x - red.mean(x, axes, keepdim=True)
-    var = red.mean(centered * centered, axes, keepdim=True)
-    y = centered * ew.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch): one fused
+    kernel forward and one backward (ops/layer_norm.py)."""
+    return ln.layer_norm(x, normalized_shape, weight, bias, eps)
 
 
 def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
@@ -71,7 +61,9 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: i
 
 def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C); targets as in
-    :func:`nll_loss`."""
+    :func:`nll_loss`. Float logits take the fused kernel (ops/cross_entropy.py)."""
+    if isinstance(logits, Tensor) and logits.dtype.is_float:
+        return ce.cross_entropy(logits, target, reduction, ignore_index)
     return _nll_loss(log_softmax(logits, 1), target, reduction, ignore_index, "cross_entropy")
 
 

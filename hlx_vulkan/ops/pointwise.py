@@ -14,6 +14,7 @@ dictionary lookup, an allocation and a dispatch.
 from __future__ import annotations
 
 import math
+import re
 from importlib import resources
 
 import numpy as np
@@ -29,6 +30,13 @@ from .tensor import Tensor
 
 MAX_DIMS = 5
 WORKGROUP = 256
+# Contiguous, aligned launches of 16-, 32- and 64-bit dtypes take four elements per thread by
+# vector loads and stores (the same arithmetic per element); tests turn it off to compare.
+VECTOR = True
+_VECTOR_DTYPES = ("float32", "float16", "bfloat16", "int32", "uint32", "int64")
+# An expression that reads the kernel's offsets or push block keeps one element per thread
+# (the element index ``i`` it may read is kept on the vector path).
+_READS_LAYOUT = re.compile(r"\b(ia|ib|ic|io|rest|coord)\b|\bp\.")
 
 _SLOTS = {"O": "O", "A": "A", "B": "B", "C": "C"}
 _PUSH = [("n", "I"), ("alpha", "I"), ("beta", "I"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
@@ -117,7 +125,7 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     """
     rt = inputs[0].runtime
     key = (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
-           float16_arithmetic(), *[t.buf.geometry for t in inputs])
+           float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])
     plan = rt.plans.get(key)
     if plan is None:
         plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute)
@@ -163,6 +171,9 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     ct = compute_type(in_dtype, native16)
     defines = {"NARGS": len(inputs), "FLAT": int(flat), "CT": ct, "OCT": compute_type(dt, native16), "EXPR": expr,
                "SK": _SCALAR_KIND[ct]}
+    vec = _vector(flat, n, st, out, inputs, dt) if not _READS_LAYOUT.search(expr) else None
+    if vec is not None:
+        defines.update(VEC=1, **{f"VEC_{s}": v for s, v in zip("ABC", vec)})
     dtypes = {"O": dt, **{s: t.dtype for s, t in zip("ABC", inputs)}}
     kernel = rt.kernels.get(SPECS[len(inputs)], defines, dtypes, (WORKGROUP,))
     fields = {"n": n, "alpha": scalar_bits(alpha, ct), "beta": scalar_bits(beta, ct), "shape": shape5,
@@ -170,7 +181,25 @@ def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
     out_geometry = out.buf if out is not None else _Geometry(dt, 0)
     bufs = [out_geometry] + [t.buf for t in inputs]
     push = kernel.spec.pack(bufs, fields)
-    return kernel, out_shape, out_strides, dt, push, rt.fold(n, kernel.workgroup[0]), n * dt.itemsize
+    threads = n // 4 if vec is not None else n
+    return kernel, out_shape, out_strides, dt, push, rt.fold(threads, kernel.workgroup[0]), n * dt.itemsize
+
+
+def _vector(flat: bool, n: int, strides, out, inputs, dt):
+    """Per input, 1 for a vector operand or 0 for a broadcast element, where the launch can take
+    four elements per thread (flat, a multiple of 4, contiguous and aligned); else None."""
+    if not (VECTOR and flat and n % 4 == 0 and dt.name in _VECTOR_DTYPES and strides[-1][4] == 1):
+        return None
+    if out is not None and (out.buf.byte_offset // dt.itemsize) % 4:
+        return None
+    vec = []
+    for t, st in zip(inputs, strides[:-1]):
+        if t.dtype.name not in _VECTOR_DTYPES or st[4] not in (0, 1):
+            return None
+        if st[4] == 1 and (t.buf.byte_offset // t.dtype.itemsize) % 4:
+            return None
+        vec.append(st[4])
+    return vec
 
 
 class _Geometry:

@@ -24,6 +24,7 @@ from ..autograd.graph import differentiable, no_grad
 from ..memory import bool_, dtype_of, float32
 from ..runtime import KernelSpec
 from . import elementwise as ew
+from . import reduce_flat
 from .pointwise import compute_type, launch
 from .tensor import Tensor, contiguous_like, default_int_dtype, normalize_axis
 
@@ -160,6 +161,9 @@ def _reduce(x: Tensor, axis, keepdim: bool, op: str, mean: bool = False, out_dty
     count = math.prod([x.shape[a] for a in axes])
     if mean and count == 0:
         raise errors.ShapeError(f"mean over an empty selection of shape {x.shape}")
+    if len(axes) == x.ndim and reduce_flat.applies(x, op) and (out_dtype is x.dtype):
+        r = reduce_flat.reduce_all(x, op, 1.0 / count if mean else 1.0, out_dtype)
+        return r.reshape((1,) * x.ndim) if keepdim else r
     if axis is None and x.is_contiguous() and x.ndim > 1:
         flat = x.reshape((x.numel(),))
         r, _ = _reduce_axis(flat, 0, op, 1.0 / count if mean else 1.0, out_dtype)

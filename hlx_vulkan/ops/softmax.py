@@ -1,7 +1,14 @@
 """Softmax and log-softmax along a dim (``dim=``, or numpy's ``axis=``), fused: one kernel,
-one workgroup per row (``softmax/softmax.comp``), numerically stable (the row maximum is
-subtracted).
-The backward pass is the same kernel compiled with BACKWARD."""
+one workgroup per row, numerically stable (the row maximum is subtracted).
+Rows contiguous in memory (the last dim of a contiguous tensor) take
+``softmax/softmax_rows.comp``: the row read once (a running max and sum), 4-element vector
+loads where aligned, kept in registers for the output pass where it fits; other layouts take
+``softmax/softmax.comp`` (strided, three passes).
+The backward pass is the same kernel compiled with BACKWARD.
+
+Forcing (tests, benchmarks): :data:`FORCE_STRIDED` sends every row to the strided kernel,
+:data:`FORCE_SCALAR` turns the row kernel's vector loads off, :data:`FORCE_STREAM` makes it
+read a row again for the output pass (the path of long rows)."""
 
 from __future__ import annotations
 
@@ -20,7 +27,53 @@ _PUSH = [("rows", "I"), ("R", "I"), ("off_a", "I"), ("off_o", "I"), ("st_r", "i"
          ("st", "4i"), ("st_o", "4i"), ("off_g", "I")]
 FORWARD = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A")], _PUSH)
 BACKWARD = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A"), ("G", "read", "B")], _PUSH)
+ROWS = KernelSpec(resources.files(__package__) / "softmax" / "softmax_rows.comp",
+                  [("O", "write", "O"), ("A", "read", "A")],
+                  [("rows", "I"), ("R", "I"), ("off_o", "I"), ("off_a", "I"), ("off_g", "I")])
+ROWS_BACKWARD = KernelSpec(ROWS.path, [("O", "write", "O"), ("A", "read", "A"), ("G", "read", "B")], ROWS.fields)
 KEPT_DIMS = 4
+MAX_NC = 8  # a row of up to MAX_NC * WG * 4 elements stays in registers
+FORCE_STRIDED = False
+FORCE_SCALAR = False
+FORCE_STREAM = False
+
+
+def row_workgroup(R: int) -> int:
+    """Threads per row of the row kernel: a function of the row length alone."""
+    slots = -(-R // 4)
+    for wg in (32, 64, 128):
+        if slots <= 2 * wg:
+            return wg
+    return 256
+
+
+def _launch_rows(x: Tensor, out: Tensor, R: int, log: bool, grad: Tensor | None) -> None:
+    rt = x.runtime
+    key = ("softmax_rows", log, FORCE_SCALAR, FORCE_STREAM, x.buf.geometry, out.buf.geometry,
+           grad.buf.geometry if grad is not None else None)
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _plan_rows(x, out, R, log, grad)
+    kernel, push, grid = plan
+    rt.run(kernel, [out.buf, x.buf] if grad is None else [out.buf, x.buf, grad.buf], push, grid)
+
+
+def _plan_rows(x: Tensor, out: Tensor, R: int, log: bool, grad: Tensor | None):
+    rt = x.runtime
+    rows = x.numel() // R
+    wg = row_workgroup(R)
+    slots = -(-(-(-R // 4)) // wg)
+    nc = 0 if FORCE_STREAM or slots > MAX_NC else slots
+    ts = (x, out) if grad is None else (x, out, grad)
+    vec = int(not FORCE_SCALAR and R % 4 == 0 and all((t.buf.byte_offset // t.dtype.itemsize) % 4 == 0 for t in ts))
+    defines = {"LOG": int(log), "BACKWARD": int(grad is not None), "NC": nc, "VEC": vec}
+    if grad is None:
+        kernel = rt.kernels.get(ROWS, defines, {"O": out.dtype, "A": x.dtype}, (wg,))
+        bufs = [out.buf, x.buf]
+    else:
+        kernel = rt.kernels.get(ROWS_BACKWARD, defines, {"O": out.dtype, "A": x.dtype, "B": grad.dtype}, (wg,))
+        bufs = [out.buf, x.buf, grad.buf]
+    return kernel, kernel.spec.pack(bufs, {"rows": rows, "R": R}), rt.fold(rows * wg, wg)
 
 
 def _layout(shape, st_in, st_out):
@@ -57,6 +110,10 @@ def _launch(x: Tensor, axis: int, log: bool, grad: Tensor | None = None) -> Tens
     else:
         out_view = out
     R = x.shape[a]
+    if not FORCE_STRIDED and x.is_contiguous() and all(s == 1 for s in x.shape[a + 1:]) and \
+            (grad is None or grad.is_contiguous()) and x.numel() < 2**31:
+        _launch_rows(x, out_view, R, log, grad)
+        return out
     kept = [d for d in range(x.ndim) if d != a]
     shape4, st4, sto4 = _layout([x.shape[d] for d in kept], [x.strides[d] for d in kept],
                                 [out_view.strides[d] for d in kept])

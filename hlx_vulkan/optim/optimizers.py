@@ -37,6 +37,8 @@ UPDATE = {0: KernelSpec(_SOURCE, _BASE, _PUSH), 1: KernelSpec(_SOURCE, _BASE + [
           2: KernelSpec(_SOURCE, _BASE + [("M", "readwrite"), ("V", "readwrite")], _PUSH)}
 WORKGROUP = 256
 LR, STEP, SCHEDULE_COUNT = 0, 1, 2
+# Tests: False turns the four-element (16-byte) update off.
+VECTOR = True
 
 
 class Optimizer:
@@ -96,9 +98,8 @@ class Optimizer:
         with no_grad():
             count = self.hyper[STEP:STEP + 1]
             ew.launch("x + CT(1)", [count], out=count)
-            kernel = self._kernel(rt)
             fields = self._push()
-            fields_key = (kernel, tuple(fields.items()))
+            fields_key = (VECTOR, tuple(fields.items()))
             for i, (p, state) in enumerate(zip(self.params, self.state)):
                 g = p.grad
                 if g is None:
@@ -112,15 +113,18 @@ class Optimizer:
                 if n == 0:
                     continue
                 bufs = [p.buf, g.buf, self.hyper.buf] + [state[s].buf for s in self.slots]  # P, G, H, M, V
-                # The push constants depend on the layouts and the settings only: packed once.
+                # The kernel and push constants depend on the layouts and the settings only: planned once.
                 key = (fields_key, tuple(b.geometry for b in bufs))
                 plan = self._plans.get(i)
                 if plan is None or plan[0] != key:
-                    plan = self._plans[i] = (key, kernel.spec.pack(bufs, {"n": n, **fields}), rt.fold(n, WORKGROUP))
-                rt.run(kernel, bufs, plan[1], plan[2])
+                    vec = VECTOR and n % 4 == 0 and all((b.byte_offset // 4) % 4 == 0 for b in bufs if b is not bufs[2])
+                    kernel = self._kernel(rt, vec)
+                    plan = self._plans[i] = (key, kernel, kernel.spec.pack(bufs, {"n": n, **fields}),
+                                             rt.fold(n // 4 if vec else n, WORKGROUP))
+                rt.run(plan[1], bufs, plan[2], plan[3])
 
-    def _kernel(self, rt):
-        return rt.kernels.get(UPDATE[len(self.slots)], {"RULE": self.rule,
+    def _kernel(self, rt, vec: bool = False):
+        return rt.kernels.get(UPDATE[len(self.slots)], {"RULE": self.rule, "VEC": int(vec),
                                                         "MOMENTUM": int(self.rule == 0 and bool(self.slots))},
                               workgroup=(WORKGROUP,))
 

@@ -241,6 +241,11 @@ CASES = {
                                       [((4, 6), "small")]),
     "layer_norm_size1": Case(lambda a, b: F.layer_norm(a, (1,), None, b), lambda a, b: TF.layer_norm(a, (1,), None, b),
                              [(3, 1), (1,)]),
+    # The fused kernel's vector path (rows a multiple of 4) and several normalized dims.
+    "layer_norm_vec4": Case(lambda a, w, b: F.layer_norm(a, (36,), w, b), lambda a, w, b: TF.layer_norm(a, (36,), w, b),
+                            [(5, 36), (36,), (36,)]),
+    "layer_norm_2d": Case(lambda a, w: F.layer_norm(a, (3, 7), w), lambda a, w: TF.layer_norm(a, (3, 7), w),
+                          [(2, 3, 7), (3, 7)]),
     "cross_entropy": Case(lambda a: F.cross_entropy(a, hv.tensor([1, 0, 3])),
                           lambda a: TF.cross_entropy(a, torch.tensor([1, 0, 3])), [(3, 4)]),
     "cross_entropy_sum": Case(lambda a: F.cross_entropy(a, hv.tensor([2, 2]), reduction="sum"),

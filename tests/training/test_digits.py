@@ -59,7 +59,7 @@ def test_outputs_plot_checkpoint_and_manifest(tmp_path):
     assert manifest["device"]["name"] and manifest["device"]["driver"]
     assert manifest["kernels"] and all(len(k["spirv_sha256"]) == 64 for k in manifest["kernels"])
     names = {k["name"] for k in manifest["kernels"]}
-    assert {"kernels/update", "softmax/softmax"} <= names and any(n.startswith("matmul/") for n in names)
+    assert {"kernels/update", "cross_entropy/cross_entropy"} <= names and any(n.startswith("matmul/") for n in names)
     assert "random/counter" not in names  # dispatched before the run, not by it
     state = load_checkpoint(tmp_path / "model.safetensors", manifest)
     assert state_digest(manifest["tensors"]) == result.weights_digest

@@ -1,0 +1,69 @@
+#version 450
+// Sum, max or min of all n elements of a contiguous float tensor, pass one of two: workgroup c
+// folds the elements [c * chunk, (c + 1) * chunk) into O[c]; pass two is this kernel again over
+// the partials (one workgroup, chunk >= their count). Thread tid owns the 4-element slots
+// s = tid, tid + WG, ... of its chunk; it folds them lane by lane in order (16-byte loads with
+// VEC, the same order without), then (l0 . l1) . (l2 . l3), then a fixed shared-memory tree.
+// The chunk and WG follow from n alone (ops/reduce_flat.py), so the order does too.
+#extension GL_GOOGLE_include_directive : require
+#include "float_controls.glsl"
+#include "dtypes.glsl"
+#include "vec4.glsl"
+#include "math.glsl"
+
+layout(constant_id = 0) const uint WG = 256;
+layout(local_size_x_id = 0) in;
+
+#if VEC
+layout(std430, binding = 1) readonly buffer A { A_STORAGE4 a[]; };
+#else
+layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
+#endif
+layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+
+// Bindings and push fields are declared in ops/reduce_flat.py (checked against this shader).
+layout(push_constant) uniform Params {
+    uint n;          // elements to fold
+    uint chunk;      // elements per workgroup, a multiple of 4
+    float scale;     // multiplies the result (1/n of the whole for a mean, in the last pass)
+    uint off_o, off_a;
+} p;
+
+#define CT float
+#define OCT float
+#if OP == 0
+#define INIT 0.0
+#define FOLD(u, v) ((u) + (v))
+#elif OP == 1
+#define INIT (-1.0 / 0.0)
+#define FOLD(u, v) hlx_max(u, v)
+#else
+#define INIT (1.0 / 0.0)
+#define FOLD(u, v) hlx_min(u, v)
+#endif
+
+shared float red[WG];
+
+void main() {
+    uint c = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint tid = gl_LocalInvocationID.x;
+    uint e0 = c * p.chunk;
+    if (e0 >= p.n) return;  // uniform across the workgroup
+    uint e1 = min(p.n, e0 + p.chunk);
+    vec4 acc = vec4(INIT);
+    for (uint e = e0 + 4u * tid; e < e1; e += 4u * WG) {
+#if VEC
+        vec4 v = A4_LOAD(a[(p.off_a + e) >> 2]);   // e1 - e >= 4: n is a multiple of 4 with VEC
+        acc = vec4(FOLD(acc.x, v.x), FOLD(acc.y, v.y), FOLD(acc.z, v.z), FOLD(acc.w, v.w));
+#else
+        for (uint j = 0u; j < 4u; ++j) if (e + j < e1) acc[j] = FOLD(acc[j], float(A_LOAD(a[p.off_a + e + j])));
+#endif
+    }
+    red[tid] = FOLD(FOLD(acc.x, acc.y), FOLD(acc.z, acc.w));
+    barrier();
+    for (uint h = WG / 2u; h > 0u; h >>= 1u) {
+        if (tid < h) red[tid] = FOLD(red[tid], red[tid + h]);
+        barrier();
+    }
+    if (tid == 0u) o[p.off_o + c] = O_STORE(red[0] * p.scale);
+}

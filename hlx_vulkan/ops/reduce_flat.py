@@ -1,0 +1,78 @@
+"""Sum, mean, max and min of every element of a contiguous float tensor in two fixed passes
+(``reduce/reduce_flat.comp``): about :data:`GROUPS` workgroups fold chunks of the tensor into
+float32 partials (16-byte loads where aligned, many elements per thread), one workgroup folds
+the partials. Chunk and workgroup sizes follow from the element count alone, so the result's
+bits do too (never the device's subgroup size); the launch is planned once per layout.
+
+Forcing (tests, benchmarks): :data:`FORCE_SCALAR` turns vector loads off (same order, same bits);
+:data:`ENABLED` False sends every reduction to the general kernel of ops/reduce.py.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from ..memory import float32
+from ..runtime import KernelSpec
+from .tensor import Tensor, contiguous_like
+
+FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp",
+                  [("O", "write", "O"), ("A", "read", "A")],
+                  [("n", "I"), ("chunk", "I"), ("scale", "f"), ("off_o", "I"), ("off_a", "I")])
+OPS = {"sum": 0, "max": 1, "min": 2}
+WG = 256
+GROUPS = 2048        # about this many partials
+MIN_CHUNK = 4 * WG * 4
+ENABLED = True
+FORCE_SCALAR = False
+
+
+def chunk_for(n: int) -> int:
+    """Elements per workgroup of the first pass: a function of ``n`` alone, a multiple of 4 * WG."""
+    per = -(-n // GROUPS)
+    return max(MIN_CHUNK, -(-per // (4 * WG)) * 4 * WG)
+
+
+def applies(x: Tensor, op: str) -> bool:
+    return ENABLED and op in OPS and x.dtype.is_float and x.is_contiguous() and 0 < x.numel() < 2**31
+
+
+def reduce_all(x: Tensor, op: str, scale: float, out_dtype) -> Tensor:
+    """The ``op`` of all of ``x`` (contiguous, float) times ``scale``, a 0-d tensor of ``out_dtype``."""
+    rt = x.runtime
+    key = ("reduce_flat", op, scale, out_dtype, FORCE_SCALAR, x.buf.geometry)
+    plan = rt.plans.get(key)
+    if plan is None:
+        plan = rt.plans[key] = _plan(rt, x, op, scale, out_dtype)
+    (k1, push1, grid1, groups), (k2, push2) = plan
+    partial = contiguous_like((groups,), float32, rt)
+    out = contiguous_like((), out_dtype, rt)
+    rt.run(k1, [partial.buf, x.buf], push1, grid1)
+    rt.run(k2, [out.buf, partial.buf], push2, (1, 1, 1))
+    return out
+
+
+def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
+    n = x.numel()
+    chunk = chunk_for(n)
+    groups = -(-n // chunk)
+    vec = int(not FORCE_SCALAR and n % 4 == 0 and (x.buf.byte_offset // x.dtype.itemsize) % 4 == 0)
+    k1 = rt.kernels.get(FLAT, {"OP": OPS[op], "VEC": vec}, {"O": float32, "A": x.dtype}, (WG,))
+    vec2 = int(not FORCE_SCALAR and groups % 4 == 0)
+    k2 = rt.kernels.get(FLAT, {"OP": OPS[op], "VEC": vec2}, {"O": out_dtype, "A": float32}, (WG,))
+    push1 = k1.spec.pack([Fresh(float32), x.buf], {"n": n, "chunk": chunk, "scale": 1.0})
+    push2 = k2.spec.pack([Fresh(out_dtype), Fresh(float32)],
+                         {"n": groups, "chunk": 4 * -(-groups // 4), "scale": scale})
+    return (k1, push1, rt.fold(groups * WG, WG), groups), (k2, push2)
+
+
+class Fresh:
+    """A fresh contiguous tensor's geometry (element offset 0), for packing the push block ahead."""
+
+    __slots__ = ("dtype", "byte_offset")
+
+    def __init__(self, dtype):
+        self.dtype, self.byte_offset = dtype, 0
+
+
+__all__ = ["Fresh", "reduce_all"]
