@@ -74,7 +74,7 @@ void main() {
     uint tid = gl_LocalInvocationID.x;
     uint g = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
     uint ns = ROW_SLOTS;
-    float invD = 1.0 / float(p.D);
+    float invD = HLX_DIV(1.0, float(p.D));
 #if !BACKWARD
     if (g >= p.rows) return;  // uniform across the workgroup
     uint xe = p.off_x + g * p.D;
@@ -98,7 +98,7 @@ void main() {
         acc += d * d;
     }
     float var = row_sum(vec2(row_lanes(acc), 0.0)).x * invD;
-    float rstd = 1.0 / sqrt(var + p.eps);
+    float rstd = HLX_DIV(1.0, sqrt(var + p.eps));
     FOR_SLOTS {
         vec4 wv = ROW_LOAD(w, C4_LOAD, p.off_w, s);
         vec4 bv = ROW_LOAD(bias, B4_LOAD, p.off_b, s);

@@ -123,7 +123,7 @@ void main() {
 #if LOG
     float shift = t.x + log(t.y);
 #else
-    float inv = 1.0 / t.y;
+    float inv = HLX_DIV(1.0, t.y);
 #endif
     FOR_SLOTS {
 #if LOG
