@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from ..autograd.graph import differentiable
+from ..autograd.graph import differentiable, no_grad
 from ..ops import activations as act
 from ..ops import elementwise as ew
 from ..ops import reduce as red
@@ -75,6 +75,16 @@ def _weight(weight, c: int, op: str):
     return weight
 
 
+def _mean_over(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count`` for the mean over the targets not ignored, as torch: NaN when every
+    target is ignored (0 / 0), with a zero gradient then rather than NaN."""
+    with no_grad():
+        empty = ew.eq(count, 0.0)
+        safe = ew.where(empty, 1.0, count)
+        nan = ew.where(empty, float("nan"), 0.0)
+    return total / safe + nan
+
+
 def _nll(log_probs: Tensor, target, weight, ignore_index: int, reduction: str, label_smoothing: float, op: str):
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -88,8 +98,8 @@ def _nll(log_probs: Tensor, target, weight, ignore_index: int, reduction: str, l
     wmask = mask * weight if weight is not None else mask
     rows = -red.sum(lp * wmask, 1)
     if reduction == "mean":
-        total = red.sum(wmask)
-        loss = red.sum(rows) / total   # over the rows not ignored: 0/0 (NaN) if none, as torch
+        total = red.sum(wmask.detach())
+        loss = _mean_over(red.sum(rows), total)
     else:
         loss = _reduce(rows, reduction)
     if label_smoothing == 0.0:
@@ -98,7 +108,7 @@ def _nll(log_probs: Tensor, target, weight, ignore_index: int, reduction: str, l
     smooth = -red.sum(lp * weight if weight is not None else lp, 1)
     smooth = ew.where(valid, smooth, 0.0)
     if reduction == "mean":
-        smooth = red.sum(smooth) / (total if weight is not None else red.sum(valid, dtype=lp.dtype))
+        smooth = _mean_over(red.sum(smooth), total if weight is not None else red.sum(valid, dtype=lp.dtype))
     else:
         smooth = _reduce(smooth, reduction)
     out = loss * (1.0 - label_smoothing) + smooth * (label_smoothing / c)

@@ -84,9 +84,10 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return _softplus(x, beta, threshold)
 
 
-_SP = "(x > CT(20) ? x : " + _LOG1P_EXP.format(v="x") + ")"
-_MISH = f"x * hlx_tanh({_SP})"
-_MISH_GRAD = f"y * (hlx_tanh({_SP}) + x * hlx_sigmoid(x) * (CT(1) - hlx_tanh({_SP}) * hlx_tanh({_SP})))"
+# tanh(softplus(x)) = n / (n + 2) with n = e^x (e^x + 2): no cancellation for very negative x.
+_TSP = "(x > CT(20) ? CT(1) : exp(x) * (exp(x) + CT(2)) / (exp(x) * (exp(x) + CT(2)) + CT(2)))"
+_MISH = f"x * {_TSP}"
+_MISH_GRAD = f"y * ({_TSP} + x * hlx_sigmoid(x) * (CT(1) - {_TSP} * {_TSP}))"
 
 
 @differentiable(_rule(_MISH_GRAD, 1), saves=(0,))
@@ -100,9 +101,9 @@ def mish(x: Tensor, inplace: bool = False) -> Tensor:
     return _mish(x)
 
 
-@differentiable(_rule("x < CT(-3) ? CT(0) : (x <= CT(3) ? y * (CT(2) * x + CT(3)) / CT(6) : y)", 1), saves=(0,))
+@differentiable(_rule("x <= CT(-3) ? CT(0) : (x < CT(3) ? y * (CT(2) * x + CT(3)) / CT(6) : y)", 1), saves=(0,))
 def _hardswish(x: Tensor) -> Tensor:
-    return launch("x <= CT(-3) ? CT(0) : (x >= CT(3) ? x : x * (x + CT(3)) / CT(6))", [x])
+    return launch("x * hlx_min(hlx_max(x + CT(3), CT(0)), CT(6)) / CT(6)", [x])  # torch's form: -inf gives NaN
 
 
 def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
