@@ -2,10 +2,12 @@
 ``indexing/``), and the reorderings built on index selection: ``flip``, ``roll``,
 ``repeat_interleave``.
 
-Deterministic: ``scatter_add`` runs one invocation per output element, which walks the index
-along ``dim`` in order and adds each source element aimed at it: the same summation order
-(self first, then the sources in index order, as PyTorch's CPU loop) on every run, whatever
-the batch size; no atomics on results. ``scatter`` with repeated indices keeps the last
+Deterministic: ``scatter_add`` runs one invocation per output element, which adds each
+source element aimed at it in index order: self first, then the sources in index order (as
+PyTorch's CPU loop), on every run, whatever the batch size; no atomics on results. Short index
+rows (under ``SORTED_MIN`` along ``dim``) are walked whole by each output element; longer ones
+are first sorted stably with their positions (:mod:`hlx_vulkan.ops.sort`), and each output
+element adds its run of equal keys, found by binary search: the same order, the same bits. ``scatter`` with repeated indices keeps the last
 source in index order (PyTorch leaves that case unspecified).
 
 Indices are int64 or int32 tensors (or host lists and arrays, checked before anything is
@@ -15,7 +17,6 @@ sync point). Negative indices are out of range, as in torch.gather.
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 
 import numpy as np
@@ -40,6 +41,15 @@ SCATTER = KernelSpec(_DIR / "scatter.comp", [("O", "readwrite", "O")] + _BINDING
                      [("n", "I"), ("dim", "I"), ("off_o", "I"), ("off_a", "I"), ("off_i", "I"),
                       ("shape", f"{MAXD}I"), ("ishape", f"{MAXD}I"), ("st_a", f"{MAXD}i"), ("st_i", f"{MAXD}i"),
                       ("site", "I")])
+
+# scatter_add with at least SORTED_MIN index entries along dim sorts the index rows first.
+SORTED_MIN = 64
+SCATTER_SORTED = KernelSpec(_DIR / "scatter_sorted.comp",
+                            [("O", "readwrite", "O"), ("A", "read", "A"), ("K", "read", "I"), ("P", "read", "J"),
+                             ("ERR", "readwrite")],
+                            [("n", "I"), ("dim", "I"), ("L", "I"), ("off_o", "I"), ("off_a", "I"), ("off_k", "I"),
+                             ("off_p", "I"), ("shape", f"{MAXD}I"), ("ishape", f"{MAXD}I"), ("st_a", f"{MAXD}i"),
+                             ("site", "I")])
 
 
 def _pad(values, fill) -> list[int]:
@@ -129,9 +139,30 @@ def _scatter(x: Tensor, dim: int, index: Tensor, src: Tensor, add: bool) -> Tens
                             {"O": x.dtype, "A": x.dtype, "I": index.dtype})
     pad = MAXD - o1.ndim
     n = o1.numel()
+    if add and i1.shape[dim] >= SORTED_MIN:
+        return _scatter_add_sorted(out, o1, s1, i1, dim, ct, oct_)
     rt.run(kernel, {"O": o1.buf, "A": s1.buf, "I": i1.buf},
            {"n": n, "dim": dim + pad, "shape": _pad(o1.shape, 1), "ishape": _pad(i1.shape, 1),
             "st_a": _pad(s1.strides, 0), "st_i": _pad(i1.strides, 0)}, n, check=op)
+    return out
+
+
+def _scatter_add_sorted(out: Tensor, o1: Tensor, s1: Tensor, i1: Tensor, dim: int, ct: str, oct_: str) -> Tensor:
+    """scatter_add of long index rows: sort each row (stably, with positions), then each output
+    element adds its run of equal keys (``indexing/scatter_sorted.comp``)."""
+    from .sort import _sort_rows
+    rt = out.runtime
+    order = [d for d in range(i1.ndim) if d != dim] + [dim]
+    length = i1.shape[dim]
+    rows = sh.reshape(sh.permute(i1, order), (-1, length)).contiguous()
+    keys, perm = _sort_rows(rows, False, length)
+    kernel = rt.kernels.get(SCATTER_SORTED, {"CT": ct, "OCT": oct_, "IT": compute_type(i1.dtype)},
+                            {"O": out.dtype, "A": s1.dtype, "I": keys.dtype, "J": perm.dtype})
+    pad = MAXD - o1.ndim
+    n = o1.numel()
+    rt.run(kernel, {"O": o1.buf, "A": s1.buf, "K": keys.buf, "P": perm.buf},
+           {"n": n, "dim": dim + pad, "L": length, "shape": _pad(o1.shape, 1), "ishape": _pad(i1.shape, 1),
+            "st_a": _pad(s1.strides, 0)}, n, check="scatter_add")
     return out
 
 

@@ -109,6 +109,31 @@ def test_scatter_add_sums_in_index_order_bit_for_bit(rng):
     np.testing.assert_array_equal(out.numpy()[3].view(np.uint32), expected.view(np.uint32))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_both_scatter_add_paths_give_the_same_bits(rng, monkeypatch, dtype):
+    """Short index rows are walked per output element; long ones are sorted first: the two
+    paths add in the same order."""
+    from hlx_vulkan.ops import indexing
+    x = rng.standard_normal((5, 70, 3)).astype(np.float32)
+    src = (rng.standard_normal((5, 90, 3)) * 10.0 ** rng.integers(-3, 4, (5, 90, 3))).astype(np.float32)
+    idx = rng.integers(0, 70, (4, 90, 3))
+    args = (hv.tensor(x).to(dtype), 1, hv.tensor(idx), hv.tensor(src).to(dtype))
+    sorted_path = hv.scatter_add(*args).to(hv.float32).numpy()
+    monkeypatch.setattr(indexing, "SORTED_MIN", 1 << 30)
+    walked = hv.scatter_add(*args).to(hv.float32).numpy()
+    np.testing.assert_array_equal(sorted_path.view(np.uint32), walked.view(np.uint32))
+    ref = torch.scatter_add(torch.tensor(x, dtype=torch.float64), 1, torch.tensor(idx),
+                            torch.tensor(src, dtype=torch.float64))
+    if dtype == "float32":
+        np.testing.assert_allclose(walked, ref.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_long_scatter_add_rows_report_bad_device_indices(rng):
+    idx = hv.tensor(np.concatenate([rng.integers(0, 4, 99), [7]]))
+    with pytest.raises(errors.DeviceIndexError, match="scatter_add"):
+        hv.scatter_add(hv.zeros(4), 0, idx, hv.ones(100)).numpy()
+
+
 def test_scatter_matches_torch_with_unique_indices_and_last_wins_on_repeats(rng):
     x = rng.standard_normal((5, 6)).astype(np.float32)
     src = rng.standard_normal((4, 6)).astype(np.float32)
