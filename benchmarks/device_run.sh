@@ -12,6 +12,8 @@ set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 HLX_VALIDATION=0
+# The C recorder (hlx_vulkan/vk/_record.c), built for that machine's Python; without it, cffi records.
+python3 setup.py -q build_ext --inplace >/dev/null 2>&1 || echo "C recorder not built: dispatches go through cffi"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if ! python3 -m hlx_vulkan.cli info >/dev/null 2>&1; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

@@ -1,7 +1,9 @@
 """Checkpoints: safetensors files, checked before they are trusted.
 
 ``save_checkpoint`` writes tensors with the safetensors library and returns, per tensor, its
-content digest (see ``hlx_vulkan.memory.digest``) for a manifest. ``load_checkpoint`` reads
+content digest and its version for a manifest (``hlx-tree-sha256-v1`` by default, see
+``hlx_vulkan.memory.tree_digest``; an entry without a ``digest_version``, as older manifests
+hold, is ``hlx-flat-sha256-v1`` and keeps verifying). ``load_checkpoint`` reads
 the header itself first and refuses, with an error that names the problem, a header past
 ``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should be (a duplicate key
 included: safetensors might read another value than the one checked), offsets that are not
@@ -31,8 +33,8 @@ import numpy as np
 import safetensors.numpy
 
 from .errors import CheckpointError, DTypeError
-from .memory.digest import tensor_digest
 from .memory.dtypes import dtype_of
+from .memory.tree_digest import FLAT, TREE, VERSIONS, digest_array
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 # safetensors' dtype tags for the dtypes hlx stores, and their item sizes.
@@ -64,13 +66,17 @@ def _host(value) -> np.ndarray:
     return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
 
 
-def save_checkpoint(path, tensors: dict, metadata: dict | None = None) -> "OrderedDict[str, dict]":
-    """Write ``tensors`` (name to tensor or array) to ``path``; returns name -> {dtype, shape, digest}."""
+def save_checkpoint(path, tensors: dict, metadata: dict | None = None,
+                    digest_version: str = TREE) -> "OrderedDict[str, dict]":
+    """Write ``tensors`` (name to tensor or array) to ``path``; returns name -> {dtype, shape, digest,
+    digest_version}: each tensor's digest under ``digest_version`` (see ``hlx_vulkan.memory.tree_digest``)."""
     arrays, entries, logical = {}, OrderedDict(), {}
     for name, value in tensors.items():
-        a = np.ascontiguousarray(_host(value))
+        h = _host(value)
+        a = np.ascontiguousarray(h).reshape(h.shape)  # ascontiguousarray makes a 0-d array 1-d
         dt = dtype_of(a.dtype)
-        entries[name] = {"dtype": dt.name, "shape": list(a.shape), "digest": tensor_digest(dt.name, a.shape, a)}
+        entries[name] = {"dtype": dt.name, "shape": list(a.shape),
+                         "digest": digest_array(digest_version, dt.name, a.shape, a), "digest_version": digest_version}
         if dt.name == "bfloat16":
             a = a.view(np.uint16)
         logical[name] = dt.name
@@ -214,11 +220,15 @@ def verify_against_manifest(arrays: dict, manifest, name: str = "checkpoint") ->
         entry = expected[key]
         if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
             raise CheckpointError(f"the manifest's entry for tensor {key!r} is not an object with a digest string")
+        version = entry.get("digest_version", FLAT)  # manifests from before the versions hold flat digests
+        if version not in VERSIONS:
+            raise CheckpointError(f"the manifest's entry for tensor {key!r} has digest version {version!r}; this "
+                                  f"library knows {', '.join(VERSIONS)}")
         try:
             dt = dtype_of(a.dtype).name
         except DTypeError:
             raise CheckpointError(f"{name}: tensor {key!r} is {a.dtype}, a dtype hlx digests do not cover") from None
-        digest = tensor_digest(dt, a.shape, a)
+        digest = digest_array(version, dt, a.shape, a)
         if digest != entry["digest"]:
             raise CheckpointError(f"{name}: tensor {key!r} does not match the manifest's digest (tampered or "
                                   "corrupted)")

@@ -63,8 +63,8 @@ def _train(args) -> int:
     from .training.digits import train_digits
     result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
-                          progress=not args.quiet)
-    print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {args.epochs} epochs "
+                          progress=not args.quiet, model=args.model)
+    print(f"test accuracy: {100 * result.test_accuracy:.2f}% after {result.manifest['epochs']} epochs "
           f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     if args.out:
         print(f"wrote {args.out}/training.png, model.safetensors, manifest.json")
@@ -115,10 +115,13 @@ def main(argv=None) -> int:
     train = sub.add_parser("train", help="train a model reproducibly on the default device")
     train.add_argument("task", choices=["digits"], help="digits: an MLP on scikit-learn's 8x8 handwritten digits")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                       help="mlp: two hidden layers; cnn: three convolutions with batch norm and max pooling")
+    train.add_argument("--epochs", type=int, default=None, help="default: 30 (mlp), 8 (cnn)")
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--hidden", type=int, default=256)
+    train.add_argument("--lr", type=float, default=None, help="default: 2e-3 (mlp), 4e-3 (cnn)")
+    train.add_argument("--hidden", type=int, default=None, help="hidden units (mlp, default 256) or the width of "
+                       "the cnn (default 16)")
     train.add_argument("--out", metavar="DIR", help="write training.png, model.safetensors and manifest.json here")
     replay = train.add_mutually_exclusive_group()
     replay.add_argument("--capture", action="store_true", help="record one training step and replay it")

@@ -121,3 +121,7 @@ class JitError(CaptureError):
     """A call that ``hv.jit`` will not replay: arguments that differ from the captured ones
     under ``strict=True``, or an argument a graph cannot take (a tensor that carries gradients
     from outside the function)."""
+
+
+class DigestVersionError(HlxError, ValueError):
+    """A tensor digest version this library does not know (see ``hlx_vulkan.memory.tree_digest``)."""

@@ -79,8 +79,17 @@ def warm() -> int:
         else:
             _ops(dtype)
     _training_step()
+    tensor(np.arange(6, dtype=np.float32)).digest("hlx-tree-sha256-v1")  # the device digest's SHA-256 kernel
+    _cnn_step()
     rt.synchronize()
     return len(rt.kernels.kernels())
+
+
+def _cnn_step() -> None:
+    """A convolutional net's kernels (im2col, col2im, max pooling, batch norm), forward and backward."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    x = tensor(np.random.default_rng(0).random((2, 1, 6, 6), np.float32))
+    net(x).sum().backward()
 
 
 __all__ = ["warm"]

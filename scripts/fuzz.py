@@ -121,7 +121,7 @@ def mutate_spirv(corpus: list[bytes], rng: random.Random) -> bytes:
             if count > 1:
                 pos = start + rng.randrange(1, count)
                 words[pos] = rng.choice(INTERESTING + [words[3] - 1, words[3], rng.randrange(words[3] or 1),
-                                                       words[pos] + 1, words[pos] - 1 & 0xFFFFFFFF])
+                                                       words[pos] + 1, words[pos] - 1]) & 0xFFFFFFFF
         elif kind == "truncate":
             words = words[:max(1, at)]
         elif kind == "insert":

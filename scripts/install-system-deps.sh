@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Vulkan loader, Mesa's lavapipe (Vulkan on the CPU), the Khronos
-# validation layer and spirv-tools through apt-get, only where missing.
+# validation layer, spirv-tools, and gcc with the Python headers (the C recorder,
+# hlx_vulkan/vk/_record.c) through apt-get, only where missing.
 set -euo pipefail
-packages=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers spirv-tools python3-venv)
+packages=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers spirv-tools python3-venv gcc python3-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,3 +14,8 @@ __all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Lin
 __all__ += ["BCELoss", "BCEWithLogitsLoss", "CELU", "ELU", "Flatten", "Hardsigmoid", "Hardswish", "Hardtanh",
             "HuberLoss", "Identity", "KLDivLoss", "L1Loss", "LeakyReLU", "LogSigmoid", "Mish", "NLLLoss", "ReLU6",
             "SELU", "SiLU", "SmoothL1Loss", "Softmax", "Softplus", "Softsign"]
+from .conv_modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d,  # noqa: E402
+                           ConvTranspose2d, Dropout2d, GroupNorm, MaxPool2d)
+
+__all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
+            "Dropout2d", "GroupNorm", "MaxPool2d"]

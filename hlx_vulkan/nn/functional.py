@@ -99,3 +99,14 @@ __all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "leaky
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "elu", "hardsigmoid", "hardswish",
            "hardtanh", "huber_loss", "kl_div", "l1_loss", "logsigmoid", "mish", "relu6", "selu", "smooth_l1_loss",
            "softplus", "softsign"]
+
+# Convolutional nets (issue 13): convolutions, pooling, padding, resampling, batch and group norm.
+from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from ..ops.pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d,  # noqa: E402
+                        max_pool2d)
+from ..ops.spatial import interpolate, pad  # noqa: E402
+from .normalization import batch_norm, dropout2d, group_norm  # noqa: E402
+
+__all__ += ["adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d",
+            "conv2d", "conv_transpose1d", "conv_transpose2d", "dropout2d", "group_norm", "interpolate",
+            "max_pool1d", "max_pool2d", "pad"]

@@ -45,6 +45,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())  # state that is not a parameter (running stats)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -52,7 +53,11 @@ class Module:
             raise errors.HlxError(f"{type(self).__name__}.__init__ must call super().__init__() first")
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
-        if isinstance(value, Parameter):
+        if name in self.__dict__.get("_buffers", ()):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"buffer {name!r} must be a Tensor or None, not {type(value).__name__}")
+            self._buffers[name] = value
+        elif isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
@@ -88,14 +93,41 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def register_buffer(self, name: str, tensor: "Tensor | None") -> None:
+        """Keep ``tensor`` as state of this module (in ``state_dict``, not in ``parameters()``), as torch."""
+        self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix: str = ""):
+        for name, b in self.__dict__.get("_buffers", {}).items():
+            if b is not None:
+                yield (f"{prefix}.{name}" if prefix else name), b
+        for name, m in self._modules.items():
+            yield from m.named_buffers(f"{prefix}.{name}" if prefix else name)
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def _named_state(self, prefix: str = ""):
+        """Parameters then buffers of each module, children after their parent: torch's state_dict order."""
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for name, b in self.__dict__.get("_buffers", {}).items():
+            if b is not None:
+                yield (f"{prefix}.{name}" if prefix else name), b
+        for name, m in self._modules.items():
+            yield from m._named_state(f"{prefix}.{name}" if prefix else name)
+
     # --- state -----------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, Tensor]":
-        """Name to tensor (the parameters' memory, detached), in registration order."""
-        return OrderedDict((name, p.detach()) for name, p in self.named_parameters())
+        """Name to tensor (the parameters' and buffers' memory, detached), in torch's order."""
+        return OrderedDict((name, p.detach()) for name, p in self._named_state())
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
-        """Copy ``state`` (tensors or numpy arrays) into the parameters, checking names, shapes, dtypes."""
-        own = dict(self.named_parameters())
+        """Copy ``state`` (tensors or numpy arrays) into the parameters and buffers, checking names, shapes,
+        dtypes (an integer buffer takes any integer dtype: torch's int64 counters on an int32 device)."""
+        own = dict(self._named_state())
+        buffers = {id(b) for b in self.buffers()}
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -108,12 +140,17 @@ class Module:
             if shape != p.shape:
                 raise errors.ShapeError(f"{name}: shape {shape} in the state, {p.shape} in the model")
             vdtype = value.dtype if isinstance(value, Tensor) else dtype_of(np.asarray(value).dtype)
+            if id(p) in buffers and vdtype.kind == p.dtype.kind == "int":
+                continue
             if vdtype is not p.dtype:
                 raise errors.DTypeError(f"{name}: dtype {vdtype.name} in the state, {p.dtype.name} in the model")
         with no_grad():
             for name, p in own.items():
                 if name in state:
-                    p.copy_(state[name])
+                    value = state[name]
+                    if not isinstance(value, Tensor) and np.asarray(value).dtype != p.dtype.numpy:
+                        value = np.asarray(value).astype(p.dtype.numpy)  # an integer buffer's counter
+                    p.copy_(value)
 
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():
@@ -288,8 +325,8 @@ class CrossEntropyLoss(Module):
                  reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
         F.check_legacy(size_average, reduce)
-        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
-        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", weight)   # in state_dict when given, as torch
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
 
     def forward(self, logits: Tensor, target) -> Tensor:
         return F.cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,

@@ -22,6 +22,7 @@ import numpy as np
 from .. import errors
 from ..memory import DType, TensorBuffer, bool_, can_cast, dtype_of, float16, float32, int8, int32, int64, uint8
 from ..memory import bfloat16 as _bfloat16
+from ..memory import tree_digest as _td
 from ..memory.tensor import contiguous_strides
 from ..autograd import graph as _graph
 from ..runtime import Runtime, default_runtime
@@ -184,8 +185,12 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
-    def digest(self) -> str:
-        """SHA-256 of the canonical encoding (see hlx_vulkan.memory.digest); a sync point."""
+    def digest(self, version: str = _td.FLAT) -> str:
+        """The content digest under ``version``; a sync point. The default, ``hlx-flat-sha256-v1``,
+        is SHA-256 of the canonical encoding (hlx_vulkan.memory.digest), hashed on the host;
+        ``hlx-tree-sha256-v1`` (hlx_vulkan.memory.tree_digest) is hashed on the device."""
+        if _td.check_version(version) == _td.TREE:
+            return _dg.device_tree_digest(self)
         self.runtime.synchronize()
         return self.buf.digest()
 
@@ -663,6 +668,7 @@ __all__ = ["Device", "Tensor", "check_device", "check_dtype", "contiguous_stride
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
 from . import contract as _ct  # noqa: E402
 from . import creation as _cr  # noqa: E402
+from . import digest as _dg  # noqa: E402
 from . import elementwise as _ew  # noqa: E402
 from . import matmul as _mm  # noqa: E402
 from . import reduce as _red  # noqa: E402

@@ -194,6 +194,7 @@ class Kernel:
         self.pipeline = ComputePipeline(device, self.shader, builder.build(), spec.push_size,
                                         workgroup_size=spec_wg, max_sets=1)
         self.workgroup = self.pipeline.workgroup_size
+        self.handles = (record.handle(self.pipeline.pipeline), record.handle(self.pipeline.layout))
         self.used = False  # set by the stream when a dispatch of it is recorded
         self._max_range = device.limits["max_storage_buffer_range"]
         self._current: SetPool | None = None

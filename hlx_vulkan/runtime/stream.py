@@ -46,7 +46,7 @@ class Stream:
         self._pool = CommandBufferPool(device, device.queue_family, MAX_IN_FLIGHT + 1)
         self._cmd = None
         self._ops = 0
-        self._bound = None           # the pipeline bound last in this command buffer
+        self._bound = None           # the kernel whose pipeline was bound last in this command buffer
         self._pushed = None          # the push constants pushed last, and for which layout
         self._keep: list = []        # staging memory, kept until its batch has finished
         self._written: set = set()
@@ -114,6 +114,7 @@ class Stream:
     def _begin(self):
         self._cmd = (self._capture.new_command_buffer() if self._capture is not None
                      else self._pool.begin_command_buffer())
+        self._cmd_handle = record.handle(self._cmd)
         self._bound = None
         self._pushed = None
         record.barrier(self._cmd)
@@ -141,24 +142,24 @@ class Stream:
             if self._cmd is None:
                 self._begin()
             written, read = self._written, self._read
-            hazard = False
             for i in spec.reads:
                 if keys[i] in written:
-                    hazard = True
-            for i in spec.writes:
-                if keys[i] in written or keys[i] in read:
-                    hazard = True
-            if hazard:
-                self.barrier()
-            pipeline = kernel.pipeline
+                    self.barrier()
+                    break
+            else:
+                for i in spec.writes:
+                    if keys[i] in written or keys[i] in read:
+                        self.barrier()
+                        break
+            pipeline, layout = kernel.handles
             # Push constants stay set across dispatches of one layout: the bytes object of a launch
             # plan pushed last need not be pushed again.
             last = self._pushed
-            same_push = last is not None and last[1] is push and last[0] == pipeline.layout
-            record.dispatch(self._cmd, pipeline, descriptor_set, None if same_push else push, groups[0], groups[1],
-                            groups[2], self._bound is not pipeline)
-            self._bound = pipeline
-            self._pushed = (pipeline.layout, push)
+            same_push = last is not None and last[1] is push and last[0] == layout
+            record.dispatch(self._cmd_handle, pipeline, layout, descriptor_set, None if same_push else push,
+                            groups[0], groups[1], groups[2], self._bound is not kernel)
+            self._bound = kernel
+            self._pushed = (layout, push)
             serial = self.serial
             for i in spec.reads:
                 read.add(keys[i])

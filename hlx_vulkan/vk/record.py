@@ -1,15 +1,19 @@
 """Raw command recording for the runtime's hot path: dispatches, barriers, copies and a
 prepared queue submission, each through the binding's C functions with prebuilt arguments
-(the binding's Python wrappers cost microseconds a call). The runtime reaches Vulkan only
-through here and the rest of ``vk/``.
+(the binding's Python wrappers cost microseconds a call), and dispatches through the small C
+extension ``_record`` where it was built (a tenth of cffi's cost). The runtime reaches Vulkan
+only through here and the rest of ``vk/``.
 
 Example::
 
-    record.dispatch(cmd, pipeline, descriptor_set, push, 4, 1, 1)
+    record.dispatch(record.handle(cmd), record.handle(pipeline.pipeline), record.handle(pipeline.layout),
+                    record.descriptor_set_array(descriptor_set), push, 4, 1, 1)
     record.barrier(cmd)
 """
 
 from __future__ import annotations
+
+import os
 
 import vulkan as vkb
 
@@ -46,21 +50,52 @@ def barrier_to_host(cmd) -> None:
     _lib.vkCmdPipelineBarrier(cmd, _COMPUTE | _TRANSFER, _HOST, 0, 1, _TO_HOST, 0, ffi.NULL, 0, ffi.NULL)
 
 
-def dispatch(cmd, pipeline, descriptor_set, push: bytes, gx: int, gy: int, gz: int, bind_pipeline: bool = True) -> None:
-    """Bind (unless ``bind_pipeline`` is False: it is bound already), push and dispatch.
+def _native():
+    """The C recorder (``_record.c``), initialised with the loader's function addresses; None
+    where it was not built or ``HLX_NATIVE=0`` asks for the cffi path."""
+    if os.environ.get("HLX_NATIVE", "1") == "0":
+        return None
+    try:
+        from . import _record
+    except ImportError:
+        return None
+    _record.init(*(int(ffi.cast("uintptr_t", ffi.addressof(_lib, name))) for name in
+                   ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch")))
+    return _record
 
-    ``descriptor_set`` is a one-element ``VkDescriptorSet[]``."""
-    if bind_pipeline:
-        _lib.vkCmdBindPipeline(cmd, _BIND_COMPUTE, pipeline.pipeline)
-    _lib.vkCmdBindDescriptorSets(cmd, _BIND_COMPUTE, pipeline.layout, 0, 1, descriptor_set, 0, ffi.NULL)
-    if push:
-        _lib.vkCmdPushConstants(cmd, pipeline.layout, _STAGE_COMPUTE, 0, len(push), push)
-    _lib.vkCmdDispatch(cmd, gx, gy, gz)
+
+_NATIVE = _native()
+NATIVE = _NATIVE is not None
+
+
+def handle(h):
+    """A handle as :func:`dispatch` takes it: an integer for the C recorder, else as is."""
+    return int(ffi.cast("uintptr_t", h)) if NATIVE else h
 
 
 def descriptor_set_array(descriptor_set):
-    """A one-element ``VkDescriptorSet[]``, the form :func:`dispatch` binds."""
-    return ffi.new("VkDescriptorSet[1]", [descriptor_set])
+    """The descriptor set as :func:`dispatch` binds it: an integer handle for the C recorder, a
+    one-element ``VkDescriptorSet[]`` for cffi."""
+    return handle(descriptor_set) if NATIVE else ffi.new("VkDescriptorSet[1]", [descriptor_set])
+
+
+if NATIVE:
+    def dispatch(cmd, pipeline, layout, descriptor_set, push: bytes | None, gx: int, gy: int, gz: int,
+                 bind_pipeline: bool = True) -> None:
+        """Bind the pipeline (unless ``bind_pipeline`` is False: it is bound already) and the set,
+        push and dispatch; every handle from :func:`handle`, the set from :func:`descriptor_set_array`."""
+        _NATIVE.dispatch(cmd, pipeline, layout, descriptor_set, push, gx, gy, gz, bind_pipeline)
+else:
+    def dispatch(cmd, pipeline, layout, descriptor_set, push: bytes | None, gx: int, gy: int, gz: int,
+                 bind_pipeline: bool = True) -> None:
+        """Bind the pipeline (unless ``bind_pipeline`` is False: it is bound already) and the set,
+        push and dispatch; every handle from :func:`handle`, the set from :func:`descriptor_set_array`."""
+        if bind_pipeline:
+            _lib.vkCmdBindPipeline(cmd, _BIND_COMPUTE, pipeline)
+        _lib.vkCmdBindDescriptorSets(cmd, _BIND_COMPUTE, layout, 0, 1, descriptor_set, 0, ffi.NULL)
+        if push:
+            _lib.vkCmdPushConstants(cmd, layout, _STAGE_COMPUTE, 0, len(push), push)
+        _lib.vkCmdDispatch(cmd, gx, gy, gz)
 
 
 def copy_buffer(cmd, src, dst, src_offset: int, dst_offset: int, size: int) -> None:

@@ -125,6 +125,7 @@ def test_loss_modules(rng, name, kwargs, kind):
     torch_kw = {k: torch.tensor(tensors[v].astype(np.float32).astype(np.float64)) if v in tensors else v
                 for k, v in kwargs.items()}
     ours, theirs = getattr(nn, name)(**ours_kw), getattr(TN, name)(**torch_kw)
+    assert list(ours.state_dict()) == list(theirs.state_dict())   # class weights are buffers, as torch's
     x = rng.standard_normal((n, c))
     if kind in ("classes", "log_probs"):
         target = rng.integers(0, c, n)
