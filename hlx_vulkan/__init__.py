@@ -63,6 +63,11 @@ squeeze, unsqueeze, flatten, unflatten, split, chunk, tril, triu = (
 masked_select, nonzero, t = _sh.masked_select, _sh.nonzero, _sh.t
 softmax, log_softmax = _sm.softmax, _sm.log_softmax
 mm, bmm, einsum = _ct.mm, _ct.bmm, _ct.einsum
+from .ops import activations as _act, indexing as _ix, scan as _scan, sort as _so  # noqa: E402
+gather, scatter, scatter_add, flip, roll, repeat_interleave = (_ix.gather, _ix.scatter, _ix.scatter_add, _ix.flip,
+                                                              _ix.roll, _ix.repeat_interleave)
+sort, argsort, topk, msort, kthvalue, cumprod = _so.sort, _so.argsort, _so.topk, _so.msort, _so.kthvalue, _scan.cumprod
+erf, selu, celu = _act.erf, _act.selu, _act.celu
 
 
 def clone(x: Tensor) -> Tensor:

@@ -4,12 +4,18 @@
 from . import functional
 from .modules import (GELU, CrossEntropyLoss, Dropout, Embedding, LayerNorm, Linear, Module, MSELoss, Parameter,
                       ReLU, Sequential, Sigmoid, Tanh)
+from .modules import Flatten, LeakyReLU, SiLU, Softmax
+from .more_modules import (CELU, ELU, SELU, BCELoss, BCEWithLogitsLoss, Hardsigmoid, Hardswish, Hardtanh, HuberLoss,
+                           Identity, KLDivLoss, L1Loss, LogSigmoid, Mish, NLLLoss, ReLU6, SmoothL1Loss, Softplus,
+                           Softsign)
 
 __all__ = ["CrossEntropyLoss", "Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "MSELoss", "Module",
            "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "functional"]
+__all__ += ["BCELoss", "BCEWithLogitsLoss", "CELU", "ELU", "Flatten", "Hardsigmoid", "Hardswish", "Hardtanh",
+            "HuberLoss", "Identity", "KLDivLoss", "L1Loss", "LeakyReLU", "LogSigmoid", "Mish", "NLLLoss", "ReLU6",
+            "SELU", "SiLU", "SmoothL1Loss", "Softmax", "Softplus", "Softsign"]
 from .conv_modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d,  # noqa: E402
                            ConvTranspose2d, Dropout2d, GroupNorm, MaxPool2d)
-from .modules import Flatten  # noqa: E402
 
-__all__ += ["Flatten", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
+__all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
             "Dropout2d", "GroupNorm", "MaxPool2d"]

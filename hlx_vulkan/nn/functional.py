@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from ..ops import cross_entropy as ce
 from ..ops import elementwise as ew
 from ..ops import layer_norm as ln
 from ..ops import matmul as mm
@@ -21,6 +20,10 @@ from ..ops import shape as sh
 from ..ops import softmax as sm
 from ..ops.random import rand
 from ..ops.tensor import Tensor, normalize_axis
+from ..ops.activations import (celu, elu, hardsigmoid, hardswish, hardtanh, logsigmoid, mish,
+                               relu6, selu, softplus, softsign)
+from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, check_legacy, cross_entropy,
+                     huber_loss, kl_div, l1_loss, nll_loss, smooth_l1_loss)
 
 softmax = sm.softmax            # softmax(x, dim=-1), axis= as numpy's alias
 log_softmax = sm.log_softmax
@@ -49,38 +52,6 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: 
     """Normalise over the last ``len(normalized_shape)`` dims (biased variance, as torch): one fused
     kernel forward and one backward (ops/layer_norm.py)."""
     return ln.layer_norm(x, normalized_shape, weight, bias, eps)
-
-
-def nll_loss(log_probs: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
-    """Negative log-likelihood of integer ``target`` classes under ``log_probs`` (N, C), as torch:
-    each target in ``[0, C)`` or equal to ``ignore_index``, whose rows count for nothing (the mean
-    is over the other rows). Host targets are checked before launch; a device tensor's on the
-    device (DeviceIndexError at the next sync point)."""
-    return _nll_loss(log_probs, target, reduction, ignore_index, "nll_loss")
-
-
-def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
-    """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C); targets as in
-    :func:`nll_loss`. Float logits take the fused kernel (ops/cross_entropy.py)."""
-    if isinstance(logits, Tensor) and logits.dtype.is_float:
-        return ce.cross_entropy(logits, target, reduction, ignore_index)
-    return _nll_loss(log_softmax(logits, 1), target, reduction, ignore_index, "cross_entropy")
-
-
-def _nll_loss(log_probs: Tensor, target, reduction: str, ignore_index: int, op: str) -> Tensor:
-    if log_probs.ndim != 2:
-        raise errors.ShapeError(f"{op} expects log-probabilities of shape (N, C), got {log_probs.shape}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
-    n, c = log_probs.shape
-    target_shape = target.shape if isinstance(target, Tensor) else np.shape(target)
-    if target_shape != (n,):
-        raise errors.ShapeError(f"{op}: target of shape {target_shape} does not match {n} rows of {log_probs.shape}")
-    mask = sh.class_mask(target, c, log_probs.dtype, ignore_index, op, log_probs.runtime)
-    loss = -red.sum(log_probs * mask, 1)
-    if reduction == "mean":
-        return red.sum(loss) / red.sum(mask)   # over the rows not ignored: 0/0 (NaN) if none, as torch
-    return _reduce(loss, reduction)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
@@ -113,7 +84,10 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
 
 
 __all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
-           "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "sigmoid", "silu", "softmax", "tanh"]
+           "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "sigmoid", "silu", "softmax", "tanh",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "elu", "hardsigmoid", "hardswish",
+           "hardtanh", "huber_loss", "kl_div", "l1_loss", "logsigmoid", "mish", "relu6", "selu", "smooth_l1_loss",
+           "softplus", "softsign"]
 
 # Convolutional nets (issue 13): convolutions, pooling, padding, resampling, batch and group norm.
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402

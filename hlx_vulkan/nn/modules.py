@@ -318,12 +318,19 @@ class Dropout(Module):
 
 
 class CrossEntropyLoss(Module):
-    def __init__(self, reduction: str = "mean"):
+    """:func:`~hlx_vulkan.nn.functional.cross_entropy` with torch's options (``weight``,
+    ``ignore_index``, ``reduction``, ``label_smoothing``)."""
+
+    def __init__(self, weight: Tensor | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
-        self.reduction = reduction
+        F.check_legacy(size_average, reduce)
+        self.register_buffer("weight", weight)   # in state_dict when given, as torch
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
 
     def forward(self, logits: Tensor, target) -> Tensor:
-        return F.cross_entropy(logits, target, self.reduction)
+        return F.cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
 
 
 class MSELoss(Module):

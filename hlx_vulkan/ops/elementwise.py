@@ -513,6 +513,9 @@ def where(cond: Tensor, a=None, b=None):
         raise TypeError("where takes a condition alone, or a condition and two values")
     if cond.dtype is not bool_:
         cond = ne(cond, 0)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # two numbers: torch's dtype for them
+        rt = cond.runtime
+        a = _as_tensor(_number(a), promote_types(_scalar_dtype(_number(a), rt), _scalar_dtype(_number(b), rt)), rt)
     return _where(cond, a, b)
 
 

@@ -523,6 +523,26 @@ class Tensor:
     def index_select(self, dim: int, index): return _sh.index_select(self, dim, index)
     def nonzero(self): return _sh.nonzero(self)
     def __getitem__(self, key): return _sh.getitem(self, key)
+    def gather(self, dim: int, index): return _ix.gather(self, dim, index)
+    def scatter(self, dim: int, index, src=None, *, value=None): return _ix.scatter(self, dim, index, src, value=value)
+    def scatter_add(self, dim: int, index, src): return _ix.scatter_add(self, dim, index, src)
+    def scatter_(self, dim: int, index, src=None, *, value=None):
+        return self._assign(_ix.scatter(self, dim, index, src, value=value))
+    def scatter_add_(self, dim: int, index, src): return self._assign(_ix.scatter_add(self, dim, index, src))
+    def flip(self, *dims): return _ix.flip(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
+    def roll(self, shifts, dims=None): return _ix.roll(self, shifts, dims)
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        return _ix.repeat_interleave(self, repeats, dim, output_size=output_size)
+    def sort(self, dim: int = -1, descending: bool = False, *, stable: bool = False):
+        return _so.sort(self, dim, descending, stable=stable)
+    def argsort(self, dim: int = -1, descending: bool = False, *, stable: bool = False):
+        return _so.argsort(self, dim, descending, stable=stable)
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+        return _so.topk(self, k, dim, largest, sorted)
+    def msort(self): return _so.msort(self)
+    def kthvalue(self, k: int, dim: int = -1, keepdim: bool = False): return _so.kthvalue(self, k, dim, keepdim)
+    def cumprod(self, dim: int, *, dtype=None): return _scan.cumprod(self, dim, dtype=dtype)
+    def erf(self): return _act.erf(self)
     def __setitem__(self, key, value): _sh.setitem(self, key, value)
 
     @property
@@ -654,3 +674,7 @@ from . import matmul as _mm  # noqa: E402
 from . import reduce as _red  # noqa: E402
 from . import shape as _sh  # noqa: E402
 from . import softmax as _sm  # noqa: E402
+from . import activations as _act  # noqa: E402
+from . import indexing as _ix  # noqa: E402
+from . import scan as _scan  # noqa: E402
+from . import sort as _so  # noqa: E402
