@@ -62,6 +62,7 @@ squeeze, unsqueeze, flatten, unflatten, split, chunk, tril, triu = (
 masked_select, nonzero, t = _sh.masked_select, _sh.nonzero, _sh.t
 softmax, log_softmax = _sm.softmax, _sm.log_softmax
 mm, bmm, einsum = _ct.mm, _ct.bmm, _ct.einsum
+from .ops.attention import baddbmm  # noqa: E402 - after the ops it builds on
 
 
 def clone(x: Tensor) -> Tensor:

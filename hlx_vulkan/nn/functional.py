@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..ops import attention as _attn
 from ..ops import elementwise as ew
 from ..ops import matmul as mm
 from ..ops import reduce as red
@@ -29,6 +30,7 @@ sigmoid = ew.sigmoid
 silu = ew.silu
 leaky_relu = ew.leaky_relu
 one_hot = sh.one_hot            # int64, as torch
+scaled_dot_product_attention = _attn.scaled_dot_product_attention
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -121,4 +123,5 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
 
 
 __all__ = ["cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
-           "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "sigmoid", "silu", "softmax", "tanh"]
+           "mse_loss", "nll_loss", "normalize_axis", "one_hot", "relu", "scaled_dot_product_attention", "sigmoid", "silu",
+           "softmax", "tanh"]
