@@ -296,6 +296,11 @@ CASES = {
                              [(3, 4)]),
     "int_times_float": Case(lambda a: hv.tensor([1, -2, 3]) * a, lambda a: torch.tensor([1, -2, 3]) * a, [(3,)]),
     "norm": Case(*_lin(lambda a: a.norm(dim=1)), [(3, 4)]),
+    # attention (fused kernel; tests/ops/test_attention.py has the rest)
+    "sdpa": Case(F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [(2, 3, 4), (2, 5, 4), (2, 5, 3)]),
+    "sdpa_causal_scaled": Case(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+                               lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+                               [(1, 2, 4, 3), (1, 2, 6, 3), (1, 2, 6, 2)]),
 }
 
 
