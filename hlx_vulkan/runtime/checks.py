@@ -36,10 +36,13 @@ class DeviceChecks:
         rt.synchronize()    # DeviceIndexError: index_select: ... out of range
     """
 
-    def __init__(self, memory):
+    def __init__(self, memory, upload):
+        """``upload(buf, array)``: the runtime's write in stream order. The words may take a range
+        that a pending kernel still writes (a tensor freed before it ran): a host write now could
+        land before that kernel's and leave its values as error flags."""
         n = MAX_SITES * WORDS
         self.buf = memory.empty((n,), "int32")
-        memory.write_many([(self.buf, np.zeros(n, np.int32))])
+        upload(self.buf, np.zeros(n, np.int32))
         self.readback = memory.host_pool.allocate(n * 4)
         self.readback.mapped()[:n * 4] = bytes(n * 4)
         self.zeros = bytes(n * 4)

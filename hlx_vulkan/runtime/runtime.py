@@ -95,7 +95,7 @@ class Runtime:
         if self._checks is None:
             with self.stream.lock:
                 if self._checks is None:
-                    self._checks = self.stream.checks = DeviceChecks(self.memory)
+                    self._checks = self.stream.checks = DeviceChecks(self.memory, self.upload)
         return self._checks
 
     def run(self, kernel: Kernel, tensors, push=None, grid=1, check: str | None = None) -> None:
