@@ -60,7 +60,12 @@ def _info(args) -> int:
 
 
 def _train(args) -> int:
+    if args.task in ("sort", "text"):
+        from .training.transformer import run_cli
+        return run_cli(args)
     from .training.digits import train_digits
+    args.epochs = 30 if args.epochs is None else args.epochs
+    args.lr = 2e-3 if args.lr is None else args.lr
     result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           hidden=args.hidden, out_dir=args.out, capture=args.capture, jit=args.jit,
                           progress=not args.quiet)
@@ -113,11 +118,15 @@ def main(argv=None) -> int:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
     train = sub.add_parser("train", help="train a model reproducibly on the default device")
-    train.add_argument("task", choices=["digits"], help="digits: an MLP on scikit-learn's 8x8 handwritten digits")
+    train.add_argument("task", choices=["digits", "sort", "text"],
+                       help="digits: an MLP on scikit-learn's 8x8 handwritten digits; sort: a small transformer "
+                       "that sorts digit sequences; text FILE: a character-level transformer on a text file")
+    train.add_argument("file", nargs="?", help="text: the UTF-8 text file to learn")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 8 (sort, text)")
+    train.add_argument("--steps", type=int, default=None, help="sort, text: steps per epoch (default 25)")
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--lr", type=float, default=None, help="default: 2e-3 (digits), 1e-2 (sort, text)")
     train.add_argument("--hidden", type=int, default=256)
     train.add_argument("--out", metavar="DIR", help="write training.png, model.safetensors and manifest.json here")
     replay = train.add_mutually_exclusive_group()

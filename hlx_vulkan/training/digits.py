@@ -162,11 +162,11 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return loss_v, correct_v / x.shape[0]
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, desc: str = "digits", unit: str = "epoch"):
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, desc="digits", unit="epoch")
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result) -> dict:
@@ -183,17 +183,17 @@ def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, r
     }
 
 
-def _write_outputs(out_dir: str, state, result: TrainResult) -> None:
+def _write_outputs(out_dir: str, state, result: TrainResult, title: str = "hlx train digits") -> None:
     os.makedirs(out_dir, exist_ok=True)
     ckpt = os.path.join(out_dir, "model.safetensors")
     save_checkpoint(ckpt, state, {"weights_digest": result.weights_digest})
     result.manifest["checkpoint"] = {"file": "model.safetensors", "sha256": file_digest(ckpt)}
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(result.manifest, f, indent=2)
-    plot_history(result.history, os.path.join(out_dir, "training.png"))
+    plot_history(result.history, os.path.join(out_dir, "training.png"), title)
 
 
-def plot_history(history: list, path: str) -> None:
+def plot_history(history: list, path: str, title: str = "hlx train digits") -> None:
     """Loss (train and test) and test accuracy per epoch, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
@@ -209,7 +209,7 @@ def plot_history(history: list, path: str) -> None:
     ax2.plot(epochs, [100 * h["test_accuracy"] for h in history], color="tab:green")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("test accuracy (%)")
-    fig.suptitle("hlx train digits")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
