@@ -60,6 +60,13 @@ GRAD_KV = {m: _spec([("DK", "write", "O"), ("DV", "write", "O"), ("Lse", "read")
 WORKGROUP = 32          # query (or key) rows per workgroup: one invocation each
 MAX_BATCH_DIMS = 4      # batch dims a mask is read through
 MAX_HEAD_DIM = 256
+# Tiles in shared memory even on a CPU device (tests): there, by default, the kernels read the
+# tiles straight from the buffers (DIRECT), as matmul_direct.comp does, and use no barrier.
+FORCE_SHARED = False
+# llvmpipe (lavapipe) ends a loop after this many iterations in one invocation, counted over all its
+# runs, without an error: the key (or query) loop runs once per key, and Philox's 10 rounds per
+# dropout draw. The head-dim loops are unrolled.
+LLVMPIPE_LOOP_LIMIT = 65535
 
 
 def _key_tile(rt, e: int, ev: int) -> int:
@@ -87,7 +94,9 @@ class _Plan:
         return fields
 
     def kernel(self, rt, specs, mask, dtype):
-        defines = {"E": self.E, "EV": self.EV, "BK": _key_tile(rt, self.E, self.EV),
+        direct = rt.device.physical.type == "cpu" and not FORCE_SHARED
+        defines = {"E": self.E, "EV": self.EV, "BK": 32 if direct else _key_tile(rt, self.E, self.EV),
+                   "DIRECT": int(direct),
                    "HAS_MASK": int(mask is not None), "CAUSAL": int(self.causal), "DROPOUT": int(self.p > 0),
                    "CT": "float", "OCT": "float"}
         defines["MODE"] = 0 if specs is FORWARD else 1 if specs is GRAD_Q else 2
@@ -204,6 +213,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     plan.seed = plan.ctr = 0
     if plan.N * L * max(S, 1) >= 2**31 or plan.N * L * -(-S // 4) >= 2**32:
         raise errors.LimitExceededError(f"attention of {plan.N} x {L} x {S} is more than this kernel indexes")
+    if rt.device.physical.type == "cpu" and max(L, S) * (11 if dropout_p > 0 else 1) > LLVMPIPE_LOOP_LIMIT:
+        raise errors.LimitExceededError(
+            f"attention over {L} queries and {S} keys{' with dropout' if dropout_p > 0 else ''}: on this CPU device "
+            f"(llvmpipe) a loop ends silently after {LLVMPIPE_LOOP_LIMIT} iterations in one invocation")
     mask = None
     if attn_mask is not None:
         if len(batch) > MAX_BATCH_DIMS:

@@ -12,6 +12,7 @@ import torch.nn.functional as TF
 import hlx_vulkan as hv
 from hlx_vulkan import errors
 from hlx_vulkan.nn import functional as F
+from hlx_vulkan.ops import attention
 
 from tests.ops.opcheck import check, f64, randn
 
@@ -78,6 +79,22 @@ def test_a_row_with_every_key_masked_gives_zeros_and_zero_gradients(rng):
     out, hs, ref, ts = _run(rng, ((1, 2, 6, 4), (1, 2, 7, 4), (1, 2, 7, 4)), mask_np=mask)
     assert np.all(out.numpy()[:, :, 2] == 0) and np.all(hs[0].grad.numpy()[:, :, 2] == 0)
     _compare(out, hs, ref, ts, "float32", 1e-5)
+
+
+def test_long_keys_with_wide_heads(rng):
+    """Regression: on lavapipe, a head-dim loop run once per key passed llvmpipe's silent 65535-iteration
+    loop limit past about 500 keys at head dim 128, and the outputs went unwritten."""
+    _compare(*_run(rng, ((1, 1, 5, 128), (1, 1, 600, 128), (1, 1, 600, 128))), "float32", 1e-5)
+    _compare(*_run(rng, ((1, 1, 3, 8), (1, 1, 700, 8), (1, 1, 700, 128)), causal=False), "float32", 1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_shared_memory_tiles_path(causal, rng, monkeypatch):
+    """The tiled path GPUs take (tiles in shared memory, barriers), forced on this CPU device."""
+    monkeypatch.setattr(attention, "FORCE_SHARED", True)
+    _compare(*_run(rng, ((2, 2, 45, 16), (2, 2, 70, 16), (2, 2, 70, 8)), causal=causal), "float32", 1e-5)
+    mask = rng.random((45, 70)) > 0.3
+    _compare(*_run(rng, ((2, 2, 45, 16), (2, 2, 70, 16), (2, 2, 70, 8)), mask_np=mask), "float32", 1e-5)
 
 
 def test_scale_is_used(rng):

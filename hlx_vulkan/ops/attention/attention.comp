@@ -9,7 +9,10 @@
 // Q, K, V (slot A) are contiguous (N, L, E), (N, S, E), (N, S, EV); the mask (float32, additive)
 // is read through strides, so a broadcast mask costs nothing. Storage may be fp16/bf16: loads
 // convert to float and every sum runs in float32.
+// The loops over a head dimension are unrolled: llvmpipe (lavapipe) ends any loop silently after
+// 65535 iterations in one invocation, counted over all its runs, which the key loop would pass.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 #include "math.glsl"
@@ -66,17 +69,29 @@ layout(push_constant) uniform Params {
     uint off_o, off_dq, off_dk, off_dv, off_lse, off_dlt, off_q, off_k, off_v, off_do, off_m;
 } p;
 
-#if MODE == 0
-shared float ts[BK * E];
-shared float tv[BK * EV];
-#elif MODE == 1
-shared float ts[BK * E];
-shared float tv[BK * EV];
+// The tiles: in shared memory, or (DIRECT, for CPU devices, where barriers cost more than the loads
+// they save) read straight from the buffers. TS(r, e) and TV(r, e) read row r of the tile.
+#if DIRECT
+#if MODE != 2
+#define TS(r, e) float(A_LOAD(k[tk + (r) * E + (e)]))
+#define TV(r, e) float(A_LOAD(v[tvb + (r) * EV + (e)]))
 #else
-shared float ts[BK * E];    // query rows
-shared float tv[BK * EV];   // output-gradient rows
+#define TS(r, e) float(A_LOAD(q[tk + (r) * E + (e)]))
+#define TV(r, e) float(A_LOAD(dout[tvb + (r) * EV + (e)]))
+#define TL(r) lse[p.off_lse + n * p.L + qt + (r)]
+#define TD(r) dlt[p.off_dlt + n * p.L + qt + (r)]
+#endif
+#else
+shared float ts[BK * E];    // key rows (MODE 2: query rows)
+shared float tv[BK * EV];   // value rows (MODE 2: output-gradient rows)
+#define TS(r, e) ts[(r) * E + (e)]
+#define TV(r, e) tv[(r) * EV + (e)]
+#if MODE == 2
 shared float tl[BK];
 shared float td[BK];
+#define TL(r) tl[r]
+#define TD(r) td[r]
+#endif
 #endif
 
 int mask_base(uint n) {
@@ -109,7 +124,7 @@ void main() {
     bool valid = row < p.L;
     uint qbase = p.off_q + (n * p.L + row) * E;
     float qr[E];
-    for (int e = 0; e < E; ++e) qr[e] = valid ? float(A_LOAD(q[qbase + e])) * p.scale : 0.0;
+    [[unroll]] for (int e = 0; e < E; ++e) qr[e] = valid ? float(A_LOAD(q[qbase + e])) * p.scale : 0.0;
 #if HAS_MASK
     int mrow = mask_base(n) + int(row) * p.mst_l;
 #endif
@@ -119,18 +134,21 @@ void main() {
 #endif
 #if MODE == 0
     float acc[EV];
-    for (int e = 0; e < EV; ++e) acc[e] = 0.0;
+    [[unroll]] for (int e = 0; e < EV; ++e) acc[e] = 0.0;
     float m = -1.0 / 0.0, l = 0.0;
 #else
     float go[EV];
     uint obase = p.off_do + (n * p.L + row) * EV;
-    for (int e = 0; e < EV; ++e) go[e] = valid ? float(A_LOAD(dout[obase + e])) : 0.0;
+    [[unroll]] for (int e = 0; e < EV; ++e) go[e] = valid ? float(A_LOAD(dout[obase + e])) : 0.0;
     float lr = valid ? lse[p.off_lse + n * p.L + row] : 0.0;
     float dr = valid ? dlt[p.off_dlt + n * p.L + row] : 0.0;
     float g[E];
-    for (int e = 0; e < E; ++e) g[e] = 0.0;
+    [[unroll]] for (int e = 0; e < E; ++e) g[e] = 0.0;
 #endif
     for (uint kt = 0u; kt < kend; kt += BK) {
+#if DIRECT
+        uint tk = p.off_k + (n * p.S + kt) * E, tvb = p.off_v + (n * p.S + kt) * EV;
+#else
         barrier();
         for (uint x = tid; x < BK * E; x += WG) {
             uint j = kt + x / E;
@@ -141,6 +159,7 @@ void main() {
             tv[x] = j < p.S ? float(A_LOAD(v[p.off_v + (n * p.S + j) * EV + x % EV])) : 0.0;
         }
         barrier();
+#endif
         if (!valid) continue;
         uint cnt = min(uint(BK), p.S - kt);
 #if CAUSAL
@@ -151,7 +170,7 @@ void main() {
         float tmax = -1.0 / 0.0;
         for (uint r = 0u; r < cnt; ++r) {
             float s = 0.0;
-            for (int e = 0; e < E; ++e) s += qr[e] * ts[r * E + e];
+            [[unroll]] for (int e = 0; e < E; ++e) s += qr[e] * TS(r, e);
 #if HAS_MASK
             s += mask[mrow + int(kt + r) * p.mst_s];
 #endif
@@ -162,7 +181,7 @@ void main() {
         if (mn == -1.0 / 0.0) continue;  // every key so far is masked out
         float corr = exp(m - mn);
         l *= corr;
-        for (int e = 0; e < EV; ++e) acc[e] *= corr;
+        [[unroll]] for (int e = 0; e < EV; ++e) acc[e] *= corr;
         m = mn;
         for (uint r = 0u; r < cnt; ++r) {
             float pr = exp(sc[r] - m);
@@ -170,24 +189,24 @@ void main() {
 #if DROPOUT
             pr = kept(n, row, kt + r) ? pr * p.keep_scale : 0.0;
 #endif
-            for (int e = 0; e < EV; ++e) acc[e] += pr * tv[r * EV + e];
+            [[unroll]] for (int e = 0; e < EV; ++e) acc[e] += pr * TV(r, e);
         }
 #else
         for (uint r = 0u; r < cnt; ++r) {
             float s = 0.0;
-            for (int e = 0; e < E; ++e) s += qr[e] * ts[r * E + e];
+            [[unroll]] for (int e = 0; e < E; ++e) s += qr[e] * TS(r, e);
 #if HAS_MASK
             s += mask[mrow + int(kt + r) * p.mst_s];
 #endif
             float pr = exp(s - lr);
             if (!(pr > 0.0)) continue;  // masked out (or a row with no key at all)
             float dp = 0.0;
-            for (int e = 0; e < EV; ++e) dp += go[e] * tv[r * EV + e];
+            [[unroll]] for (int e = 0; e < EV; ++e) dp += go[e] * TV(r, e);
 #if DROPOUT
             dp = kept(n, row, kt + r) ? dp * p.keep_scale : 0.0;
 #endif
             float ds = pr * (dp - dr);
-            for (int e = 0; e < E; ++e) g[e] += ds * ts[r * E + e];
+            [[unroll]] for (int e = 0; e < E; ++e) g[e] += ds * TS(r, e);
         }
 #endif
     }
@@ -195,20 +214,20 @@ void main() {
 #if MODE == 0
     uint ob = p.off_o + (n * p.L + row) * EV;
     float inv = l > 0.0 ? 1.0 / l : 0.0;  // a row with every key masked out gives zeros, as torch
-    for (int e = 0; e < EV; ++e) o[ob + e] = O_STORE(acc[e] * inv);
+    [[unroll]] for (int e = 0; e < EV; ++e) o[ob + e] = O_STORE(acc[e] * inv);
     lse[p.off_lse + n * p.L + row] = l > 0.0 ? m + log(l) : -1.0 / 0.0;
 #else
     uint gb = p.off_dq + (n * p.L + row) * E;
-    for (int e = 0; e < E; ++e) dq[gb + e] = O_STORE(g[e] * p.scale);
+    [[unroll]] for (int e = 0; e < E; ++e) dq[gb + e] = O_STORE(g[e] * p.scale);
 #endif
 #else
     // MODE 2: one key row per invocation; the query tiles come through shared memory.
     bool valid = row < p.S;
     float kr[E], vr[EV], gk[E], gv[EV];
-    for (int e = 0; e < E; ++e) kr[e] = valid ? float(A_LOAD(k[p.off_k + (n * p.S + row) * E + e])) * p.scale : 0.0;  // dK takes scale again at the end
-    for (int e = 0; e < EV; ++e) vr[e] = valid ? float(A_LOAD(v[p.off_v + (n * p.S + row) * EV + e])) : 0.0;
-    for (int e = 0; e < E; ++e) gk[e] = 0.0;
-    for (int e = 0; e < EV; ++e) gv[e] = 0.0;
+    [[unroll]] for (int e = 0; e < E; ++e) kr[e] = valid ? float(A_LOAD(k[p.off_k + (n * p.S + row) * E + e])) * p.scale : 0.0;  // dK takes scale again at the end
+    [[unroll]] for (int e = 0; e < EV; ++e) vr[e] = valid ? float(A_LOAD(v[p.off_v + (n * p.S + row) * EV + e])) : 0.0;
+    [[unroll]] for (int e = 0; e < E; ++e) gk[e] = 0.0;
+    [[unroll]] for (int e = 0; e < EV; ++e) gv[e] = 0.0;
 #if HAS_MASK
     int mcol = mask_base(n) + int(row) * p.mst_s;
 #endif
@@ -217,6 +236,9 @@ void main() {
     qstart = (row0 / BK) * BK;
 #endif
     for (uint qt = qstart; qt < p.L; qt += BK) {
+#if DIRECT
+        uint tk = p.off_q + (n * p.L + qt) * E, tvb = p.off_do + (n * p.L + qt) * EV;
+#else
         barrier();
         for (uint x = tid; x < BK * E; x += WG) {
             uint i = qt + x / E;
@@ -232,6 +254,7 @@ void main() {
             td[x] = i < p.L ? dlt[p.off_dlt + n * p.L + i] : 0.0;
         }
         barrier();
+#endif
         if (!valid) continue;
         uint cnt = min(uint(BK), p.L - qt);
         for (uint r = 0u; r < cnt; ++r) {
@@ -239,27 +262,27 @@ void main() {
             if (qt + r < row) continue;
 #endif
             float s = 0.0;
-            for (int e = 0; e < E; ++e) s += kr[e] * ts[r * E + e];
+            [[unroll]] for (int e = 0; e < E; ++e) s += kr[e] * TS(r, e);
 #if HAS_MASK
             s += mask[mcol + int(qt + r) * p.mst_l];
 #endif
-            float pr = exp(s - tl[r]);
+            float pr = exp(s - TL(r));
             if (!(pr > 0.0)) continue;
             float dp = 0.0;
-            for (int e = 0; e < EV; ++e) dp += vr[e] * tv[r * EV + e];
+            [[unroll]] for (int e = 0; e < EV; ++e) dp += vr[e] * TV(r, e);
             float pk = pr;
 #if DROPOUT
             bool keep = kept(n, qt + r, row);
             pk = keep ? pr * p.keep_scale : 0.0;
             dp = keep ? dp * p.keep_scale : 0.0;
 #endif
-            for (int e = 0; e < EV; ++e) gv[e] += pk * tv[r * EV + e];
-            float ds = pr * (dp - td[r]);
-            for (int e = 0; e < E; ++e) gk[e] += ds * ts[r * E + e];
+            [[unroll]] for (int e = 0; e < EV; ++e) gv[e] += pk * TV(r, e);
+            float ds = pr * (dp - TD(r));
+            [[unroll]] for (int e = 0; e < E; ++e) gk[e] += ds * TS(r, e);
         }
     }
     if (!valid) return;
-    for (int e = 0; e < E; ++e) dk[p.off_dk + (n * p.S + row) * E + e] = O_STORE(gk[e] * p.scale);
-    for (int e = 0; e < EV; ++e) dv[p.off_dv + (n * p.S + row) * EV + e] = O_STORE(gv[e]);
+    [[unroll]] for (int e = 0; e < E; ++e) dk[p.off_dk + (n * p.S + row) * E + e] = O_STORE(gk[e] * p.scale);
+    [[unroll]] for (int e = 0; e < EV; ++e) dv[p.off_dv + (n * p.S + row) * EV + e] = O_STORE(gv[e]);
 #endif
 }
