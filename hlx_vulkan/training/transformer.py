@@ -83,7 +83,7 @@ class _Task:
     vocab: int
     context: int
     batch: callable           # rng -> (inputs (B, T) int32, targets (B, T) int32 with IGNORE)
-    evaluate: callable        # model -> (test loss, test accuracy)
+    evaluate: callable        # (model, final) -> (test loss, test accuracy); final: the last epoch
     config: dict
 
 
@@ -136,7 +136,7 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
             else:
                 step(xb, yb)
         train_loss = float(loss_sum.numpy()[0]) / steps
-        test_loss, test_acc = task.evaluate(model)
+        test_loss, test_acc = task.evaluate(model, epoch == epochs - 1)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
                         "test_accuracy": test_acc})
         if bar is not None:
@@ -171,6 +171,7 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
 
 # --- sort --------------------------------------------------------------------------------
 SEP = 10  # the separator token after the digits
+EPOCH_TEST = 200  # test sequences decoded after each epoch but the last (which decodes them all)
 
 
 def _is_test(seqs: np.ndarray) -> np.ndarray:
@@ -217,7 +218,8 @@ def train_sort(seed: int = 0, length: int = 5, epochs: int = 8, steps: int = 25,
                lr: float = 1e-2, d_model: int = 32, heads: int = 2, layers: int = 2, ff: int = 64,
                test_count: int = 1000, out_dir: str | None = None, capture: bool = False,
                progress: bool = True) -> TrainResult:
-    """Train the sorter; ``test_accuracy`` is the fraction of held-out sequences sorted exactly."""
+    """Train the sorter; ``test_accuracy`` is the fraction of the ``test_count`` held-out sequences
+    sorted exactly by greedy decoding (after earlier epochs, of the first 200 of them)."""
     if not 2 <= length <= 32:
         raise ValueError(f"sequence length must be 2 to 32, got {length}")
     test = sort_test_set(length, test_count)
@@ -231,12 +233,13 @@ def train_sort(seed: int = 0, length: int = 5, epochs: int = 8, steps: int = 25,
             fresh = seqs[_is_test(seqs)]
         return _sort_examples(seqs)
 
-    def evaluate(model):
+    def evaluate(model, final):
         with no_grad():
             logits = model(from_numpy(tx))
             loss = F.cross_entropy(logits.reshape(-1, 11), from_numpy(ty.reshape(-1)), ignore_index=IGNORE).item()
-        answers = greedy_sort(model, test)
-        return float(loss), float(np.mean(np.all(answers == np.sort(test, axis=1), axis=1)))
+        seqs = test if final else test[:EPOCH_TEST]  # greedy decoding is the costly part
+        answers = greedy_sort(model, seqs)
+        return float(loss), float(np.mean(np.all(answers == np.sort(seqs, axis=1), axis=1)))
 
     task = _Task("sort", 11, 2 * length, batch, evaluate, {"length": length, "test_sequences": test_count})
     result, _ = _train(task, seed, epochs, steps, batch_size, lr, d_model, heads, layers, ff, out_dir, capture,
@@ -277,7 +280,7 @@ def train_text(path: str, seed: int = 0, context: int = 64, epochs: int = 8, ste
     ev_starts = np.linspace(0, len(test_data) - context - 1, min(64, len(test_data) - context), dtype=np.int64)
     ex, ey = windows(test_data, ev_starts)
 
-    def evaluate(model):
+    def evaluate(model, final):
         with no_grad():
             logits = model(from_numpy(ex))
             flat = logits.reshape(-1, V)
