@@ -68,6 +68,7 @@ gather, scatter, scatter_add, flip, roll, repeat_interleave = (_ix.gather, _ix.s
                                                               _ix.roll, _ix.repeat_interleave)
 sort, argsort, topk, msort, kthvalue, cumprod = _so.sort, _so.argsort, _so.topk, _so.msort, _so.kthvalue, _scan.cumprod
 erf, selu, celu = _act.erf, _act.selu, _act.celu
+from .ops.attention import baddbmm  # noqa: E402 - after the ops it builds on
 
 
 def clone(x: Tensor) -> Tensor:

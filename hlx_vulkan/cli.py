@@ -61,6 +61,9 @@ def _info(args) -> int:
 
 
 def _train(args) -> int:
+    if args.task in ("sort", "text"):
+        from .training.transformer import run_cli
+        return run_cli(args)
     from .training.digits import train_digits
     try:
         result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -133,13 +136,17 @@ def main(argv=None) -> int:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
     train = sub.add_parser("train", help="train a model reproducibly on the default device")
-    train.add_argument("task", choices=["digits"], help="digits: an MLP on scikit-learn's 8x8 handwritten digits")
+    train.add_argument("task", choices=["digits", "sort", "text"],
+                       help="digits: an MLP on scikit-learn's 8x8 handwritten digits; sort: a small transformer "
+                       "that sorts digit sequences; text FILE: a character-level transformer on a text file")
+    train.add_argument("file", nargs="?", help="text: the UTF-8 text file to learn")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
-                       help="mlp: two hidden layers; cnn: three convolutions with batch norm and max pooling")
-    train.add_argument("--epochs", type=int, default=None, help="default: 30 (mlp), 8 (cnn)")
+                       help="digits: mlp, two hidden layers; cnn, three convolutions with batch norm and max pooling")
+    train.add_argument("--epochs", type=int, default=None, help="default: 30 (mlp), 8 (cnn, sort, text)")
+    train.add_argument("--steps", type=int, default=None, help="sort, text: steps per epoch (default 25)")
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=None, help="default: 2e-3 (mlp), 4e-3 (cnn)")
+    train.add_argument("--lr", type=float, default=None, help="default: 2e-3 (mlp), 4e-3 (cnn), 1e-2 (sort, text)")
     train.add_argument("--hidden", type=int, default=None, help="hidden units (mlp, default 256) or the width of "
                        "the cnn (default 16)")
     train.add_argument("--out", metavar="DIR", help="write training.png, model.safetensors and manifest.json here")

@@ -19,3 +19,8 @@ from .conv_modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2
 
 __all__ += ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "ConvTranspose2d",
             "Dropout2d", "GroupNorm", "MaxPool2d"]
+from .transformer import (ModuleDict, ModuleList, MultiheadAttention, TransformerEncoder,  # noqa: E402
+                          TransformerEncoderLayer, generate_square_subsequent_mask)
+
+__all__ += ["ModuleDict", "ModuleList", "MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer",
+            "generate_square_subsequent_mask"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..ops import attention as _attn
 from ..ops import elementwise as ew
 from ..ops import layer_norm as ln
 from ..ops import matmul as mm
@@ -34,6 +35,7 @@ sigmoid = ew.sigmoid
 silu = ew.silu
 leaky_relu = ew.leaky_relu
 one_hot = sh.one_hot            # int64, as torch
+scaled_dot_product_attention = _attn.scaled_dot_product_attention
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -99,3 +101,5 @@ from .normalization import batch_norm, dropout2d, group_norm  # noqa: E402
 __all__ += ["adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "conv1d",
             "conv2d", "conv_transpose1d", "conv_transpose2d", "dropout2d", "group_norm", "interpolate",
             "max_pool1d", "max_pool2d", "pad"]
+
+__all__ += ["scaled_dot_product_attention"]

@@ -478,6 +478,8 @@ class Tensor:
     def matmul(self, other): return _mm.matmul(self, other)
     def mm(self, other): return _ct.mm(self, other)
     def bmm(self, other): return _ct.bmm(self, other)
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return _attn.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
 
     def sum(self, *args, **kwargs): return _red.sum(self, *args, **kwargs)
     def mean(self, *args, **kwargs): return _red.mean(self, *args, **kwargs)
@@ -666,6 +668,7 @@ __all__ = ["Device", "Tensor", "check_device", "check_dtype", "contiguous_stride
            "from_numpy", "host_dtype", "normalize_axis", "tensor"]
 
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
+from . import attention as _attn  # noqa: E402
 from . import contract as _ct  # noqa: E402
 from . import creation as _cr  # noqa: E402
 from . import digest as _dg  # noqa: E402

@@ -167,7 +167,7 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
     order = np.random.default_rng(seed)
     history = []
     epoch_digests = []  # each epoch's tensor digests, for hlx verify --recompute
-    bar = _progress(epochs, progress and par.is_main, kind)
+    bar = _progress(epochs, progress and par.is_main, "digits" if kind == "mlp" else f"digits ({kind})")
     for epoch in range(epochs):
         model.train()
         perm = order.permutation(len(x_train))
@@ -233,11 +233,11 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return loss_v, correct_v / x.shape[0]
 
 
-def _progress(total: int, enabled: bool, kind: str = "mlp"):
+def _progress(total: int, enabled: bool, desc: str = "digits", unit: str = "epoch"):
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, desc="digits" if kind == "mlp" else f"digits ({kind})", unit="epoch")
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result) -> dict:
@@ -254,17 +254,17 @@ def _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, r
     }
 
 
-def _write_outputs(out_dir: str, state, result: TrainResult) -> None:
+def _write_outputs(out_dir: str, state, result: TrainResult, title: str = "hlx train digits") -> None:
     os.makedirs(out_dir, exist_ok=True)
     ckpt = os.path.join(out_dir, "model.safetensors")
     save_checkpoint(ckpt, state, {"weights_digest": result.weights_digest})
     result.manifest["checkpoint"] = {"file": "model.safetensors", "sha256": file_digest(ckpt)}
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(result.manifest, f, indent=2)
-    plot_history(result.history, os.path.join(out_dir, "training.png"))
+    plot_history(result.history, os.path.join(out_dir, "training.png"), title)
 
 
-def plot_history(history: list, path: str) -> None:
+def plot_history(history: list, path: str, title: str = "hlx train digits") -> None:
     """Loss (train and test) and test accuracy per epoch, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
@@ -280,7 +280,7 @@ def plot_history(history: list, path: str) -> None:
     ax2.plot(epochs, [100 * h["test_accuracy"] for h in history], color="tab:green")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("test accuracy (%)")
-    fig.suptitle("hlx train digits")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

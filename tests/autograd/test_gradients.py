@@ -366,6 +366,11 @@ CASES = {
                              [(3, 2, 2, 3), (2,), (2,)]),
     "group_norm": Case(lambda x, w, b: F.group_norm(x, 2, w, b), lambda x, w, b: TF.group_norm(x, 2, w, b),
                        [(2, 4, 3), (4,), (4,)]),
+    # attention (fused kernel; tests/ops/test_attention.py has the rest)
+    "sdpa": Case(F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [(2, 3, 4), (2, 5, 4), (2, 5, 3)]),
+    "sdpa_causal_scaled": Case(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+                               lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+                               [(1, 2, 4, 3), (1, 2, 6, 3), (1, 2, 6, 2)]),
 }
 
 
