@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 
 import hlx_vulkan as hv
+from timing import median_seconds
 from hlx_vulkan import optim
 from hlx_vulkan.nn import functional as F
 from hlx_vulkan.ops import layer_norm as ln
@@ -32,18 +31,6 @@ HBM = {"H100": 3.35e12, "H200": 4.8e12}
 ROW = 1024
 IN_FLIGHT = 10
 
-
-def wall_s(fn, sync, rounds: int) -> float:
-    """Median seconds of ``rounds`` rounds of ``fn`` then a sync, after one warm-up round."""
-    fn()
-    sync()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def cases(n: int, rng, dev):
@@ -126,8 +113,8 @@ def main(argv=None) -> int:
             def ten_t(fn=tfn):
                 for _ in range(IN_FLIGHT):
                     fn()
-            t_h = wall_s(ten_h, rt.synchronize, args.rounds) / IN_FLIGHT
-            t_p = wall_s(ten_t, peer_sync, args.rounds) / IN_FLIGHT
+            t_h = median_seconds(ten_h, rt.synchronize, args.rounds) / IN_FLIGHT
+            t_p = median_seconds(ten_t, peer_sync, args.rounds) / IN_FLIGHT
             row = {"what": f"{name} {mib} MiB", "op": name, "mib": mib, "bytes": moved, "hlx_s": t_h, "torch_s": t_p,
                    "hlx_gbs": moved / t_h / 1e9, "torch_gbs": moved / t_p / 1e9, "hlx_over_torch_rate": t_p / t_h,
                    "hlx_fraction_of_hbm": moved / t_h / hbm if hbm else None,

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 import hlx_vulkan as hv
+from timing import cuda_graph_seconds
 from hlx_vulkan.nn import functional as F
 
 try:
@@ -91,24 +92,9 @@ def _torch_seconds(step, reps: int, cuda: bool) -> float:
     with torch.cuda.graph(graph):
         for _ in range(reps):
             step()
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    n = max(2, int(TARGET_S / max(start.elapsed_time(end) / 1e3, 1e-6)))
-    trials = []
-    for _ in range(3):
-        start.record()
-        for _ in range(n):
-            graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        trials.append(start.elapsed_time(end) / 1e3 / (n * reps))
+    seconds = cuda_graph_seconds(graph, reps, TARGET_S)
     del graph
-    return statistics.median(trials)
+    return seconds
 
 
 def _rel_err(got: np.ndarray, ref: np.ndarray) -> float:

@@ -24,14 +24,13 @@ import json
 import os
 import platform
 import re
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hlx_vulkan as hv  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from hlx_vulkan.memory.tree_digest import CHUNK, FANOUT, FLAT, TREE, tree_digest  # noqa: E402
 from hlx_vulkan.ops.digest import record_levels  # noqa: E402
 
@@ -42,19 +41,6 @@ except ImportError:
 
 HBM_BPS = 3.35e12
 
-
-def timed(fn, sync, repeat: int, inner: int = 1) -> float:
-    """Median seconds per call of ``fn`` (``inner`` calls between syncs), after a warm-up."""
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
 
 
 def compressions_per_byte() -> float:
@@ -92,18 +78,18 @@ def main(argv=None) -> int:
         px = (torch.from_numpy(host).cuda() if cuda else torch.from_numpy(host.copy())) if torch is not None else host
         assert x.digest(TREE) == expected, "device tree digest differs from the host implementation"
         gb = nbytes / 1e9
-        t_tree = timed(lambda: x.digest(TREE), lambda: None, repeat)
+        t_tree = median_seconds(lambda: x.digest(TREE), lambda: None, repeat)
         inner = max(1, min(50, (2 << 30) // nbytes))
-        t_kernels = timed(lambda: record_levels(x), rt.synchronize, repeat, inner)
-        t_flat = timed(lambda: x.digest(FLAT), lambda: None, max(1, repeat - 2))
+        t_kernels = median_seconds(lambda: record_levels(x), rt.synchronize, repeat, inner)
+        t_flat = median_seconds(lambda: x.digest(FLAT), lambda: None, max(1, repeat - 2))
 
         def to_host():
             return px.cpu().numpy() if torch is not None else px
 
-        t_peer = timed(lambda: hashlib.sha256(memoryview(to_host()).cast("B")).hexdigest(), lambda: None,
+        t_peer = median_seconds(lambda: hashlib.sha256(memoryview(to_host()).cast("B")).hexdigest(), lambda: None,
                        max(1, repeat - 2))
         assert tree_digest("float32", host.shape, to_host()) == expected
-        t_peer_tree = timed(lambda: tree_digest("float32", host.shape, to_host()), lambda: None,
+        t_peer_tree = median_seconds(lambda: tree_digest("float32", host.shape, to_host()), lambda: None,
                             max(1, repeat - 2))
         row = {"MiB": nbytes >> 20, "tree_digest_s": t_tree, "tree_kernels_s": t_kernels, "flat_digest_s": t_flat,
                "peer": peer, "peer_hashlib_s": t_peer, "peer_host_tree_s": t_peer_tree}

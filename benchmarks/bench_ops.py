@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import numpy as np
 
 import hlx_vulkan as hv
+from timing import median_seconds
 from hlx_vulkan.nn import functional as F
 
 try:
@@ -24,19 +24,6 @@ try:
 except ImportError:  # the peer falls back to numpy
     torch = None
 
-
-def timed(fn, sync, repeat: int, inner: int = 1) -> float:
-    """Median seconds per call of ``fn`` (``inner`` calls between syncs), after a warm-up."""
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
 
 
 class Peer:
@@ -99,8 +86,8 @@ def main(argv=None) -> int:
             ref = a.astype(dt).astype(np.float64) @ b.astype(dt).astype(np.float64)
             err = float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
             inner = max(1, min(20, int(2e9 / (2 * n ** 3))))
-            t_h = timed(lambda: matmul(ta, tb), sync, repeat, inner)
-            t_p = timed(lambda: peer.matmul(pa, pb), peer.sync, repeat, inner)
+            t_h = median_seconds(lambda: matmul(ta, tb), sync, repeat, inner)
+            t_p = median_seconds(lambda: peer.matmul(pa, pb), peer.sync, repeat, inner)
             flops = 2 * n ** 3
             rows.append({"op": f"matmul {dt} {n}^3", "hlx_ms": t_h * 1e3, "peer_ms": t_p * 1e3,
                          "hlx_rate": flops / t_h / 1e9, "peer_rate": flops / t_p / 1e9, "unit": "GFLOP/s",
@@ -115,20 +102,20 @@ def main(argv=None) -> int:
         tx, ty = hv.tensor(x), hv.tensor(y)
         px, py = peer.array(x), peer.array(y)
         inner = max(1, min(50, 256 // m))
-        t_h = timed(lambda: tx + ty, sync, repeat, inner)
-        t_p = timed(lambda: px + py, peer.sync, repeat, inner)
+        t_h = median_seconds(lambda: tx + ty, sync, repeat, inner)
+        t_p = median_seconds(lambda: px + py, peer.sync, repeat, inner)
         moved = 3 * n * 4
         rows.append({"op": f"add {m} MiB", "hlx_ms": t_h * 1e3, "peer_ms": t_p * 1e3, "hlx_rate": moved / t_h / 1e9,
                      "peer_rate": moved / t_p / 1e9, "unit": "GB/s", "peer_over_hlx_time": t_p / t_h})
-        t_h = timed(lambda: tx.sum(), sync, repeat, inner)
-        t_p = timed(lambda: peer.sum(px), peer.sync, repeat, inner)
+        t_h = median_seconds(lambda: tx.sum(), sync, repeat, inner)
+        t_p = median_seconds(lambda: peer.sum(px), peer.sync, repeat, inner)
         rows.append({"op": f"sum {m} MiB", "hlx_ms": t_h * 1e3, "peer_ms": t_p * 1e3, "hlx_rate": n * 4 / t_h / 1e9,
                      "peer_rate": n * 4 / t_p / 1e9, "unit": "GB/s", "peer_over_hlx_time": t_p / t_h})
         rows_n = n // 1024
         sx = tx.reshape(rows_n, 1024)
         spx = px.reshape(rows_n, 1024)
-        t_h = timed(lambda: F.softmax(sx, -1), sync, repeat, inner)
-        t_p = timed(lambda: peer.softmax(spx), peer.sync, repeat, inner)
+        t_h = median_seconds(lambda: F.softmax(sx, -1), sync, repeat, inner)
+        t_p = median_seconds(lambda: peer.softmax(spx), peer.sync, repeat, inner)
         rows.append({"op": f"softmax {m} MiB (rows of 1024)", "hlx_ms": t_h * 1e3, "peer_ms": t_p * 1e3,
                      "hlx_rate": 2 * n * 4 / t_h / 1e9, "peer_rate": 2 * n * 4 / t_p / 1e9, "unit": "GB/s",
                      "peer_over_hlx_time": t_p / t_h})

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import hlx_vulkan as hv
+from timing import median_seconds
 from hlx_vulkan import nn, optim
 from hlx_vulkan.nn import functional as F
 from bench_ops import Peer
@@ -53,17 +54,6 @@ def host_us(fn, sync, count: int, rounds: int = 7) -> float:
     sync()
     return statistics.median(times)
 
-
-def wall_s(fn, sync, rounds: int) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def mlp_step_hlx(batch, sizes, rng):
@@ -185,10 +175,10 @@ def main(argv=None) -> int:
             sync()
             blocks = pool.stats().new_blocks
             pool.reset_peak()
-            t_h = wall_s(ten, sync, 3) / 10
+            t_h = median_seconds(ten, sync, 3) / 10
             new_blocks = pool.stats().new_blocks - blocks
             peak, peak_reserved = pool.stats().peak, pool.stats().peak_reserved
-            t_p = wall_s(lambda: [pfn() for _ in range(10)], peer.sync, 3) / 10 if torch is not None else float("nan")
+            t_p = median_seconds(lambda: [pfn() for _ in range(10)], peer.sync, 3) / 10 if torch is not None else float("nan")
             moved = passes * n * 4
             rows.append({"what": f"{name} {m} MiB, 10 in flight", "hlx": moved / t_h / 1e9,
                          "peer": moved / t_p / 1e9, "unit": "GB/s", "peer_over_hlx": t_p / t_h,

@@ -1,7 +1,8 @@
-"""The timing loop the benchmark scripts share."""
+"""The timing loops the benchmark scripts share."""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 
@@ -15,3 +16,40 @@ def mean_seconds(fn, sync, warmup: int, reps: int) -> float:
         fn()
     sync()
     return (time.perf_counter() - t0) / reps
+
+
+def median_seconds(fn, sync, repeat: int, inner: int = 1) -> float:
+    """Median seconds per call of ``fn`` (``inner`` calls between syncs, ``repeat`` times), after a warm-up."""
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync()
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+def cuda_graph_seconds(graph, reps: int, target_s: float) -> float:
+    """Seconds per call of a captured CUDA graph holding ``reps`` calls: replayed enough times for
+    about ``target_s`` a trial, the median of three trials timed with CUDA events."""
+    import torch
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    n = max(2, int(target_s / max(start.elapsed_time(end) / 1e3, 1e-6)))
+    trials = []
+    for _ in range(3):
+        start.record()
+        for _ in range(n):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        trials.append(start.elapsed_time(end) / 1e3 / (n * reps))
+    return statistics.median(trials)

@@ -12,6 +12,7 @@
 // these functions (macros): a kernel needs no change beyond writing division as HLX_DIV(a, b).
 #ifndef HLX_STRICT_GLSL
 #define HLX_STRICT_GLSL
+#include "repro_math.glsl"  // repro_log
 
 #define HLX_F32_INF uintBitsToFloat(0x7F800000u)
 #define HLX_F32_NAN uintBitsToFloat(0x7FC00000u)
@@ -116,31 +117,12 @@ float strict_exp(float x) {
     return strict_scale(p, int(n));
 }
 
-// Cephes logf (repro_math.glsl's range reduction and polynomial) with the special values.
+// Cephes logf (repro_math.glsl) with the special values.
 float strict_log(float x) {
     if (isnan(x) || x < 0.0) return HLX_F32_NAN;
     if (x == 0.0) return -HLX_F32_INF;
     if (isinf(x)) return x;
-    uint bits = floatBitsToUint(x);
-    int e = int((bits >> 23) & 0xFFu) - 126;
-    float m = uintBitsToFloat((bits & 0x007FFFFFu) | 0x3F000000u);  // [0.5, 1)
-    if (m < 0.70710678118654752) { e -= 1; m = m + m - 1.0; } else { m = m - 1.0; }
-    float z = m * m;
-    float y = 7.0376836292E-2;
-    y = y * m - 1.1514610310E-1;
-    y = y * m + 1.1676998740E-1;
-    y = y * m - 1.2420140846E-1;
-    y = y * m + 1.4249322787E-1;
-    y = y * m - 1.6668057665E-1;
-    y = y * m + 2.0000714765E-1;
-    y = y * m - 2.4999993993E-1;
-    y = y * m + 3.3333331174E-1;
-    y = y * m * z;
-    float fe = float(e);
-    y = y + -2.12194440E-4 * fe;
-    y = y + -0.5 * z;
-    float r = m + y;
-    return r + 0.693359375 * fe;
+    return repro_log(x);
 }
 
 // x^y with GLSL's domain (x >= 0; math.glsl's hlx_pow handles negative bases): exp(y ln x)
