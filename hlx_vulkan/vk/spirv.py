@@ -311,6 +311,11 @@ class _Types:
             return
         depth = 1
         if op in (_OP_CONSTANT, _OP_SPEC_CONSTANT):
+            t = self.defs[type_id]
+            words = -(-t[1] // 32) if t[0] in (_OP_TYPE_INT, _OP_TYPE_FLOAT) else None
+            if words is None or len(ops) - 2 != words:
+                raise InvalidShaderError(f"constant %{result} at word {at} has {len(ops) - 2} literal words; its type "
+                                         f"%{type_id} takes {words if words is not None else 'no literal'}")
             value = sum(w << (32 * k) for k, w in enumerate(ops[2:]))
             entry = ("spec" if op == _OP_SPEC_CONSTANT else "value", type_id, value)
         elif op == _OP_SPEC_OP:

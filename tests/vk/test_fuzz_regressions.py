@@ -207,3 +207,16 @@ def test_older_validators_do_not_judge_capabilities_younger_than_them(tmp_path, 
         validate_spirv(pack(words), "vulkan1.3")
     at = find(words, 17)  # the first OpCapability
     validate_spirv(pack(words[:at] + instr(17, 6022) + words[at:]), "vulkan1.3")  # CooperativeMatrixKHR
+
+
+def test_a_constant_with_more_literal_words_than_its_type(ctx):
+    """spirv-1-796648 (the million-case campaign): an OpSpecConstant grown to thousands of literal
+    words made an integer too long to print in the loader's own message (a ValueError, not the
+    library's error). A constant's literal words must match its type's width."""
+    spirv = compile_glsl(SPEC_ARRAYS)
+    words = words_of(spirv)
+    at = _spec_constant(words, 0)
+    count = words[at] >> 16
+    grown = words[:at] + [((count + 2000) << 16) | OP_SPEC_CONSTANT] + words[at + 1:at + count] + \
+        [0xFFFFFFFF] * 2000 + words[at + count:]
+    _refused(ctx, pack(grown), r"constant %\d+ at word \d+ has 2001 literal words; its type %\d+ takes 1")
