@@ -53,6 +53,12 @@ class ParallelStep:
         self.ddp = None
         self.rank, self.world_size = 0, 1
         if data_parallel:
+            buffers = [name for name, _ in model.named_buffers()]
+            if buffers:
+                # Running statistics (batch norm) are updated by each piece in turn in one process,
+                # by each rank's piece alone over MPI: the ranks would not give one process's bits.
+                raise ValueError(f"data-parallel training does not yet keep the model's buffers ({buffers[0]}, ...) "
+                                 "bit-identical to one process: use --micro-batches in one process")
             from .. import distributed as dist
             g = dist.init()
             self.rank, self.world_size = g.rank, g.world_size

@@ -106,3 +106,12 @@ def test_digits_micro_batches_train_as_well():
     assert two.manifest["micro_batches"] == 2 and two.manifest["world_size"] == 1
     assert two.weights_digest != one.weights_digest  # other roundings...
     assert abs(two.history[-1]["train_loss"] - one.history[-1]["train_loss"]) < 0.02  # ...the same training
+
+
+def test_data_parallel_refuses_a_model_with_running_statistics():
+    # One process updates batch norm's running statistics piece after piece; ranks would each see
+    # their own piece only, so the bits would differ (a CNN run showed it): refused before MPI starts.
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    with pytest.raises(ValueError, match=r"buffers \(1\.running_mean, \.\.\.\).*--micro-batches"):
+        ParallelStep(model, data_parallel=True)
+    assert ParallelStep(model, micro_batches=2).pieces == 2
