@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import cuda_graph_seconds
+from timing import cuda_graph_seconds, replay_seconds
 from hlx_vulkan.ops import matmul as mm
 
 try:
@@ -53,20 +52,9 @@ def _hlx_seconds(a, b, out, reps):
     with hv.capture() as graph:
         for _ in range(reps):
             hv.matmul(a, b, out=out)
-    rt.synchronize()
-    t0 = time.perf_counter()
-    graph.replay()
-    rt.synchronize()
-    n = max(2, int(TARGET_S / max(time.perf_counter() - t0, 1e-6)))
-    trials = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            graph.replay()
-        rt.synchronize()
-        trials.append((time.perf_counter() - t0) / (n * reps))
+    seconds = replay_seconds(graph, rt.synchronize, reps, TARGET_S)
     graph.destroy()
-    return statistics.median(trials)
+    return seconds
 
 
 def _torch_seconds(a, b, out, reps):

@@ -53,3 +53,21 @@ def cuda_graph_seconds(graph, reps: int, target_s: float) -> float:
         torch.cuda.synchronize()
         trials.append(start.elapsed_time(end) / 1e3 / (n * reps))
     return statistics.median(trials)
+
+
+def replay_seconds(graph, sync, reps: int, target_s: float) -> float:
+    """Seconds per call of an hlx graph holding ``reps`` calls, timed on the host: replayed enough
+    times for about ``target_s`` a trial, the median of three trials."""
+    sync()
+    t0 = time.perf_counter()
+    graph.replay()
+    sync()
+    n = max(2, int(target_s / max(time.perf_counter() - t0, 1e-6)))
+    trials = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            graph.replay()
+        sync()
+        trials.append((time.perf_counter() - t0) / (n * reps))
+    return statistics.median(trials)
