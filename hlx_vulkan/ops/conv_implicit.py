@@ -1,0 +1,148 @@
+"""conv2d as an implicit GEMM (``conv/conv_implicit.comp``): the matmul's register-tiled loop with
+the image tile gathered from the NCHW input as it is loaded, so no column matrix is written and
+the output lands in NCHW directly (no layout copy).
+
+The forward's bits equal the im2col path's (the same products in the same order: matmul.py's
+"Order" over K = C/groups * KH * KW). The input's gradient, for stride 1, is the same kernel run
+on the output gradient with the flipped, transposed weight (K = O/groups * KH * KW, in
+(o, kh, kw) order); for other strides it is the im2col path's GEMM and col2im. The weight's
+gradient is the im2col path's (columns of ``x``, one GEMM, sums cut by images in a fixed way).
+
+:data:`IMPL` (from ``HLX_CONV_IMPL``) picks the path: ``"implicit"`` or ``"im2col"`` everywhere,
+``"auto"`` (default) the implicit kernel on GPUs and im2col (whose GEMM has a CPU kernel) on
+CPU devices. Strict mode and what the kernel does not cover (32-bit index overflow) take im2col.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+from ..autograd.graph import differentiable
+from ..memory import float32
+from ..runtime import KernelSpec
+from ..strict_mode import is_strict
+from . import matmul as mm
+from . import shape as sh
+from .conv import Window, _image_chunks, col2im, im2col
+from .indexing import flip
+from .tensor import Tensor, contiguous_like
+from .matmul import matmul
+from . import reduce as red
+
+_PUSH = [("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("OG", "i"), ("K", "i"), ("NL", "i"), ("L", "i"), ("OW", "i"),
+         ("CO", "i"), ("H", "i"), ("W", "i"), ("ph", "i"), ("pw", "i"), ("sn", "i"), ("sc", "i"), ("sh", "i"),
+         ("sw", "i"), ("cg", "i"), ("kc", "I"), ("nsplit", "I")]
+IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.comp",
+                      [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")], _PUSH)
+IMPLS = ("auto", "implicit", "im2col")
+IMPL = os.environ.get("HLX_CONV_IMPL", "auto")
+MAX_INDEX = 2**31 - 1
+
+
+def use_implicit(x: Tensor) -> bool:
+    """Whether conv2d on ``x`` takes the implicit kernel (see :data:`IMPL`)."""
+    if IMPL not in IMPLS:
+        raise ValueError(f"hlx_vulkan.ops.conv_implicit.IMPL (HLX_CONV_IMPL) is {IMPL!r}; one of {IMPLS}")
+    if IMPL == "im2col" or is_strict():
+        return False
+    return IMPL == "implicit" or x.runtime.device.physical.type != "cpu"
+
+
+def _fits(*tensors) -> bool:
+    return all(t.buf.span_bytes // t.dtype.itemsize <= MAX_INDEX for t in tensors)
+
+
+def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
+    """y (N, O, OH, OW), contiguous, of x (N, C, H, W; any strides) and contiguous w (O, C/G, KH, KW)."""
+    rt = x.runtime
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    og, k = o // groups, w.shape[1] * win.taps
+    L = win.oh * win.ow
+    y = contiguous_like((n, o, win.oh, win.ow), x.dtype, rt)
+    kc = mm.chunk_length(k, x.dtype)
+    nsplit = -(-k // kc)
+    tile = mm.FORCE_TILE if mm.FORCE_TILE in mm.TILES else (
+        "small" if rt.device.physical.type == "cpu" else mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, n * L,
+                                                                  groups * nsplit, "small"))
+    bm, bn, bk, tm, tn, pad = mm.TILES[tile]
+    off_a, off_o = w.buf.byte_offset // w.dtype.itemsize, y.buf.byte_offset // y.dtype.itemsize
+    split = nsplit > 1
+    defines = {"CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn, "PAD": pad,
+               "KH": win.kh, "KW": win.kw, "SH": win.sh, "SW": win.sw, "DH": win.dh, "DW": win.dw,
+               "A_VEC": int(k % 4 == 0 and off_a % 4 == 0), "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
+               "SPLIT": int(split)}
+    dtypes = {"O": float32 if split else x.dtype, "A": w.dtype, "B": x.dtype}
+    kernel = rt.kernels.get(IMPLICIT, defines, dtypes, (bn // tn, bm // tm, 1))
+    out = contiguous_like((nsplit, n, o, win.oh, win.ow), float32, rt) if split else y
+    sn, sc, sh_, sw = x.strides
+    fields = {"OG": og, "K": k, "NL": n * L, "L": L, "OW": win.ow, "CO": o, "H": h, "W": wd, "ph": win.ph,
+              "pw": win.pw, "sn": sn, "sc": sc, "sh": sh_, "sw": sw, "cg": c // groups, "kc": kc, "nsplit": nsplit}
+    grid = (-(-(n * L) // bn), -(-og // bm), groups * nsplit)
+    rt.run(kernel, {"O": out.buf, "A": w.buf, "B": x.buf}, fields, grid)
+    if split:
+        reduce_kernel = rt.kernels.get(mm.SPLITK, {"CT": "float", "OCT": "float"}, {"O": x.dtype})
+        total = n * o * L
+        rt.run(reduce_kernel, {"O": y.buf, "P": out.buf}, {"n": total, "nsplit": nsplit}, total)
+    return y
+
+
+def launchable(x: Tensor, w: Tensor, win: Window) -> bool:
+    """The kernel indexes these tensors and their output in 32 bits."""
+    n, _, _, _ = x.shape
+    out = n * w.shape[0] * win.oh * win.ow * max(1, -(-w.shape[1] * win.taps // mm.chunk_length(
+        w.shape[1] * win.taps, x.dtype)))
+    return _fits(x, w) and out <= MAX_INDEX
+
+
+def _flipped(w: Tensor, groups: int) -> Tensor:
+    """The weight of the input gradient's convolution: (C, O/G, KH, KW), w[o, c] flipped in (kh, kw)."""
+    o, cg, kh, kw = w.shape
+    wg = sh.permute(sh.reshape(w, (groups, o // groups, cg, kh, kw)), (0, 2, 1, 3, 4))
+    return sh.reshape(flip(wg, (3, 4)).contiguous(), (groups * cg, o // groups, kh, kw))
+
+
+def _backward(ctx, g):
+    x, w = ctx.saved
+    win, groups = ctx.args[2], ctx.args[3]
+    n, c, h, wd = ctx.shapes[0]
+    o, cg, kh, kw = ctx.shapes[1]
+    og, rows, L = o // groups, cg * kh * kw, win.oh * win.ow
+    g3 = None
+    gx = gw = None
+    if ctx.needs[0]:
+        qh, qw = win.dh * (kh - 1) - win.ph, win.dw * (kw - 1) - win.pw
+        if win.sh == win.sw == 1 and qh >= 0 and qw >= 0:
+            back = Window(kh, kw, h, wd, 1, 1, qh, qw, win.dh, win.dw)
+            wf = _flipped(w, groups)
+            if launchable(g, wf, back):
+                gx = _launch(g, wf, back, groups)
+        if gx is None:
+            g3 = sh.reshape(sh.permute(sh.reshape(g, (n, groups, og, L)), (1, 2, 0, 3)), (groups, og, n * L))
+            gcols = matmul(sh.transpose(sh.reshape(w, (groups, og, rows)), 1, 2), g3)       # (G, rows, N*L)
+            gx = col2im(sh.permute(sh.reshape(gcols, (c * kh * kw, n, L)), (1, 0, 2)), (c, h, wd), win)
+    if ctx.needs[1]:
+        if g3 is None:
+            g3 = sh.reshape(sh.permute(sh.reshape(g, (n, groups, og, L)), (1, 2, 0, 3)), (groups, og, n * L))
+        cols = sh.reshape(sh.permute(im2col(x, win, False), (1, 0, 2)), (groups, rows, n * L))
+        chunks = _image_chunks(n, og, rows, L)
+        if chunks == 1:
+            gw = matmul(g3, sh.transpose(cols, 1, 2))
+        else:
+            cl = n * L // chunks
+            gc = sh.permute(sh.reshape(g3, (groups, og, chunks, cl)), (0, 2, 1, 3))
+            cc = sh.permute(sh.reshape(cols, (groups, rows, chunks, cl)), (0, 2, 3, 1))
+            gw = red.sum(matmul(gc, cc), 1)
+        gw = sh.reshape(gw, (o, cg, kh, kw))
+    return gx, gw, None, None
+
+
+@differentiable(_backward, saves=(0, 1))
+def conv2d_implicit(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
+    """The convolution of ``x`` (N, C, H, W; any strides) with ``w`` (O, C/groups, KH, KW) under
+    ``win``: (N, O, OH, OW), contiguous. The caller checks shapes and :func:`launchable`."""
+    return _launch(x, w.contiguous(), win, groups)
+
+
+__all__ = ["IMPL", "IMPLS", "conv2d_implicit", "launchable", "use_implicit"]
