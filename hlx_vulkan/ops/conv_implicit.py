@@ -35,6 +35,10 @@ _PUSH = [("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("OG", "i"), ("K", "i")
          ("sw", "i"), ("cg", "i"), ("kc", "I"), ("nsplit", "I")]
 IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.comp",
                       [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")], _PUSH)
+# (BM, BN, BK, TM, TN, PAD) as matmul.TILES (whose tiles it has), BN a divisor of the thread count;
+# "wide": 64 output channels by 256 pixels, for layers of 64 channels (ResNet's first stage).
+TILES = {**mm.TILES, "wide": (64, 256, 8, 4, 16, 1)}
+FORCE_TILE: str | None = None  # a name from TILES for every launch (tests, benchmarks)
 IMPLS = ("auto", "implicit", "im2col")
 IMPL = os.environ.get("HLX_CONV_IMPL", "auto")
 MAX_INDEX = 2**31 - 1
@@ -63,15 +67,14 @@ def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
     y = contiguous_like((n, o, win.oh, win.ow), x.dtype, rt)
     kc = mm.chunk_length(k, x.dtype)
     nsplit = -(-k // kc)
-    tile = mm.FORCE_TILE if mm.FORCE_TILE in mm.TILES else (
-        "small" if rt.device.physical.type == "cpu" else mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, n * L,
-                                                                  groups * nsplit, "small"))
-    bm, bn, bk, tm, tn, pad = mm.TILES[tile]
+    tile = _tile(rt, og, n * L, groups * nsplit)
+    bm, bn, bk, tm, tn, pad = TILES[tile]
     off_a, off_o = w.buf.byte_offset // w.dtype.itemsize, y.buf.byte_offset // y.dtype.itemsize
     split = nsplit > 1
+    threads = (bm // tm) * (bn // tn)
     defines = {"CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn, "PAD": pad,
                "KH": win.kh, "KW": win.kw, "SH": win.sh, "SW": win.sw, "DH": win.dh, "DW": win.dw,
-               "A_VEC": int(k % 4 == 0 and off_a % 4 == 0), "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
+               "A_VEC": int(k % 4 == 0 and off_a % 4 == 0 and bm * bk % (4 * threads) == 0), "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
                "SPLIT": int(split)}
     dtypes = {"O": float32 if split else x.dtype, "A": w.dtype, "B": x.dtype}
     kernel = rt.kernels.get(IMPLICIT, defines, dtypes, (bn // tn, bm // tm, 1))
@@ -86,6 +89,18 @@ def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
         total = n * o * L
         rt.run(reduce_kernel, {"O": y.buf, "P": out.buf}, {"n": total, "nsplit": nsplit}, total)
     return y
+
+
+def _tile(rt, og: int, ncols: int, batch: int) -> str:
+    """FORCE_TILE, else: CPU devices the small tile; 64 output channels or fewer per group the
+    wide one (a 128-row tile would be half empty); else the matmul's choice by grid size."""
+    if FORCE_TILE is not None:
+        return FORCE_TILE
+    if rt.device.physical.type == "cpu":
+        return "small"
+    if og <= 64:
+        return "wide"
+    return mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, ncols, batch, "small")
 
 
 def launchable(x: Tensor, w: Tensor, win: Window) -> bool:
@@ -145,4 +160,4 @@ def conv2d_implicit(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
     return _launch(x, w.contiguous(), win, groups)
 
 
-__all__ = ["IMPL", "IMPLS", "conv2d_implicit", "launchable", "use_implicit"]
+__all__ = ["FORCE_TILE", "IMPL", "IMPLS", "TILES", "conv2d_implicit", "launchable", "use_implicit"]
