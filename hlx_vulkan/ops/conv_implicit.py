@@ -38,6 +38,9 @@ IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.com
 # (BM, BN, BK, TM, TN, PAD) as matmul.TILES (whose tiles it has), BN a divisor of the thread count;
 # "wide": 64 output channels by 256 pixels, for layers of 64 channels (ResNet's first stage).
 TILES = {**mm.TILES, "wide": (64, 256, 8, 4, 16, 1)}
+# The weight gradient's sum over pixels is cut into chunks (see _wgrad_chunks).
+WGRAD_TILES = 528  # 64 x 64 output tiles times chunks to aim for: four waves of an H100's 132 SMs
+MIN_WGRAD_CHUNK = 1024
 FORCE_TILE: str | None = None  # a name from TILES for every launch (tests, benchmarks)
 IMPLS = ("auto", "implicit", "im2col")
 IMPL = os.environ.get("HLX_CONV_IMPL", "auto")
@@ -72,7 +75,7 @@ def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
     off_a, off_o = w.buf.byte_offset // w.dtype.itemsize, y.buf.byte_offset // y.dtype.itemsize
     split = nsplit > 1
     threads = (bm // tm) * (bn // tn)
-    defines = {"CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn, "PAD": pad,
+    defines = {"MODE": 0, "CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn, "PAD": pad,
                "KH": win.kh, "KW": win.kw, "SH": win.sh, "SW": win.sw, "DH": win.dh, "DW": win.dw,
                "A_VEC": int(k % 4 == 0 and off_a % 4 == 0 and bm * bk % (4 * threads) == 0), "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
                "SPLIT": int(split)}
@@ -89,6 +92,45 @@ def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
         total = n * o * L
         rt.run(reduce_kernel, {"O": y.buf, "P": out.buf}, {"n": total, "nsplit": nsplit}, total)
     return y
+
+
+def _wgrad_chunks(og: int, k: int, nl: int, groups: int) -> tuple[int, int]:
+    """(chunk length, chunks) of the weight gradient's sum over the N*OH*OW pixels: enough chunks
+    for WGRAD_TILES output tiles of 64 x 64 in all, each chunk at least MIN_WGRAD_CHUNK pixels and
+    a multiple of 64 long. From the shapes alone: the order (the bits) is the device's and the tile's."""
+    tiles = -(-og // 64) * -(-k // 64) * groups
+    want = max(1, min(-(-WGRAD_TILES // tiles), nl // MIN_WGRAD_CHUNK))
+    kc = -(-nl // (want * 64)) * 64
+    return kc, -(-nl // kc)
+
+
+def _launch_wgrad(dy: Tensor, x: Tensor, win: Window, groups: int, wshape) -> Tensor:
+    """dW (O, C/G, KH, KW) of dy (N, O, OH, OW; contiguous) and x (N, C, H, W; any strides)."""
+    rt = x.runtime
+    n, c, h, wd = x.shape
+    o = dy.shape[1]
+    og, k, L = o // groups, wshape[1] * win.taps, win.oh * win.ow
+    kc, nsplit = _wgrad_chunks(og, k, n * L, groups)
+    split = nsplit > 1
+    tile = FORCE_TILE or ("small" if rt.device.physical.type == "cpu" else
+                          mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, k, groups * nsplit, "small"))
+    bm, bn, bk, tm, tn, pad = TILES[tile]
+    dw = contiguous_like(tuple(wshape), x.dtype, rt)
+    out = contiguous_like((nsplit,) + tuple(wshape), float32, rt) if split else dw
+    defines = {"MODE": 1, "CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn,
+               "PAD": pad, "KH": win.kh, "KW": win.kw, "SH": win.sh, "SW": win.sw, "DH": win.dh, "DW": win.dw,
+               "A_VEC": 0, "O_VEC": int(k % 4 == 0 and out.buf.byte_offset // out.dtype.itemsize % 4 == 0),
+               "SPLIT": int(split)}
+    kernel = rt.kernels.get(IMPLICIT, defines, {"O": out.dtype, "A": dy.dtype, "B": x.dtype}, (bn // tn, bm // tm, 1))
+    sn, sc, sh_, sw = x.strides
+    fields = {"OG": og, "K": k, "NL": n * L, "L": L, "OW": win.ow, "CO": o, "H": h, "W": wd, "ph": win.ph,
+              "pw": win.pw, "sn": sn, "sc": sc, "sh": sh_, "sw": sw, "cg": c // groups, "kc": kc, "nsplit": nsplit}
+    rt.run(kernel, {"O": out.buf, "A": dy.buf, "B": x.buf}, fields, (-(-k // bn), -(-og // bm), groups * nsplit))
+    if split:
+        reduce_kernel = rt.kernels.get(mm.SPLITK, {"CT": "float", "OCT": "float"}, {"O": x.dtype})
+        total = o * k
+        rt.run(reduce_kernel, {"O": dw.buf, "P": out.buf}, {"n": total, "nsplit": nsplit}, total)
+    return dw
 
 
 def _tile(rt, og: int, ncols: int, batch: int) -> str:
@@ -137,7 +179,9 @@ def _backward(ctx, g):
             g3 = sh.reshape(sh.permute(sh.reshape(g, (n, groups, og, L)), (1, 2, 0, 3)), (groups, og, n * L))
             gcols = matmul(sh.transpose(sh.reshape(w, (groups, og, rows)), 1, 2), g3)       # (G, rows, N*L)
             gx = col2im(sh.permute(sh.reshape(gcols, (c * kh * kw, n, L)), (1, 0, 2)), (c, h, wd), win)
-    if ctx.needs[1]:
+    if ctx.needs[1] and _fits(x) and o * cg * kh * kw * _wgrad_chunks(og, rows, n * L, groups)[1] <= MAX_INDEX:
+        gw = _launch_wgrad(g if g.is_contiguous() else g.contiguous(), x, win, groups, (o, cg, kh, kw))
+    elif ctx.needs[1]:
         if g3 is None:
             g3 = sh.reshape(sh.permute(sh.reshape(g, (n, groups, og, L)), (1, 2, 0, 3)), (groups, og, n * L))
         cols = sh.reshape(sh.permute(im2col(x, win, False), (1, 0, 2)), (groups, rows, n * L))

@@ -23,9 +23,10 @@ TF = torch.nn.functional
 @pytest.fixture
 def implicit(monkeypatch):
     monkeypatch.setattr(ci, "IMPL", "implicit")
-    calls = []
-    real = ci._launch
-    monkeypatch.setattr(ci, "_launch", lambda *a: calls.append(a[2]) or real(*a))
+    calls = []  # the implicit kernel's launches: forward or input gradient ("x"), weight gradient ("w")
+    launch, wgrad = ci._launch, ci._launch_wgrad
+    monkeypatch.setattr(ci, "_launch", lambda *a: calls.append("x") or launch(*a))
+    monkeypatch.setattr(ci, "_launch_wgrad", lambda *a: calls.append("w") or wgrad(*a))
     return calls
 
 
@@ -51,7 +52,7 @@ def test_implicit_conv2d_matches_torch(xs, ws, kw, rng, implicit):
     assert implicit, "the implicit kernel did not run"
     (ph, pw), (dh, dw) = pair(kw.get("padding", 0), "p"), pair(kw.get("dilation", 1), "d")
     implicit_grad = kw.get("stride", 1) == 1 and ph <= dh * (ws[2] - 1) and pw <= dw * (ws[3] - 1)
-    assert len(implicit) == 1 + implicit_grad
+    assert implicit.count("x") == 1 + implicit_grad and implicit.count("w") == 1
 
 
 @pytest.mark.parametrize("tile", sorted(ci.TILES))
@@ -68,6 +69,27 @@ def test_every_tile_matches_torch_and_gives_the_same_bits(tile, rng, implicit, m
     monkeypatch.setattr(ci, "IMPL", "implicit")
     np.testing.assert_array_equal(F.conv2d(x, w, **kw).numpy(), ref)
     assert out.shape == (2, 6, 7, 9)
+
+
+def test_weight_gradient_in_chunks_matches_torch_and_no_tile_changes_its_bits(rng, implicit, monkeypatch):
+    """The weight gradient's sum over 3 * 11 * 13 pixels cut into 7 chunks of 64 (added in order by
+    a second pass): torch's gradient, and the same bits from every tile (and so every device)."""
+    monkeypatch.setattr(ci, "MIN_WGRAD_CHUNK", 20)
+    assert ci._wgrad_chunks(5, 27, 429, 1) == (64, 7)
+    kw = dict(padding=1, dilation=(1, 2), groups=1)
+    check(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), [(3, 3, 11, 15), (5, 3, 3, 3)], rng)
+    x = hv.tensor(rng.standard_normal((3, 6, 11, 15)).astype(np.float32))
+    w0 = rng.standard_normal((10, 3, 3, 3)).astype(np.float32)
+    g = hv.tensor(rng.standard_normal((3, 10, 11, 13)).astype(np.float32))
+    bits = {}
+    for tile in sorted(ci.TILES):
+        monkeypatch.setattr(ci, "FORCE_TILE", tile)
+        w = hv.tensor(w0, requires_grad=True)
+        F.conv2d(x, w, padding=1, dilation=(1, 2), groups=2).backward(g)
+        bits[tile] = w.grad.numpy()
+    for tile, gw in bits.items():
+        np.testing.assert_array_equal(gw, bits["small"], err_msg=tile)
+    assert implicit.count("x") == 2 + len(ci.TILES) and implicit.count("w") == 1 + len(ci.TILES)
 
 
 def test_forward_bits_equal_the_im2col_path(rng, implicit, monkeypatch):
@@ -95,7 +117,7 @@ def test_bits_do_not_depend_on_the_batch(rng, implicit):
         grads.append(t.grad.numpy())
     np.testing.assert_array_equal(outs[0][3:4], outs[1])
     np.testing.assert_array_equal(grads[0][3:4], grads[1])
-    assert len(implicit) == 4
+    assert implicit == ["x", "x"] * 2
 
 
 def test_float16_and_unbatched(rng, implicit):
@@ -104,7 +126,7 @@ def test_float16_and_unbatched(rng, implicit):
     assert out.dtype is hv.float16
     check(lambda x, w, b: F.conv2d(x, w, b, stride=2), lambda x, w, b: TF.conv2d(x, w, b, stride=2),
           [(3, 9, 8), (5, 3, 3, 3), (5,)], rng)
-    assert len(implicit) == 3
+    assert implicit == ["x", "x", "w", "x", "w"]
 
 
 def test_which_path_runs(monkeypatch):

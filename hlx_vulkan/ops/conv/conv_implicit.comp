@@ -1,19 +1,25 @@
 #version 450
-// Implicit-GEMM convolution: y[n, g*OG + m, l] = sum_k W[g*OG + m, k] * cols[g][k][n*L + l], where
-// cols is im2col(x) (row k = (c*KH + kh)*KW + kw of group g's channels, column n*L + l, zero
-// outside the image), gathered from the NCHW image while a tile is loaded: the column matrix
-// is never written. The tile loop is matmul_tiled.comp's (register tiles, double-buffered
-// shared memory, a BK-step of k loaded while the previous one is multiplied).
+// Implicit-GEMM convolution: the tile loop of matmul_tiled.comp (register tiles, double-buffered
+// shared memory, a BK-step of k loaded while the previous one is multiplied) with one operand
+// gathered from the NCHW image x as its tile is loaded, so im2col's column matrix,
+// cols[g][k][j] = x[n, g*CG + c, oh*SH - ph + kh*DH, ow*SW - pw + kw*DW] (zero outside the image;
+// row k = (c*KH + kh)*KW + kw, column j = n*L + oh*OW + ow), is never written.
 //
-// Order: ops/matmul.py's for a (OG x K) @ (K x N*L) product: chunks of kc values of k, each
-// summed from 0 with k ascending, one fma a step; with SPLIT each chunk is a workgroup of its
-// own writing a float32 partial (laid out as y), added in chunk order by matmul_splitk.comp.
-// So every output's bits depend on the problem alone (not on the tile, the batch or the
-// image's strides), and equal those of im2col followed by the matmul.
+// MODE 0 (forward; also the input gradient at stride 1, on dy and the flipped weight):
+//   y[n, g*OG + m, l] = sum over k of W[g*OG + m, k] * cols[g][k][n*L + l]   (K = CG*KH*KW)
+// MODE 1 (weight gradient):
+//   dW[g*OG + m, k] = sum over j of dy[n, g*OG + m, l] * cols[g][k][j]      (j = n*L + l < NL)
 //
-// Defines (ops/conv_implicit.py): BM BN BK TM TN PAD (a tile of matmul.TILES); KH KW SH SW DH DW
-// (the window: constants, so the k -> (c, kh, kw) split is a multiply and shift);
-// A_VEC: the weight rows are loaded 4 at a time; O_VEC: 4-element vector stores; SPLIT.
+// Order: a workgroup sums one chunk of the reduction (all of it, or with SPLIT chunk z / G of
+// length kc), index ascending from the chunk's start, one fma a step, from 0; SPLIT writes
+// float32 partials (laid out as the output, one copy per chunk) that matmul_splitk.comp adds
+// in chunk order. The chunks follow from the problem alone (ops/conv_implicit.py), so no
+// tile, grid or batch changes an output's bits; MODE 0's order is matmul.py's, so its bits
+// equal those of im2col followed by the matmul.
+//
+// Defines (ops/conv_implicit.py): MODE; BM BN BK TM TN PAD (a tile); KH KW SH SW DH DW (the
+// window: constants, so splitting k into (c, kh, kw) is multiplies and shifts); A_VEC: MODE 0's
+// weight rows loaded 4 at a time; O_VEC: 4-element vector stores; SPLIT.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
@@ -40,13 +46,14 @@ layout(local_size_x = CT_, local_size_y = RT) in;
 #define O_T O_STORAGE
 #endif
 layout(std430, binding = 0) writeonly buffer O { O_T y[]; };
-layout(std430, binding = 1) readonly buffer A { A_T a[]; };   // weight (O, K), contiguous
-layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };   // image (N, C, H, W), any strides
+// MODE 0: the weight (O, K), contiguous; MODE 1: dy (N, O, OH, OW), contiguous.
+layout(std430, binding = 1) readonly buffer A { A_T a[]; };
+layout(std430, binding = 2) readonly buffer B { B_STORAGE b[]; };   // the image x (N, C, H, W), any strides
 
 // Mirrors _PUSH in ops/conv_implicit.py.
 layout(push_constant) uniform Params {
     uint off_o, off_a, off_b;
-    int OG, K, NL;      // GEMM rows (output channels per group), reduction length, columns
+    int OG, K, NL;      // output channels per group, CG*KH*KW, N*OH*OW
     int L, OW, CO;      // output pixels per image, output width, output channels (all groups)
     int H, W, ph, pw;   // image size and padding
     int sn, sc, sh, sw; // image strides
@@ -59,20 +66,30 @@ shared vec4 Bs[2][BK][BN / 4 + PAD];
 
 #define LA (BM * BK / A_W / THREADS)
 #define LB (BK * BN / THREADS)
-#if LA * A_W * THREADS != BM * BK || LB * THREADS != BK * BN || THREADS % BN != 0
+#if LA * A_W * THREADS != BM * BK || LB * THREADS != BK * BN || THREADS % BN != 0 || THREADS % BK != 0
 #error "tile loads do not divide evenly among the threads"
+#endif
+#if MODE == 1 && A_VEC
+#error "MODE 1 loads dy one element at a time"
 #endif
 vec4 ra[LA];
 float rb[LB];
 vec4 acc[TM][GN];
 
 uint tid;
-int abase;
 uint row0, col0;
-// The one column of the image tile this thread loads (THREADS is a multiple of BN): its
+#if MODE == 0
+int abase;
+// The one column j of the image tile this thread loads (THREADS is a multiple of BN): its
 // image's base address, the window's top-left corner, and whether it exists.
 int bbase, ih0, iw0;
 bool bvalid;
+#else
+// The one pixel j = kbeg + tid % BK + BK * step this thread loads, as (image, oh, ow), moved on
+// by BK each step; its rows m (of dy) and k (of the columns), fixed.
+int jn, joh, jow, OH;
+int arow[LA], boff[LB], bkh[LB], bkw[LB];
+#endif
 
 vec4 cvt_a(A_T v) {
 #if A_VEC
@@ -82,6 +99,7 @@ vec4 cvt_a(A_T v) {
 #endif
 }
 
+#if MODE == 0
 void load_tile(uint k0, uint kend) {
     [[unroll]] for (uint i = 0u; i < LA; ++i) {
         uint e = tid + i * THREADS;
@@ -100,6 +118,25 @@ void load_tile(uint k0, uint kend) {
         rb[i] = ok ? float(B_LOAD(b[bbase + int(c) * p.sc + ih * p.sh + iw * p.sw])) : 0.0;
     }
 }
+#else
+void load_tile(uint k0, uint kend) {
+    bool jok = k0 + tid % BK < kend;
+    int jb = jn * p.CO * p.L + joh * p.OW + jow;
+    [[unroll]] for (uint i = 0u; i < LA; ++i)
+        ra[i] = jok && arow[i] >= 0 ? vec4(A_LOAD(a[int(p.off_a) + jb + arow[i]]), 0.0, 0.0, 0.0) : vec4(0.0);
+    int ih0 = joh * SH - p.ph, iw0 = jow * SW - p.pw;
+    int xb = jn * p.sn + ih0 * p.sh + iw0 * p.sw;
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        int ih = ih0 + bkh[i], iw = iw0 + bkw[i];
+        bool ok = jok && boff[i] >= 0 && uint(ih) < uint(p.H) && uint(iw) < uint(p.W);
+        rb[i] = ok ? float(B_LOAD(b[xb + boff[i]])) : 0.0;
+    }
+    // On to this thread's pixel of the next step: BK further along (n, oh, ow).
+    jow += BK;
+    while (jow >= p.OW) { jow -= p.OW; ++joh; }
+    while (joh >= OH) { joh -= OH; ++jn; }
+}
+#endif
 
 void store_tile(uint s) {
     [[unroll]] for (uint i = 0u; i < LA; ++i) {
@@ -111,8 +148,15 @@ void store_tile(uint s) {
         As[s][k][m / 4u][m % 4u] = ra[i].x;
 #endif
     }
+#if MODE == 0
     uint n = tid % BN;
     [[unroll]] for (uint i = 0u; i < LB; ++i) Bs[s][tid / BN + i * (THREADS / BN)][n / 4u][n % 4u] = rb[i];
+#else
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        uint n = tid / BK + i * (THREADS / BK);
+        Bs[s][tid % BK][n / 4u][n % 4u] = rb[i];
+    }
+#endif
 }
 
 void mac(uint s, uint k, uint ty, uint tx) {
@@ -131,12 +175,18 @@ void main() {
     row0 = gl_WorkGroupID.y * BM;
     col0 = gl_WorkGroupID.x * BN;
     uint group = gl_WorkGroupID.z % uint(p.CO / p.OG);
+#if MODE == 0
+    uint red = uint(p.K);
+#else
+    uint red = uint(p.NL);
+#endif
 #if SPLIT
     uint chunk = gl_WorkGroupID.z / uint(p.CO / p.OG);
-    uint kbeg = chunk * p.kc, kend = min(uint(p.K), kbeg + p.kc);
+    uint kbeg = chunk * p.kc, kend = min(red, kbeg + p.kc);
 #else
-    uint kbeg = 0u, kend = uint(p.K);
+    uint kbeg = 0u, kend = red;
 #endif
+#if MODE == 0
     abase = int(p.off_a) + int(group) * p.OG * p.K;
     int col = int(col0 + tid % BN);
     bvalid = col < p.NL;
@@ -145,6 +195,27 @@ void main() {
     ih0 = oh * SH - p.ph;
     iw0 = ow * SW - p.pw;
     bbase = int(p.off_b) + img * p.sn + int(group) * p.cg * p.sc;
+#else
+    OH = p.L / p.OW;
+    int j = int(kbeg + tid % BK);
+    jn = j / p.L;
+    int l = j - jn * p.L;
+    joh = l / p.OW;
+    jow = l - joh * p.OW;
+    [[unroll]] for (uint i = 0u; i < LA; ++i) {
+        uint m = row0 + tid / BK + i * (THREADS / BK);
+        arow[i] = m < uint(p.OG) ? int(group * uint(p.OG) + m) * p.L : -1;
+    }
+    [[unroll]] for (uint i = 0u; i < LB; ++i) {
+        uint k = col0 + tid / BK + i * (THREADS / BK);
+        uint c = k / KK, r = k % KK;
+        uint kh = r / KW, kw = r % KW;
+        boff[i] = k < uint(p.K) ? int(p.off_b) + int(group * uint(p.cg) + c) * p.sc + int(kh) * DH * p.sh +
+                                  int(kw) * DW * p.sw : -1;
+        bkh[i] = int(kh) * DH;
+        bkw[i] = int(kw) * DW;
+    }
+#endif
     [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h) acc[i][h] = vec4(0.0);
 
     load_tile(kbeg, kend);
@@ -164,6 +235,7 @@ void main() {
         s ^= 1u;
     }
 
+#if MODE == 0
 #if SPLIT
     uint obase = p.off_o + chunk * uint(p.NL) * uint(p.CO);
 #else
@@ -191,4 +263,28 @@ void main() {
 #endif
         }
     }
+#else
+    // dW (O, K), row-major; SPLIT: one copy per chunk.
+#if SPLIT
+    uint obase = p.off_o + chunk * uint(p.CO) * uint(p.K);
+#else
+    uint obase = p.off_o;
+#endif
+    [[unroll]] for (uint g = 0u; g < GM; ++g) [[unroll]] for (uint r = 0u; r < 4u; ++r) {
+        uint gm = row0 + g * (RT * 4u) + ty * 4u + r;
+        if (gm >= uint(p.OG)) continue;
+        uint cbase = obase + (group * uint(p.OG) + gm) * uint(p.K);
+        [[unroll]] for (uint h = 0u; h < GN; ++h) {
+            uint gn = col0 + h * (CT_ * 4u) + tx * 4u;
+            vec4 v = acc[g * 4u + r][h];
+#if O_VEC
+            if (gn < uint(p.K)) y[(cbase + gn) / 4u] = O_STORAGE4(O_STORE(v.x), O_STORE(v.y), O_STORE(v.z),
+                                                                  O_STORE(v.w));
+#else
+            [[unroll]] for (uint j = 0u; j < 4u; ++j)
+                if (gn + j < uint(p.K)) y[cbase + gn + j] = O_STORE(v[j]);
+#endif
+        }
+    }
+#endif
 }
