@@ -39,8 +39,12 @@ IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.com
 # "wide": 64 output channels by 256 pixels, for layers of 64 channels (ResNet's first stage).
 TILES = {**mm.TILES, "wide": (64, 256, 8, 4, 16, 1)}
 # The weight gradient's sum over pixels is cut into chunks (see _wgrad_chunks).
-WGRAD_TILES = 528  # 64 x 64 output tiles times chunks to aim for: four waves of an H100's 132 SMs
+WGRAD_TILES = 1056  # 64 x 64 output tiles times chunks to aim for: eight per SM of an H100
 MIN_WGRAD_CHUNK = 1024
+# The tile choice (_tile): relative speed of each tile's arithmetic (its outputs per thread), in
+# order of preference; workgroup slots of the GPU (two 256-thread workgroups on each of 132 SMs).
+TILE_SPEED = {"large": 1.0, "wide": 1.0, "small": 0.75}
+GRID_SLOTS = 264
 FORCE_TILE: str | None = None  # a name from TILES for every launch (tests, benchmarks)
 IMPLS = ("auto", "implicit", "im2col")
 IMPL = os.environ.get("HLX_CONV_IMPL", "auto")
@@ -112,8 +116,7 @@ def _launch_wgrad(dy: Tensor, x: Tensor, win: Window, groups: int, wshape) -> Te
     og, k, L = o // groups, wshape[1] * win.taps, win.oh * win.ow
     kc, nsplit = _wgrad_chunks(og, k, n * L, groups)
     split = nsplit > 1
-    tile = FORCE_TILE or ("small" if rt.device.physical.type == "cpu" else
-                          mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, k, groups * nsplit, "small"))
+    tile = _tile(rt, og, k, groups * nsplit)
     bm, bn, bk, tm, tn, pad = TILES[tile]
     dw = contiguous_like(tuple(wshape), x.dtype, rt)
     out = contiguous_like((nsplit,) + tuple(wshape), float32, rt) if split else dw
@@ -133,16 +136,22 @@ def _launch_wgrad(dy: Tensor, x: Tensor, win: Window, groups: int, wshape) -> Te
     return dw
 
 
-def _tile(rt, og: int, ncols: int, batch: int) -> str:
-    """FORCE_TILE, else: CPU devices the small tile; 64 output channels or fewer per group the
-    wide one (a 128-row tile would be half empty); else the matmul's choice by grid size."""
+def _tile(rt, rows: int, cols: int, batch: int) -> str:
+    """FORCE_TILE; on CPU devices the small tile; else the tile of least estimated cost for a
+    rows x cols output (times ``batch`` groups and chunks): the padded area over the tile's
+    relative speed, scaled up where the grid does not fill GRID_SLOTS workgroup slots."""
     if FORCE_TILE is not None:
         return FORCE_TILE
     if rt.device.physical.type == "cpu":
         return "small"
-    if og <= 64:
-        return "wide"
-    return mm._pick({t: v[:2] for t, v in mm.TILES.items()}, og, ncols, batch, "small")
+    best = None
+    for name, speed in TILE_SPEED.items():
+        bm, bn = TILES[name][:2]
+        tm, tn = -(-rows // bm), -(-cols // bn)
+        cost = tm * bm * tn * bn / speed * max(1.0, GRID_SLOTS / (tm * tn * batch))
+        if best is None or cost < best[0]:
+            best = (cost, name)
+    return best[1]
 
 
 def launchable(x: Tensor, w: Tensor, win: Window) -> bool:
