@@ -10,7 +10,8 @@ gradient is the im2col path's (columns of ``x``, one GEMM, sums cut by images in
 
 :data:`IMPL` (from ``HLX_CONV_IMPL``) picks the path: ``"implicit"`` or ``"im2col"`` everywhere,
 ``"auto"`` (default) the implicit kernel on GPUs and im2col (whose GEMM has a CPU kernel) on
-CPU devices. Strict mode and what the kernel does not cover (32-bit index overflow) take im2col.
+CPU devices and for 16-bit dtypes that the GEMM runs on cooperative matrices. Strict mode and
+what the kernel does not cover (32-bit index overflow) take im2col.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ _PUSH = [("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("OG", "i"), ("K", "i")
 IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.comp",
                       [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")], _PUSH)
 # (BM, BN, BK, TM, TN, PAD) as matmul.TILES (whose tiles it has), BN a divisor of the thread count;
-# "wide": 64 output channels by 256 pixels, for layers of 64 channels (ResNet's first stage).
-TILES = {**mm.TILES, "wide": (64, 256, 8, 4, 16, 1)}
+# for layers of 64 channels (ResNet's first stage), 64 output channels by 128 pixels (128 threads
+# of 8 x 8, as "large") or by 256 pixels (256 threads of 4 x 16).
+TILES = {**mm.TILES, "mid": (64, 128, 8, 8, 8, 1), "wide": (64, 256, 8, 4, 16, 1)}
 # The weight gradient's sum over pixels is cut into chunks (see _wgrad_chunks).
 WGRAD_TILES = 1056  # 64 x 64 output tiles times chunks to aim for: eight per SM of an H100
 MIN_WGRAD_CHUNK = 1024
 # The tile choice (_tile): relative speed of each tile's arithmetic (its outputs per thread), in
 # order of preference; workgroup slots of the GPU (two 256-thread workgroups on each of 132 SMs).
-TILE_SPEED = {"large": 1.0, "wide": 1.0, "small": 0.75}
+TILE_SPEED = {"large": 1.0, "mid": 1.0, "wide": 1.0, "small": 0.75}
 GRID_SLOTS = 264
 FORCE_TILE: str | None = None  # a name from TILES for every launch (tests, benchmarks)
 IMPLS = ("auto", "implicit", "im2col")
@@ -57,7 +59,10 @@ def use_implicit(x: Tensor) -> bool:
         raise ValueError(f"hlx_vulkan.ops.conv_implicit.IMPL (HLX_CONV_IMPL) is {IMPL!r}; one of {IMPLS}")
     if IMPL == "im2col" or is_strict():
         return False
-    return IMPL == "implicit" or x.runtime.device.physical.type != "cpu"
+    if IMPL == "implicit":
+        return True
+    # 16-bit products on cooperative matrices (the im2col path's GEMM) beat this kernel's fp32 fma.
+    return x.runtime.device.physical.type != "cpu" and not mm.coopmat_available(x.runtime, x.dtype)
 
 
 def _fits(*tensors) -> bool:

@@ -124,9 +124,12 @@ def test_float16_and_unbatched(rng, implicit):
     out = check(lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: TF.conv2d(x, w, padding=1),
                 [(2, 3, 7, 6), (4, 3, 3, 3)], rng, tol=2e-3, grad_tol=5e-3, dtype="float16")
     assert out.dtype is hv.float16
+    out = check(lambda x, w: F.conv2d(x, w, stride=2), lambda x, w: TF.conv2d(x, w, stride=2),
+                [(2, 3, 7, 6), (4, 3, 3, 3)], rng, tol=1e-2, grad_tol=3e-2, dtype="bfloat16")
+    assert out.dtype is hv.bfloat16
     check(lambda x, w, b: F.conv2d(x, w, b, stride=2), lambda x, w, b: TF.conv2d(x, w, b, stride=2),
           [(3, 9, 8), (5, 3, 3, 3), (5,)], rng)
-    assert implicit == ["x", "x", "w", "x", "w"]
+    assert implicit == ["x", "x", "w", "x", "w", "x", "w"]
 
 
 def test_which_path_runs(monkeypatch):
