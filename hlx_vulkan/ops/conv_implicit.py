@@ -162,6 +162,8 @@ def _tile(rt, rows: int, cols: int, batch: int) -> str:
 def launchable(x: Tensor, w: Tensor, win: Window) -> bool:
     """The kernel indexes these tensors and their output in 32 bits."""
     n, _, _, _ = x.shape
+    if n * win.oh * win.ow * w.shape[1] == 0:  # nothing to sum or nothing to write: the im2col path's business
+        return False
     out = n * w.shape[0] * win.oh * win.ow * max(1, -(-w.shape[1] * win.taps // mm.chunk_length(
         w.shape[1] * win.taps, x.dtype)))
     return _fits(x, w) and out <= MAX_INDEX
