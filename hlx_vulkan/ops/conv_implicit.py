@@ -3,10 +3,11 @@ the image tile gathered from the NCHW input as it is loaded, so no column matrix
 the output lands in NCHW directly (no layout copy).
 
 The forward's bits equal the im2col path's (the same products in the same order: matmul.py's
-"Order" over K = C/groups * KH * KW). The input's gradient, for stride 1, is the same kernel run
-on the output gradient with the flipped, transposed weight (K = O/groups * KH * KW, in
-(o, kh, kw) order); for other strides it is the im2col path's GEMM and col2im. The weight's
-gradient is the im2col path's (columns of ``x``, one GEMM, sums cut by images in a fixed way).
+"Order" over K = C/groups * KH * KW). The input's gradient is the same kernel run on the output
+gradient with the flipped, transposed weight (K = O/groups * KH * KW, in (o, kh, kw) order), once
+per phase of a strided convolution (see :func:`_input_grad`). The weight's gradient is the
+kernel's MODE 1: dy against the gathered columns, its sum over N*OH*OW pixels cut into chunks
+fixed by the shapes (:func:`_wgrad_chunks`) and added in chunk order.
 
 :data:`IMPL` (from ``HLX_CONV_IMPL``) picks the path: ``"implicit"`` or ``"im2col"`` everywhere,
 ``"auto"`` (default) the implicit kernel on GPUs and im2col (whose GEMM has a CPU kernel) on
@@ -16,6 +17,7 @@ what the kernel does not cover (32-bit index overflow) take im2col.
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 
@@ -23,9 +25,11 @@ from ..autograd.graph import differentiable
 from ..memory import float32
 from ..runtime import KernelSpec
 from ..strict_mode import is_strict
+from . import elementwise as ew
 from . import matmul as mm
 from . import shape as sh
 from .conv import Window, _image_chunks, col2im, im2col
+from .creation import zeros
 from .indexing import flip
 from .tensor import Tensor, contiguous_like
 from .matmul import matmul
@@ -176,6 +180,53 @@ def _flipped(w: Tensor, groups: int) -> Tensor:
     return sh.reshape(flip(wg, (3, 4)).contiguous(), (groups * cg, o // groups, kh, kw))
 
 
+def _phase_taps(r: int, s: int, p: int, d: int, k: int, size: int):
+    """Phase ``r`` of one axis of the input gradient (positions r, r + s, ...; ``size`` of them
+    in all): (outputs, first tap, tap step, taps, padding, dilation) of the stride-1 convolution
+    of dy that gives it. Position r + s*i takes the taps t with (r + p - t*d) % s == 0, which
+    read dy at (r + s*i + p - t*d) / s: every s/gcd(s, d)-th tap, dy's positions d/gcd(s, d) apart."""
+    outputs = len(range(r, size, s))
+    first = next((t for t in range(k) if (r + p - t * d) % s == 0), None)
+    if first is None or outputs == 0:
+        return outputs, 0, 1, 0, 0, 1
+    step = s // math.gcd(s, d)
+    taps = len(range(first, k, step))
+    dil = d // math.gcd(s, d)
+    return outputs, first, step, taps, (taps - 1) * dil - (r + p - first * d) // s, dil
+
+
+def _input_grad(g: Tensor, w: Tensor, win: Window, groups: int, shape) -> Tensor | None:
+    """dx (N, C, H, W) of dy (N, O, OH, OW) by the implicit kernel, or None where it does not fit.
+    Each of the SH x SW phases of dx (rows rh + SH*i, columns rw + SW*j) is a stride-1 convolution
+    of dy with the weight's taps that reach it, flipped (its K order: o, then the taps): no
+    products with the zeros a strided convolution's adjoint would insert."""
+    n, c, h, wd = shape
+    kh, kw = w.shape[2:]
+    phases = []
+    for rh in range(win.sh):
+        ah = _phase_taps(rh, win.sh, win.ph, win.dh, kh, h)
+        for rw in range(win.sw):
+            aw = _phase_taps(rw, win.sw, win.pw, win.dw, kw, wd)
+            if ah[0] and aw[0]:
+                phases.append((rh, rw, ah, aw))
+    runs = []
+    for rh, rw, ah, aw in phases:
+        if ah[3] and aw[3]:
+            wp = w[:, :, ah[1]::ah[2], aw[1]::aw[2]]
+            back = Window(ah[3], aw[3], ah[0], aw[0], 1, 1, ah[4], aw[4], ah[5], aw[5])
+            wf = _flipped(wp, groups)
+            if not launchable(g, wf, back):
+                return None
+            runs.append((rh, rw, wf, back))
+    if win.sh == win.sw == 1:
+        return _launch(g, runs[0][2], runs[0][3], groups)
+    whole = len(runs) == win.sh * win.sw
+    dx = contiguous_like((n, c, h, wd), g.dtype, g.runtime) if whole else zeros(n, c, h, wd, dtype=g.dtype, runtime=g.runtime)
+    for rh, rw, wf, back in runs:
+        ew.copy(_launch(g, wf, back, groups), out=dx[:, :, rh::win.sh, rw::win.sw])
+    return dx
+
+
 def _backward(ctx, g):
     x, w = ctx.saved
     win, groups = ctx.args[2], ctx.args[3]
@@ -185,12 +236,7 @@ def _backward(ctx, g):
     g3 = None
     gx = gw = None
     if ctx.needs[0]:
-        qh, qw = win.dh * (kh - 1) - win.ph, win.dw * (kw - 1) - win.pw
-        if win.sh == win.sw == 1 and qh >= 0 and qw >= 0:
-            back = Window(kh, kw, h, wd, 1, 1, qh, qw, win.dh, win.dw)
-            wf = _flipped(w, groups)
-            if launchable(g, wf, back):
-                gx = _launch(g, wf, back, groups)
+        gx = _input_grad(g, w, win, groups, (n, c, h, wd))
         if gx is None:
             g3 = sh.reshape(sh.permute(sh.reshape(g, (n, groups, og, L)), (1, 2, 0, 3)), (groups, og, n * L))
             gcols = matmul(sh.transpose(sh.reshape(w, (groups, og, rows)), 1, 2), g3)       # (G, rows, N*L)
