@@ -1,7 +1,7 @@
 """conv2d beside PyTorch (cuDNN, TF32 off, cudnn.benchmark on) on ResNet-like layer shapes, in the
 same process on the same inputs: forward, and forward + backward (input and weight gradients).
 
-hlx is timed by replaying a captured graph of R convolutions (each eager step's kernels:
+hlx is timed by replaying a captured graph of R convolutions (with --impl im2col, each eager step's kernels:
 im2col, the GEMM, the layout copy; for the backward also the two gradient GEMMs and col2im),
 torch by replaying a CUDA graph of the same R steps (a plain loop on a machine without CUDA);
 medians of three trials. Each row checks hlx's output against torch's (relative Frobenius
@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     peer = f"torch {torch.__version__} " + (f"cuDNN {torch.backends.cudnn.version()} on "
                                               f"{torch.cuda.get_device_name()}" if dev == "cuda" else "CPU")
     print(f"hlx on {info['device_name']} ({info['driver']}); peer: {peer}; TF32 off; {args.dtype}", flush=True)
-    print(f"{'case':22} {'mode':8} {'impl':15} {'N,C->O,HW,k/s':20} {'GFLOP':>7} {'hlx ms':>9} {'torch ms':>9} {'ratio':>6} "
+    print(f"{'case':22} {'mode':8} {'impl':15} {'N,C->O,HW,k/s':20} {'GFLOP':>7} {'hlx ms':>9} {'torch ms':>9} "
+          f"{'ratio':>6} "
           f"{'hlx TF/s':>9} {'peak':>6} {'err':>8}", flush=True)
     gen = torch.Generator(device=dev).manual_seed(0)
     rows = []
@@ -184,12 +185,14 @@ def main(argv=None) -> int:
         for r in run_case(case, args.dtype, dev, reps, gen, impls):
             rows.append(r)
             shape = f"{r['N']},{r['C']}->{r['O']},{r['HW']},{r['k']}/{r['stride']}"
-            print(f"{r['case']:22} {r['mode']:8} {r['impl']:15} {shape:20} {r['gflop']:7.2f} {r['hlx_ms']:9.3f} {r['torch_ms']:9.3f} "
+            print(f"{r['case']:22} {r['mode']:8} {r['impl']:15} {shape:20} {r['gflop']:7.2f} {r['hlx_ms']:9.3f} "
+                  f"{r['torch_ms']:9.3f} "
                   f"{r['ratio']:6.2f} {r['hlx_tflops']:9.2f} {100 * r['peak_fraction']:5.1f}% {r['rel_err']:8.1e}",
                   flush=True)
     geos = {impl: float(np.exp(np.mean(np.log([r["ratio"] for r in rows if r["impl"] == impl])))) for impl in impls}
     for impl, geo in geos.items():
-        print(f"{impl}: geometric mean ratio (torch time / hlx time): {geo:.3f} (target >= 0.5 of cuDNN fp32 on the H100)")
+        print(f"{impl}: geometric mean ratio (torch time / hlx time): {geo:.3f} "
+              "(target >= 0.5 of cuDNN fp32 on the H100)")
     # The best path per row: what a per-shape choice of path and tile would reach.
     best = {}
     for r in rows:
@@ -206,7 +209,8 @@ def main(argv=None) -> int:
     with open(out, "w") as f:
         json.dump({"device": info["device_name"], "driver": info["driver"], "peer": peer, "tf32": False,
                    "dtype": args.dtype, "reps": reps, "impls": impls, "geomean_ratio": geo,
-                   "geomean_ratio_by_impl": geos, "geomean_ratio_best_per_row": best_geo, "peak_tflops": PEAK[args.dtype] / 1e12,
+                   "geomean_ratio_by_impl": geos, "geomean_ratio_best_per_row": best_geo,
+                   "peak_tflops": PEAK[args.dtype] / 1e12,
                    "rows": rows}, f, indent=2)
     print(f"saved {out}")
     return 0

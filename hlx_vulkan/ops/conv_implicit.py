@@ -90,7 +90,8 @@ def _launch(x: Tensor, w: Tensor, win: Window, groups: int) -> Tensor:
     threads = (bm // tm) * (bn // tn)
     defines = {"MODE": 0, "CT": "float", "OCT": "float", "BM": bm, "BN": bn, "BK": bk, "TM": tm, "TN": tn, "PAD": pad,
                "KH": win.kh, "KW": win.kw, "SH": win.sh, "SW": win.sw, "DH": win.dh, "DW": win.dw,
-               "A_VEC": int(k % 4 == 0 and off_a % 4 == 0 and bm * bk % (4 * threads) == 0), "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
+               "A_VEC": int(k % 4 == 0 and off_a % 4 == 0 and bm * bk % (4 * threads) == 0),
+               "O_VEC": int(L % 4 == 0 and (split or off_o % 4 == 0)),
                "SPLIT": int(split)}
     dtypes = {"O": float32 if split else x.dtype, "A": w.dtype, "B": x.dtype}
     kernel = rt.kernels.get(IMPLICIT, defines, dtypes, (bn // tn, bm // tm, 1))
@@ -221,7 +222,8 @@ def _input_grad(g: Tensor, w: Tensor, win: Window, groups: int, shape) -> Tensor
     if win.sh == win.sw == 1:
         return _launch(g, runs[0][2], runs[0][3], groups)
     whole = len(runs) == win.sh * win.sw
-    dx = contiguous_like((n, c, h, wd), g.dtype, g.runtime) if whole else zeros(n, c, h, wd, dtype=g.dtype, runtime=g.runtime)
+    dx = (contiguous_like((n, c, h, wd), g.dtype, g.runtime) if whole  # every place written
+          else zeros(n, c, h, wd, dtype=g.dtype, runtime=g.runtime))
     for rh, rw, wf, back in runs:
         ew.copy(_launch(g, wf, back, groups), out=dx[:, :, rh::win.sh, rw::win.sw])
     return dx
