@@ -238,6 +238,12 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         raise errors.ShapeError(f"conv2d: kernel ({kh}, {kw}) with dilation {dilation} is larger than the "
                                 f"padded input ({h + 2 * ph}, {w + 2 * pw})")
     win = Window(kh, kw, oh, ow, stride[0], stride[1], ph, pw, dilation[0], dilation[1])
+    from . import conv_implicit as ci  # its kernel gathers the columns as it goes (conv_implicit.py)
+    if ci.use_implicit(x) and ci.launchable(x, weight, win):
+        y = ci.conv2d_implicit(x, weight, win, groups)
+        if bias is not None:
+            y = y + sh.reshape(bias, (1, o, 1, 1))
+        return sh.squeeze(y, 0) if unbatched else y
     rows = cg * kh * kw
     # One GEMM per group over all images at once, (O/G, rows) @ (rows, N*L): the weight's
     # gradient is one GEMM too (over K = N*L), with no sum over images after it.
