@@ -297,6 +297,8 @@ class SpirvRunner:
 def _stage(message: str) -> str:
     if "spirv-val" in message:
         return "spirv-val"
+    if "cannot follow this control flow" in message:
+        return "control flow"
     if "cannot run this module" in message:
         return "device limits and features"
     if "driver refuses" in message:

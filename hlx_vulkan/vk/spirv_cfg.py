@@ -36,8 +36,9 @@ def _switch_targets(ops, labels: set[int], wide_literals: bool) -> list[int] | N
 
 
 def _functions(words) -> list[_Function]:
-    labels = {words[i + 1] for i, op, c in _instructions(words) if op == _OP_LABEL and c > 1}
-    wide = any(op == _OP_CAPABILITY and c > 1 and words[i + 1] == _CAPABILITY_INT64 for i, op, c in _instructions(words))
+    heads = [(i, op) for i, op, count in _instructions(words) if count > 1]
+    labels = {words[i + 1] for i, op in heads if op == _OP_LABEL}
+    wide = any(op == _OP_CAPABILITY and words[i + 1] == _CAPABILITY_INT64 for i, op in heads)
     functions, fn, block = [], None, None
     for i, op, count in _instructions(words):
         ops = words[i + 1:i + count]
