@@ -4,6 +4,8 @@ Every case is a mutation of a real input (the library's own compiled kernels; ch
 manifests as ``hlx train`` writes them), made deterministically from (seed, target, index), and runs
 in a worker process under an address-space cap and a per-case timeout. A worker that dies is a
 crash, one that overruns is a hang; both are replaced and the case's input is saved to --crash-dir.
+A worker whose address space has grown by half its headroom under the cap retires after its case and
+is replaced (lavapipe keeps memory for every pipeline it builds: see :func:`recycle_budget`).
 Each case ends as one of: refused cleanly (the library's typed error), accepted, crashed, hung, or a
 foreign error (any other exception type; ``hlx verify`` also counts as foreign when it does not exit
 0, or 2 with one ``hlx: ...`` line). Validation errors on accepted SPIR-V are counted too: the loader
@@ -295,6 +297,8 @@ class SpirvRunner:
 def _stage(message: str) -> str:
     if "spirv-val" in message:
         return "spirv-val"
+    if "cannot follow this control flow" in message:
+        return "control flow"
     if "cannot run this module" in message:
         return "device limits and features"
     if "driver refuses" in message:
@@ -334,12 +338,14 @@ class CheckpointRunner:
 
 
 class SelfTestRunner:
-    """Crashes on every 7th case from the 3rd, hangs on every 7th from the 5th: the harness must count both."""
+    """Crashes on every 7th case from the 3rd, hangs on every 7th from the 5th: the harness must count both.
+    Keeps 8 MiB per case, as lavapipe keeps memory per pipeline: the worker must retire and be replaced."""
 
     def __init__(self, validation: bool):
-        pass
+        self.kept = []
 
     def __call__(self, index: int) -> tuple[str, str]:
+        self.kept.append(bytearray(8 << 20))
         if index % 7 == 3:
             import ctypes
             ctypes.string_at(0)
@@ -348,7 +354,24 @@ class SelfTestRunner:
         return "refused", "selftest"
 
 
-def worker(target: str, corpus_file: str, seed: int, mem_bytes: int, validation: bool, conn) -> None:
+def _address_space() -> int:
+    """This process's mapped address space in bytes (what RLIMIT_AS caps)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+def recycle_budget(start: int, mem_bytes: int) -> int:
+    """How far a worker's address space may grow before it retires: half its headroom under the cap.
+
+    lavapipe (Mesa 22.3) keeps about 400 KiB of malloc'd memory for every compute pipeline created and
+    destroyed (the same module's pipeline built and destroyed 200 times: +82 MB of heap in use, Python's
+    heap flat, every Vulkan object destroyed), so a worker that lives for 150,000 cases reaches a 4 GiB
+    cap and crashes there. Retiring early keeps the cap for what one case does."""
+    return max(mem_bytes - start, 0) // 2 if mem_bytes else 1 << 30
+
+
+def worker(target: str, corpus_file: str, seed: int, mem_bytes: int, validation: bool, conn,
+           recycle_mib: int = 0) -> None:
     if mem_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -357,7 +380,9 @@ def worker(target: str, corpus_file: str, seed: int, mem_bytes: int, validation:
         import pickle
         corpus = pickle.load(f)
     run = {"spirv": SpirvRunner, "checkpoint": CheckpointRunner, "selftest": SelfTestRunner}[target](validation)
-    conn.send(("ready", None, None))
+    start = _address_space()
+    retire_at = start + (recycle_mib << 20 if recycle_mib else recycle_budget(start, mem_bytes))
+    conn.send(("ready", None, None, False))
     while True:
         index = conn.recv()
         if index is None:
@@ -365,10 +390,13 @@ def worker(target: str, corpus_file: str, seed: int, mem_bytes: int, validation:
         try:
             case = make_case(target, corpus, seed, index)
         except Exception as exc:  # noqa: BLE001 - a bug of this script, reported as such
-            conn.send((index, "harness", repr(exc)))
+            conn.send((index, "harness", repr(exc), False))
             continue
         kind, detail = run(case)
-        conn.send((index, kind, detail))
+        retire = _address_space() > retire_at
+        conn.send((index, kind, detail, retire))
+        if retire:
+            return
 
 
 # ---------------------------------------------------------------- the campaign
@@ -380,11 +408,13 @@ class Pool:
         self.args, self.target, self.corpus_file = args, target, corpus_file
         self.ctx = mp.get_context("spawn")
         self.workers = [self._start() for _ in range(args.workers)]
+        self.retired = 0
 
     def _start(self):
         parent, child = self.ctx.Pipe()
         p = self.ctx.Process(target=worker, args=(self.target, self.corpus_file, self.args.seed,
-                                                  self.args.mem_gib << 30, self.args.validation, child), daemon=True)
+                                                  self.args.mem_gib << 30, self.args.validation, child,
+                                                  self.args.recycle_mib), daemon=True)
         p.start()
         child.close()
         if not parent.poll(300) or parent.recv()[0] != "ready":
@@ -414,11 +444,15 @@ class Pool:
                     continue
                 if w["conn"] in ready:
                     try:
-                        index, kind, detail = w["conn"].recv()
+                        index, kind, detail, retire = w["conn"].recv()
                     except EOFError:
                         index, kind, detail = w["index"], "crashed", None
                     else:
                         record(index, kind, detail)
+                        if retire:
+                            w["proc"].join(60)
+                            self.retired += 1
+                            w = self.workers[i] = self._start()
                         feed(w)
                         continue
                 elif w["proc"].sentinel in ready or not w["proc"].is_alive():
@@ -487,7 +521,8 @@ def campaign(args, target: str, corpus, total: int, seconds: float | None) -> di
         "tried": tried, "refused_cleanly": counts["refused"], "accepted": counts["accepted"],
         "crashed": counts["crashed"], "hung": counts["hung"], "foreign_error_types": counts["foreign"],
         "validation_errors": counts["validation"], "seconds": round(elapsed, 1),
-        "worker_start_seconds": round(run_started - started, 1), "cases_per_second": round(rate, 1),
+        "worker_start_seconds": round(run_started - started, 1), "workers_retired": pool.retired,
+        "cases_per_second": round(rate, 1),
         "hours_for_a_million": round(1e6 / rate / 3600, 2) if rate else None,
         "outcomes": dict(details.most_common()), "first_case_of_each_problem": examples,
     }
@@ -520,6 +555,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mem-gib", type=int, default=4,
                     help="address-space cap of each worker; 0 for none (a GPU driver reserves more address space)")
+    ap.add_argument("--recycle-mib", type=int, default=0,
+                    help="retire a worker once its address space grew this much (default: half its headroom "
+                         "under --mem-gib, 1024 without a cap)")
     ap.add_argument("--case-timeout", type=float, default=60.0, help="seconds before a case counts as hung")
     ap.add_argument("--no-validation", dest="validation", action="store_false")
     ap.add_argument("--crash-dir", default=str(ROOT / "benchmarks" / "results" / "fuzz_cases"))
@@ -530,11 +568,13 @@ def main() -> None:
     if args.replay:
         return replay(args.replay, args.validation)
     if args.selftest:
-        args.case_timeout = 2.0
+        args.case_timeout, args.workers, args.recycle_mib = 2.0, 1, 20
         result = campaign(args, "selftest", [], 14, None)
         print(table({"selftest": result}))
         assert (result["crashed"], result["hung"], result["refused_cleanly"]) == (2, 2, 10), result
-        return print("the harness counts crashes and hangs")
+        assert result["workers_retired"] >= 2, result
+        return print(f"the harness counts crashes and hangs, and replaced {result['workers_retired']} workers "
+                     "that outgrew --recycle-mib")
     if args.spirv >= 10 ** 9 and args.spirv_seconds is None:
         ap.error("give --spirv N or --spirv-seconds S (and the same for checkpoints)")
 

@@ -10,8 +10,10 @@ from .. import errors
 from .api import call, version_str
 from .handles import VkObject
 from .spirv import MAX_BINDING_NUMBER, MAX_PRIVATE_BYTES, max_spirv_version_for, parse_spirv, validate_spirv
+from .spirv_cfg import cfg_problems
 
 _validated: set[tuple[str, str]] = set()
+_MAX_VALIDATED = 4096  # a fuzzer or a long session builds endless modules; forgetting one costs one spirv-val run
 
 _FLOAT_CONTROLS = {"DenormPreserve": "denorm_preserve", "DenormFlushToZero": "denorm_flush_to_zero",
                    "SignedZeroInfNanPreserve": "signed_zero_inf_nan_preserve", "RoundingModeRTE": "rounding_mode_rte",
@@ -162,6 +164,11 @@ class ShaderModule(VkObject):
         env = target_env_for(api)
         if validate and (self.digest, env) not in _validated:
             validate_spirv(spirv, env)
+            cfg = cfg_problems(spirv)
+            if cfg:
+                raise errors.InvalidShaderError(f"the driver's SPIR-V parser cannot follow this control flow: {cfg[0]}")
+            if len(_validated) >= _MAX_VALIDATED:
+                _validated.clear()
             _validated.add((self.digest, env))
         self.device = device
         self.spirv = spirv

@@ -4,15 +4,22 @@ refused with InvalidShaderError before the driver sees it. The unmutated kernel 
 pipeline beside it, so the layer (which fails any test it reports an error in) checks the control."""
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from hlx_vulkan import ComputePipeline, DescriptorBindingBuilder, ShaderModule, compile_glsl, errors
 from hlx_vulkan.vk import spirv as spirv_module
 from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
-from spirv_words import OP_DECORATE, find, instr, pack, words_of
+from hlx_vulkan.vk.spirv_cfg import cfg_problems
+from spirv_words import OP_DECORATE, find, instr, instructions, mutated_modules, pack, words_of
 
 OP_SOURCE, OP_MEMBER_DECORATE, OP_SPEC_CONSTANT, OP_LOOP_MERGE, OP_BRANCH = 3, 72, 50, 246, 249
+OP_SELECTION_MERGE, OP_LABEL = 247, 248
+ROOT = Path(__file__).resolve().parents[2]
 DEC_BLOCK, DEC_SPEC_ID, ROW_MAJOR = 2, 1, 4
 
 SPEC_ARRAYS = """
@@ -67,6 +74,13 @@ def _pipeline(ctx, spirv, nbindings=1, push=0, **kwargs):
         builder.add_storage_buffer(b)
     ComputePipeline(ctx.device, shader, builder.build(), push, **kwargs).destroy()
     shader.destroy()
+
+
+def _spirv_opt(spirv, *flags):
+    """The module through Debian's spirv-opt (the one beside the layer's vintage)."""
+    out = subprocess.run([shutil.which("spirv-opt"), *flags, "-", "-o", "-"], input=spirv, capture_output=True,
+                         check=True)
+    return out.stdout
 
 
 def _refused(ctx, spirv, match):
@@ -220,3 +234,82 @@ def test_a_constant_with_more_literal_words_than_its_type(ctx):
     grown = words[:at] + [((count + 2000) << 16) | OP_SPEC_CONSTANT] + words[at + 1:at + count] + \
         [0xFFFFFFFF] * 2000 + words[at + count:]
     _refused(ctx, pack(grown), r"constant %\d+ at word \d+ has 2001 literal words; its type %\d+ takes 1")
+
+
+IF_ELSE = """
+#version 450
+layout(local_size_x = 1) in;
+layout(std430, binding = 0) buffer X { int x[]; };
+void main() {
+    int a = x[1];
+    if (x[0] > 2) { a += x[2]; } else { a *= x[3]; }
+    x[0] = a;
+}
+"""
+
+# Structured control flow whose blocks are entered from several places, each a construct's exit:
+# switch fallthrough (into the default too), breaks and continues from nested constructs, early returns.
+CONTROL_FLOW = {
+    "switch_fallthrough": "int a = 0; switch (x[0]) { case 0: a += 1; case 1: a += 2; break; "
+                          "case 2: case 3: a = 7; default: a += x[1]; } x[0] = a;",
+    "nested_loops": "int a = 0; for (int i = 0; i < x[0]; i++) { if (x[i] == 3) continue; "
+                    "for (int j = 0; j < i; j++) { if (x[j] > 5) break; a += j; if (a > 100) { x[1] = a; return; } } "
+                    "if (a > 50) break; } x[0] = a;",
+    "do_while_short_circuit": "int a = 0; do { a++; if (a > 3 && x[a] > 0 || x[0] == 2) a += 2; "
+                              "else if (x[1] < 0) a--; } while (a < x[0] && a < 100); x[0] = a > 3 ? a : -a;",
+    "switch_in_loop": "int a = 0; for (int i = 0; i < 8; i++) { switch (x[i]) { case 1: continue; "
+                      "case 2: a += 1; break; default: if (a > 3) break; a += 2; } a++; } x[0] = a;",
+}
+
+
+def test_a_cross_edge_from_one_arm_of_an_if_into_the_other(ctx):
+    """spirv-1-509439 and spirv-2-301055: the else arm's last block branches into the then arm
+    instead of to the merge block. Every spirv-val accepts it; lavapipe's SPIR-V parser prints
+    "Invalid back or cross-edge in the CFG" and the pipeline fails (VK_ERROR_UNKNOWN)."""
+    spirv = compile_glsl(IF_ELSE)
+    _pipeline(ctx, spirv)
+    words = words_of(spirv)
+    header = find(words, OP_SELECTION_MERGE)
+    merge, then_arm, else_arm = words[header + 1], words[header + 5], words[header + 6]  # OpBranchConditional follows
+    assert merge not in (then_arm, else_arm)
+    else_label = find(words, OP_LABEL, lambda ops: ops[0] == else_arm)
+    branch = next(i for i, op, ops in instructions(words) if op == OP_BRANCH and i > else_label)
+    assert words[branch + 1] == merge
+    words[branch + 1] = then_arm
+    bad = pack(words)
+    validate_spirv(bad, "vulkan1.3")  # spirv-val has no objection
+    _refused(ctx, bad, rf"cannot follow this control flow: block %{then_arm} is entered from %\d+ and %\d+ .*"
+                       "cross edge")
+
+
+@pytest.mark.parametrize("name", sorted(CONTROL_FLOW))
+def test_control_flow_the_driver_follows_is_not_a_cross_edge(ctx, name):
+    """Blocks that glslang (and spirv-opt after it) enter from several places, each as a construct's
+    exit, pass the check and build on the driver, the validation layer on."""
+    spirv = compile_glsl(IF_ELSE.split("void main")[0] + "void main() { " + CONTROL_FLOW[name] + " }")
+    assert cfg_problems(spirv) == []
+    _pipeline(ctx, spirv)
+    optimized = _spirv_opt(spirv, "-O")
+    assert cfg_problems(optimized) == []
+    _pipeline(ctx, optimized)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_modules([compile_glsl(IF_ELSE), compile_glsl(LOOP)]))
+def test_the_control_flow_check_raises_only_the_library_error(blob):
+    """On any bytes, cfg_problems returns its findings or raises InvalidShaderError (for the header)."""
+    try:
+        assert isinstance(cfg_problems(blob), list)
+    except errors.InvalidShaderError:
+        pass
+
+
+def test_the_fuzz_harness_retires_a_worker_whose_memory_grows():
+    """The campaigns' crashes (two of 532,316 cases, six of a million, in pairs: both workers at once)
+    were their workers reaching the 4 GiB address-space cap: lavapipe keeps memory for every pipeline
+    it builds. A worker now retires once it has grown by half its headroom; --selftest checks that a
+    growing worker is replaced and every case still counted."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--selftest"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "replaced" in out.stdout and "workers that outgrew" in out.stdout, out.stdout
