@@ -185,10 +185,11 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
-    def digest(self, version: str = _td.FLAT) -> str:
-        """The content digest under ``version``; a sync point. The default, ``hlx-flat-sha256-v1``,
-        is SHA-256 of the canonical encoding (hlx_vulkan.memory.digest), hashed on the host;
-        ``hlx-tree-sha256-v1`` (hlx_vulkan.memory.tree_digest) is hashed on the device."""
+    def digest(self, version: str = _td.DEFAULT) -> str:
+        """The content digest under ``version``; a sync point. The default, ``hlx-blake3-v1``
+        (hlx_vulkan.memory.blake3_digest), and ``hlx-tree-sha256-v1`` (hlx_vulkan.memory.tree_digest)
+        are hashed on the device; ``hlx-flat-sha256-v1``, SHA-256 of the canonical encoding
+        (hlx_vulkan.memory.digest, also ``TensorBuffer.digest()``), on the host after a read-back."""
         version = _td.check_version(version)
         if version == _td.TREE:
             return _dg.device_tree_digest(self)

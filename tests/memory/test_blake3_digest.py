@@ -16,9 +16,11 @@ from hlx_vulkan import cli, errors
 from hlx_vulkan.checkpoint import file_digest, load_checkpoint, save_checkpoint, state_digest
 from hlx_vulkan.memory import uint32
 from hlx_vulkan.memory.blake3_digest import BLAKE3, blake3_digest, blake3_root
-from hlx_vulkan.memory.tree_digest import FLAT, TREE, VERSIONS, digest_array
+from hlx_vulkan.memory.tree_digest import DEFAULT, FLAT, TREE, VERSIONS, digest_array
 from hlx_vulkan.ops.digest_blake3 import (CHUNK_WG, CHUNKS, PARENT_WG, PARENTS, VARIANTS, device_blake3_digest,
                                           record_root)
+from hlx_vulkan.training.digits import train_digits
+from hlx_vulkan.training.recompute import recompute_run
 
 POISON = 0xDEADBEEF
 
@@ -294,3 +296,40 @@ def test_a_tree_digest_relabelled_as_blake3_is_refused(tmp_path, rng):
     entries["w"]["digest_version"] = BLAKE3  # relabelled, not recomputed
     with pytest.raises(errors.CheckpointError, match="'w' does not match"):
         load_checkpoint(tmp_path / "c.safetensors", {"tensors": entries})
+
+
+# --- the default, and runs recorded before it
+
+
+def test_blake3_is_the_default_of_digest_and_checkpoints(tmp_path, rng):
+    x = rng.standard_normal((5, 9)).astype(np.float32)
+    t = hv.tensor(x)
+    assert DEFAULT == BLAKE3
+    assert t.digest() == t.digest(BLAKE3) == framed("float32", (5, 9), le_bytes(x))
+    assert t.digest() != t.digest(FLAT) == t.buf.digest()  # the memory layer's digest stays the flat one
+    entries = save_checkpoint(tmp_path / "c.safetensors", {"x": x})
+    assert entries["x"]["digest_version"] == BLAKE3 and entries["x"]["digest"] == t.digest()
+
+
+def test_a_strict_run_records_its_digest_version_and_an_older_flat_run_still_recomputes(tmp_path):
+    """A run's manifest records ``digest_version``; one recorded before (flat digests, no version
+    anywhere) verifies and recomputes under the flat version; one whose digests were relabelled
+    BLAKE3 is named at its first tensor."""
+    args = ["--seed", "3", "--epochs", "1", "--hidden", "8", "--batch-size", "512", "--quiet", "--strict"]
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert cli.main(["train", "digits", *args, "--out", str(new)]) == 0
+    m = json.loads((new / "manifest.json").read_text())
+    assert m["digest_version"] == BLAKE3 and all(e["digest_version"] == BLAKE3 for e in m["tensors"].values())
+    result = train_digits(seed=3, epochs=1, hidden=8, batch_size=512, progress=False, strict=True,
+                          out_dir=str(old), digest_version=FLAT)
+    m_old = json.loads((old / "manifest.json").read_text())
+    del m_old["digest_version"]
+    for e in m_old["tensors"].values():
+        del e["digest_version"]
+    (old / "manifest.json").write_text(json.dumps(m_old))
+    assert m_old["weights_digest"] == result.weights_digest != m["weights_digest"]
+    assert cli.main(["verify", str(old), "--recompute"]) == 0
+    m_old["digest_version"] = BLAKE3
+    (old / "manifest.json").write_text(json.dumps(m_old))
+    with pytest.raises(errors.CheckpointError, match="epoch 1: tensor '0.weight' differs"):
+        recompute_run(old)
