@@ -9,7 +9,7 @@ Rows per size (float32 tensors of 64 MiB, 256 MiB and 1 GiB; 1, 4 and 16 MiB wit
   sync per ``inner`` digests: the device's throughput against HBM's 3.35 TB/s (the issue's target:
   at least half, 1.7 TB/s), for each chunk-kernel variant of ``--variants`` (see
   ``hlx_vulkan/ops/digest/blake3_chunks.comp``: ``thread`` loads its own chunk, ``staged`` has
-  the workgroup stage each block through shared memory, 4 invocations per chunk's 64 bytes);
+  the workgroup stage 256 bytes of each chunk at a time through shared memory, coalesced);
 - ``tree digest()`` and ``tree kernels``: the same for hlx-tree-sha256-v1;
 - ``flat digest()``: read-back, then SHA-256 on one host core;
 - peers, torch (CUDA where there is a GPU, else CPU): ``x.clone()`` (the device copy: the memory

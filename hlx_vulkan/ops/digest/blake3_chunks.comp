@@ -5,8 +5,8 @@
 // zero-padded and has its true length; `root` (ROOT when there is only one chunk) joins the
 // last block's flags. CV c goes to O's words 8c..8c+7. ops/digest_blake3.py launches it.
 // VARIANT 0: one invocation per chunk, each loading its own 64-byte blocks (16-byte loads).
-// VARIANT 1: the same, but each block step is staged through shared memory by the workgroup,
-// 4 neighbouring invocations loading one chunk's 64 bytes (fewer, wider memory transactions).
+// VARIANT 1: the same, but the workgroup stages its chunks through shared memory 256 bytes of
+// each at a time, 16 neighbouring invocations loading one chunk's 256 (wide, coalesced loads).
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
 #include "blake3.glsl"
@@ -40,7 +40,9 @@ uvec4 load_masked(uint q, uint k, uint rem) {
 uint chunk_len(uint c) { return c < p.chunks ? min(1024u, p.nbytes - 1024u * c) : 0u; }
 
 #if VARIANT == 1
-shared uvec4 stage[WG * 5u];  // one block per chunk: 4 units, padded to 5 against bank conflicts
+// Four blocks (256 bytes) of each of the workgroup's chunks, each chunk's padded to 17 units
+// (272 bytes) so that the invocations' reads of their own chunk fall in distinct banks.
+shared uvec4 stage[WG * 17u];
 #endif
 
 void main() {
@@ -58,18 +60,21 @@ void main() {
     uint flags = CHUNK_START;
 #if VARIANT == 1
     uint c0 = c - local;
-    for (uint b = 0u; b < 16u; ++b) {
-        [[unroll]] for (uint j = 0u; j < 4u; ++j) {
-            uint lc = j * (WG / 4u) + local / 4u;  // the chunk this invocation loads for
-            if (64u * (b + 1u) <= chunk_len(c0 + lc))
-                stage[5u * lc + (local & 3u)] = a[p.q0 + 64u * (c0 + lc) + 4u * b + (local & 3u)];
+    for (uint step = 0u; step < 4u; ++step) {
+        // The workgroup's loads: 16 per invocation, each warp's covering two chunks' 256 bytes.
+        [[unroll]] for (uint j = 0u; j < 16u; ++j) {
+            uint u = j * WG + local, lc = u / 16u, k = u % 16u;
+            if (64u * (4u * step + k / 4u + 1u) <= chunk_len(c0 + lc))  // a full block of that chunk
+                stage[17u * lc + k] = a[p.q0 + 64u * (c0 + lc) + 16u * step + k];
         }
         barrier();
-        if (b < full) {
-            uint last = b + 1u == blocks ? CHUNK_END | p.root : 0u;
-            b3_compress(h0, h1, stage[5u * local], stage[5u * local + 1u], stage[5u * local + 2u],
-                        stage[5u * local + 3u], c, 64u, flags | last);
-            flags = 0u;
+        for (uint i = 0u; i < 4u; ++i) {
+            uint b = 4u * step + i, s = 17u * local + 4u * i;
+            if (b < full) {
+                b3_compress(h0, h1, stage[s], stage[s + 1u], stage[s + 2u], stage[s + 3u], c, 64u,
+                            flags | (b + 1u == blocks ? CHUNK_END | p.root : 0u));
+                flags = 0u;
+            }
         }
         barrier();
     }
