@@ -3,13 +3,13 @@
 ``save_checkpoint`` writes tensors with the safetensors library and returns, per tensor, its
 content digest and its version for a manifest (``hlx-blake3-v1`` by default, see
 ``hlx_vulkan.memory.tree_digest``; entries recorded under ``hlx-tree-sha256-v1`` keep verifying,
-and one without a ``digest_version``, as older manifests hold, is ``hlx-flat-sha256-v1``). ``load_checkpoint`` reads
-the header itself first and refuses, with an error that names the problem, a header past
-``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should be (a duplicate key
-included: safetensors might read another value than the one checked), offsets that are not
-contiguous or leave bytes before, between or after the tensors, a span that does not match
-shape x dtype, and (given a manifest) any tensor whose digest differs. Whatever the file and
-the manifest hold, the only error raised is :class:`CheckpointError`.
+and one without a ``digest_version``, as older manifests hold, is ``hlx-flat-sha256-v1``).
+``load_checkpoint`` reads the header itself first and refuses, with an error that names the
+problem, a header past ``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should
+be (a duplicate key included: safetensors might read another value than the one checked),
+offsets that are not contiguous or leave bytes before, between or after the tensors, a span that
+does not match shape x dtype, and (given a manifest) any tensor whose digest differs. Whatever
+the file and the manifest hold, the only error raised is :class:`CheckpointError`.
 
 bfloat16, which safetensors' numpy reader does not decode, is stored as its uint16 bits, and
 the logical dtype is kept in the file's metadata.
