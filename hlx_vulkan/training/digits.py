@@ -25,6 +25,7 @@ import numpy as np
 from ..autograd.graph import no_grad
 from ..checkpoint import file_digest, save_checkpoint, state_digest
 from ..jit import jit as jit_function
+from ..memory.tree_digest import DEFAULT, check_version
 from ..nn import CrossEntropyLoss, Linear, ReLU, Sequential
 from ..ops import elementwise as ew
 from ..ops import reduce as red
@@ -80,7 +81,7 @@ MODEL_DEFAULTS = {"mlp": (30, 2e-3, 256), "cnn": (8, 4e-3, 16)}
 def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64, lr: float | None = None,
                  hidden: int | None = None, out_dir: str | None = None, capture: bool = False, jit: bool = False,
                  progress: bool = True, model: str = "mlp", strict: bool = False, micro_batches: int = 1,
-                 data_parallel: bool = False) -> TrainResult:
+                 data_parallel: bool = False, digest_version: str = DEFAULT) -> TrainResult:
     """Train, evaluate each epoch, and (with ``out_dir``) write the plot, checkpoint and manifest.
 
     ``capture``: record the step once with ``hv.capture()`` and replay it, feeding the batch by
@@ -91,10 +92,11 @@ def train_digits(seed: int = 0, epochs: int | None = None, batch_size: int = 64,
     ``micro_batches``: accumulate the gradients of that many equal pieces of each batch before
     the step; ``data_parallel``: one replica per MPI rank, each taking its piece of every batch
     (``mpirun -n N``), bit-identical to ``micro_batches=N`` in one process
-    (hlx_vulkan.training.parallel). Progress, plot and checkpoint come from rank 0 only."""
+    (hlx_vulkan.training.parallel). Progress, plot and checkpoint come from rank 0 only.
+    ``digest_version``: the tensor digests the manifest records (hlx_vulkan.memory.tree_digest)."""
     with strict_mode(strict or is_strict()):
         return _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model,
-                             micro_batches, data_parallel)
+                             micro_batches, data_parallel, check_version(digest_version))
 
 
 def data_digest(*arrays) -> str:
@@ -107,7 +109,7 @@ def data_digest(*arrays) -> str:
 
 
 def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, progress, model, micro_batches,
-                  data_parallel) -> TrainResult:
+                  data_parallel, digest_version) -> TrainResult:
     started = time.perf_counter()
     if model not in MODEL_DEFAULTS:
         raise ValueError(f"model must be one of {sorted(MODEL_DEFAULTS)}, not {model!r}")
@@ -193,7 +195,7 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
         test_loss, test_acc = evaluate(model, x_test_dev, y_test_dev)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
                         "test_accuracy": test_acc})
-        epoch_digests.append({name: t.digest() for name, t in model.state_dict().items()})
+        epoch_digests.append({name: t.digest(digest_version) for name, t in model.state_dict().items()})
         if bar is not None:
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}")
             bar.update(1)
@@ -207,13 +209,14 @@ def _train_digits(seed, epochs, batch_size, lr, hidden, out_dir, capture, jit, p
     state = model.state_dict()
     result = TrainResult(test_accuracy=history[-1]["test_accuracy"] if history else 0.0, weights_digest="",
                          history=history)
-    entries = {name: {"dtype": t.dtype.name, "shape": list(t.shape), "digest": t.digest()} for name, t in state.items()}
+    entries = {name: {"dtype": t.dtype.name, "shape": list(t.shape), "digest": t.digest(digest_version),
+                      "digest_version": digest_version} for name, t in state.items()}
     result.weights_digest = state_digest(entries)
     result.seconds = time.perf_counter() - started
     result.rank = par.rank
     result.manifest = _manifest(rt, seed, epochs, batch_size, lr, hidden, capture, jit, entries, result)
     result.manifest["model"] = kind
-    result.manifest.update(strict=is_strict(), data_sha256=data_digest(x_train, x_test, y_train, y_test),
+    result.manifest.update(digest_version=digest_version, strict=is_strict(), data_sha256=data_digest(x_train, x_test, y_train, y_test),
                            epoch_digests=[{"epoch": i + 1, "tensors": d} for i, d in enumerate(epoch_digests)],
                            world_size=par.world_size, micro_batches=micro_batches, data_parallel=data_parallel)
     if out_dir is not None and par.is_main:

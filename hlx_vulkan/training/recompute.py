@@ -2,7 +2,8 @@
 
 A strict run's manifest (``hlx train digits --strict --out DIR``) holds what the run depends
 on: the task, seed and configuration, the SHA-256 of its data, the library version, and the
-digest of every tensor after every epoch. Strict mode makes those bits the same on every
+digest of every tensor after every epoch, under the recorded ``digest_version`` (a run recorded
+before there was one holds ``hlx-flat-sha256-v1`` digests, and is recomputed under that). Strict mode makes those bits the same on every
 device, so the run can be re-made anywhere: :func:`recompute_run` trains again and checks
 each recorded digest in order, naming the first data set, epoch and tensor that differs.
 
@@ -17,6 +18,7 @@ import os
 
 from ..checkpoint import read_manifest, state_digest
 from ..errors import CheckpointError
+from ..memory.tree_digest import FLAT, VERSIONS
 from ..version import __version__
 from .digits import data_digest, load_digits_split, train_digits
 
@@ -43,6 +45,9 @@ def recompute_run(directory, progress: bool = False) -> int:
     if data_digest(data[0], data[1], data[2], data[3]) != m["data_sha256"]:
         raise CheckpointError(f"{path}: the data differs: this machine's digits split for seed {m['seed']} does not "
                               "have the recorded SHA-256 (another scikit-learn data set?)")
+    version = m.get("digest_version", FLAT)  # runs recorded before digests had versions hold flat digests
+    if version not in VERSIONS:
+        raise CheckpointError(f"{path}: digest version {version!r}; this library knows {', '.join(VERSIONS)}")
     micro_batches = m.get("micro_batches", 1)
     if m.get("data_parallel"):
         if micro_batches != 1:
@@ -50,7 +55,7 @@ def recompute_run(directory, progress: bool = False) -> int:
                                   "one-process equivalent to re-run")
         micro_batches = m.get("world_size", 1)  # N ranks give the bits of N micro-batches in one process
     result = train_digits(**{k: m[k] for k in _CONFIG}, model=m.get("model", "mlp"), micro_batches=micro_batches,
-                          progress=progress, strict=True)
+                          progress=progress, strict=True, digest_version=version)
     confirmed = 1
     recomputed = result.manifest["epoch_digests"]
     for rec, mine in zip(m["epoch_digests"], recomputed):
