@@ -99,7 +99,7 @@ def init(timeout: float | None = None, choose_device: bool = True) -> ProcessGro
         timeout = float(os.environ.get("HLX_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     g = ProcessGroup(comm.Get_rank(), comm.Get_size(), local.Get_rank(), local.Get_size(), comm, timeout, "")
     local.Free()
-    g.wire = _Wire(comm, MPI.Query_thread() >= MPI.THREAD_MULTIPLE)
+    g.wire = _Wire(comm, MPI.Query_thread() >= MPI.THREAD_SERIALIZED)  # only the wire thread calls MPI after init
     _group = g
     _install_excepthook(g)
     if os.environ.get("HLX_DEVICE"):
