@@ -49,7 +49,8 @@ ALIGN = 4  # elements: each gradient starts 16 bytes into its bucket, for the ve
 
 
 class _Bucket:
-    __slots__ = ("params", "offsets", "numel", "dtype", "nbytes", "stacked", "send", "recv", "job", "ready")
+    __slots__ = ("params", "offsets", "numel", "dtype", "nbytes", "stacked", "send", "recv", "job", "ready", "total",
+                 "times")
 
     def __init__(self, params):
         self.params = params
@@ -63,6 +64,8 @@ class _Bucket:
         self.stacked = self.send = self.recv = None  # made at the first send
         self.job = None
         self.ready = 0
+        self.total = None  # the sum over ranks, once reduced
+        self.times = (0.0, 0.0)  # when its copy to the host ended and when its all-gather ended
 
 
 class DistributedDataParallel:
@@ -100,6 +103,7 @@ class DistributedDataParallel:
         self._seen: dict[int, int] = {}
         self.overlap = overlap
         self.started_during_backward = 0  # buckets sent before sync_gradients, over the run
+        self.reduced_during_backward = 0  # and summed before it
         self.armed = True  # False while micro-batches accumulate (see training.parallel)
         self.reset_stats()
         ref = weakref.ref(self)
@@ -134,6 +138,10 @@ class DistributedDataParallel:
             if bucket.ready == len(bucket.params) and bucket.job is None:
                 self._start(bucket)
                 self.started_during_backward += 1
+        for b in self.buckets:  # sum the buckets whose all-gather has ended while backward goes on
+            if b.job is not None and b.total is None and b.job.done.is_set():
+                self._reduce(b)
+                self.reduced_during_backward += 1
 
     def _start(self, bucket: _Bucket) -> None:
         """Record this rank's gradients into its row of the bucket and the row into the mapped
@@ -173,10 +181,23 @@ class DistributedDataParallel:
                 time.sleep(POLL_S)
             t1 = time.perf_counter()
             comm.Allgather(send, recv)
+            t2 = time.perf_counter()
             stats["staging_s"] += t1 - t0
-            stats["mpi_s"] += time.perf_counter() - t1
+            stats["mpi_s"] += t2 - t1
+            bucket.times = (t1, t2)
 
         bucket.job = g.wire.post(gather)
+
+    def _reduce(self, b: _Bucket) -> None:
+        """Upload the other ranks' rows from the mapped receive buffer (one copy, two regions) and
+        add the rows in rank order on the device."""
+        t = time.perf_counter()
+        _g.finish(b.job, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
+        self.stats["wait_s"] += time.perf_counter() - t
+        stacked, n, me, w = b.stacked.buf.allocation, b.nbytes, self.group.rank, self.group.world_size
+        b.params[0].runtime.stream.copy([(b.recv, r0 * n, stacked, r0 * n, (r1 - r0) * n)
+                                         for r0, r1 in ((0, me), (me + 1, w)) if r1 > r0])
+        b.total = _g.sum_rows_in_order(b.stacked, empty(b.numel, dtype=b.dtype))
 
     def sync_gradients(self, scale: float | None = None) -> None:
         """Make every ``.grad`` the sum over ranks, added in rank order on the device, times
@@ -186,35 +207,33 @@ class DistributedDataParallel:
         for b in self.buckets:
             if b.job is None:
                 self._start(b)
-        g = self.group
-        waited = 0.0
         for b in self.buckets:
-            t = time.perf_counter()
-            _g.finish(b.job, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
-            waited += time.perf_counter() - t
-            stacked, n, me, w = b.stacked.buf.allocation, b.nbytes, g.rank, g.world_size
-            # the other ranks' rows, from the mapped receive buffer: one copy (two regions)
-            b.params[0].runtime.stream.copy([(b.recv, r0 * n, stacked, r0 * n, (r1 - r0) * n)
-                                             for r0, r1 in ((0, me), (me + 1, w)) if r1 > r0])
+            if b.total is None:
+                self._reduce(b)
             with no_grad():
-                total = _g.sum_rows_in_order(b.stacked, empty(b.numel, dtype=b.dtype), scale)
+                if scale is not None:  # the same x * alpha, after the same sum, as in one process
+                    ew.launch("x * alpha", [b.total], alpha=scale, out=b.total)
                 for p, off in zip(b.params, b.offsets):
-                    p.grad = total[off:off + p.numel()].reshape(p.shape)
-            b.job = None
+                    p.grad = b.total[off:off + p.numel()].reshape(p.shape)
+        # the all-gathers' tail that backward did not hide: from the last copy to the host to the last arrival
+        self.stats["exposed_s"] += max(0.0, max(b.times[1] for b in self.buckets) -
+                                       max(b.times[0] for b in self.buckets))
+        for b in self.buckets:
+            b.job = b.total = None
             b.ready = 0
         if self._expected is None and self._seen:
             self._expected = dict(self._seen)
         self._seen = {}
-        self.stats["wait_s"] += waited
         self.stats["sync_s"] += time.perf_counter() - t0
         self.stats["steps"] += 1
 
     def reset_stats(self) -> None:
         """Zero :attr:`stats`: seconds (summed over steps) the communication thread waited for
-        the device-to-host copies (``staging_s``: the backward before them included) and spent in
-        MPI (``mpi_s``), the main thread waited for the all-gathers (``wait_s``) and spent in
-        :meth:`sync_gradients` (``sync_s``: the wait, the upload and the sums), and ``steps``."""
-        self.stats = {"steps": 0, "staging_s": 0.0, "mpi_s": 0.0, "wait_s": 0.0, "sync_s": 0.0}
+        the device-to-host copies (``staging_s``: the device's backward before them included) and
+        spent in MPI (``mpi_s``); the all-gathers' tail after the last copy (``exposed_s``: what
+        backward did not hide); the main thread's wait for the all-gathers (``wait_s``) and its
+        time in :meth:`sync_gradients` (``sync_s``); and ``steps``."""
+        self.stats = {"steps": 0, "staging_s": 0.0, "mpi_s": 0.0, "exposed_s": 0.0, "wait_s": 0.0, "sync_s": 0.0}
 
     # --- parameters -------------------------------------------------------------------------------
 

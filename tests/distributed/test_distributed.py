@@ -85,6 +85,14 @@ def test_ranks_give_the_bits_of_one_process_with_as_many_micro_batches(ranks):
     assert all(r["buckets"] > 1 and r["early"] > 0 for r in res.values())  # buckets sent during backward
 
 
+def test_buckets_summed_during_backward_give_the_same_bits():
+    proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env={"EARLY_REDUCE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = results(proc)
+    assert all(r["summed"] > 0 for r in res.values())
+    assert {r["digest"] for r in res.values()} == {_single(2)}
+
+
 def test_dropout_draws_follow_the_piece_not_the_rank():
     env = {"DROPOUT": "1"}
     proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env=env)
