@@ -38,8 +38,8 @@ H100_FP32_FLOPS = 67e12
 # name -> (kind, size, per-GPU batch); mlp size: hidden width; gpt size: (d_model, layers, tokens per sample)
 CONFIGS = {"mlp": ("mlp", 1024, 512), "mlp-long": ("mlp", 4096, 16384),
            "gpt": ("gpt", (256, 4, 128), 16), "gpt-long": ("gpt", (1024, 2, 256), 64)}
-QUICK = {"mlp": ("mlp", 64, 32), "mlp-long": ("mlp", 256, 256), "gpt": ("gpt", (32, 1, 16), 4),
-         "gpt-long": ("gpt", (64, 2, 32), 8)}
+QUICK = {"mlp": ("mlp", 64, 32), "mlp-long": ("mlp", 128, 256), "gpt": ("gpt", (32, 1, 16), 4),
+         "gpt-long": ("gpt", (32, 2, 32), 8)}
 VOCAB = 256
 HEADS = {32: 2, 64: 2, 256: 4, 1024: 16}
 

@@ -42,6 +42,7 @@ from ..ops.creation import empty, zeros
 from . import collectives as _g
 
 DEFAULT_BUCKET_BYTES = 25 << 20  # as torch's DDP
+PIECE_BYTES = 1 << 20
 POLL_S = 20e-6  # the communication thread's poll for a bucket's copy (the stream's lock is not held between)
 
 
@@ -104,6 +105,7 @@ class DistributedDataParallel:
         self.overlap = overlap
         self.started_during_backward = 0  # buckets sent before sync_gradients, over the run
         self.reduced_during_backward = 0  # and summed before it
+        self.pieces_sent = 0  # all-gathers issued for the buckets (a bucket's pieces travel at once)
         self.armed = True  # False while micro-batches accumulate (see training.parallel)
         self.reset_stats()
         ref = weakref.ref(self)
@@ -169,18 +171,29 @@ class DistributedDataParallel:
         stream = rt.stream
         stream.copy(regions)
         stream.copy([(stacked, row, bucket.send, 0, bucket.nbytes)])
-        serial = stream.serial
         stream.submit()
+        serial = bucket.send.busy  # the batch that holds the copy to the send buffer
         send = np.frombuffer(bucket.send.mapped(), np.uint8, bucket.nbytes)
         recv = np.frombuffer(bucket.recv.mapped(), np.uint8, g.world_size * bucket.nbytes)
-        stats = self.stats
+        stats, wire, n = self.stats, g.wire, bucket.nbytes
+        # pieces of at least PIECE_BYTES, one per lane: each an all-gather into every rank's row
+        k = max(1, min(len(wire.lanes), n // PIECE_BYTES))
+        cuts = [n * i // k // 16 * 16 for i in range(k)] + [n]
+
+        def piece(a, b):
+            counts, displs = [b - a] * g.world_size, [r * n + a for r in range(g.world_size)]
+            return lambda comm: comm.Allgatherv(send[a:b], [recv, counts, displs, _g.byte_type()])
 
         def gather(comm):
             t0 = time.perf_counter()
             while not stream.is_done(serial):  # the copy to the send buffer
                 time.sleep(POLL_S)
             t1 = time.perf_counter()
-            comm.Allgather(send, recv)
+            if k == 1:
+                comm.Allgather(send, recv)
+            else:
+                wire.parallel([piece(cuts[i], cuts[i + 1]) for i in range(k)])
+            self.pieces_sent += k
             t2 = time.perf_counter()
             stats["staging_s"] += t1 - t0
             stats["mpi_s"] += t2 - t1

@@ -93,6 +93,16 @@ def test_buckets_summed_during_backward_give_the_same_bits():
     assert {r["digest"] for r in res.values()} == {_single(2)}
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_buckets_cut_into_pieces_on_several_threads_give_the_same_bits(ranks):
+    proc, _ = mpirun(ranks, [WORKER, "ddp", "dp", "1"], env={"SMALL_PIECES": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = results(proc)
+    assert all(r["lanes"] == 4 for r in res.values())  # MPI gives THREAD_MULTIPLE: the pieces did travel apart
+    assert all(r["pieces"] > r["buckets"] for r in res.values())
+    assert {r["digest"] for r in res.values()} == {_single(ranks)}
+
+
 def test_dropout_draws_follow_the_piece_not_the_rank():
     env = {"DROPOUT": "1"}
     proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env=env)

@@ -59,6 +59,9 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
         with hv.no_grad():
             model[0].weight.copy_(np.ones((13, 9), dtype=np.float32))  # rank 0's values must win
     par = ParallelStep(model, micro_batches=micro, data_parallel=data_parallel, bucket_bytes=400)
+    if os.environ.get("SMALL_PIECES"):  # buckets cut into pieces that travel on several threads at once
+        from hlx_vulkan.distributed import ddp
+        ddp.PIECE_BYTES = 16
     if par.ddp is not None and os.environ.get("EARLY_REDUCE"):  # each all-gather ends before backward goes on
         start = par.ddp._start
         par.ddp._start = lambda b: (start(b), b.job.done.wait())
@@ -81,7 +84,9 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
                            for n, t in model.state_dict().items()})
     early = par.ddp.started_during_backward if par.ddp is not None else 0
     summed = par.ddp.reduced_during_backward if par.ddp is not None else 0
-    out(rank=par.rank, world=par.world_size, digest=digest, early=early, summed=summed,
+    lanes = len(par.ddp.group.wire.lanes) if par.ddp is not None else 0
+    pieces = par.ddp.pieces_sent if par.ddp is not None else 0
+    out(rank=par.rank, world=par.world_size, digest=digest, early=early, summed=summed, lanes=lanes, pieces=pieces,
         buckets=len(par.ddp.buckets) if par.ddp else 0)
 
 
