@@ -12,9 +12,10 @@ mapped host buffers. When backward has written the bucket's last gradient (from 
 on), the main thread records, without waiting, this rank's gradients into its row of the device
 tensor and that row into the mapped send buffer; the communication thread waits for that copy,
 then all-gathers the send buffers straight into the mapped receive buffer, while backward goes on.
-:meth:`sync_gradients` uploads the other ranks' rows with one copy and adds the rows in rank
-order on the device (``x + y``, then ``x * alpha``: per element the arithmetic of accumulation
-in one process, so the bits are the same); each ``.grad`` is then a view of the bucket's sum.
+Once a bucket has arrived (seen at the next gradient hook, or at :meth:`sync_gradients`), the
+other ranks' rows are uploaded with one copy and the rows added in rank order on the device
+(``x + y``; ``x * alpha`` at sync: per element the arithmetic of accumulation in one process, so
+the bits are the same); each ``.grad`` is then a view of the bucket's sum.
 :attr:`DistributedDataParallel.stats` says where the time went.
 
 Example::
@@ -42,10 +43,8 @@ from ..ops.creation import empty, zeros
 from . import collectives as _g
 
 DEFAULT_BUCKET_BYTES = 25 << 20  # as torch's DDP
-PIECE_BYTES = 1 << 20
+PIECE_BYTES = 1 << 20  # a bucket is cut into pieces (one per MPI lane) no smaller than this
 POLL_S = 20e-6  # the communication thread's poll for a bucket's copy (the stream's lock is not held between)
-
-
 ALIGN = 4  # elements: each gradient starts 16 bytes into its bucket, for the vector kernels
 
 
