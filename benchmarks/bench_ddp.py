@@ -1,15 +1,21 @@
 """Data-parallel scaling: one process per GPU through mpirun, hlx DDP beside PyTorch DDP.
 
-For each configuration (an MLP 784 -> H -> H -> 10 with AdamW and cross-entropy, a per-GPU batch
-B), it times training steps at 1 GPU (one plain process, no DDP) and at N GPUs (``mpirun -n N``,
-DDP, per-GPU batch B, global batch N*B) and reports throughput (samples/s), the scaling
-efficiency (N-GPU throughput / (N x 1-GPU throughput)), TFLOP/s per GPU and its fraction of the
-H100's fp32 peak (67 TFLOP/s), for hlx (gradients summed in rank order: hlx_vulkan.distributed)
-and PyTorch (DistributedDataParallel over NCCL on CUDA; gloo on CPU). "mlp" is bench_train's
-step; "mlp-long" a step long enough to hide the all-reduce. Prints a table, saves JSON.
+For each configuration and each GPU count N (``--gpus 1,2,4``) it times training steps at a fixed
+per-GPU batch B: N = 1 is one plain process (no DDP), N > 1 is ``mpirun -n N`` with DDP (global
+batch N*B). It reports throughput (samples/s), the scaling efficiency (N-GPU throughput / (N x
+1-GPU throughput)), TFLOP/s per GPU and its fraction of the H100's fp32 peak (67 TFLOP/s), for hlx
+(gradients summed in rank order: hlx_vulkan.distributed) and PyTorch (DistributedDataParallel
+over NCCL on CUDA; gloo on CPU), and, at the largest N, where hlx's step goes: compute (the step
+less the wait), device-to-host staging and the MPI all-gather (on the communication thread,
+overlapping backward), and the main thread's wait for them.
 
-Run (the lent two-GPU machine; one command runs everything):
-    python3 benchmarks/bench_ddp.py [--gpus 2] [--out benchmarks/results/bench_ddp_h100.json]
+Configurations: "mlp" (784 -> H -> H -> 10, AdamW, cross-entropy; bench_train's step), "mlp-long"
+(a step long enough to hide the all-reduce), "gpt" (a small causal transformer: the TinyGPT of
+hlx train sort/text) and "gpt-long" (d 1024, a large batch of tokens).
+
+Run (the lent four-GPU machine; one command runs everything; the system mpirun, whose MPI the
+system mpi4py loads):
+    python3 benchmarks/bench_ddp.py --gpus 1,2,4 --mpirun /usr/bin/mpirun --out $OUT/bench_ddp.json
 Here, on lavapipe against torch CPU: python benchmarks/bench_ddp.py --quick
 ``--mpirun`` names the launcher (default: the one beside this Python, else the one on PATH; it must
 be the MPI that mpi4py loads).
@@ -29,17 +35,34 @@ from pathlib import Path
 import numpy as np
 
 H100_FP32_FLOPS = 67e12
-CONFIGS = {"mlp": (1024, 512), "mlp-long": (4096, 16384), "mlp-xl": (4096, 32768)}
-QUICK = {"mlp": (64, 32), "mlp-long": (256, 256), "mlp-xl": (256, 1024)}
+# name -> (kind, size, per-GPU batch); mlp size: hidden width; gpt size: (d_model, layers, tokens per sample)
+CONFIGS = {"mlp": ("mlp", 1024, 512), "mlp-long": ("mlp", 4096, 16384),
+           "gpt": ("gpt", (256, 4, 128), 16), "gpt-long": ("gpt", (1024, 2, 256), 64)}
+QUICK = {"mlp": ("mlp", 64, 32), "mlp-long": ("mlp", 128, 256), "gpt": ("gpt", (32, 1, 16), 4),
+         "gpt-long": ("gpt", (32, 2, 32), 8)}
+VOCAB = 256
+HEADS = {32: 2, 64: 2, 256: 4, 1024: 16}
 
 
-def flops_per_sample(hidden: int) -> float:
-    return 6.0 * (784 * hidden + hidden * hidden + hidden * 10)  # forward 2, backward 4 per weight
+def gpt_params(d: int, layers: int, tokens: int) -> int:
+    return VOCAB * d + tokens * d + layers * (12 * d * d + 13 * d) + 2 * d + d * VOCAB + VOCAB
 
 
-def batch_data(batch: int, rank: int):
+def flops_per_sample(kind: str, size) -> float:
+    if kind == "mlp":
+        return 6.0 * (784 * size + size * size + size * 10)  # forward 2, backward 4 per weight
+    d, layers, t = size
+    dense = 6.0 * (layers * 12 * d * d + d * VOCAB) * t
+    return dense + layers * 6.0 * 2 * t * t * d  # attention: QK^T and PV, forward and backward (no causal saving)
+
+
+def batch_data(kind: str, size, batch: int, rank: int):
     rng = np.random.default_rng(1000 + rank)
-    return rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch).astype(np.int64)
+    if kind == "mlp":
+        return rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch).astype(np.int64)
+    t = size[2]
+    tokens = rng.integers(0, VOCAB, (batch, t + 1))
+    return tokens[:, :-1].astype(np.int64), tokens[:, 1:].reshape(-1).astype(np.int64)
 
 
 # --- workers (one per rank) ----------------------------------------------------------------------
@@ -52,20 +75,26 @@ def worker_hlx(args) -> dict:
     parallel = args.world > 1
     if parallel:
         from hlx_vulkan import distributed as dist
-        dist.init()
+        dist.init()  # before the first tensor: picks this rank's GPU
     rt = hv.default_runtime()
     hv.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, args.hidden), nn.ReLU(), nn.Linear(args.hidden, args.hidden), nn.ReLU(),
-                          nn.Linear(args.hidden, 10))
+    kind, size = args.kind, args.size
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(784, size), nn.ReLU(), nn.Linear(size, size), nn.ReLU(), nn.Linear(size, 10))
+    else:
+        from hlx_vulkan.training.transformer import TinyGPT
+        d, layers, t = size
+        model = TinyGPT(VOCAB, t, d, HEADS.get(d, 4), layers, 4 * d)
     par = ParallelStep(model, data_parallel=parallel)
     opt = optim.AdamW(model.parameters(), lr=1e-3)
-    # each rank's own batch: the global batch is world * B, rank r holds rows [r*B, (r+1)*B)
-    x_np, y_np = batch_data(args.batch, par.rank)
-    x, y = hv.tensor(x_np), hv.tensor(y_np.astype(np.int32))
+    # each rank's own batch: the global batch is world * B
+    x_np, y_np = batch_data(kind, size, args.batch, par.rank)
+    x, y = hv.tensor(x_np.astype(np.int32 if kind == "gpt" else np.float32)), hv.tensor(y_np.astype(np.int32))
     whole = np.arange(args.batch * par.world_size)
+    out_dim = 10 if kind == "mlp" else VOCAB
 
     def step():
-        par.backward(whole, lambda idx: F.cross_entropy(par.model(x), y))
+        par.backward(whole, lambda idx: F.cross_entropy(par.model(x).reshape(-1, out_dim), y))
         opt.step()
 
     for _ in range(args.warmup):
@@ -73,14 +102,21 @@ def worker_hlx(args) -> dict:
     rt.synchronize()
     if parallel:
         dist.barrier()
+        par.ddp.reset_stats()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step()
     rt.synchronize()
     seconds = (time.perf_counter() - t0) / args.steps
-    early = par.ddp.started_during_backward if par.ddp is not None else 0
-    return {"s_per_step": seconds, "rank": par.rank, "world": par.world_size, "device": rt.ctx.info["device_name"],
-            "buckets_sent_during_backward": early}
+    r = {"s_per_step": seconds, "rank": par.rank, "world": par.world_size, "device": rt.ctx.info["device_name"],
+         "grad_bytes": sum(p.numel() * 4 for p in model.parameters())}
+    if par.ddp is not None:
+        st = par.ddp.stats
+        r.update(buckets=len(par.ddp.buckets), buckets_sent_during_backward=par.ddp.started_during_backward,
+                 breakdown_ms={k[:-2]: 1e3 * v / max(st["steps"], 1) for k, v in st.items() if k.endswith("_s")})
+        r["breakdown_ms"]["compute"] = 1e3 * seconds - r["breakdown_ms"]["exposed"]
+        r["breakdown_ms_per_rank"] = dist.gather_objects(r["breakdown_ms"])
+    return r
 
 
 def worker_torch(args) -> dict:
@@ -102,19 +138,23 @@ def worker_torch(args) -> dict:
         tdist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     dev = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, args.hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(args.hidden, args.hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(args.hidden, 10)).to(dev)
+    kind, size = args.kind, args.size
+    if kind == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(784, size), torch.nn.ReLU(), torch.nn.Linear(size, size),
+                                    torch.nn.ReLU(), torch.nn.Linear(size, 10)).to(dev)
+    else:
+        model = TorchGPT(torch, *size).to(dev)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x_np, y_np = batch_data(args.batch, rank)
+    x_np, y_np = batch_data(kind, size, args.batch, rank)
     x, y = torch.tensor(x_np, device=dev), torch.tensor(y_np, device=dev)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    out_dim = 10 if kind == "mlp" else VOCAB
 
     def step():
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x).reshape(-1, out_dim), y).backward()
         opt.step()
 
     for _ in range(args.warmup):
@@ -134,6 +174,29 @@ def worker_torch(args) -> dict:
             "backend": ("nccl" if cuda else "gloo") if world > 1 else None}
 
 
+def TorchGPT(torch, d: int, layers: int, t: int):
+    """hlx's TinyGPT in torch: embeddings, pre-norm causal encoder layers (GELU, no dropout), head."""
+    nn = torch.nn
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(VOCAB, d), nn.Embedding(t, d)
+            self.blocks = nn.ModuleList([nn.TransformerEncoderLayer(d, HEADS.get(d, 4), 4 * d, dropout=0.0,
+                                                                    activation="gelu", batch_first=True,
+                                                                    norm_first=True) for _ in range(layers)])
+            self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, VOCAB)
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(t), persistent=False)
+
+        def forward(self, idx):
+            h = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+            for b in self.blocks:
+                h = b(h, src_mask=self.mask, is_causal=True)
+            return self.head(self.ln(h))
+
+    return GPT()
+
+
 # --- driver --------------------------------------------------------------------------------------
 
 def launcher(path: str | None) -> str:
@@ -147,25 +210,27 @@ def launcher(path: str | None) -> str:
 
 
 def run_one(args, lib: str, name: str, world: int) -> dict:
-    hidden, batch = (QUICK if args.quick else CONFIGS)[name]
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--hidden", str(hidden), "--batch", str(batch),
-           "--world", str(world), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    kind, size, batch = (QUICK if args.quick else CONFIGS)[name]
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--config", name, "--world", str(world),
+           "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--quick"] if args.quick else [])
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONUNBUFFERED="1")
     if world > 1:
         mpirun = launcher(args.mpirun)
         version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
         extra = ["--oversubscribe", "--bind-to", "none"] if "Open MPI" in version or "OpenRTE" in version else []
         cmd = [mpirun, "-n", str(world), *extra, *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env, timeout=args.timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f"!! {lib} {name} x{world} timed out after {args.timeout:.0f} s", file=sys.stderr)
+        return {"lib": lib, "config": name, "world": world, "error": "timeout"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
     if proc.returncode != 0 or not lines:
         print(f"!! {lib} {name} x{world} failed (status {proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
         return {"lib": lib, "config": name, "world": world, "error": proc.stderr[-2000:]}
     r = json.loads(lines[0][6:])
-    samples = batch * world
-    r.update(lib=lib, config=name, hidden=hidden, batch_per_gpu=batch,
-             samples_per_s=samples / r["s_per_step"],
-             tflops_per_gpu=flops_per_sample(hidden) * batch / r["s_per_step"] / 1e12)
+    r.update(lib=lib, config=name, size=size, batch_per_gpu=batch, samples_per_s=batch * world / r["s_per_step"],
+             tflops_per_gpu=flops_per_sample(kind, size) * batch / r["s_per_step"] / 1e12)
     r["fraction_of_h100_fp32"] = r["tflops_per_gpu"] * 1e12 / H100_FP32_FLOPS
     return r
 
@@ -173,16 +238,16 @@ def run_one(args, lib: str, name: str, world: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shapes and few steps (lavapipe, torch CPU)")
-    p.add_argument("--gpus", type=int, default=2, help="ranks of the parallel runs (one per GPU)")
+    p.add_argument("--gpus", default="1,2", help="GPU counts (ranks, one per GPU), e.g. 1,2,4; 1 is always run")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--configs", default="mlp,mlp-long,mlp-xl")
+    p.add_argument("--configs", default="mlp,mlp-long,gpt,gpt-long")
+    p.add_argument("--libs", default="hlx,torch")
     p.add_argument("--mpirun", default=None)
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_ddp_<device>.json)")
     p.add_argument("--worker", choices=["hlx", "torch"], help=argparse.SUPPRESS)
-    p.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--world", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.steps is None:
@@ -190,14 +255,16 @@ def main() -> None:
     if args.warmup is None:
         args.warmup = 1 if args.quick else 5
     if args.worker:
+        args.kind, args.size, args.batch = (QUICK if args.quick else CONFIGS)[args.config]
         r = (worker_hlx if args.worker == "hlx" else worker_torch)(args)
         if r["rank"] == 0:
             print("BENCH " + json.dumps(r), flush=True)
         return
+    gpus = sorted({1, *(int(g) for g in args.gpus.split(","))})
     rows = []
     for name in args.configs.split(","):
-        for lib in ("hlx", "torch"):
-            for world in (1, args.gpus):
+        for lib in args.libs.split(","):
+            for world in gpus:
                 rows.append(run_one(args, lib, name, world))
                 r = rows[-1]
                 if "error" not in r:
@@ -213,23 +280,37 @@ def main() -> None:
         h = hlx_rows.get((r["config"], r["world"]))
         if r["lib"] == "torch" and h is not None and "error" not in r:
             r["hlx_throughput_over_torch"] = h["samples_per_s"] / r["samples_per_s"]
-    print(f"\n{'lib':6} {'config':9} {'H':>5} {'B/GPU':>6} {'GPUs':>4} {'ms/step':>9} {'samples/s':>11} "
+    print(f"\n{'lib':6} {'config':9} {'B/GPU':>6} {'GPUs':>4} {'ms/step':>9} {'samples/s':>11} "
           f"{'TFLOP/s/GPU':>11} {'of H100 fp32':>12} {'scaling':>8} {'hlx/torch':>9}")
     for r in rows:
         if "error" in r:
-            print(f"{r['lib']:6} {r['config']:9} {'':>5} {'':>6} {r['world']:>4}  FAILED")
+            print(f"{r['lib']:6} {r['config']:9} {'':>6} {r['world']:>4}  FAILED")
             continue
         eff = r.get("scaling_efficiency")
         ratio = r.get("hlx_throughput_over_torch")
-        print(f"{r['lib']:6} {r['config']:9} {r['hidden']:>5} {r['batch_per_gpu']:>6} {r['world']:>4} "
+        print(f"{r['lib']:6} {r['config']:9} {r['batch_per_gpu']:>6} {r['world']:>4} "
               f"{1e3 * r['s_per_step']:>9.2f} {r['samples_per_s']:>11.0f} {r['tflops_per_gpu']:>11.3f} "
               f"{100 * r['fraction_of_h100_fp32']:>11.2f}% {'' if eff is None else f'{eff:.3f}':>8} "
               f"{'' if ratio is None else f'{ratio:.3f}':>9}")
+    top = max(gpus)
+    if top > 1:
+        print(f"\nhlx at {top} GPUs, ms per step, rank 0. staging: the communication thread's wait for each "
+              "bucket's device-to-host copy (the device's backward before it included); MPI: the all-gathers; "
+              "exposed: their tail after the last copy (not hidden by backward); compute: step - exposed; wait: the "
+              "main thread blocked on the all-gathers; sync: sync_gradients on the host")
+        print(f"{'config':9} {'grad MB':>8} {'buckets':>7} {'early':>5} {'step':>8} {'compute':>8} {'staging':>8} "
+              f"{'MPI':>8} {'exposed':>8} {'wait':>8} {'sync':>8}")
+        for r in rows:
+            if r["lib"] == "hlx" and r["world"] == top and "error" not in r:
+                b = r["breakdown_ms"]
+                print(f"{r['config']:9} {r['grad_bytes'] / 1e6:>8.1f} {r['buckets']:>7} "
+                      f"{r['buckets_sent_during_backward']:>5} {1e3 * r['s_per_step']:>8.2f} {b['compute']:>8.2f} "
+                      f"{b['staging']:>8.2f} {b['mpi']:>8.2f} {b['exposed']:>8.2f} {b['wait']:>8.2f} {b['sync']:>8.2f}")
     device = next((r["device"] for r in rows if r["lib"] == "hlx" and "error" not in r), "unknown")
     tag = "h100" if "H100" in device else "h200" if "H200" in device else "lavapipe" if "llvmpipe" in device else "other"
     out = args.out or str(Path(__file__).with_name("results") / f"bench_ddp_{tag}{'_quick' if args.quick else ''}.json")
     with open(out, "w") as f:
-        json.dump({"device": device, "gpus": args.gpus, "quick": args.quick, "steps": args.steps, "rows": rows}, f,
+        json.dump({"device": device, "gpus": gpus, "quick": args.quick, "steps": args.steps, "rows": rows}, f,
                   indent=2)
     print(f"saved {out}")
     if any("error" in r for r in rows):

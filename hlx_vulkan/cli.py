@@ -63,7 +63,11 @@ def _info(args) -> int:
 def _train(args) -> int:
     if args.task in ("sort", "text"):
         from .training.transformer import run_cli
-        return run_cli(args)
+        try:
+            return run_cli(args)
+        except Exception as exc:
+            _abort_other_ranks(args, exc)
+            raise
     from .training.digits import train_digits
     try:
         result = train_digits(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -31,6 +31,7 @@ from ..ops import elementwise as ew
 from ..ops.tensor import Tensor, from_numpy
 from ..version import __version__
 
+DEFAULT_LANES = 4  # HLX_DIST_LANES overrides: threads that move the pieces of one gradient bucket at once
 DEFAULT_TIMEOUT_S = 600.0  # HLX_DIST_TIMEOUT overrides: the longest a collective waits for the other ranks
 
 
@@ -99,7 +100,10 @@ def init(timeout: float | None = None, choose_device: bool = True) -> ProcessGro
         timeout = float(os.environ.get("HLX_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     g = ProcessGroup(comm.Get_rank(), comm.Get_size(), local.Get_rank(), local.Get_size(), comm, timeout, "")
     local.Free()
-    g.wire = _Wire(comm, MPI.Query_thread() >= MPI.THREAD_MULTIPLE)
+    level = MPI.Query_thread()
+    # only the wire's threads call MPI after init; several of them at once need THREAD_MULTIPLE
+    g.wire = _Wire(comm, level >= MPI.THREAD_SERIALIZED,
+                   int(os.environ.get("HLX_DIST_LANES", DEFAULT_LANES)) if level >= MPI.THREAD_MULTIPLE else 0)
     _group = g
     _install_excepthook(g)
     if os.environ.get("HLX_DEVICE"):
@@ -180,16 +184,41 @@ class _Wire:
     non-blocking request only advances while someone tests it), gradient buckets travel while
     the main thread goes on recording backward, and the main thread's wait has a timeout."""
 
-    def __init__(self, comm, threaded: bool):
+    def __init__(self, comm, threaded: bool, lanes: int = 0):
         self.comm = comm.Dup()
         self.threaded = threaded
+        self.lanes: list = []  # (communicator, queue): extra threads that move pieces of one message at once
         if threaded:
             self.queue: queue.SimpleQueue = queue.SimpleQueue()
-            threading.Thread(target=self._loop, name="hlx-mpi", daemon=True).start()
+            threading.Thread(target=self._loop, args=(self.comm, self.queue), name="hlx-mpi", daemon=True).start()
+            for i in range(lanes):
+                lane = (comm.Dup(), queue.SimpleQueue())
+                threading.Thread(target=self._loop, args=lane, name=f"hlx-mpi-{i}", daemon=True).start()
+                self.lanes.append(lane)
 
-    def _loop(self) -> None:
+    @staticmethod
+    def _loop(comm, jobs) -> None:
         while True:
-            self.queue.get().run(self.comm)
+            jobs.get().run(comm)
+
+    def parallel(self, fns) -> None:
+        """Run ``fn(comm)`` for each of ``fns`` at once, one per lane (each lane its own duplicate
+        communicator, so every rank matches them alike), and return when all have: host copies
+        inside MPI then run on several cores. In order on the calling thread without lanes."""
+        if not self.lanes:
+            for fn in fns:
+                fn(self.comm)
+            return
+        jobs = []
+        for i, fn in enumerate(fns):
+            comm, q = self.lanes[i % len(self.lanes)]
+            jobs.append(_Job(fn))
+            q.put(jobs[-1])
+        for job in jobs:
+            job.done.wait()
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
 
     def post(self, fn) -> _Job:
         job = _Job(fn)
@@ -330,3 +359,8 @@ def _check_shape(t: Tensor, what: str) -> None:
 
 __all__ = ["ProcessGroup", "abort", "all_gather", "all_reduce", "barrier", "broadcast", "gather_objects", "group",
            "init", "is_initialized", "sum_in_order", "sum_rows_in_order"]
+
+
+def byte_type():
+    """MPI's byte datatype (for vector collectives with displacements)."""
+    return _mpi().BYTE

@@ -7,9 +7,16 @@ replaces each ``.grad`` with the sum over ranks (rank 0's, plus rank 1's, ...), 
 after the other (see hlx_vulkan.training.parallel), so the bits are the same.
 
 Gradients travel in buckets (parameters in reverse registration order, the order backward
-produces them, cut at ``bucket_bytes``). From the second step on, a bucket starts its
-non-blocking all-gather as soon as backward has written the last gradient in it, so the
-transfer overlaps the rest of the backward pass; the sums happen in :meth:`sync_gradients`.
+produces them, cut at ``bucket_bytes``). Each bucket owns a (world, n) device tensor and two
+mapped host buffers. When backward has written the bucket's last gradient (from the second step
+on), the main thread records, without waiting, this rank's gradients into its row of the device
+tensor and that row into the mapped send buffer; the communication thread waits for that copy,
+then all-gathers the send buffers straight into the mapped receive buffer, while backward goes on.
+Once a bucket has arrived (seen at the next gradient hook, or at :meth:`sync_gradients`), the
+other ranks' rows are uploaded with one copy and the rows added in rank order on the device
+(``x + y``; ``x * alpha`` at sync: per element the arithmetic of accumulation in one process, so
+the bits are the same); each ``.grad`` is then a view of the bucket's sum.
+:attr:`DistributedDataParallel.stats` says where the time went.
 
 Example::
 
@@ -23,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 import weakref
 
 import numpy as np
@@ -30,26 +38,34 @@ import numpy as np
 from .. import errors
 from ..autograd.engine import add_leaf_hook
 from ..autograd.graph import no_grad
-from ..ops.creation import zeros
-from ..ops.tensor import from_numpy
+from ..ops import elementwise as ew
+from ..ops.creation import empty, zeros
 from . import collectives as _g
 
 DEFAULT_BUCKET_BYTES = 25 << 20  # as torch's DDP
+PIECE_BYTES = 1 << 20  # a bucket is cut into pieces (one per MPI lane) no smaller than this
+POLL_S = 20e-6  # the communication thread's poll for a bucket's copy (the stream's lock is not held between)
+ALIGN = 4  # elements: each gradient starts 16 bytes into its bucket, for the vector kernels
 
 
 class _Bucket:
-    __slots__ = ("params", "offsets", "numel", "dtype", "request", "recv", "ready")
+    __slots__ = ("params", "offsets", "numel", "dtype", "nbytes", "stacked", "send", "recv", "job", "ready", "total",
+                 "times")
 
     def __init__(self, params):
         self.params = params
         self.offsets, n = [], 0
         for p in params:
             self.offsets.append(n)
-            n += p.numel()
+            n += -(-p.numel() // ALIGN) * ALIGN
         self.numel = n
         self.dtype = params[0].dtype
-        self.request = self.recv = None
+        self.nbytes = n * self.dtype.itemsize
+        self.stacked = self.send = self.recv = None  # made at the first send
+        self.job = None
         self.ready = 0
+        self.total = None  # the sum over ranks, once reduced
+        self.times = (0.0, 0.0)  # when its copy to the host ended and when its all-gather ended
 
 
 class DistributedDataParallel:
@@ -87,7 +103,10 @@ class DistributedDataParallel:
         self._seen: dict[int, int] = {}
         self.overlap = overlap
         self.started_during_backward = 0  # buckets sent before sync_gradients, over the run
+        self.reduced_during_backward = 0  # and summed before it
+        self.pieces_sent = 0  # all-gathers issued for the buckets (a bucket's pieces travel at once)
         self.armed = True  # False while micro-batches accumulate (see training.parallel)
+        self.reset_stats()
         ref = weakref.ref(self)
         self._remove_hook = add_leaf_hook(lambda t: (lambda s: s is not None and s._on_grad(t))(ref()))
         weakref.finalize(self, self._remove_hook)
@@ -117,49 +136,116 @@ class DistributedDataParallel:
             return
         if self._seen[id(t)] == self._expected.get(id(t), 1):
             bucket.ready += 1
-            if bucket.ready == len(bucket.params) and bucket.request is None:
+            if bucket.ready == len(bucket.params) and bucket.job is None:
                 self._start(bucket)
                 self.started_during_backward += 1
+        for b in self.buckets:  # sum the buckets whose all-gather has ended while backward goes on
+            if b.job is not None and b.total is None and b.job.done.is_set():
+                self._reduce(b)
+                self.reduced_during_backward += 1
 
     def _start(self, bucket: _Bucket) -> None:
-        """Read the bucket's gradients to the host and post their all-gather: one message per
-        tensor, straight from the read arrays into per-tensor (world, numel) arrays (no packing
-        copy: host memory bandwidth is what this path spends)."""
-        grads = [p.grad for p in bucket.params]
-        present = [g for g in grads if g is not None]
-        arrays = iter(present[0].runtime.read([g.buf for g in present]) if present else [])
-        sends = [np.ascontiguousarray(next(arrays)).reshape(-1) if g is not None
-                 else np.zeros(p.numel(), dtype=p.dtype.numpy) for p, g in zip(bucket.params, grads)]
-        recvs = [np.empty((self.group.world_size, a.size), dtype=a.dtype) for a in sends]
+        """Record this rank's gradients into its row of the bucket and the row into the mapped
+        send buffer (no host wait), then post the all-gather to the communication thread."""
+        g = self.group
+        rt = bucket.params[0].runtime
+        item = bucket.dtype.itemsize
+        if bucket.stacked is None:
+            bucket.stacked = zeros(g.world_size, bucket.numel, dtype=bucket.dtype)
+            bucket.send = rt.memory.host_pool.allocate(bucket.nbytes)
+            bucket.recv = rt.memory.host_pool.allocate(g.world_size * bucket.nbytes)
+        stacked = bucket.stacked.buf.allocation
+        row = g.rank * bucket.nbytes
+        regions = []
+        with no_grad():
+            for p, off in zip(bucket.params, bucket.offsets):
+                grad = p.grad
+                if grad is None:  # backward did not reach it: a zero gradient
+                    view = bucket.stacked[g.rank, off:off + p.numel()]
+                    ew.launch("CT(0)", [view], out=view)
+                    continue
+                if not grad.is_contiguous():
+                    grad = ew.copy(grad)
+                regions.append((grad.buf.allocation, grad.buf.byte_offset, stacked, row + off * item, p.numel() * item))
+        stream = rt.stream
+        stream.copy(regions)
+        stream.copy([(stacked, row, bucket.send, 0, bucket.nbytes)])
+        stream.submit()
+        serial = bucket.send.busy  # the batch that holds the copy to the send buffer
+        send = np.frombuffer(bucket.send.mapped(), np.uint8, bucket.nbytes)
+        recv = np.frombuffer(bucket.recv.mapped(), np.uint8, g.world_size * bucket.nbytes)
+        stats, wire, n = self.stats, g.wire, bucket.nbytes
+        # pieces of at least PIECE_BYTES, one per lane: each an all-gather into every rank's row
+        k = max(1, min(len(wire.lanes), n // PIECE_BYTES))
+        cuts = [n * i // k // 16 * 16 for i in range(k)] + [n]
+
+        def piece(a, b):
+            counts, displs = [b - a] * g.world_size, [r * n + a for r in range(g.world_size)]
+            return lambda comm: comm.Allgatherv(send[a:b], [recv, counts, displs, _g.byte_type()])
 
         def gather(comm):
-            for a, r in zip(sends, recvs):
-                comm.Allgather(a.view(np.uint8), r.reshape(-1).view(np.uint8))
+            t0 = time.perf_counter()
+            while not stream.is_done(serial):  # the copy to the send buffer
+                time.sleep(POLL_S)
+            t1 = time.perf_counter()
+            if k == 1:
+                comm.Allgather(send, recv)
+            else:
+                wire.parallel([piece(cuts[i], cuts[i + 1]) for i in range(k)])
+            self.pieces_sent += k
+            t2 = time.perf_counter()
+            stats["staging_s"] += t1 - t0
+            stats["mpi_s"] += t2 - t1
+            bucket.times = (t1, t2)
 
-        bucket.request, bucket.recv = self.group.wire.post(gather), recvs
+        bucket.job = g.wire.post(gather)
+
+    def _reduce(self, b: _Bucket) -> None:
+        """Upload the other ranks' rows from the mapped receive buffer (one copy, two regions) and
+        add the rows in rank order on the device."""
+        t = time.perf_counter()
+        _g.finish(b.job, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
+        self.stats["wait_s"] += time.perf_counter() - t
+        stacked, n, me, w = b.stacked.buf.allocation, b.nbytes, self.group.rank, self.group.world_size
+        b.params[0].runtime.stream.copy([(b.recv, r0 * n, stacked, r0 * n, (r1 - r0) * n)
+                                         for r0, r1 in ((0, me), (me + 1, w)) if r1 > r0])
+        b.total = _g.sum_rows_in_order(b.stacked, empty(b.numel, dtype=b.dtype))
 
     def sync_gradients(self, scale: float | None = None) -> None:
         """Make every ``.grad`` the sum over ranks, added in rank order on the device, times
         ``scale`` (``1 / world_size`` for the mean). A parameter backward did not reach counts
-        as a zero gradient. Call after backward, before the optimizer step; a sync point.
-        This rank's own gradient is used where it is (on the device); only the other ranks'
-        rows are uploaded."""
+        as a zero gradient. Call after backward, before the optimizer step; a sync point."""
+        t0 = time.perf_counter()
         for b in self.buckets:
-            if b.request is None:
+            if b.job is None:
                 self._start(b)
-        me = self.group.rank
         for b in self.buckets:
-            _g.finish(b.request, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
+            if b.total is None:
+                self._reduce(b)
             with no_grad():
-                for p, recv in zip(b.params, b.recv):
-                    own = p.grad if p.grad is not None else zeros(*p.shape, dtype=p.dtype)
-                    rows = [own if r == me else from_numpy(recv[r].reshape(p.shape)) for r in range(len(recv))]
-                    p.grad = _g.sum_in_order(rows, scale)
-            b.request = b.recv = None
+                if scale is not None:  # the same x * alpha, after the same sum, as in one process
+                    ew.launch("x * alpha", [b.total], alpha=scale, out=b.total)
+                for p, off in zip(b.params, b.offsets):
+                    p.grad = b.total[off:off + p.numel()].reshape(p.shape)
+        # the all-gathers' tail that backward did not hide: from the last copy to the host to the last arrival
+        self.stats["exposed_s"] += max(0.0, max(b.times[1] for b in self.buckets) -
+                                       max(b.times[0] for b in self.buckets))
+        for b in self.buckets:
+            b.job = b.total = None
             b.ready = 0
         if self._expected is None and self._seen:
             self._expected = dict(self._seen)
         self._seen = {}
+        self.stats["sync_s"] += time.perf_counter() - t0
+        self.stats["steps"] += 1
+
+    def reset_stats(self) -> None:
+        """Zero :attr:`stats`: seconds (summed over steps) the communication thread waited for
+        the device-to-host copies (``staging_s``: the device's backward before them included) and
+        spent in MPI (``mpi_s``); the all-gathers' tail after the last copy (``exposed_s``: what
+        backward did not hide); the main thread's wait for the all-gathers (``wait_s``) and its
+        time in :meth:`sync_gradients` (``sync_s``); and ``steps``."""
+        self.stats = {"steps": 0, "staging_s": 0.0, "mpi_s": 0.0, "exposed_s": 0.0, "wait_s": 0.0, "sync_s": 0.0}
 
     # --- parameters -------------------------------------------------------------------------------
 

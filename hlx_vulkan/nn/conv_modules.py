@@ -17,12 +17,12 @@ import math
 
 from .. import errors
 from ..ops import conv as cv
-from ..ops import elementwise as ew
 from ..ops import pool
 from ..ops.creation import ones, zeros
 from ..ops.tensor import Tensor, default_int_dtype
 from ..runtime import default_runtime
 from . import normalization as norm
+from . import running_stats
 from .modules import Module, Parameter, _uniform
 
 
@@ -169,7 +169,10 @@ class _BatchNorm(Module):
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             nbt = self.num_batches_tracked
-            ew.launch("x + CT(1)", [nbt], out=nbt)
+            if self.momentum is None and running_stats.deferring():
+                raise ValueError(f"{type(self).__name__}(momentum=None) reads its batch count on every batch, "
+                                 "which data-parallel training cannot replay in rank order: give a momentum")
+            running_stats.count(nbt)
             if self.momentum is None:
                 momentum = 1.0 / float(nbt.item())
         use_batch = self.training or not self.track_running_stats

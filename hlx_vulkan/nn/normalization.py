@@ -16,6 +16,7 @@ from ..ops import reduce as red
 from ..ops import shape as sh
 from ..ops.random import rand
 from ..ops.tensor import Tensor
+from . import running_stats
 
 
 def _channel_shape(x: Tensor) -> tuple:
@@ -76,11 +77,9 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
             with no_grad():
                 m = float(momentum)
                 if running_mean is not None:
-                    ew.launch("x * alpha + y * beta", [running_mean, sh.reshape(mean.detach(), (c,))],
-                              alpha=1.0 - m, beta=m, out=running_mean)
+                    running_stats.blend(running_mean, sh.reshape(mean.detach(), (c,)), 1.0 - m, m)
                 if running_var is not None:
-                    ew.launch("x * alpha + y * beta", [running_var, sh.reshape(var.detach(), (c,))],
-                              alpha=1.0 - m, beta=m * count / (count - 1), out=running_var)
+                    running_stats.blend(running_var, sh.reshape(var.detach(), (c,)), 1.0 - m, m * count / (count - 1))
         return _from_channel_major(y, x.shape)
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")

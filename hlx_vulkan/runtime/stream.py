@@ -207,6 +207,28 @@ class Stream:
             if self._ops >= self.batch_ops:
                 self.submit()
 
+    def copy(self, regions) -> None:
+        """Record buffer-to-buffer copies ``(src, src_offset, dst, dst_offset, nbytes)`` between
+        allocations (device to mapped host staging, or back), ordered after every recorded use of
+        their memory: no host wait. One barrier at most for the lot, so the regions must not
+        overlap one another (data-parallel gradient buckets: hlx_vulkan.distributed.ddp)."""
+        with self.lock:
+            if self._capture is not None:
+                raise errors.CaptureError("a copy through host memory inside hv.capture() cannot be replayed")
+            if self._cmd is None:
+                self._begin()
+            written, read = self._written, self._read
+            if any(s.key in written or d.key in written or d.key in read for s, _, d, _, _ in regions):
+                self.barrier()
+            for src, so, dst, do, n in regions:
+                record.copy_buffer(self._cmd, src.buffer, dst.buffer, src.offset + so, dst.offset + do, n)
+                read.add(src.key)
+                written.add(dst.key)
+                src.busy = dst.busy = self.serial
+                self._ops += 1
+            if self._ops >= self.batch_ops:
+                self.submit()
+
     def submit(self) -> None:
         """Send what is recorded to the device without waiting."""
         with self.lock:

@@ -31,9 +31,14 @@ Wiring a trainer (the whole change)::
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from ..autograd.graph import no_grad
+from ..errors import RankMismatchError
+from ..nn import running_stats
+from ..ops.tensor import from_numpy
 from ..distributed.sampler import split_batch
 from ..ops import elementwise as ew
 from ..ops.random import default_generator
@@ -52,13 +57,10 @@ class ParallelStep:
         self.micro_batches = micro_batches
         self.ddp = None
         self.rank, self.world_size = 0, 1
+        # Running statistics (batch norm), updated by each piece in turn in one process: over MPI
+        # each rank records its pieces' updates and every rank replays all of them in rank order.
+        self.has_buffers = any(b is not None for _, b in model.named_buffers())
         if data_parallel:
-            buffers = [name for name, _ in model.named_buffers()]
-            if buffers:
-                # Running statistics (batch norm) are updated by each piece in turn in one process,
-                # by each rank's piece alone over MPI: the ranks would not give one process's bits.
-                raise ValueError(f"data-parallel training does not yet keep the model's buffers ({buffers[0]}, ...) "
-                                 "bit-identical to one process: use --micro-batches in one process")
             from .. import distributed as dist
             g = dist.init()
             self.rank, self.world_size = g.rank, g.world_size
@@ -90,11 +92,31 @@ class ParallelStep:
         parts = self.shard(batch)
         for p in self.params:
             p.grad = None
-        total = None
-        if self.pieces > 1:  # piece g draws from counter base + g * stride, on whichever rank runs it
-            seed, base = default_generator.get_state()
+        # piece g draws from counter base + g * stride, on whichever rank runs it
+        seed, base = default_generator.get_state() if self.pieces > 1 else (0, 0)
         if self.ddp is not None:
             self.ddp.armed = len(parts) == 1  # a bucket is final only when backward writes it directly
+        defer = self.ddp is not None and self.has_buffers
+        with (running_stats.deferred() if defer else nullcontext()) as records:
+            total = self._pieces(parts, loss_of, seed, base)
+        if self.pieces > 1:  # every rank leaves the step with the same generator state
+            default_generator.set_state((seed, base + self.pieces * RNG_STRIDE))
+        with no_grad():
+            if self.ddp is not None:
+                self.ddp.sync_gradients(scale=1.0 / self.pieces)
+            elif self.pieces > 1:
+                for p in self.params:
+                    if p.grad is not None:
+                        ew.launch("x * alpha", [p.grad], alpha=1.0 / self.pieces, out=p.grad)
+            if len(parts) > 1:
+                ew.launch("x * alpha", [total], alpha=1.0 / len(parts), out=total)
+        if defer:
+            self._replay_running_stats(records)
+        return total
+
+    def _pieces(self, parts, loss_of, seed: int, base: int):
+        """Forward and backward of each of this rank's pieces, gradients added in piece order."""
+        total = None
         for k, piece in enumerate(parts):
             earlier = [p.grad for p in self.params]
             if k:
@@ -115,18 +137,23 @@ class ParallelStep:
                             p.grad = e
                         else:
                             p.grad = ew.launch("x + y", [e, p.grad], out=e)
-        if self.pieces > 1:  # every rank leaves the step with the same generator state
-            default_generator.set_state((seed, base + self.pieces * RNG_STRIDE))
-        with no_grad():
-            if self.ddp is not None:
-                self.ddp.sync_gradients(scale=1.0 / self.pieces)
-            elif self.pieces > 1:
-                for p in self.params:
-                    if p.grad is not None:
-                        ew.launch("x * alpha", [p.grad], alpha=1.0 / self.pieces, out=p.grad)
-            if len(parts) > 1:
-                ew.launch("x * alpha", [total], alpha=1.0 / len(parts), out=total)
         return total
+
+    def _replay_running_stats(self, records) -> None:
+        """Every rank's recorded running-statistics updates, applied in rank order (a sync point)."""
+        from .. import distributed as dist
+        stats = [s for _, _, s, _, _ in records if s is not None]
+        arrays = iter(stats[0].runtime.read([s.buf for s in stats]) if stats else [])
+        mine = [(kind, a, b, None if s is None else next(arrays)) for kind, _, s, a, b in records]
+        ranks = dist.gather_objects(mine)
+        shape = [(k, a, b, None if v is None else v.shape) for k, a, b, v in mine]
+        for r, theirs in enumerate(ranks):
+            if [(k, a, b, None if v is None else v.shape) for k, a, b, v in theirs] != shape:
+                raise RankMismatchError(f"rank {r}'s running-statistics updates differ from rank {self.rank}'s "
+                                        f"(another model or control flow): {len(theirs)} against {len(mine)}", rank=r)
+        for r, theirs in enumerate(ranks):
+            running_stats.replay(records, None if r == self.rank else
+                                 [None if v is None else from_numpy(v) for _, _, _, v in theirs])
 
     def mean_over_ranks(self, t):
         """``t`` averaged over the ranks (in rank order) when data-parallel; else ``t``. A sync point."""

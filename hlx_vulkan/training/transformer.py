@@ -40,6 +40,7 @@ from ..runtime import capture as capture_graph
 from ..runtime import default_runtime
 from ..version import __version__
 from .digits import TrainResult, _progress, _write_outputs
+from .parallel import ParallelStep
 
 IGNORE = -100
 
@@ -89,20 +90,27 @@ class _Task:
 
 
 def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr: float, d_model: int, heads: int,
-           layers: int, ff: int, out_dir, capture: bool, progress: bool, title: str) -> tuple[TrainResult, TinyGPT]:
+           layers: int, ff: int, out_dir, capture: bool, progress: bool, title: str, micro_batches: int = 1,
+           data_parallel: bool = False) -> tuple[TrainResult, TinyGPT]:
     started = time.perf_counter()
     if epochs < 1 or steps < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs, steps and batch size must be positive and lr above 0 "
                          f"(got {epochs}, {steps}, {batch_size}, {lr})")
+    if capture and (micro_batches != 1 or data_parallel):
+        raise ValueError("capture records one whole-batch step: use it without micro-batches and data-parallel")
     rt = default_runtime()
     rt.kernels.reset_usage()
     manual_seed(seed)
     model = TinyGPT(task.vocab, task.context, d_model, heads, layers, ff)
+    par = ParallelStep(model, micro_batches=micro_batches, data_parallel=data_parallel)
+    par.shard(np.arange(batch_size))  # refuses a batch that the ranks and micro-batches cannot share
+    split = par.pieces > 1 or data_parallel
     opt = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = CosineAnnealingLR(opt, T_max=epochs * steps)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # every rank draws the same global batches
     x0, y0 = task.batch(rng, batch_size)
-    xb, yb = zeros(*x0.shape, dtype="int32"), zeros(y0.size, dtype="int32")
+    rows = batch_size // par.pieces if split else batch_size
+    xb, yb = zeros(rows, x0.shape[1], dtype="int32"), zeros(rows * y0.shape[1], dtype="int32")
     loss_sum = zeros(1)
 
     def step(x, y):
@@ -115,9 +123,21 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
         with no_grad():
             ew.launch("x + y", [loss_sum, loss.reshape(1)], out=loss_sum)
 
+    def split_step(x, y):  # micro-batches and ranks: hlx_vulkan.training.parallel
+        def loss_of(idx):
+            with no_grad():
+                xb.copy_(x[idx])
+                yb.copy_(y[idx].reshape(-1))
+            return F.cross_entropy(par.model(xb).reshape(-1, task.vocab), yb, ignore_index=IGNORE)
+        loss = par.backward(np.arange(batch_size), loss_of)
+        opt.step()
+        sched.step()
+        with no_grad():
+            ew.launch("x + y", [loss_sum, loss], out=loss_sum)
+
     graph = None
     history = []
-    bar = _progress(epochs, progress, task.name)
+    bar = _progress(epochs, progress and par.is_main, task.name)
     batch = (x0, y0)
     for epoch in range(epochs):
         with no_grad():
@@ -125,6 +145,10 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
         for s in range(steps):
             if batch is None:
                 batch = task.batch(rng, batch_size)
+            if split:
+                split_step(*batch)
+                batch = None
+                continue
             with no_grad():
                 xb.copy_(batch[0])
                 yb.copy_(batch[1].reshape(-1))
@@ -136,7 +160,7 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
                     step(xb, yb)
             else:
                 step(xb, yb)
-        train_loss = float(loss_sum.numpy()[0]) / steps
+        train_loss = float(par.mean_over_ranks(loss_sum).numpy()[0]) / steps
         test_loss, test_acc = task.evaluate(model, epoch == epochs - 1)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_loss": test_loss,
                         "test_accuracy": test_acc})
@@ -154,19 +178,21 @@ def _train(task: _Task, seed: int, epochs: int, steps: int, batch_size: int, lr:
     result = TrainResult(test_accuracy=history[-1]["test_accuracy"], weights_digest=state_digest(entries),
                          history=history)
     result.seconds = time.perf_counter() - started
+    result.rank = par.rank
     info = rt.ctx.info
     kernels = sorted({(k.name, k.digest) for k in rt.kernels.used()})
     result.manifest = {
         "hlx_version": __version__, "task": task.name, "seed": seed, "epochs": epochs, "steps_per_epoch": steps,
         "batch_size": batch_size, "lr": lr, "d_model": d_model, "heads": heads, "layers": layers, "ff": ff,
-        "capture": capture, **task.config,
+        "capture": capture, "world_size": par.world_size, "micro_batches": micro_batches,
+        "data_parallel": data_parallel, **task.config,
         "device": {"name": info["device_name"], "type": info["device_type"], "driver": info["driver"],
                    "api_version": info["api_version"]},
         "test_accuracy": result.test_accuracy, "weights_digest": result.weights_digest,
         "tensors": entries, "kernels": [{"name": n, "spirv_sha256": d} for n, d in kernels],
         "history": history,
     }
-    if out_dir is not None:
+    if out_dir is not None and par.is_main:
         _write_outputs(out_dir, state, result, title)
     return result, model
 
@@ -219,9 +245,11 @@ def greedy_sort(model: TinyGPT, seqs: np.ndarray) -> np.ndarray:
 def train_sort(seed: int = 0, length: int = 5, epochs: int = 8, steps: int = 25, batch_size: int = 256,
                lr: float = 1e-2, d_model: int = 32, heads: int = 2, layers: int = 2, ff: int = 64,
                test_count: int = 1000, out_dir: str | None = None, capture: bool = False,
-               progress: bool = True) -> TrainResult:
+               progress: bool = True, micro_batches: int = 1, data_parallel: bool = False) -> TrainResult:
     """Train the sorter; ``test_accuracy`` is the fraction of the ``test_count`` held-out sequences
-    sorted exactly by greedy decoding (after earlier epochs, of the first 200 of them)."""
+    sorted exactly by greedy decoding (after earlier epochs, of the first 200 of them).
+    ``micro_batches`` and ``data_parallel`` as for digits (hlx_vulkan.training.parallel): N ranks
+    give the bits of ``micro_batches=N`` in one process."""
     if not 2 <= length <= 32:
         raise ValueError(f"sequence length must be 2 to 32, got {length}")
     test = sort_test_set(length, test_count)
@@ -245,7 +273,7 @@ def train_sort(seed: int = 0, length: int = 5, epochs: int = 8, steps: int = 25,
 
     task = _Task("sort", 11, 2 * length, batch, evaluate, {"length": length, "test_sequences": test_count})
     result, _ = _train(task, seed, epochs, steps, batch_size, lr, d_model, heads, layers, ff, out_dir, capture,
-                       progress, "hlx train sort: exact-sort accuracy")
+                       progress, "hlx train sort: exact-sort accuracy", micro_batches, data_parallel)
     return result
 
 
@@ -254,7 +282,7 @@ def train_text(path: str, seed: int = 0, context: int = 64, epochs: int = 8, ste
                lr: float = 1e-2, d_model: int = 64, heads: int = 4, layers: int = 2, ff: int = 128,
                sample_chars: int = 200,
                temperature: float = 0.8, out_dir: str | None = None, capture: bool = False,
-               progress: bool = True) -> tuple[TrainResult, str]:
+               progress: bool = True, micro_batches: int = 1, data_parallel: bool = False) -> tuple[TrainResult, str]:
     """Train a character-level model on the text file at ``path``; returns the result and a sample
     of ``sample_chars`` characters drawn from it (seeded)."""
     with open(path, encoding="utf-8") as f:
@@ -292,7 +320,7 @@ def train_text(path: str, seed: int = 0, context: int = 64, epochs: int = 8, ste
 
     task = _Task("text", V, context, batch, evaluate, {"file_chars": len(text), "vocab": V, "context": context})
     result, model = _train(task, seed, epochs, steps, batch_size, lr, d_model, heads, layers, ff, out_dir, capture,
-                           progress, "hlx train text: next-character accuracy")
+                           progress, "hlx train text: next-character accuracy", micro_batches, data_parallel)
     sample = sample_text(model, chars, text[:context // 2] if text else "", sample_chars, temperature, seed)
     result.manifest["sample"] = sample
     return result, sample
@@ -319,7 +347,8 @@ def sample_text(model: TinyGPT, chars, prompt: str, count: int, temperature: flo
 
 def run_cli(args) -> int:
     """``hlx train sort`` / ``hlx train text FILE`` (the arguments of ``hlx train``)."""
-    opts = {"seed": args.seed, "out_dir": args.out, "capture": args.capture, "progress": not args.quiet}
+    opts = {"seed": args.seed, "out_dir": args.out, "capture": args.capture, "progress": not args.quiet,
+            "micro_batches": args.micro_batches, "data_parallel": args.data_parallel}
     for name in ("epochs", "steps", "lr"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
@@ -328,20 +357,23 @@ def run_cli(args) -> int:
     if args.jit:
         raise ValueError(f"--jit is for digits; use --capture with {args.task}")
     digits_only = [flag for flag, used in (("--model", args.model != "mlp"), ("--hidden", args.hidden is not None),
-                                           ("--strict", args.strict), ("--micro-batches", args.micro_batches != 1),
-                                           ("--data-parallel", args.data_parallel)) if used]
+                                           ("--strict", args.strict)) if used]
     if digits_only:
         raise ValueError(f"{', '.join(digits_only)}: not for hlx train {args.task} (digits only, for now)")
     if args.task == "sort":
         if args.file is not None:
             raise ValueError("hlx train sort takes no file")
         result = train_sort(**opts)
+        if result.rank != 0:
+            return 0  # rank 0 reports for the whole run
         print(f"test sequences sorted exactly (greedy decoding): {100 * result.test_accuracy:.2f}% "
               f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
     else:
         if args.file is None:
             raise ValueError("hlx train text needs a text file: hlx train text FILE")
         result, sample = train_text(args.file, **opts)
+        if result.rank != 0:
+            return 0
         print(f"held-out next-character accuracy: {100 * result.test_accuracy:.2f}% "
               f"({result.seconds:.1f} s on {result.manifest['device']['name']})")
         print("sample:")

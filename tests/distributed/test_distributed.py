@@ -85,6 +85,24 @@ def test_ranks_give_the_bits_of_one_process_with_as_many_micro_batches(ranks):
     assert all(r["buckets"] > 1 and r["early"] > 0 for r in res.values())  # buckets sent during backward
 
 
+def test_buckets_summed_during_backward_give_the_same_bits():
+    proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env={"EARLY_REDUCE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = results(proc)
+    assert all(r["summed"] > 0 for r in res.values())
+    assert {r["digest"] for r in res.values()} == {_single(2)}
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_buckets_cut_into_pieces_on_several_threads_give_the_same_bits(ranks):
+    proc, _ = mpirun(ranks, [WORKER, "ddp", "dp", "1"], env={"SMALL_PIECES": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = results(proc)
+    assert all(r["lanes"] == 4 for r in res.values())  # MPI gives THREAD_MULTIPLE: the pieces did travel apart
+    assert all(r["pieces"] > r["buckets"] for r in res.values())
+    assert {r["digest"] for r in res.values()} == {_single(ranks)}
+
+
 def test_dropout_draws_follow_the_piece_not_the_rank():
     env = {"DROPOUT": "1"}
     proc, _ = mpirun(2, [WORKER, "ddp", "dp", "1"], env=env)
@@ -106,6 +124,40 @@ def test_cli_data_parallel_digest_equals_micro_batches(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["data_parallel"] and manifest["weights_digest"] in digest[0]
     assert (tmp_path / "training.png").exists() and (tmp_path / "model.safetensors").exists()
+
+
+def _digest_lines(proc) -> list:
+    return [ln for ln in proc.stdout.splitlines() if ln.startswith("weights digest:")]
+
+
+def test_cli_cnn_data_parallel_running_statistics_equal_micro_batches():
+    """Batch norm's running statistics: each rank records its piece's updates, every rank replays
+    all of them in rank order, so the buffers (in the digest) are one process's bits."""
+    args = ["train", "digits", "--model", "cnn", "--epochs", "1", "--hidden", "4", "--batch-size", "256", "--quiet",
+            "--seed", "3"]
+    single = run_python(["-m", "hlx_vulkan.cli", *args, "--micro-batches", "2"], timeout=LIMIT_S)
+    assert single.returncode == 0, single.stderr[-3000:]
+    proc, _ = mpirun(2, ["-m", "hlx_vulkan.cli", *args, "--data-parallel"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(_digest_lines(proc)) == 1 and _digest_lines(proc) == _digest_lines(single)
+
+
+@pytest.mark.parametrize("task", ["sort", "text"])
+def test_cli_transformer_data_parallel_digest_equals_micro_batches(task, tmp_path):
+    extra = []
+    if task == "text":
+        (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog; " * 12)
+        extra = [str(tmp_path / "t.txt")]
+    args = ["train", task, *extra, "--epochs", "1", "--steps", "2", "--batch-size", "8", "--quiet", "--seed", "2"]
+    single = run_python(["-m", "hlx_vulkan.cli", *args, "--micro-batches", "2"], timeout=LIMIT_S)
+    assert single.returncode == 0, single.stderr[-3000:]
+    plain = run_python(["-m", "hlx_vulkan.cli", *args], timeout=LIMIT_S)
+    proc, _ = mpirun(2, ["-m", "hlx_vulkan.cli", *args, "--data-parallel", "--out", str(tmp_path / "run")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(_digest_lines(proc)) == 1 and _digest_lines(proc) == _digest_lines(single)
+    assert _digest_lines(plain) != _digest_lines(single)  # the pieces do change the bits
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["data_parallel"] and manifest["micro_batches"] == 1
 
 
 @pytest.mark.parametrize("how, names", [

@@ -59,6 +59,12 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
         with hv.no_grad():
             model[0].weight.copy_(np.ones((13, 9), dtype=np.float32))  # rank 0's values must win
     par = ParallelStep(model, micro_batches=micro, data_parallel=data_parallel, bucket_bytes=400)
+    if os.environ.get("SMALL_PIECES"):  # buckets cut into pieces that travel on several threads at once
+        from hlx_vulkan.distributed import ddp
+        ddp.PIECE_BYTES = 16
+    if par.ddp is not None and os.environ.get("EARLY_REDUCE"):  # each all-gather ends before backward goes on
+        start = par.ddp._start
+        par.ddp._start = lambda b: (start(b), b.job.done.wait())
     opt = AdamW(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((60, 9)).astype(np.float32)
@@ -77,7 +83,11 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
     digest = state_digest({n: {"dtype": t.dtype.name, "shape": list(t.shape), "digest": t.digest()}
                            for n, t in model.state_dict().items()})
     early = par.ddp.started_during_backward if par.ddp is not None else 0
-    out(rank=par.rank, world=par.world_size, digest=digest, early=early, buckets=len(par.ddp.buckets) if par.ddp else 0)
+    summed = par.ddp.reduced_during_backward if par.ddp is not None else 0
+    lanes = len(par.ddp.group.wire.lanes) if par.ddp is not None else 0
+    pieces = par.ddp.pieces_sent if par.ddp is not None else 0
+    out(rank=par.rank, world=par.world_size, digest=digest, early=early, summed=summed, lanes=lanes, pieces=pieces,
+        buckets=len(par.ddp.buckets) if par.ddp else 0)
 
 
 def fail(how: str) -> None:

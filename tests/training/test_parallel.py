@@ -108,10 +108,16 @@ def test_digits_micro_batches_train_as_well():
     assert abs(two.history[-1]["train_loss"] - one.history[-1]["train_loss"]) < 0.02  # ...the same training
 
 
-def test_data_parallel_refuses_a_model_with_running_statistics():
-    # One process updates batch norm's running statistics piece after piece; ranks would each see
-    # their own piece only, so the bits would differ (a CNN run showed it): refused before MPI starts.
+def test_transformer_refuses_what_it_cannot_split_or_replay():
+    from hlx_vulkan.training.transformer import train_sort
+    with pytest.raises(ValueError, match="does not split into 3"):
+        train_sort(epochs=1, steps=1, batch_size=8, micro_batches=3, progress=False)
+    with pytest.raises(ValueError, match="capture records one whole-batch step"):
+        train_sort(epochs=1, steps=1, batch_size=8, micro_batches=2, capture=True, progress=False)
+
+
+def test_a_model_with_running_statistics_splits_into_micro_batches():
+    # data-parallel keeps them too (tests/distributed: the CNN's bits over two ranks)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-    with pytest.raises(ValueError, match=r"buffers \(1\.running_mean, \.\.\.\).*--micro-batches"):
-        ParallelStep(model, data_parallel=True)
-    assert ParallelStep(model, micro_batches=2).pieces == 2
+    assert ParallelStep(model, micro_batches=2).has_buffers
+    assert not ParallelStep(nn.Sequential(nn.Linear(2, 3)), micro_batches=2).has_buffers
