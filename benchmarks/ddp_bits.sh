@@ -4,7 +4,8 @@
 N=${1:-2}
 MPIRUN=${2:-$( [ -x /usr/bin/mpirun ] && echo /usr/bin/mpirun || echo mpirun )}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=${PYTHON:-python3}
+# The full path: mpirun may put its own prefix first on PATH, where another python3 lies.
+PY=${PYTHON:-$(command -v python3)}
 status=0
 for args in "digits --epochs 2 --batch-size 256" "digits --model cnn --epochs 1 --batch-size 256" \
             "sort --epochs 1 --steps 10 --batch-size 256"; do
