@@ -240,12 +240,16 @@ class MemoryPool:
                 "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
                 f"{size} bytes asked, more than one allocation may hold on this device ({self.max_allocation}); "
                 f"{self._in_use} bytes in use")
+        free_list = (cls, align)
         with self._lock:
-            cached = self._free.get((cls, align))
-            if cached:
+            cached = self._free.get(free_list)
+            if cached:  # a cached range of the class: the steady state's path, kept short
                 block, offset, busy = cached.pop()
                 self._cached -= cls
-                return self._handed_out(block, offset, cls, size, busy, (cls, align))
+                self._in_use += size
+                if self._in_use > self._peak:
+                    self._peak = self._in_use
+                return Allocation(self, block, offset, cls, size, busy, free_list)
             if self._destroyed:
                 raise errors.DestroyedError(f"pool '{self.kind}' was destroyed (its runtime closed)")
             self.device._check_alive()

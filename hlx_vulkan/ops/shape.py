@@ -104,7 +104,7 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     order = list(range(x.ndim))
     a, b = normalize_axis(dim0, x.ndim), normalize_axis(dim1, x.ndim)
     order[a], order[b] = order[b], order[a]
-    return permute(x, order)
+    return _permute(x, tuple(order))  # a permutation by construction
 
 
 @differentiable(_to_input_shape)
