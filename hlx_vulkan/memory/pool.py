@@ -94,8 +94,11 @@ class Allocation:
     # A range is a few integers, not a Vulkan object: __del__ returns it, since weakref.finalize's
     # registration would cost more than the rest of an eager op's allocation.
     def __del__(self):
-        if not self.freed:
-            self._give_back()
+        if not self.freed:  # _give_back, inlined: every eager temporary passes here
+            self.freed = True
+            pool = self._pool_ref()
+            if pool is not None:
+                pool._release(self._block, self.offset, self._list, self.nbytes, self.busy)
 
     def _give_back(self) -> None:
         self.freed = True

@@ -199,8 +199,8 @@ def sum_to_shape(g: Tensor, shape) -> Tensor:
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
-    r = _sum(g, axes, True, g.dtype) if axes else g
-    return r.reshape(shape)
+    r = _sum(g, axes, False, g.dtype) if axes else g  # the same sum; one reshape below instead of two
+    return r if r.shape == shape else r.reshape(shape)
 
 
 def _kept_shape(ctx):

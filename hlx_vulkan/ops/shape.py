@@ -40,6 +40,8 @@ _WRAPS = frozenset({"getitem"})
 def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if all(type(s) is int and s >= 0 for s in shape) and math.prod(shape) == numel:
+        return tuple(shape)  # the common case: every size given
     shape = [int(s) for s in shape]
     if shape.count(-1) > 1:
         raise errors.ShapeError(f"only one dimension can be -1, got {tuple(shape)}")

@@ -139,6 +139,19 @@ static PyObject *barrier(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* Whether every position in ``idx`` (a tuple of ints) indexes ``keys``; sets IndexError if not. */
+static int check_indices(PyObject *keys, PyObject *idx) {
+    Py_ssize_t n = PyTuple_GET_SIZE(idx), nkeys = PyTuple_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(idx, i));
+        if (k < 0 || k >= nkeys) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "a binding index out of range");
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Whether any key at the positions ``idx`` (a tuple of ints) is in one of the sets; -1 on error. */
 static int any_in(PyObject *keys, PyObject *idx, PyObject *a, PyObject *b) {
     Py_ssize_t n = PyTuple_GET_SIZE(idx), nkeys = PyTuple_GET_SIZE(keys);
@@ -193,7 +206,7 @@ static PyObject *dispatch_tracked(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_RuntimeError, "init was not given the barrier");
         return NULL;
     }
-    if (!parse_dispatch(args, &d)) return NULL;
+    if (!parse_dispatch(args, &d) || !check_indices(keys, reads) || !check_indices(keys, writes)) return NULL;
     int hazard_found = any_in(keys, reads, written, NULL);
     if (hazard_found == 0) hazard_found = any_in(keys, writes, written, read);
     if (hazard_found < 0) return NULL;
