@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import hlx_vulkan as hv
@@ -109,3 +110,23 @@ def test_dispatch_tracked_refuses_bad_arguments_before_any_vulkan_call():
             _record.dispatch_tracked(*args)
     with pytest.raises(OverflowError):
         _record.dispatch_tracked(*good[:5], 1 << 32, *good[6:])
+
+
+@pytest.mark.parametrize("x_shape,bias", [((37, 19), True), ((3, 11, 19), True), ((19,), False)])
+def test_linear_as_one_node_gives_the_composed_form_s_bits(x_shape, bias):
+    """F.linear tapes one node; its output and gradients are those of x @ w.T + b, bit for bit."""
+    from hlx_vulkan.nn import functional as F
+    rng = np.random.default_rng(11)
+    data = [rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal((23, 19)).astype(np.float32),
+            rng.standard_normal(23).astype(np.float32)]
+    g = rng.standard_normal(x_shape[:-1] + (23,)).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        x, w, b = (hv.tensor(d, requires_grad=True) for d in data)
+        y = F.linear(x, w, b if bias else None) if fused else (x @ w.T + b if bias else x @ w.T)
+        assert (y.grad_fn.name == "linear") == fused
+        y.backward(hv.tensor(g))
+        results.append([t.numpy() for t in (y, x.grad, w.grad)] + ([b.grad.numpy()] if bias else []))
+    for fused, composed in zip(*results):
+        assert fused.tobytes() == composed.tobytes()
+    assert np.isfinite(results[0][2]).all() and np.abs(results[0][2]).max() > 0
