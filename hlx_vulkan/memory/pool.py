@@ -310,7 +310,7 @@ class MemoryPool:
     def _release(self, block: _Block, offset: int, free_list: tuple, nbytes: int, busy: int) -> None:
         with self._lock:
             self._in_use -= nbytes
-            if not block.buffer.alive:
+            if block.buffer.destroyed:
                 return
             entries = self._free.get(free_list)
             if entries is None:
