@@ -118,6 +118,16 @@ def _is_tensor(x) -> bool:
     return hasattr(x, "_node") and hasattr(x, "requires_grad")
 
 
+# The tensor class, once it registers itself (ops/tensor.py, which sits above this module): the
+# taping loop then tests arguments with one isinstance instead of two attribute probes.
+_tensor_type: type | None = None
+
+
+def set_tensor_type(cls: type) -> None:
+    global _tensor_type
+    _tensor_type = cls
+
+
 def _edge(t):
     if not _is_tensor(t) or not t.requires_grad:
         return None
@@ -185,8 +195,28 @@ def differentiable(backward, saves=()):
                     break
             else:  # nothing to tape: inference pays this loop only
                 return forward(*args)
-            edges = [_edge(a) for a in args]
-            if not any(e is not None for e in edges):
+            tensor_type = _tensor_type
+            if tensor_type is None:
+                edges = [_edge(a) for a in args]
+                shapes = [a.shape if _is_tensor(a) else None for a in args]
+                dtypes = [a.dtype if _is_tensor(a) else None for a in args]
+                plain = [None if _is_tensor(a) else a for a in args]
+            else:  # the same four lists in one pass
+                edges, shapes, dtypes, plain = [], [], [], []
+                for a in args:
+                    if isinstance(a, tensor_type):
+                        buf = a.buf
+                        shapes.append(buf.shape)
+                        dtypes.append(buf.dtype)
+                        plain.append(None)
+                        edges.append((a if a._node is None else a._node) if a.requires_grad else None)
+                    else:
+                        shapes.append(None)
+                        dtypes.append(None)
+                        plain.append(a)
+                        edges.append(None)
+            needs = tuple([e is not None for e in edges])
+            if True not in needs:
                 return forward(*args)
             _state.enabled = False
             try:
@@ -194,11 +224,11 @@ def differentiable(backward, saves=()):
             finally:
                 _state.enabled = True
             ctx = Context()
-            ctx.saved = tuple(out if s == "out" else args[s] for s in saves)
-            ctx.shapes = tuple(a.shape if _is_tensor(a) else None for a in args)
-            ctx.dtypes = tuple(a.dtype if _is_tensor(a) else None for a in args)
-            ctx.args = tuple(None if _is_tensor(a) else a for a in args)
-            ctx.needs = tuple(e is not None for e in edges)
+            ctx.saved = tuple([out if s == "out" else args[s] for s in saves])
+            ctx.shapes = tuple(shapes)
+            ctx.dtypes = tuple(dtypes)
+            ctx.args = tuple(plain)
+            ctx.needs = needs
             out._node = Node(name, backward, ctx, edges)
             out.requires_grad = True
             return out

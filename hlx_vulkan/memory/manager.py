@@ -8,9 +8,9 @@ import numpy as np
 
 from .. import errors
 from ..vk.buffer import as_bytes_view
-from .dtypes import dtype_of
+from .dtypes import DType, dtype_of
 from .pool import DEFAULT_BLOCK_SIZE, MemoryPool
-from .tensor import TensorBuffer, normalize_shape
+from .tensor import TensorBuffer, contiguous_strides, normalize_shape
 from .transfer import DEFAULT_SLOT_BYTES, Stager
 
 
@@ -48,6 +48,10 @@ class MemoryManager:
         self.before_destroy = None
 
     def empty(self, shape, dtype="float32") -> TensorBuffer:
+        if type(dtype) is DType and type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+            # What ops pass (a checked tuple of ints and a DType): the launch plans' constructor.
+            nbytes = math.prod(shape) * dtype.itemsize
+            return self.fresh(shape, dtype, contiguous_strides(shape), nbytes)
         shape, dt = normalize_shape(shape), dtype_of(dtype)
         nbytes = math.prod(shape) * dt.itemsize
         if nbytes == 0:

@@ -94,8 +94,11 @@ class Allocation:
     # A range is a few integers, not a Vulkan object: __del__ returns it, since weakref.finalize's
     # registration would cost more than the rest of an eager op's allocation.
     def __del__(self):
-        if not self.freed:
-            self._give_back()
+        if not self.freed:  # _give_back, inlined: every eager temporary passes here
+            self.freed = True
+            pool = self._pool_ref()
+            if pool is not None:
+                pool._release(self._block, self.offset, self._list, self.nbytes, self.busy)
 
     def _give_back(self) -> None:
         self.freed = True
@@ -240,12 +243,16 @@ class MemoryPool:
                 "vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY",
                 f"{size} bytes asked, more than one allocation may hold on this device ({self.max_allocation}); "
                 f"{self._in_use} bytes in use")
+        free_list = (cls, align)
         with self._lock:
-            cached = self._free.get((cls, align))
-            if cached:
+            cached = self._free.get(free_list)
+            if cached:  # a cached range of the class: the steady state's path, kept short
                 block, offset, busy = cached.pop()
                 self._cached -= cls
-                return self._handed_out(block, offset, cls, size, busy, (cls, align))
+                self._in_use += size
+                if self._in_use > self._peak:
+                    self._peak = self._in_use
+                return Allocation(self, block, offset, cls, size, busy, free_list)
             if self._destroyed:
                 raise errors.DestroyedError(f"pool '{self.kind}' was destroyed (its runtime closed)")
             self.device._check_alive()
@@ -303,7 +310,7 @@ class MemoryPool:
     def _release(self, block: _Block, offset: int, free_list: tuple, nbytes: int, busy: int) -> None:
         with self._lock:
             self._in_use -= nbytes
-            if not block.buffer.alive:
+            if block.buffer.destroyed:
                 return
             entries = self._free.get(free_list)
             if entries is None:

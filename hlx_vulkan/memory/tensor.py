@@ -13,8 +13,24 @@ from .dtypes import DType, dtype_of
 from .pool import Allocation
 
 
+_STRIDES: dict = {}  # shape -> its C-order strides (shapes repeat: every op asks)
+
+
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     """C-order strides, in elements."""
+    if type(shape) is not tuple:
+        return _c_strides(shape)
+    found = _STRIDES.get(shape)
+    if found is not None:
+        return found
+    strides = _c_strides(shape)
+    if len(_STRIDES) >= 4096:
+        _STRIDES.clear()
+    _STRIDES[shape] = strides
+    return strides
+
+
+def _c_strides(shape) -> tuple[int, ...]:
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
@@ -106,7 +122,7 @@ class TensorBuffer:
             if self.numel == 0:
                 raise errors.HlxError("an empty tensor has no memory")
             raise errors.DestroyedError("this tensor was freed")
-        if a.freed or not a._block.buffer.alive:
+        if a.freed or a._block.buffer.destroyed:
             a.check_alive()
         return a
 

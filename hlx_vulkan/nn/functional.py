@@ -15,7 +15,7 @@ from .. import errors
 from ..ops import attention as _attn
 from ..ops import elementwise as ew
 from ..ops import layer_norm as ln
-from ..ops import matmul as mm
+from ..ops import linear as _linear
 from ..ops import reduce as red
 from ..ops import shape as sh
 from ..ops import softmax as sm
@@ -40,8 +40,7 @@ scaled_dot_product_attention = _attn.scaled_dot_product_attention
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (weight of shape (out_features, in_features), as torch)."""
-    y = mm.matmul(x, sh.transpose(weight, 0, 1))
-    return y if bias is None else y + bias
+    return _linear.linear(x, weight, bias)
 
 
 def embedding(index, weight: Tensor) -> Tensor:

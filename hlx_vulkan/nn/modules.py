@@ -20,7 +20,6 @@ from .. import errors
 from ..autograd.graph import no_grad
 from ..memory import dtype_of
 from ..ops import elementwise as ew
-from ..ops import matmul as mm
 from ..ops import shape as sh
 from ..ops.creation import ones, zeros
 from ..ops.random import rand, randn
@@ -189,8 +188,7 @@ class Linear(Module):
         self.bias = _uniform((out_features,), bound, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mm.matmul(x, sh.transpose(self.weight, 0, 1))
-        return y if self.bias is None else ew.add(y, self.bias)
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -115,10 +115,14 @@ def _matmul_backward(ctx, g):
         g2 = sh.unsqueeze(g2, -1)
     ga = gb = None
     if ctx.needs[0]:
-        ga = reduce.sum_to_shape(matmul(g2, sh.transpose(b2, -1, -2)), a2.shape).reshape(a.shape)
+        ga = _shaped(reduce.sum_to_shape(matmul(g2, sh.transpose(b2, -1, -2)), a2.shape), a.shape)
     if ctx.needs[1]:
-        gb = reduce.sum_to_shape(matmul(sh.transpose(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+        gb = _shaped(reduce.sum_to_shape(matmul(sh.transpose(a2, -1, -2), g2), b2.shape), b.shape)
     return ga, gb, None
+
+
+def _shaped(t: Tensor, shape) -> Tensor:
+    return t if t.shape == shape else t.reshape(shape)
 
 
 @differentiable(_matmul_backward, saves=(0, 1))

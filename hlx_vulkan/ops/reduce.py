@@ -82,6 +82,14 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0, out_dtype=No
     for arg ops, the index tensor."""
     rt = x.runtime
     out_dtype = out_dtype or x.dtype
+    # A one-pass value reduction is planned once per (op, axis, scale, dtype, layout), as pointwise launches are.
+    key = ("reduce", op, axis, scale, out_dtype, MIN_CHUNK, TARGET_GROUPS, x.buf.geometry)
+    plan = rt.plans.get(key)
+    if plan is not None:
+        kernel, push, groups, kept_shape, strides, nbytes = plan
+        out = Tensor(rt.memory.fresh(kept_shape, out_dtype, strides, nbytes), rt)
+        rt.run(kernel, [out.buf, x.buf], push, groups)
+        return out, None
     R = x.shape[axis]
     kept_shape = x.shape[:axis] + x.shape[axis + 1:]
     kept_strides = x.strides[:axis] + x.strides[axis + 1:]
@@ -112,10 +120,14 @@ def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0, out_dtype=No
         dtypes["I"] = index.dtype
     kernel = rt.kernels.get(ARG if arg else VALUE, defines, dtypes, (wg,))
     n_groups = n_out * nchunks
-    tensors = {"O": target.buf, "A": x.buf, "I": index.buf} if arg else {"O": target.buf, "A": x.buf}
-    rt.run(kernel, tensors, {"n_groups": n_groups, "nchunks": nchunks, "R": R, "chunk": chunk,
-                             "scale": scale if nchunks == 1 else 1.0, "st_r": x.strides[axis], "shape": shape4,
-                             "st": st4}, n_groups * wg)
+    tensors = [target.buf, x.buf, index.buf] if arg else [target.buf, x.buf]
+    push = kernel.spec.pack(tensors, {"n_groups": n_groups, "nchunks": nchunks, "R": R, "chunk": chunk,
+                                      "scale": scale if nchunks == 1 else 1.0, "st_r": x.strides[axis],
+                                      "shape": shape4, "st": st4})
+    groups = rt.fold(n_groups * wg, kernel.workgroup[0])
+    rt.run(kernel, tensors, push, groups)
+    if not arg and nchunks == 1:
+        rt.plans[key] = (kernel, push, groups, out.shape, out.strides, out.buf.nbytes)
     if nchunks > 1:
         final, _ = _reduce_axis(target, 1, op, scale)
         final = final.reshape(kept_shape)
@@ -187,8 +199,8 @@ def sum_to_shape(g: Tensor, shape) -> Tensor:
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + d for d, s in enumerate(shape) if s == 1 and g.shape[lead + d] != 1)
-    r = _sum(g, axes, True, g.dtype) if axes else g
-    return r.reshape(shape)
+    r = _sum(g, axes, False, g.dtype) if axes else g  # the same sum; one reshape below instead of two
+    return r if r.shape == shape else r.reshape(shape)
 
 
 def _kept_shape(ctx):

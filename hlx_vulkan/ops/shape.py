@@ -40,6 +40,8 @@ _WRAPS = frozenset({"getitem"})
 def _resolve_shape(shape, numel: int, old) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if all(type(s) is int and s >= 0 for s in shape) and math.prod(shape) == numel:
+        return tuple(shape)  # the common case: every size given
     shape = [int(s) for s in shape]
     if shape.count(-1) > 1:
         raise errors.ShapeError(f"only one dimension can be -1, got {tuple(shape)}")
@@ -104,7 +106,7 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     order = list(range(x.ndim))
     a, b = normalize_axis(dim0, x.ndim), normalize_axis(dim1, x.ndim)
     order[a], order[b] = order[b], order[a]
-    return permute(x, order)
+    return _permute(x, tuple(order))  # a permutation by construction
 
 
 @differentiable(_to_input_shape)

@@ -560,6 +560,9 @@ class Tensor:
         return _sh.transpose(self, -2, -1)
 
 
+_graph.set_tensor_type(Tensor)
+
+
 def _comparable(other) -> bool:
     return isinstance(other, (Tensor, bool, int, float, np.bool_, np.integer, np.floating))
 

@@ -117,7 +117,7 @@ class Stream:
         self._cmd_handle = record.handle(self._cmd)
         self._bound = None
         self._pushed = None
-        record.barrier(self._cmd)
+        record.barrier(self._cmd_handle)
         self._written.clear()
         self._read.clear()
 
@@ -126,7 +126,7 @@ class Stream:
         with self.lock:
             if self._cmd is None:
                 self._begin()
-            record.barrier(self._cmd)
+            record.barrier(self._cmd_handle)
             self._written.clear()
             self._read.clear()
             self.barriers += 1
@@ -135,38 +135,24 @@ class Stream:
         """Record one dispatch of ``kernel`` over ``allocations`` in binding order; the kernel's
         declared roles say which are read and which written."""
         spec = kernel.spec
-        keys = [a.key for a in allocations]
+        keys = tuple([a.key for a in allocations])
         with self.lock:
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
             descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
             if self._cmd is None:
                 self._begin()
-            written, read = self._written, self._read
-            for i in spec.reads:
-                if keys[i] in written:
-                    self.barrier()
-                    break
-            else:
-                for i in spec.writes:
-                    if keys[i] in written or keys[i] in read:
-                        self.barrier()
-                        break
             pipeline, layout = kernel.handles
             # Push constants stay set across dispatches of one layout: the bytes object of a launch
             # plan pushed last need not be pushed again.
             last = self._pushed
             same_push = last is not None and last[1] is push and last[0] == layout
-            record.dispatch(self._cmd_handle, pipeline, layout, descriptor_set, None if same_push else push,
-                            groups[0], groups[1], groups[2], self._bound is not kernel)
+            # The barrier the ranges need (read after write, write after read or write), then the dispatch.
+            self.barriers += record.dispatch_tracked(
+                self._cmd_handle, pipeline, layout, descriptor_set, None if same_push else push, groups[0], groups[1],
+                groups[2], self._bound is not kernel, keys, spec.reads, spec.writes, self._written, self._read,
+                allocations, self.serial)
             self._bound = kernel
             self._pushed = (layout, push)
-            serial = self.serial
-            for i in spec.reads:
-                read.add(keys[i])
-            for i in spec.writes:
-                written.add(keys[i])
-            for a in allocations:
-                a.busy = serial
             if self._capture is not None:
                 self._capture.keep(allocations, [keys[i] for i in spec.writes])
             kernel.used = True

@@ -79,8 +79,13 @@ class VkObject:
         if not self.alive:
             raise DestroyedError(f"{type(self).__name__} was used after it, or its device, was destroyed")
 
+    # Set by destroy() (also when an owner's close destroys its children): a plain attribute that
+    # hot paths read where the ``alive`` property would cost a finalizer lookup per use.
+    destroyed = False
+
     def destroy(self) -> None:
         """Free the Vulkan objects now; later calls do nothing."""
+        self.destroyed = True
         if self._finalizer is not None:
             self._finalizer()
 

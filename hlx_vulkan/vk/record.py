@@ -40,8 +40,7 @@ _HAZARD = _memory_barrier(_WRITES, _ACCESSES)
 _TO_HOST = _memory_barrier(_WRITES, vkb.VK_ACCESS_HOST_READ_BIT)
 
 
-def barrier(cmd) -> None:
-    """Order everything recorded before against everything after (compute and transfer)."""
+def _cffi_barrier(cmd) -> None:
     _lib.vkCmdPipelineBarrier(cmd, _COMPUTE | _TRANSFER, _COMPUTE | _TRANSFER, 0, 1, _HAZARD, 0, ffi.NULL, 0, ffi.NULL)
 
 
@@ -60,7 +59,8 @@ def _native():
     except ImportError:
         return None
     _record.init(*(int(ffi.cast("uintptr_t", ffi.addressof(_lib, name))) for name in
-                   ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch")))
+                   ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch",
+                    "vkCmdPipelineBarrier")), _COMPUTE | _TRANSFER, _WRITES, _ACCESSES)
     return _record
 
 
@@ -80,6 +80,13 @@ def descriptor_set_array(descriptor_set):
 
 
 if NATIVE:
+    def barrier(cmd) -> None:
+        """Order everything recorded before against everything after (compute and transfer);
+        ``cmd`` from :func:`handle`."""
+        _NATIVE.barrier(cmd)
+
+    dispatch_tracked = _NATIVE.dispatch_tracked
+
     def dispatch(cmd, pipeline, layout, descriptor_set, push: bytes | None, gx: int, gy: int, gz: int,
                  bind_pipeline: bool = True) -> None:
         """Bind the pipeline (unless ``bind_pipeline`` is False: it is bound already) and the set,
@@ -96,6 +103,34 @@ else:
         if push:
             _lib.vkCmdPushConstants(cmd, layout, _STAGE_COMPUTE, 0, len(push), push)
         _lib.vkCmdDispatch(cmd, gx, gy, gz)
+
+    barrier = _cffi_barrier
+
+
+def _cffi_dispatch_tracked(cmd, pipeline, layout, descriptor_set, push, gx, gy, gz, bind_pipeline, keys, reads,
+                           writes, written: set, read: set, allocations, serial) -> int:
+    """The hazard barrier where the ranges need it, then :func:`dispatch`; returns 1 if a barrier
+    was recorded. ``keys``: each binding's memory range; ``reads``/``writes``: the binding indices
+    the kernel reads and writes; ``written``/``read``: the ranges used since the last barrier
+    (updated here); every allocation's ``busy`` becomes ``serial``. The C recorder's
+    ``dispatch_tracked`` follows these rules exactly."""
+    hazard = any(keys[i] in written for i in reads) or any(keys[i] in written or keys[i] in read for i in writes)
+    if hazard:
+        barrier(cmd)
+        written.clear()
+        read.clear()
+    dispatch(cmd, pipeline, layout, descriptor_set, push, gx, gy, gz, bind_pipeline)
+    for i in reads:
+        read.add(keys[i])
+    for i in writes:
+        written.add(keys[i])
+    for a in allocations:
+        a.busy = serial
+    return int(hazard)
+
+
+if not NATIVE:
+    dispatch_tracked = _cffi_dispatch_tracked
 
 
 def copy_buffer(cmd, src, dst, src_offset: int, dst_offset: int, size: int) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import hlx_vulkan as hv
 from hlx_vulkan import VulkanContext
 from hlx_vulkan.runtime import Runtime
+from hlx_vulkan.vk import record
 from conftest import requires_validation
 
 
@@ -82,6 +83,11 @@ def test_synchronization_validation_reports_a_missing_barrier(validation_gate, m
     rt.synchronize()
     validation_gate.take_errors()
     monkeypatch.setattr(rt.stream, "barrier", lambda: None)
+
+    def dispatch_without_barrier(cmd, pipeline, layout, descriptor_set, push, gx, gy, gz, bind, *tracking):
+        record.dispatch(cmd, pipeline, layout, descriptor_set, push, gx, gy, gz, bind)
+        return 0
+    monkeypatch.setattr(record, "dispatch_tracked", dispatch_without_barrier)
     x = hv.randn(4096)
     y = (x + 1.0) * 2.0       # reads what the add wrote: read after write
     y.numpy()
