@@ -27,6 +27,10 @@ from ..vk import CommandBufferPool, record
 
 BATCH_OPS = 512
 MAX_IN_FLIGHT = 2
+# Outside a capture, a batch is also submitted once its dispatches have touched this many bytes:
+# the device starts on large ops while the host records the next ones, instead of idling until
+# the next sync (one submission costs a few microseconds; an op touching 64 MiB, tens of them).
+SUBMIT_BYTES = 64 << 20
 
 
 class Stream:
@@ -46,6 +50,7 @@ class Stream:
         self._pool = CommandBufferPool(device, device.queue_family, MAX_IN_FLIGHT + 1)
         self._cmd = None
         self._ops = 0
+        self._bytes = 0              # bytes the dispatches of this batch touched (SUBMIT_BYTES)
         self._bound = None           # the kernel whose pipeline was bound last in this command buffer
         self._pushed = None          # the push constants pushed last, and for which layout
         self._keep: list = []        # staging memory, kept until its batch has finished
@@ -160,7 +165,11 @@ class Stream:
                 self._checked = True
             self._ops += 1
             self.dispatches += 1
-            if self._ops >= self.batch_ops:
+            touched = self._bytes
+            for a in allocations:
+                touched += a.size
+            self._bytes = touched
+            if self._ops >= self.batch_ops or (touched >= SUBMIT_BYTES and self._capture is None):
                 self.submit()
 
     def upload(self, allocation, offset: int, data) -> None:
@@ -229,6 +238,7 @@ class Stream:
             cmd = self._cmd
             self._cmd = None
             self._ops = 0
+            self._bytes = 0
             if self._capture is not None:
                 self._capture.add_segment(cmd)
                 return
