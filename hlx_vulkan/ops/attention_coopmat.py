@@ -1,0 +1,75 @@
+"""The forward of scaled-dot-product attention on cooperative matrices (``attention/attention_coopmat.comp``):
+FlashAttention-2 style, float16 (and bfloat16 where the device multiplies it) inputs, float32
+accumulation, where the device runs matmul's cooperative matrices (:func:`matmul.coopmat_available`),
+strict mode is off, both head dims are in :data:`HEAD_DIMS` and there is no dropout. It writes the
+same outputs as the fused kernel of ``ops/attention.py`` (output, and each row's logsumexp for that
+module's backward), so only the forward changes. Everything else runs the fused kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+from .. import errors
+from ..runtime import KernelSpec
+from ..strict_mode import is_strict
+from .matmul import coopmat_available
+
+_SOURCE = resources.files(__package__) / "attention" / "attention_coopmat.comp"
+_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("mshape", "4I"), ("mst", "4i"), ("mst_l", "i"),
+         ("mst_s", "i"), ("off_o", "I"), ("off_lse", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"),
+         ("off_m", "I")]
+_BINDINGS = [("O", "write", "O"), ("Lse", "write"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A")]
+FORWARD = {m: KernelSpec(_SOURCE, _BINDINGS + ([("M", "read")] if m else []), _PUSH) for m in (False, True)}
+HEAD_DIMS = (64, 128)
+BLOCK_Q = 64           # query rows per workgroup (four subgroups of 16)
+THREADS = 128
+KEY_TILES = (64, 32, 16)
+# Keys per tile for the benchmarks (None: the largest of KEY_TILES whose shared memory fits).
+FORCE_KEY_TILE: int | None = None
+
+
+def shared_bytes(e: int, ev: int, bk: int) -> int:
+    """Shared memory of the kernel for head dims ``e``, ``ev`` and ``bk`` keys a tile (mirrors its UNITS)."""
+    ks, vs, ss = e // 8 + 1, ev // 8 + 1, bk // 4 + 1
+    units = max(bk * (ks + vs) + 4 * 16 * ss, BLOCK_Q * ks)
+    return 16 * units + 4 * (BLOCK_Q + THREADS)
+
+
+def key_tile(rt, e: int, ev: int) -> int | None:
+    """Keys per tile: :data:`FORCE_KEY_TILE` or the largest of :data:`KEY_TILES` that fits the device's
+    shared memory; None where none does."""
+    budget = rt.ctx.physical_device.limits["max_compute_shared_memory_size"]
+    tiles = (FORCE_KEY_TILE,) if FORCE_KEY_TILE is not None else KEY_TILES
+    return next((bk for bk in tiles if shared_bytes(e, ev, bk) <= budget), None)
+
+
+def usable(rt, dtype, e: int, ev: int, dropout_p: float) -> bool:
+    """Whether the forward of this attention runs on cooperative matrices."""
+    return (dropout_p == 0 and e in HEAD_DIMS and ev in HEAD_DIMS and not is_strict()
+            and coopmat_available(rt, dtype) and key_tile(rt, e, ev) is not None)
+
+
+def forward(q, k, v, mask, plan, out, lse) -> None:
+    """O and the rows' logsumexp of ``plan`` (ops/attention.py's _Plan) into ``out`` and ``lse``;
+    ``q``, ``k``, ``v`` contiguous, ``mask`` None or float32 broadcast to (..., L, S)."""
+    rt = q.runtime
+    groups = (-(-plan.L // BLOCK_Q), plan.N, 1)
+    if plan.N > rt.max_groups[1]:
+        raise errors.LimitExceededError(f"attention over {plan.N} (batch x heads) is more than the device's "
+                                        f"{rt.max_groups[1]} workgroups in y")
+    offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v)]
+    defines = {"E": plan.E, "EV": plan.EV, "BK": key_tile(rt, plan.E, plan.EV), "HAS_MASK": int(mask is not None),
+               "CAUSAL": int(plan.causal), "QKV_VEC": int(all(off % 8 == 0 for off in offsets)),
+               "CT": "float", "OCT": "float"}
+    if q.dtype.name == "bfloat16":
+        defines["HLX_COOPMAT_BF16"] = 1
+    kernel = rt.kernels.get(FORWARD[mask is not None], defines, {"O": q.dtype, "A": q.dtype}, (THREADS, 1, 1),
+                            target_env="vulkan1.3")
+    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e)}
+    tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
+    if mask is not None:
+        tensors["M"] = mask.buf
+        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    rt.run(kernel, tensors, fields, groups)
