@@ -8,8 +8,9 @@
    whatever the batch. Each case prints its max error, whether the cooperative-matrix kernel ran
    (it must, where the device has cooperative matrices) and PASS or FAIL; an exception is a FAIL
    of its case, not the end of the run.
+   Then every variant of the kernel (subgroups a workgroup, prefetch, keys a tile) on a subset.
 2. Timing: bench_attention's float16 rows (forward, forward + backward) beside torch's SDPA, and
-   the forward at each key tile (BK) that fits.
+   the forward of every variant that passed.
 
 Exit status 1 on any FAIL. Run: python benchmarks/check_attention_coopmat.py [--quick] [--out F.json]
 (--quick: small shapes for lavapipe, which has no cooperative matrices: the fused kernel is checked.)
@@ -59,6 +60,9 @@ CASES = [
     ("bf16 hd128 mask", "bfloat16", (2, 2), 70, 90, 128, 128, False, "float", False),
 ]
 QUICK = {"base", "odd causal", "bool mask", "dead rows", "bf16"}
+# The kernel's variants (ops/attention_coopmat.py: subgroups, prefetch, keys a tile), each checked on these.
+VARIANTS = [(nsg, prefetch, bk) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES]
+VARIANT_CASES = {"odd", "odd causal", "L>S causal", "hd128", "hd128 causal", "bool mask", "hd128/64", "big scores"}
 
 
 def _mask(kind, batch, L, S, rng):
@@ -180,14 +184,47 @@ def correctness(args, rt, results) -> bool:
     return all_ok
 
 
-def key_tiles(args, rt, rows):
-    """The forward at each key tile that fits, float16, beside torch's SDPA."""
+def variant_checks(args, rt, results) -> bool:
+    """Every kernel variant (NSG, PREFETCH, BK) that fits, on the cases of VARIANT_CASES."""
+    all_ok = True
+    for cfg in VARIANTS:
+        errs, fails, count = [], [], 0
+        ac.FORCE_CONFIG = cfg
+        try:
+            for case in CASES:
+                name, E, EV = case[0], case[5], case[6]
+                if name not in VARIANT_CASES or ac.config(rt, E, EV) != cfg:
+                    continue
+                rng = np.random.default_rng(zlib.crc32(name.encode()))
+                count += 1
+                try:
+                    ok, e, coop, same = check_case(case, rng, rt, True)
+                    errs.append(max(e.values()))
+                except Exception as exc:  # noqa: BLE001
+                    ok = False
+                    print(f"  variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+                if not ok:
+                    fails.append(name)
+        finally:
+            ac.FORCE_CONFIG = None
+        ok = not fails
+        all_ok &= ok
+        worst = f"{max(errs):.1e}" if errs else "-"
+        verdict = "fits no case here" if not count else "PASS" if ok else "FAIL " + ", ".join(fails)
+        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} {count} cases, max err {worst}: {verdict}",
+              flush=True)
+        results.append({"variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
+                        "failed": fails, "pass": ok and count > 0})
+    return all_ok
+
+
+def variant_timing(args, rt, rows, good):
+    """The float16 forward of every variant that passed, beside torch's SDPA (ms, torch / hlx)."""
     import bench_attention as ba
-    cfgs = [c for c in (ba.QUICK if args.quick else ba.FULL) if c[0] == "float16"]
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    print(f"\nforward by key tile (ms; torch SDPA / hlx in brackets)")
-    for dtype, B, H, L, D in cfgs:
+    print("\nforward by variant (NSG, PREFETCH, BK): ms (torch SDPA / hlx)")
+    for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
         for causal in (False, True):
             rng = np.random.default_rng(0)
             xs = [rng.standard_normal((B, H, L, D)).astype(np.float16) for _ in range(3)]
@@ -197,21 +234,21 @@ def key_tiles(args, rt, rows):
                 tt = mean_seconds(lambda: torch.nn.functional.scaled_dot_product_attention(*ts, is_causal=causal),
                                   sync_t, args.warmup, args.reps)
             line = f"  B{B} H{H} L{L} D{D} causal={causal!s:<5} torch {1e3 * tt:.3f}:"
-            for bk in ac.KEY_TILES:
-                ac.FORCE_KEY_TILE = bk
+            for cfg in good:
+                ac.FORCE_CONFIG = cfg
                 try:
-                    if not ac.usable(rt, hv.float16, D, D, 0.0) or ac.key_tile(rt, D, D) != bk:
+                    if ac.config(rt, D, D) != cfg:
                         continue
                     with hv.no_grad():
                         t = mean_seconds(lambda: F.scaled_dot_product_attention(*hs, is_causal=causal),
                                          rt.synchronize, args.warmup, args.reps)
-                    line += f"  BK{bk} {1e3 * t:.3f} ({tt / t:.3f})"
-                    rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "BK": bk, "hlx_ms": 1e3 * t,
-                                 "torch_ms": 1e3 * tt, "torch_over_hlx": tt / t})
+                    line += f"  {cfg[0]},{cfg[1]},{cfg[2]} {1e3 * t:.3f} ({tt / t:.3f})"
+                    rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "variant": list(cfg),
+                                 "hlx_ms": 1e3 * t, "torch_ms": 1e3 * tt, "torch_over_hlx": tt / t})
                 except Exception as exc:  # noqa: BLE001
-                    line += f"  BK{bk} {type(exc).__name__}"
+                    line += f"  {cfg} {type(exc).__name__}"
                 finally:
-                    ac.FORCE_KEY_TILE = None
+                    ac.FORCE_CONFIG = None
             print(line, flush=True)
 
 
@@ -230,10 +267,15 @@ def main(argv=None) -> int:
     print(f"attention on {info['device_name']} ({info['driver']}); cooperative matrices: float16 "
           f"{ac.coopmat_available(rt, hv.float16)}, bfloat16 {ac.coopmat_available(rt, hv.bfloat16)}; shared "
           f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes")
-    results, timing, tiles = [], [], []
+    results, variants, timing, tiles = [], [], [], []
     ok = correctness(args, rt, results)
     print(f"\ncorrectness: {'PASS' if ok else 'FAIL'} ({sum(r['pass'] for r in results)}/{len(results)} cases)",
           flush=True)
+    if ac.coopmat_available(rt, hv.float16):
+        print("\nthe kernel's variants (the default is the first of ops/attention_coopmat.py's CONFIGS that fits):")
+        variants_ok = variant_checks(args, rt, variants)
+        print(f"variants: {'PASS' if variants_ok else 'FAIL'}", flush=True)
+        ok &= variants_ok
     if not args.no_bench:
         try:
             import bench_attention as ba
@@ -252,14 +294,16 @@ def main(argv=None) -> int:
                 print(f"{r['dtype']:<9}{r['B']:>3}{r['H']:>4}{r['L']:>6}{r['D']:>5} {str(r['causal']):<7}"
                       f"{r['mode']:<9}{r['hlx_ms']:>10.3f}{tm:>10}{ratio:>10}{r['hlx_tflops']:>9.3f}"
                       f"{100 * r['frac_peak_flops']:>7.2f}{100 * r['frac_peak_bw']:>7.2f}{err:>9}")
-            key_tiles(args, rt, tiles)
+            if ac.coopmat_available(rt, hv.float16):
+                variant_timing(args, rt, tiles, [tuple(v["variant"]) for v in variants if v["pass"]])
         except Exception:  # noqa: BLE001 - the correctness verdict stands
             traceback.print_exc()
             print("timing: FAILED (see the traceback)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"device": info["device_name"], "driver": info["driver"], "torch": torch.__version__,
-                   "quick": args.quick, "pass": ok, "cases": results, "timing": timing, "key_tiles": tiles}, f,
+                   "quick": args.quick, "pass": ok, "cases": results, "variants": variants, "timing": timing,
+                   "variant_timing": tiles}, f,
                   indent=2)
     print(f"wrote {args.out}")
     return 0 if ok else 1

@@ -21,44 +21,57 @@ from hlx_vulkan.runtime.kernels import slot_defines
 H100_SHARED = 49152
 
 
-def _defines(dtype, e, ev, bk, mask, causal, vec):
-    d = {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BK": bk, "HAS_MASK": int(mask), "CAUSAL": int(causal),
-         "QKV_VEC": int(vec), **slot_defines("A", getattr(hv, dtype)), **slot_defines("O", getattr(hv, dtype))}
+def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0):
+    d = {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BK": bk, "NSG": nsg, "PREFETCH": prefetch,
+         "HAS_MASK": int(mask), "CAUSAL": int(causal), "QKV_VEC": int(vec),
+         **slot_defines("A", getattr(hv, dtype)), **slot_defines("O", getattr(hv, dtype))}
     if dtype == "bfloat16":
         d["HLX_COOPMAT_BF16"] = 1
     return d
 
 
+VARIANTS = [(nsg, prefetch, bk) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES]
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("e,ev", [(64, 64), (128, 128), (64, 128)])
 def test_every_variant_is_valid_spirv(dtype, e, ev):
+    """Every variant that fits 48 KiB, with and without mask, causal and vector loads (the default
+    variant fits every pair of head dims)."""
     from hlx_vulkan.compiler import compile_file
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
-    tiles = [bk for bk in ac.KEY_TILES if ac.shared_bytes(e, ev, bk) <= H100_SHARED]
-    assert tiles, "no key tile fits 48 KiB"
+    fits = [c for c in VARIANTS if ac.shared_bytes(e, ev, c[2], c[0]) <= H100_SHARED]
+    assert any(c in fits for c in ac.CONFIGS)
     flags = [(False, False, True), (True, False, False), (False, True, True), (True, True, True)]
-    for bk, (mask, causal, vec) in itertools.product(tiles, flags):
-        spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec),
-                             target_env="vulkan1.3")
-        validate_spirv(spirv, "vulkan1.3")
-        reflection = parse_spirv(spirv)
-        assert "CooperativeMatrixKHR" in reflection.capabilities
-        assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
-        ac.FORWARD[mask].check(reflection)
+    for i, (nsg, prefetch, bk) in enumerate(fits):
+        # float16: every flag set; bfloat16 (the same source, retyped): one a variant
+        for mask, causal, vec in flags if dtype == "float16" else [flags[i % len(flags)]]:
+            spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec, nsg, prefetch),
+                                 target_env="vulkan1.3")
+            validate_spirv(spirv, "vulkan1.3")
+            reflection = parse_spirv(spirv)
+            assert "CooperativeMatrixKHR" in reflection.capabilities
+            assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
+            ac.FORWARD[mask].check(reflection)
 
 
-def test_shared_memory_sizes_fit_the_limit():
+def test_shared_memory_sizes_fit_the_limit(monkeypatch):
     """The key tile shrinks to fit the device's shared memory (48 KiB on the H100)."""
     assert ac.shared_bytes(64, 64, 64) <= H100_SHARED
     assert ac.shared_bytes(128, 128, 64) > H100_SHARED >= ac.shared_bytes(128, 128, 32)
 
-    class Rt:  # the device's limit is all key_tile reads
+    class Rt:  # the device's limit is all config reads
         class ctx:
             class physical_device:
                 limits = {"max_compute_shared_memory_size": H100_SHARED}
-    assert ac.key_tile(Rt, 64, 64) == 64 and ac.key_tile(Rt, 128, 128) == 32
+    assert ac.config(Rt, 64, 64) == (4, 0, 64) and ac.config(Rt, 128, 128) == (4, 0, 32)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 32))
+    assert ac.config(Rt, 64, 64) == (8, 1, 32)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64))
+    assert ac.config(Rt, 128, 128) is None
+    monkeypatch.setattr(ac, "FORCE_CONFIG", None)
     Rt.ctx.physical_device.limits = {"max_compute_shared_memory_size": 1024}
-    assert ac.key_tile(Rt, 64, 64) is None
+    assert ac.config(Rt, 64, 64) is None
 
 
 def test_choice(monkeypatch):

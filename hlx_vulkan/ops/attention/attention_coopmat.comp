@@ -2,10 +2,11 @@
 // Scaled-dot-product attention forward on cooperative matrices (GL_KHR_cooperative_matrix,
 // 16x16x16, float16 or bfloat16 inputs, float32 accumulators), FlashAttention-2 style.
 //
-// A workgroup of four subgroups owns BQ = 64 query rows of one (batch, head); subgroup sg owns
-// rows 16*sg .. 16*sg+15 and keeps their Q fragments in registers. The keys go by in tiles of
-// BK: the workgroup copies the K and V tiles to shared memory (16-byte units, rows padded by
-// one unit), then each subgroup
+// A workgroup of NSG subgroups owns BQ = 16 * NSG query rows of one (batch, head); subgroup sg
+// owns rows 16*sg .. 16*sg+15 and keeps their Q fragments in registers. The keys go by in tiles
+// of BK: the workgroup copies the K and V tiles to shared memory (16-byte units, rows padded by
+// one unit; with PREFETCH the next tile is read into registers while this one is used), then
+// each subgroup
 //   1. computes S = Q K^T (16 x BK, float32) on cooperative matrices and stores it to its own
 //      spot of shared memory (a cooperative matrix's elements have no known row),
 //   2. walks S by rows: lane l takes row l/2, half l%2 of the keys; scale (times log2 e) and
@@ -24,7 +25,8 @@
 // its two half-rows' chains. A tile a causal block cannot see is skipped, which changes no bit
 // (its factor would be exactly 1 and its P exactly 0).
 //
-// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), HAS_MASK, CAUSAL, QKV_VEC
+// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), NSG (4 or 8), PREFETCH, HAS_MASK,
+// CAUSAL, QKV_VEC
 // (Q, K and V read as 16-byte units: their offsets are multiples of 8 elements),
 // HLX_COOPMAT_BF16 (bfloat16: the compiler retypes the A and B matrices).
 #extension GL_GOOGLE_include_directive : require
@@ -35,8 +37,8 @@
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
-#define BQ 64
-#define THREADS 128
+#define BQ (16 * NSG)
+#define THREADS (32 * NSG)
 layout(local_size_x = THREADS) in;
 
 // Bindings and push fields mirror ops/attention_coopmat.py.
@@ -79,8 +81,8 @@ layout(push_constant) uniform Params {
 #define V_OFF (BK * KS)
 #define S_OFF (V_OFF + BK * VS)
 #define SPOT (16 * SS)
-#if S_OFF + 4 * SPOT >= BQ * KS
-#define UNITS (S_OFF + 4 * SPOT)
+#if S_OFF + NSG * SPOT >= BQ * KS
+#define UNITS (S_OFF + NSG * SPOT)
 #else
 #define UNITS (BQ * KS)
 #endif
@@ -129,12 +131,58 @@ int mask_base(uint n) {
     return b;
 }
 
+uint tid, qbase, kbase, vbase;
+
+// The K and V rows kt .. kt+BK-1 (zeros past S) into shared memory, or (fetch and stash) through registers.
+#define KUNITS (BK * E / 8)
+#define VUNITS (BK * EV / 8)
+#if PREFETCH
+#define LK ((KUNITS + THREADS - 1) / THREADS)
+#define LV ((VUNITS + THREADS - 1) / THREADS)
+uvec4 rk[LK], rv[LV];
+
+void fetch(uint kt) {
+    [[unroll]] for (uint x = 0u; x < LK; ++x) {
+        uint u = tid + x * THREADS, j = u / (E / 8), c = u % (E / 8);
+        if (u < KUNITS) rk[x] = kt + j < p.S ? UNIT(k, kbase, kt + j, E, c) : uvec4(0u);
+    }
+    [[unroll]] for (uint x = 0u; x < LV; ++x) {
+        uint u = tid + x * THREADS, j = u / (EV / 8), c = u % (EV / 8);
+        if (u < VUNITS) rv[x] = kt + j < p.S ? UNIT(v, vbase, kt + j, EV, c) : uvec4(0u);
+    }
+}
+
+void stash() {
+    [[unroll]] for (uint x = 0u; x < LK; ++x) {
+        uint u = tid + x * THREADS;
+        if (u < KUNITS) sm[K_OFF + (u / (E / 8)) * KS + u % (E / 8)] = rk[x];
+    }
+    [[unroll]] for (uint x = 0u; x < LV; ++x) {
+        uint u = tid + x * THREADS;
+        if (u < VUNITS) sm[V_OFF + (u / (EV / 8)) * VS + u % (EV / 8)] = rv[x];
+    }
+}
+#else
+void load_tile(uint kt) {
+    for (uint u = tid; u < KUNITS; u += THREADS) {
+        uint j = u / (E / 8), c = u % (E / 8);
+        sm[K_OFF + j * KS + c] = kt + j < p.S ? UNIT(k, kbase, kt + j, E, c) : uvec4(0u);
+    }
+    for (uint u = tid; u < VUNITS; u += THREADS) {
+        uint j = u / (EV / 8), c = u % (EV / 8);
+        sm[V_OFF + j * VS + c] = kt + j < p.S ? UNIT(v, vbase, kt + j, EV, c) : uvec4(0u);
+    }
+}
+#endif
+
 void main() {
-    uint tid = gl_LocalInvocationID.x;
+    tid = gl_LocalInvocationID.x;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     uint n = gl_WorkGroupID.y;
     uint row0 = gl_WorkGroupID.x * BQ;
-    uint qbase = p.off_q + n * p.L * E, kbase = p.off_k + n * p.S * E, vbase = p.off_v + n * p.S * EV;
+    qbase = p.off_q + n * p.L * E;
+    kbase = p.off_k + n * p.S * E;
+    vbase = p.off_v + n * p.S * EV;
 
     // Q block to shared memory (zeros past L), each subgroup's fragments to registers.
     for (uint u = tid; u < BQ * E / 8; u += THREADS) {
@@ -174,17 +222,19 @@ void main() {
 #if CAUSAL
     kend = min(p.S, row0 + BQ);
 #endif
+#if PREFETCH
+    fetch(0u);
+#endif
     for (uint kt = 0u; kt < kend; kt += BK) {
         barrier();  // every subgroup is done with the last tile
-        for (uint u = tid; u < BK * E / 8; u += THREADS) {
-            uint j = u / (E / 8), c = u % (E / 8);
-            sm[K_OFF + j * KS + c] = kt + j < p.S ? UNIT(k, kbase, kt + j, E, c) : uvec4(0u);
-        }
-        for (uint u = tid; u < BK * EV / 8; u += THREADS) {
-            uint j = u / (EV / 8), c = u % (EV / 8);
-            sm[V_OFF + j * VS + c] = kt + j < p.S ? UNIT(v, vbase, kt + j, EV, c) : uvec4(0u);
-        }
+#if PREFETCH
+        stash();
         barrier();
+        if (kt + BK < kend) fetch(kt + BK);  // in flight while this tile is used
+#else
+        load_tile(kt);
+        barrier();
+#endif
 #if CAUSAL
         if (kt > row0 + sg * 16u + 15u) continue;  // no key of this tile is visible to the subgroup's rows
 #endif
