@@ -66,10 +66,6 @@ layout(push_constant) uniform Params {
     uint off_o, off_lse, off_q, off_k, off_v, off_m;
 } p;
 
-#define FA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
-#define FB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
-#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-
 // Shared memory in 16-byte units: K tile, V tile, then one spot per subgroup for its S (float32,
 // row stride SS units), P (16-bit, row stride PS units) and output staging. Q is staged at 0
 // before the loop.
@@ -90,46 +86,12 @@ shared uvec4 sm[UNITS];
 shared float rowv[BQ];      // per row: the factor of this tile, then 1 / l
 shared float pairv[THREADS]; // a lane's half-row value, for the other lane of its row
 
-#if A_KIND == 1
-#define A_BITS(x) uint(x)
-#define P_BITS(x) uint(f32_to_bf16(x))
-#define P_VAL(b) uintBitsToFloat((b) << 16)
-#else
-#define A_BITS(x) uint(float16BitsToUint16(x))
-#define P_BITS(x) uint(float16BitsToUint16(float16_t(x)))
-#define P_VAL(b) float(uint16BitsToFloat16(uint16_t(b)))
-#endif
-
-#define NEG_INF uintBitsToFloat(0xFF800000u)
-const float LOG2E = 1.4426950408889634;
-const float LN2 = 0.6931471805599453;
-
-// Unit c (elements 8c .. 8c+7) of row `row` of a contiguous (rows, D) matrix at element `base`.
-#if QKV_VEC
-#define UNIT(buf, base, row, D, c) buf[((base) + (row) * (D)) / 8u + (c)]
-#else
-#define UNIT(buf, base, row, D, c) unit8_##buf(base + (row) * (D) + (c) * 8u)
-#define UNIT8(buf) \
-    uvec4 unit8_##buf(uint i) { \
-        uint h[8]; \
-        [[unroll]] for (uint j = 0u; j < 8u; ++j) h[j] = A_BITS(buf[i + j]); \
-        return uvec4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16); \
-    }
+#include "attention_coopmat.glsl"
+#if !QKV_VEC
 UNIT8(q)
 UNIT8(k)
 UNIT8(v)
 #endif
-
-int mask_base(uint n) {
-    int b = int(p.off_m);
-    uint rest = n;
-    for (int d = 3; d >= 0; --d) {
-        uint c = rest % p.mshape[d];
-        rest /= p.mshape[d];
-        b += int(c) * p.mst[d];
-    }
-    return b;
-}
 
 uint tid, qbase, kbase, vbase;
 
@@ -272,10 +234,10 @@ void main() {
                 tmax = max(tmax, x);
             }
         }
-        pairv[tid] = tmax;
+        pairv[sg * 32u + lane] = tmax;
         subgroupMemoryBarrierShared();
         subgroupBarrier();
-        tmax = max(tmax, pairv[tid ^ 1u]);
+        tmax = max(tmax, pairv[sg * 32u + (lane ^ 1u)]);
         float mn = max(m, tmax);
         float mu = mn == NEG_INF ? 0.0 : mn;  // a row with no visible key yet: P = 0, factor 0
         float alpha = exp2(m - mu);
@@ -312,10 +274,10 @@ void main() {
 
     // O / l and the logsumexp; rows past L are computed on zeros and never stored.
     subgroupBarrier();
-    pairv[tid] = lsum;
+    pairv[sg * 32u + lane] = lsum;
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    float l = lsum + pairv[tid ^ 1u];
+    float l = lsum + pairv[sg * 32u + (lane ^ 1u)];
     if (half_ == 0u) {
         rowv[sg * 16u + r] = l > 0.0 ? HLX_DIV(1.0, l) : 0.0;  // every key masked out: zeros, as PyTorch
         if (row_ok) lse[p.off_lse + n * p.L + i] = l > 0.0 ? m * LN2 + log(l) : NEG_INF;
