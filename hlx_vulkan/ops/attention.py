@@ -84,7 +84,7 @@ class _Plan:
     """What the kernels need besides the tensors (kept by the tape for the backward)."""
 
     __slots__ = ("batch", "N", "L", "S", "E", "EV", "scale", "causal", "p", "seed", "ctr", "mask", "mshape", "mst",
-                 "lse")
+                 "lse", "coop")
 
     def push(self, mask) -> dict:
         keep = 1.0 / (1.0 - self.p) if self.p else 1.0
@@ -117,7 +117,8 @@ def _forward_launch(q, k, v, mask, plan: _Plan):
     rt = q.runtime
     out = contiguous_like(plan.batch + (plan.L, plan.EV), q.dtype, rt)
     lse = contiguous_like(plan.batch + (plan.L,), float32, rt)
-    if out.numel() and attention_coopmat.usable(rt, q.dtype, plan.E, plan.EV, plan.p):
+    plan.coop = bool(out.numel()) and attention_coopmat.usable(rt, q.dtype, plan.E, plan.EV, plan.p)
+    if plan.coop:
         attention_coopmat.forward(q, k, v, mask, plan, out, lse)
     elif out.numel():
         tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
@@ -141,6 +142,9 @@ def _attention_backward(ctx, g):
     common = {"Lse": lse.buf, "Dlt": delta.buf, "Q": q.buf, "K": k.buf, "V": v.buf, "DO": g.buf}
     if mask is not None:
         common["M"] = mask.buf
+    if plan.coop and attention_coopmat.backward_usable(rt, plan):
+        attention_coopmat.backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv)
+        return dq, dk, dv, None
     push = plan.push(mask)
     if dq.numel():
         rt.run(plan.kernel(rt, GRAD_Q, mask, q.dtype), {"DQ": dq.buf, **common}, push, _groups(plan.L, plan.N, rt))

@@ -5,7 +5,6 @@ between it and the fused kernel is tested."""
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
@@ -55,6 +54,24 @@ def test_every_variant_is_valid_spirv(dtype, e, ev):
             ac.FORWARD[mask].check(reflection)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("e,ev", [(64, 64), (128, 128), (128, 64)])
+def test_backward_kernels_are_valid_spirv(dtype, e, ev):
+    """dQ (MODE 1) and dK/dV (MODE 2) at the tile the backward takes on 48 KiB, every flag set."""
+    from hlx_vulkan.compiler import compile_file
+    from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
+    bt = next(bt for bt in ac.KEY_TILES if ac.bwd_shared_bytes(e, ev, bt) <= H100_SHARED)
+    flags = [(False, False, True), (True, True, False), (True, False, True), (False, True, True)]
+    for mask, causal, vec in flags if dtype == "float16" else flags[:2]:
+        for mode, specs in ((1, ac.GRAD_Q), (2, ac.GRAD_KV)):
+            defines = {**_defines(dtype, e, ev, bt, mask, causal, vec), "BT": bt, "MODE": mode}
+            spirv = compile_file(specs[mask].path, defines, target_env="vulkan1.3")
+            validate_spirv(spirv, "vulkan1.3")
+            reflection = parse_spirv(spirv)
+            assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
+            specs[mask].check(reflection)
+
+
 def test_shared_memory_sizes_fit_the_limit(monkeypatch):
     """The key tile shrinks to fit the device's shared memory (48 KiB on the H100)."""
     assert ac.shared_bytes(64, 64, 64) <= H100_SHARED
@@ -70,8 +87,9 @@ def test_shared_memory_sizes_fit_the_limit(monkeypatch):
     monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64))
     assert ac.config(Rt, 128, 128) is None
     monkeypatch.setattr(ac, "FORCE_CONFIG", None)
+    assert ac.bwd_tile(Rt, 64, 64) == 64 and ac.bwd_tile(Rt, 128, 128) == 32
     Rt.ctx.physical_device.limits = {"max_compute_shared_memory_size": 1024}
-    assert ac.config(Rt, 64, 64) is None
+    assert ac.config(Rt, 64, 64) is None and ac.bwd_tile(Rt, 64, 64) is None
 
 
 def test_choice(monkeypatch):
