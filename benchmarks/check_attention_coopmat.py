@@ -61,8 +61,9 @@ CASES = [
     ("bf16 hd128 mask", "bfloat16", (2, 2), 70, 90, 128, 128, False, "float", False),
 ]
 QUICK = {"base", "odd causal", "bool mask", "dead rows", "bf16"}
-# The kernel's variants (ops/attention_coopmat.py: subgroups, prefetch, keys a tile), each checked on these.
-VARIANTS = [(nsg, prefetch, bk) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES]
+# The forward kernel's variants (ops/attention_coopmat.py: subgroups, prefetch, keys a tile, 16-row blocks a
+# subgroup), each checked on these.
+VARIANTS = [(nsg, prefetch, bk, rm) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES]
 VARIANT_CASES = {"odd", "odd causal", "L>S causal", "hd128", "hd128 causal", "bool mask", "hd128/64", "big scores"}
 
 
@@ -196,7 +197,7 @@ def correctness(args, rt, results) -> bool:
 
 
 def variant_checks(args, rt, results) -> bool:
-    """Every kernel variant (NSG, PREFETCH, BK) that fits, on the cases of VARIANT_CASES."""
+    """Every kernel variant (NSG, PREFETCH, BK, RM) that fits, on the cases of VARIANT_CASES."""
     all_ok = True
     for cfg in VARIANTS:
         errs, fails, count = [], [], 0
@@ -222,8 +223,8 @@ def variant_checks(args, rt, results) -> bool:
         all_ok &= ok
         worst = f"{max(errs):.1e}" if errs else "-"
         verdict = "fits no case here" if not count else "PASS" if ok else "FAIL " + ", ".join(fails)
-        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} {count} cases, max err {worst}: {verdict}",
-              flush=True)
+        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} RM={cfg[3]} {count} cases, max err {worst}: "
+              f"{verdict}", flush=True)
         results.append({"variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
                         "failed": fails, "pass": ok and count > 0})
     return all_ok
@@ -234,7 +235,7 @@ def variant_timing(args, rt, rows, good):
     import bench_attention as ba
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    print("\nforward by variant (NSG, PREFETCH, BK): ms (torch SDPA / hlx)")
+    print("\nforward by variant (NSG, PREFETCH, BK, RM): ms (torch SDPA / hlx)")
     for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
         for causal in (False, True):
             rng = np.random.default_rng(0)
@@ -253,7 +254,7 @@ def variant_timing(args, rt, rows, good):
                     with hv.no_grad():
                         t = mean_seconds(lambda: F.scaled_dot_product_attention(*hs, is_causal=causal),
                                          rt.synchronize, args.warmup, args.reps)
-                    line += f"  {cfg[0]},{cfg[1]},{cfg[2]} {1e3 * t:.3f} ({tt / t:.3f})"
+                    line += f"  {','.join(map(str, cfg))} {1e3 * t:.3f} ({tt / t:.3f})"
                     rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "variant": list(cfg),
                                  "hlx_ms": 1e3 * t, "torch_ms": 1e3 * tt, "torch_over_hlx": tt / t})
                 except Exception as exc:  # noqa: BLE001

@@ -20,8 +20,8 @@ from hlx_vulkan.runtime.kernels import slot_defines
 H100_SHARED = 49152
 
 
-def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0):
-    d = {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BK": bk, "NSG": nsg, "PREFETCH": prefetch,
+def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0, rm=1):
+    d = {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm,
          "HAS_MASK": int(mask), "CAUSAL": int(causal), "QKV_VEC": int(vec),
          **slot_defines("A", getattr(hv, dtype)), **slot_defines("O", getattr(hv, dtype))}
     if dtype == "bfloat16":
@@ -29,7 +29,7 @@ def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0):
     return d
 
 
-VARIANTS = [(nsg, prefetch, bk) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES]
+VARIANTS = [(nsg, prefetch, bk, rm) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES for rm in (1, 2)]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -39,13 +39,13 @@ def test_every_variant_is_valid_spirv(dtype, e, ev):
     variant fits every pair of head dims)."""
     from hlx_vulkan.compiler import compile_file
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
-    fits = [c for c in VARIANTS if ac.shared_bytes(e, ev, c[2], c[0]) <= H100_SHARED]
+    fits = [c for c in VARIANTS if ac.shared_bytes(e, ev, c[2], c[0], c[3]) <= H100_SHARED]
     assert any(c in fits for c in ac.CONFIGS)
     flags = [(False, False, True), (True, False, False), (False, True, True), (True, True, True)]
-    for i, (nsg, prefetch, bk) in enumerate(fits):
+    for i, (nsg, prefetch, bk, rm) in enumerate(fits):
         # float16: every flag set; bfloat16 (the same source, retyped): one a variant
         for mask, causal, vec in flags if dtype == "float16" else [flags[i % len(flags)]]:
-            spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec, nsg, prefetch),
+            spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec, nsg, prefetch, rm),
                                  target_env="vulkan1.3")
             validate_spirv(spirv, "vulkan1.3")
             reflection = parse_spirv(spirv)
@@ -81,10 +81,10 @@ def test_shared_memory_sizes_fit_the_limit(monkeypatch):
         class ctx:
             class physical_device:
                 limits = {"max_compute_shared_memory_size": H100_SHARED}
-    assert ac.config(Rt, 64, 64) == (4, 0, 64) and ac.config(Rt, 128, 128) == (4, 0, 32)
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 32))
-    assert ac.config(Rt, 64, 64) == (8, 1, 32)
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64))
+    assert ac.config(Rt, 64, 64) == (4, 0, 64, 1) and ac.config(Rt, 128, 128) == (4, 0, 32, 1)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 32, 1))
+    assert ac.config(Rt, 64, 64) == (8, 1, 32, 1)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64, 1))
     assert ac.config(Rt, 128, 128) is None
     monkeypatch.setattr(ac, "FORCE_CONFIG", None)
     assert ac.bwd_tile(Rt, 64, 64) == 64 and ac.bwd_tile(Rt, 128, 128) == 32

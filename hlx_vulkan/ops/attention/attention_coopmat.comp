@@ -2,14 +2,15 @@
 // Scaled-dot-product attention forward on cooperative matrices (GL_KHR_cooperative_matrix,
 // 16x16x16, float16 or bfloat16 inputs, float32 accumulators), FlashAttention-2 style.
 //
-// A workgroup of NSG subgroups owns BQ = 16 * NSG query rows of one (batch, head); subgroup sg
-// owns rows 16*sg .. 16*sg+15 and keeps their Q fragments in registers. The keys go by in tiles
+// A workgroup of NSG subgroups owns BQ = 16 * RM * NSG query rows of one (batch, head); subgroup
+// sg owns RM blocks of 16 rows from row 16*RM*sg and keeps their Q fragments in registers (RM 2:
+// every K and V fragment read from shared memory serves two products). The keys go by in tiles
 // of BK: the workgroup copies the K and V tiles to shared memory (16-byte units, rows padded by
 // one unit; with PREFETCH the next tile is read into registers while this one is used), then
 // each subgroup
-//   1. computes S = Q K^T (16 x BK, float32) on cooperative matrices and stores it to its own
+//   1. computes S = Q K^T (16 RM x BK, float32) on cooperative matrices and stores it to its own
 //      spot of shared memory (a cooperative matrix's elements have no known row),
-//   2. walks S by rows: lane l takes row l/2, half l%2 of the keys; scale (times log2 e) and
+//   2. walks S by rows: lane l takes row l/2, half l%2 of the keys (RM 2: row l, every key); scale (times log2 e) and
 //      mask applied, the running maximum m and sum l updated (online softmax in base 2), the
 //      probabilities written back as 16-bit values P, the row's factor exp2(m_old - m_new) to
 //      shared memory,
@@ -22,10 +23,10 @@
 //
 // Order: every output is one fixed chain whatever the batch or the grid: keys ascending in
 // tiles of BK; each P V product a chain of 16x16x16 multiply-adds; a row's sum l is the sum of
-// its two half-rows' chains. A tile a causal block cannot see is skipped, which changes no bit
+// its two half-rows' chains (RM 2: one chain). A tile a causal block cannot see is skipped, which changes no bit
 // (its factor would be exactly 1 and its P exactly 0).
 //
-// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), NSG (4 or 8), PREFETCH, HAS_MASK,
+// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), NSG (4 or 8), RM (1 or 2), PREFETCH, HAS_MASK,
 // CAUSAL, QKV_VEC
 // (Q, K and V read as 16-byte units: their offsets are multiples of 8 elements),
 // HLX_COOPMAT_BF16 (bfloat16: the compiler retypes the A and B matrices).
@@ -37,7 +38,9 @@
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
-#define BQ (16 * NSG)
+#define BQ (16 * RM * NSG)
+#define HALVES (2 / RM)      // lanes a row in the softmax
+#define CPL (BK / HALVES)    // columns a lane
 #define THREADS (32 * NSG)
 layout(local_size_x = THREADS) in;
 
@@ -76,7 +79,7 @@ layout(push_constant) uniform Params {
 #define K_OFF 0
 #define V_OFF (BK * KS)
 #define S_OFF (V_OFF + BK * VS)
-#define SPOT (16 * SS)
+#define SPOT (16 * RM * SS)
 #if S_OFF + NSG * SPOT >= BQ * KS
 #define UNITS (S_OFF + NSG * SPOT)
 #else
@@ -152,9 +155,10 @@ void main() {
         sm[r * KS + c] = row0 + r < p.L ? UNIT(q, qbase, row0 + r, E, c) : uvec4(0u);
     }
     barrier();
-    FA qa[E / 16];
-    [[unroll]] for (uint d = 0u; d < E / 16; ++d)
-        coopMatLoad(qa[d], sm, sg * 16u * KS + d * 2u, KS, gl_CooperativeMatrixLayoutRowMajor);
+    FA qa[RM][E / 16];
+    [[unroll]] for (uint a = 0u; a < RM; ++a)
+        [[unroll]] for (uint d = 0u; d < E / 16; ++d)
+            coopMatLoad(qa[a][d], sm, (sg * RM + a) * 16u * KS + d * 2u, KS, gl_CooperativeMatrixLayoutRowMajor);
     barrier();
 
     // R(r, c) = r, through this subgroup's spot.
@@ -169,16 +173,18 @@ void main() {
     coopMatLoad(R, sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
     subgroupBarrier();
 
-    // Lane's row (of the subgroup's 16) and half of the tile's keys.
-    uint r = lane / 2u, half_ = lane % 2u;
-    uint i = row0 + sg * 16u + r;  // query row
+    // Lane's row (of the subgroup's 16 RM) and part of the tile's keys.
+    uint sr0 = row0 + sg * 16u * RM;  // the subgroup's first row
+    uint r = lane / HALVES, half_ = lane % HALVES;
+    uint i = sr0 + r;  // query row
     bool row_ok = i < p.L;
 #if HAS_MASK
     int mrow = mask_base(n) + int(i) * p.mst_l;
 #endif
     float m = NEG_INF, lsum = 0.0;
-    ACC acc[EV / 16];
-    [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[f] = ACC(0.0);
+    ACC acc[RM][EV / 16];
+    [[unroll]] for (uint a = 0u; a < RM; ++a)
+        [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[a][f] = ACC(0.0);
 
     uint kend = p.S;
 #if CAUSAL
@@ -198,29 +204,30 @@ void main() {
         barrier();
 #endif
 #if CAUSAL
-        if (kt > row0 + sg * 16u + 15u) continue;  // no key of this tile is visible to the subgroup's rows
+        if (kt > sr0 + 16u * RM - 1u) continue;  // no key of this tile is visible to the subgroup's rows
 #endif
         // 1. S = Q K^T.
-        ACC s[BK / 16];
         [[unroll]] for (uint f = 0u; f < BK / 16; ++f) {
-            s[f] = ACC(0.0);
+            ACC s[RM];
+            [[unroll]] for (uint a = 0u; a < RM; ++a) s[a] = ACC(0.0);
             [[unroll]] for (uint d = 0u; d < E / 16; ++d) {
                 FB kb;
                 coopMatLoad(kb, sm, K_OFF + f * 16u * KS + d * 2u, KS, gl_CooperativeMatrixLayoutColumnMajor);
-                s[f] = coopMatMulAdd(qa[d], kb, s[f]);
+                [[unroll]] for (uint a = 0u; a < RM; ++a) s[a] = coopMatMulAdd(qa[a][d], kb, s[a]);
             }
-            coopMatStore(s[f], sm, spot + f * 4u, SS, gl_CooperativeMatrixLayoutRowMajor);
+            [[unroll]] for (uint a = 0u; a < RM; ++a)
+                coopMatStore(s[a], sm, spot + a * 16u * SS + f * 4u, SS, gl_CooperativeMatrixLayoutRowMajor);
         }
         subgroupMemoryBarrierShared();
         subgroupBarrier();
 
-        // 2. Online softmax over the lane's half-row, in base 2.
-        float sv[BK / 2];
+        // 2. Online softmax over the lane's part of its row, in base 2.
+        float sv[CPL];
         float tmax = NEG_INF;
-        [[unroll]] for (uint t = 0u; t < BK / 8; ++t) {
-            uvec4 w = sm[spot + r * SS + half_ * (BK / 8) + t];
+        [[unroll]] for (uint t = 0u; t < CPL / 4; ++t) {
+            uvec4 w = sm[spot + r * SS + half_ * (CPL / 4) + t];
             [[unroll]] for (uint c = 0u; c < 4u; ++c) {
-                uint j = kt + half_ * (BK / 2) + t * 4u + c;
+                uint j = kt + half_ * CPL + t * 4u + c;
                 float x = uintBitsToFloat(w[c]) * p.scale2;
                 bool ok = j < p.S;
 #if CAUSAL
@@ -234,70 +241,81 @@ void main() {
                 tmax = max(tmax, x);
             }
         }
+#if HALVES == 2
         pairv[sg * 32u + lane] = tmax;
         subgroupMemoryBarrierShared();
         subgroupBarrier();
         tmax = max(tmax, pairv[sg * 32u + (lane ^ 1u)]);
+#endif
         float mn = max(m, tmax);
         float mu = mn == NEG_INF ? 0.0 : mn;  // a row with no visible key yet: P = 0, factor 0
         float alpha = exp2(m - mu);
         m = mn;
         lsum *= alpha;
         subgroupBarrier();  // S and the pair values are read before P and the factors overwrite them
-        [[unroll]] for (uint t = 0u; t < BK / 16; ++t) {
+        [[unroll]] for (uint t = 0u; t < CPL / 8; ++t) {
             uint b[8];
             [[unroll]] for (uint c = 0u; c < 8u; ++c) {
                 b[c] = P_BITS(exp2(sv[t * 8u + c] - mu));
                 lsum += P_VAL(b[c]);
             }
-            sm[spot + r * PS + half_ * (BK / 16) + t] =
+            sm[spot + r * PS + half_ * (CPL / 8) + t] =
                 uvec4(b[0] | b[1] << 16, b[2] | b[3] << 16, b[4] | b[5] << 16, b[6] | b[7] << 16);
         }
-        if (half_ == 0u) rowv[sg * 16u + r] = alpha;
+        if (half_ == 0u) rowv[sg * 16u * RM + r] = alpha;
         subgroupMemoryBarrierShared();
         subgroupBarrier();
 
         // 3. O = O * factor(row) + P V.
-        ACC fac = R;
-        for (int x = 0; x < fac.length(); ++x) fac[x] = rowv[sg * 16u + uint(R[x])];
-        [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[f] = acc[f] * fac;
+        [[unroll]] for (uint a = 0u; a < RM; ++a) {
+            ACC fac = R;
+            for (int x = 0; x < fac.length(); ++x) fac[x] = rowv[(sg * RM + a) * 16u + uint(R[x])];
+            [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[a][f] = acc[a][f] * fac;
+        }
         [[unroll]] for (uint kk = 0u; kk < BK / 16; ++kk) {
-            FA pa;
-            coopMatLoad(pa, sm, spot + kk * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
+            FA pa[RM];
+            [[unroll]] for (uint a = 0u; a < RM; ++a)
+                coopMatLoad(pa[a], sm, spot + a * 16u * PS + kk * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
             [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
                 FB vb;
                 coopMatLoad(vb, sm, V_OFF + kk * 16u * VS + f * 2u, VS, gl_CooperativeMatrixLayoutRowMajor);
-                acc[f] = coopMatMulAdd(pa, vb, acc[f]);
+                [[unroll]] for (uint a = 0u; a < RM; ++a) acc[a][f] = coopMatMulAdd(pa[a], vb, acc[a][f]);
             }
         }
     }
 
     // O / l and the logsumexp; rows past L are computed on zeros and never stored.
     subgroupBarrier();
+#if HALVES == 2
     pairv[sg * 32u + lane] = lsum;
     subgroupMemoryBarrierShared();
     subgroupBarrier();
     float l = lsum + pairv[sg * 32u + (lane ^ 1u)];
+#else
+    float l = lsum;
+#endif
     if (half_ == 0u) {
-        rowv[sg * 16u + r] = l > 0.0 ? HLX_DIV(1.0, l) : 0.0;  // every key masked out: zeros, as PyTorch
+        rowv[sg * 16u * RM + r] = l > 0.0 ? HLX_DIV(1.0, l) : 0.0;  // every key masked out: zeros, as PyTorch
         if (row_ok) lse[p.off_lse + n * p.L + i] = l > 0.0 ? m * LN2 + log(l) : NEG_INF;
     }
     barrier();  // the last tile's spots are free
-    ACC fac = R;
-    for (int x = 0; x < fac.length(); ++x) fac[x] = rowv[sg * 16u + uint(R[x])];
-    uint c8 = half_ * 8u;
-    [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
-        acc[f] = acc[f] * fac;
-        coopMatStore(acc[f], sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        uvec4 u0 = sm[spot + r * SS + c8 / 4u], u1 = sm[spot + r * SS + c8 / 4u + 1u];
-        subgroupBarrier();  // read before the next fragment overwrites the spot
-        if (row_ok) {
-            uint ob = p.off_o + (n * p.L + i) * EV + f * 16u + c8;
-            [[unroll]] for (uint c = 0u; c < 4u; ++c) {
-                o[ob + c] = O_STORE(uintBitsToFloat(u0[c]));
-                o[ob + 4u + c] = O_STORE(uintBitsToFloat(u1[c]));
+    uint r16 = lane / 2u, c8 = (lane % 2u) * 8u;  // the staged fragment: lane's row and 8 columns
+    [[unroll]] for (uint a = 0u; a < RM; ++a) {
+        ACC fac = R;
+        for (int x = 0; x < fac.length(); ++x) fac[x] = rowv[(sg * RM + a) * 16u + uint(R[x])];
+        uint io = sr0 + a * 16u + r16;
+        [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
+            coopMatStore(acc[a][f] * fac, sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            uvec4 u0 = sm[spot + r16 * SS + c8 / 4u], u1 = sm[spot + r16 * SS + c8 / 4u + 1u];
+            subgroupBarrier();  // read before the next fragment overwrites the spot
+            if (io < p.L) {
+                uint ob = p.off_o + (n * p.L + io) * EV + f * 16u + c8;
+                [[unroll]] for (uint c = 0u; c < 4u; ++c) {
+                    o[ob + c] = O_STORE(uintBitsToFloat(u0[c]));
+                    o[ob + 4u + c] = O_STORE(uintBitsToFloat(u1[c]));
+                }
             }
         }
     }
