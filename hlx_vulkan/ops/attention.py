@@ -19,7 +19,8 @@ Philox4x32-10): element (n, i, j) is kept where the bits at counter ``(n*L + i)*
 (word ``j % 4``) give a uniform >= p, so the backward recomputes the same mask without storing it.
 
 This path needs no subgroup operation or cooperative matrix: it runs on any Vulkan device
-(lavapipe included).
+(lavapipe included). Where the device has cooperative matrices, the float16/bfloat16 forward at head
+dims 64 and 128 without dropout runs ``attention_coopmat.py``'s kernel instead (same outputs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .. import errors
 from ..autograd.graph import differentiable, is_grad_enabled
 from ..memory import dtype_of, float32
 from ..runtime import KernelSpec
+from . import attention_coopmat
 from . import elementwise as ew
 from . import reduce as red
 from . import shape as sh
@@ -82,7 +84,7 @@ class _Plan:
     """What the kernels need besides the tensors (kept by the tape for the backward)."""
 
     __slots__ = ("batch", "N", "L", "S", "E", "EV", "scale", "causal", "p", "seed", "ctr", "mask", "mshape", "mst",
-                 "lse")
+                 "lse", "coop")
 
     def push(self, mask) -> dict:
         keep = 1.0 / (1.0 - self.p) if self.p else 1.0
@@ -115,7 +117,10 @@ def _forward_launch(q, k, v, mask, plan: _Plan):
     rt = q.runtime
     out = contiguous_like(plan.batch + (plan.L, plan.EV), q.dtype, rt)
     lse = contiguous_like(plan.batch + (plan.L,), float32, rt)
-    if out.numel():
+    plan.coop = bool(out.numel()) and attention_coopmat.usable(rt, q.dtype, plan.E, plan.EV, plan.p)
+    if plan.coop:
+        attention_coopmat.forward(q, k, v, mask, plan, out, lse)
+    elif out.numel():
         tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
         if mask is not None:
             tensors["M"] = mask.buf
@@ -137,6 +142,9 @@ def _attention_backward(ctx, g):
     common = {"Lse": lse.buf, "Dlt": delta.buf, "Q": q.buf, "K": k.buf, "V": v.buf, "DO": g.buf}
     if mask is not None:
         common["M"] = mask.buf
+    if plan.coop and attention_coopmat.backward_usable(rt, plan):
+        attention_coopmat.backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv)
+        return dq, dk, dv, None
     push = plan.push(mask)
     if dq.numel():
         rt.run(plan.kernel(rt, GRAD_Q, mask, q.dtype), {"DQ": dq.buf, **common}, push, _groups(plan.L, plan.N, rt))
