@@ -33,10 +33,12 @@ def composed_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, cau
         mask = sh.triu(full((L, S), -math.inf, runtime=q.runtime), 1)
     if mask is not None:
         scores = scores + mask
-    w = softmax(scores, -1)
     if mask is not None and not causal:  # causal rows keep key 0; other masks may leave a row empty
         live = red.amax(scores, -1, keepdim=True) > -math.inf
-        w = ew.where(live, w, 0.0)
+        # An empty row's scores are made finite first, so that neither softmax nor its gradient gives NaN.
+        w = ew.where(live, softmax(ew.where(live, scores, 0.0), -1), 0.0)
+    else:
+        w = softmax(scores, -1)
     if dropout_p > 0:
         u = rand(*w.shape, dtype=w.dtype, generator=generator, runtime=w.runtime)
         w = w * ew.launch("x >= alpha ? beta : CT(0)", [u], alpha=dropout_p, beta=1.0 / (1.0 - dropout_p))
