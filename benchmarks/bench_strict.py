@@ -212,6 +212,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", type=int, default=64)
     parser.add_argument("--mm", type=lambda v: tuple(int(x) for x in v.split(",")), default=(512, 1024, 1024),
                         help="M,K,N of the matmul row")
+    parser.add_argument("--tile", help="force a tile of ops/matmul.py's TILES (on lavapipe: the tiled kernel)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--models", default=",".join(STEPS), help=f"comma-separated, of {sorted(STEPS)}")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/bench_strict_<device>.json)")
@@ -221,6 +222,9 @@ def main(argv=None) -> int:
         args.cnn_batch, args.cnn_width = 16, 8
         args.d_model, args.heads, args.layers, args.context, args.tf_batch, args.vocab = 32, 2, 1, 16, 4, 16
         args.mm = (128, 256, 256)
+    if args.tile:
+        from hlx_vulkan.ops import matmul
+        matmul.FORCE_TILE = args.tile
     rt = hv.default_runtime()
     device = rt.ctx.info["device_name"]
     peer = "none" if torch is None else ("torch CUDA" if torch.cuda.is_available() else "torch CPU")
@@ -264,6 +268,7 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"device": device, "driver": rt.ctx.info["driver"], "peer": peer, "quick": args.quick,
+                   "tile": args.tile,
                    "target": "strict_over_default <= 3 on the H100", "rows": rows}, f, indent=2)
     print(f"wrote {out}")
     return 0
