@@ -2,8 +2,9 @@
 strict mode's definition: acc = flush(acc + flush(a * b)) over k ascending, chunk sums added in
 order, every input flushed. The reference is that definition in numpy float32 (correctly rounded,
 denormals kept, then flushed by hand), on inputs that take the unflushed path, the flushed one, and
-a switch from one to the other partway along K, for the CPU kernel and both tiles of the tiled
-kernel (one chunk and split-K)."""
+a switch from one to the other partway along K, for both tiles of the tiled kernel (which has the
+unflushed path) and the CPU kernel (which has not: lavapipe runs both sides of a branch), with one
+chunk and with split-K."""
 
 from __future__ import annotations
 

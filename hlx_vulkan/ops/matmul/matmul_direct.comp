@@ -4,9 +4,6 @@
 // block read straight from the buffers. The reduction order is ops/matmul.py's ("Order"):
 // chunks of kc values of k, each summed in order with fma from 0, the chunk sums added in
 // chunk order, all in one pass; the tiled kernel with split-K gives the same bits.
-// Strict mode (HLX_STRICT): while no factor since the chunk began is in (0, 2^-51), a step
-// multiplies and adds without the denormal flushes, which then change nothing (strict.glsl,
-// hlx_exact_unsafe, has the proof); from the first such factor to the chunk's end, it flushes.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -43,21 +40,10 @@ void main() {
     for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
     bool folded = false;
     uint chunk_left = p.kc;
-#ifdef HLX_STRICT
-    bool exact = true;  // no factor in (0, 2^-51) since acc was zero
-#endif
     for (uint k = 0u; k < p.K; ++k) {
         float av[4], bv[4];
         for (int i = 0; i < 4; ++i) av[i] = float(A_LOAD(a[ar[i] + int(k) * p.sa_k]));
         for (int j = 0; j < 4; ++j) bv[j] = float(B_LOAD(b[bc[j] + int(k) * p.sb_k]));
-#ifdef HLX_STRICT
-        exact = exact && !hlx_exact_unsafe(vec4(av[0], av[1], av[2], av[3]))
-                      && !hlx_exact_unsafe(vec4(bv[0], bv[1], bv[2], bv[3]));
-        if (exact) {
-            for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j)
-                acc[i][j] = hlx_exact_add(hlx_exact_mul(av[i], bv[j]), acc[i][j]);  // fma's strict form
-        } else
-#endif
         for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
         if (--chunk_left == 0u && k + 1u < p.K) {  // a chunk ends: add its sum to the total
             for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) {
@@ -66,9 +52,6 @@ void main() {
             }
             folded = true;
             chunk_left = p.kc;
-#ifdef HLX_STRICT
-            exact = true;
-#endif
         }
     }
     if (folded)
