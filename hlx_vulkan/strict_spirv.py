@@ -10,6 +10,11 @@ module built with the define ``HLX_STRICT``.
   sign when it is denormal (exponent bits zero), in integer instructions: a device that flushes
   denormals and one that keeps them then compute the same bits;
 
+except the results of ``hlx_exact_mul`` and ``hlx_exact_add`` (``glsl/strict.glsl``): a kernel calls
+these where it has proven that the result is never denormal, so the flush would return it
+unchanged; they reach the pass as instructions of the extended set :data:`EXACT_SET` and leave it
+as OpFMul and OpFAdd decorated NoContraction, without the flush;
+
 and refuses, with :class:`~hlx_vulkan.errors.StrictModeError` naming the instruction, a module
 that uses one whose result a driver may round its own way or whose order follows the device:
 OpFDiv, OpFRem, OpFMod, dot and matrix products, every GLSL.std.450 function outside
@@ -37,8 +42,12 @@ EXACT_GLSL = {1: "Round", 2: "RoundEven", 3: "Trunc", 4: "FAbs", 5: "SAbs", 6: "
 _GLSL_NAMES = {13: "Sin", 14: "Cos", 15: "Tan", 26: "Pow", 27: "Exp", 28: "Log", 29: "Exp2", 30: "Log2", 31: "Sqrt",
                32: "InverseSqrt", 46: "FMix", 49: "SmoothStep", 50: "Fma", 53: "Ldexp", 21: "Tanh"}
 
+# The extended set of hlx_exact_mul (1) and hlx_exact_add (2): float32 results the pass leaves unflushed.
+EXACT_SET = "HLX.strict.exact"
+_EXACT_OPS = {1: 133, 2: 129}  # -> OpFMul, OpFAdd
+
 # Opcodes
-_EXT_INST_IMPORT, _EXT_INST, _DECORATE, _LOAD, _BITCAST = 11, 12, 71, 61, 124
+_EXTENSION, _EXT_INST_IMPORT, _EXT_INST, _DECORATE, _LOAD, _BITCAST = 10, 11, 12, 71, 61, 124
 _TYPE_BOOL, _TYPE_INT, _TYPE_FLOAT, _TYPE_VECTOR, _TYPE_POINTER = 20, 21, 22, 23, 32
 _CONSTANT, _CONSTANT_COMPOSITE, _VARIABLE, _FUNCTION = 43, 44, 59, 54
 _FADD, _FSUB, _FMUL, _SELECT, _IEQUAL, _BITWISE_AND = 129, 131, 133, 169, 170, 199
@@ -74,6 +83,10 @@ def harden(spirv: bytes, name: str = "kernel") -> bytes:
     header, insts = _split(spirv)
     glsl_sets = {i[1] for i in insts if i[0] & 0xFFFF == _EXT_INST_IMPORT
                  and array("I", i[2:]).tobytes().rstrip(b"\0").startswith(b"GLSL.std.450")}
+    def exact_name(words) -> bool:
+        return array("I", words).tobytes().rstrip(b"\0") == EXACT_SET.encode()
+
+    exact_sets = {i[1] for i in insts if i[0] & 0xFFFF == _EXT_INST_IMPORT and exact_name(i[2:])}
     types: dict[int, tuple] = {}      # type id -> ("float", width) / ("int", width, signed) / ("bool",) / ...
     result_type: dict[int, int] = {}  # value id -> its type id
     for inst in insts:
@@ -155,6 +168,15 @@ def harden(spirv: bytes, name: str = "kernel") -> bytes:
     decorations: list[list[int]] = []
     for inst in insts:
         op = inst[0] & 0xFFFF
+        if (op == _EXT_INST_IMPORT and inst[1] in exact_sets) or (op == _EXTENSION and exact_name(inst[1:])):
+            continue  # glslang declares the set as an extension too
+        if op == _EXT_INST and inst[3] in exact_sets:
+            if inst[4] not in _EXACT_OPS or len(inst) != 7 or not guarded_shape(inst[1]):
+                raise StrictModeError(f"{name}: {EXACT_SET} instruction {inst[4]} with {len(inst) - 5} operands is not "
+                                      "hlx_exact_mul or hlx_exact_add of float32 values")
+            out_body.append(_inst(_EXACT_OPS[inst[4]], inst[1], inst[2], inst[5], inst[6]))
+            decorations.append(_inst(_DECORATE, inst[2], _NO_CONTRACTION))
+            continue
         guard = None
         if op in (*_ARITH, _BITCAST) or (op == _LOAD and flushes_load(inst[3])):
             guard = guarded_shape(inst[1])

@@ -203,6 +203,29 @@ float strict_cos(float x) { return strict_sincos(x).y; }
 HLX_STRICT_VEC(vec2, 2)
 HLX_STRICT_VEC(vec4, 4)
 
+// hlx_exact_mul(a, b) and hlx_exact_add(a, b): a * b and a + b, correctly rounded and never fused,
+// WITHOUT the denormal flush that strict_spirv.py puts after every other float result (the pass
+// turns these instructions of its set into OpFMul / OpFAdd). A kernel calls them only where it has
+// proven that no operand and no result is denormal: there the flush would change nothing.
+spirv_instruction(set = "HLX.strict.exact", id = 1) float hlx_exact_mul(float a, float b);
+spirv_instruction(set = "HLX.strict.exact", id = 1) vec4 hlx_exact_mul(vec4 a, vec4 b);
+spirv_instruction(set = "HLX.strict.exact", id = 2) float hlx_exact_add(float a, float b);
+spirv_instruction(set = "HLX.strict.exact", id = 2) vec4 hlx_exact_add(vec4 a, vec4 b);
+
+// The unflushed path of a strict sum of products (matmul/), and its proof. Let q = 2^-125. If no
+// factor is in (0, 2^-51) in magnitude (zeros, |x| >= 2^-51, inf and NaN pass), a finite nonzero
+// product has |a * b| >= 2^-102, so its rounding is a float >= 2^-102: a multiple of its ulp, which
+// is >= 2^-125 = q. If two addends are multiples of q, so is their exact sum; below 2^-101 it is a
+// multiple of q with at most 24 significant bits, hence exact, and above it rounds to a float
+// >= 2^-101, whose ulp is a multiple of q. So a sum from a zero accumulator of such products stays
+// on the grid of q: each product and partial sum is zero, inf, NaN or at least q = 2^-125 > 2^-126
+// in magnitude, never denormal, and the flush of each would return it unchanged. A kernel takes the
+// unflushed path only while every factor so far passed hlx_exact_unsafe (false) since the
+// accumulator was zero; otherwise it takes the flushed path (the same bits wherever both apply).
+bool hlx_exact_unsafe(vec4 v) {  // a component in (0, 2^-51): bits - 1 below 2^-51's bits - 1 (zeros wrap)
+    return any(lessThan((floatBitsToUint(v) & 0x7FFFFFFFu) - 1u, uvec4((76u << 23) - 1u)));
+}
+
 #define exp(x) strict_exp(x)
 #define log(x) strict_log(x)
 #define sqrt(x) strict_sqrt(x)

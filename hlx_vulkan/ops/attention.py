@@ -29,6 +29,7 @@ import math
 from importlib import resources
 
 from .. import errors
+from ..strict_mode import is_strict
 from ..autograd.graph import differentiable, is_grad_enabled
 from ..memory import dtype_of, float32
 from ..runtime import KernelSpec
@@ -36,6 +37,7 @@ from . import attention_coopmat
 from . import elementwise as ew
 from . import reduce as red
 from . import shape as sh
+from .attention_composed import composed_attention
 from .creation import zeros
 from .random import default_generator
 from .tensor import Tensor, contiguous_like
@@ -233,6 +235,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         pad = MAX_BATCH_DIMS - len(batch)
         plan.mshape = [1] * pad + [int(d) for d in batch]
         plan.mst = [0] * pad + list(mask.strides[:-2])
+    if is_strict():  # the fused kernel's order follows its key tile, hence the device
+        return composed_attention(query, key, value, mask, plan.causal, plan.scale, plan.p, generator)
     if plan.p > 0:
         if rt.stream.capture_graph is not None:
             raise errors.CaptureError("attention dropout inside a capture is not supported: its counter is taken "

@@ -9,6 +9,11 @@
 // padding past the end of K is never multiplied in. Tile shape and vector loads do not change
 // it, so every tile gives the same bits.
 //
+// Strict mode (HLX_STRICT): each K tile records whether it holds a factor in (0, 2^-51); while no
+// tile so far did, the workgroup multiplies and adds without the denormal flushes, which then
+// change nothing (strict.glsl, hlx_exact_unsafe, has the proof); from the first such tile on, it
+// takes the flushed path. Both give the same bits.
+//
 // Defines (the launcher's): BM BN BK TM TN; PAD: shared rows padded by one 16-byte vector;
 // A_COLS / B_COLS: the operand is a transposed view, loaded along its contiguous dimension;
 // A_VEC / B_VEC: 4-element vector loads (aligned, the vector dimension a multiple of 4);
@@ -81,6 +86,13 @@ vec4 acc[TM][GN];
 
 uint tid;
 int abase, bbase;
+#ifdef HLX_STRICT
+// Per stage: k0 + 1 of the last tile stored there that holds a factor in (0, 2^-51). A stage is
+// written only before the barrier that precedes its reads, so it needs no reset between tiles.
+shared uint unsafe_mark[2];
+bool loaded_unsafe;
+uint loaded_k0;
+#endif
 uint row0, col0;
 
 vec4 cvt_a(A_T v) {
@@ -116,6 +128,10 @@ void b_coord(uint e, out uint k, out uint n) {
 }
 
 void load_tile(uint k0, uint kend) {
+#ifdef HLX_STRICT
+    loaded_unsafe = false;
+    loaded_k0 = k0;
+#endif
     [[unroll]] for (uint i = 0u; i < LA; ++i) {
         uint m, k;
         a_coord(tid + i * THREADS, m, k);
@@ -123,6 +139,9 @@ void load_tile(uint k0, uint kend) {
         bool ok = gm < p.M && gk < kend;
         int idx = abase + int(gm) * p.sa_m + int(gk) * p.sa_k;
         ra[i] = ok ? cvt_a(a[idx / A_W]) : vec4(0.0);
+#ifdef HLX_STRICT
+        loaded_unsafe = loaded_unsafe || hlx_exact_unsafe(ra[i]);
+#endif
     }
     [[unroll]] for (uint i = 0u; i < LB; ++i) {
         uint k, n;
@@ -131,6 +150,9 @@ void load_tile(uint k0, uint kend) {
         bool ok = gk < kend && gn < p.N;
         int idx = bbase + int(gk) * p.sb_k + int(gn) * p.sb_n;
         rb[i] = ok ? cvt_b(b[idx / B_W]) : vec4(0.0);
+#ifdef HLX_STRICT
+        loaded_unsafe = loaded_unsafe || hlx_exact_unsafe(rb[i]);
+#endif
     }
 }
 
@@ -157,6 +179,9 @@ void store_tile(uint s) {
         Bs[s][k][n / 4u][n % 4u] = rb[i].x;
 #endif
     }
+#ifdef HLX_STRICT
+    if (loaded_unsafe) atomicMax(unsafe_mark[s], loaded_k0 + 1u);
+#endif
 }
 
 // One step of k: every output of the thread takes one fma, in k order.
@@ -169,6 +194,25 @@ void mac(uint s, uint k, uint ty, uint tx) {
             [[unroll]] for (uint h = 0u; h < GN; ++h)
                 acc[g * 4u + r][h] = fma(vec4(av[g][r]), bv[h], acc[g * 4u + r][h]);
 }
+
+#ifdef HLX_STRICT
+// mac's strict step without the flushes (the same operations in the same order: fma is
+// ((a) * (b) + (c)) in strict.glsl), for tiles where they change nothing.
+void mac_exact(uint s, uint k, uint ty, uint tx) {
+    vec4 av[GM], bv[GN];
+    [[unroll]] for (uint g = 0u; g < GM; ++g) av[g] = As[s][k][g * RT + ty];
+    [[unroll]] for (uint h = 0u; h < GN; ++h) bv[h] = Bs[s][k][h * CT_ + tx];
+    [[unroll]] for (uint g = 0u; g < GM; ++g)
+        [[unroll]] for (uint r = 0u; r < 4u; ++r)
+            [[unroll]] for (uint h = 0u; h < GN; ++h)
+                acc[g * 4u + r][h] = hlx_exact_add(hlx_exact_mul(vec4(av[g][r]), bv[h]), acc[g * 4u + r][h]);
+}
+#endif
+
+// The steps of one K tile: all BK, or the last tile's kend - k0 (no padded steps: order stays exact).
+#define TILE_STEPS(MAC) \
+    if (more || kend - k0 == BK) { [[unroll]] for (uint k = 0u; k < BK; ++k) MAC(s, k, ty, tx); } \
+    else { for (uint k = 0u; k < kend - k0; ++k) MAC(s, k, ty, tx); }
 
 void main() {
     uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
@@ -185,6 +229,11 @@ void main() {
     bbase = int(p.off_b) + int(batch) * p.sb_b;
     [[unroll]] for (uint i = 0u; i < TM; ++i) [[unroll]] for (uint h = 0u; h < GN; ++h) acc[i][h] = vec4(0.0);
 
+#ifdef HLX_STRICT
+    if (tid == 0u) { unsafe_mark[0] = 0u; unsafe_mark[1] = 0u; }
+    barrier();
+    bool exact = true;  // no factor in (0, 2^-51) since the accumulators were zero
+#endif
     load_tile(kbeg, kend);
     store_tile(0u);
     barrier();
@@ -192,10 +241,14 @@ void main() {
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         bool more = k0 + BK < kend;
         if (more) load_tile(k0 + BK, kend);  // in flight while this tile is multiplied
-        if (more || kend - k0 == BK) {
-            [[unroll]] for (uint k = 0u; k < BK; ++k) mac(s, k, ty, tx);
-        } else {
-            for (uint k = 0u; k < kend - k0; ++k) mac(s, k, ty, tx);  // no padded steps: order stays exact
+#ifdef HLX_STRICT
+        exact = exact && unsafe_mark[s] != k0 + 1u;  // the same for the whole workgroup
+        if (exact) {
+            TILE_STEPS(mac_exact)
+        } else
+#endif
+        {
+            TILE_STEPS(mac)
         }
         if (more) store_tile(s ^ 1u);
         barrier();
