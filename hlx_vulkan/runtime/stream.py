@@ -27,10 +27,12 @@ from ..vk import CommandBufferPool, record
 
 BATCH_OPS = 512
 MAX_IN_FLIGHT = 2
-# Outside a capture, a batch is also submitted once its dispatches have touched this many bytes:
-# the device starts on large ops while the host records the next ones, instead of idling until
-# the next sync (one submission costs a few microseconds; an op touching 64 MiB, tens of them).
-SUBMIT_BYTES = 64 << 20
+# Outside a capture, a batch is also submitted once its dispatches have touched this many bytes
+# and the queue has room (fewer than MAX_IN_FLIGHT batches pending, or the oldest done): the
+# device starts on large ops while the host records the next ones, instead of idling until the
+# next sync, and the host never waits for the device because of it. 512 MiB is about 170 us of
+# HBM traffic on an H100, well above a submission's cost (tens of microseconds there).
+SUBMIT_BYTES = 512 << 20
 
 
 class Stream:
@@ -169,7 +171,10 @@ class Stream:
             for a in allocations:
                 touched += a.size
             self._bytes = touched
-            if self._ops >= self.batch_ops or (touched >= SUBMIT_BYTES and self._capture is None):
+            if self._ops >= self.batch_ops:
+                self.submit()
+            elif touched >= SUBMIT_BYTES and self._capture is None and (
+                    len(self._in_flight) < MAX_IN_FLIGHT or self._in_flight[0][1].done()):
                 self.submit()
 
     def upload(self, allocation, offset: int, data) -> None:

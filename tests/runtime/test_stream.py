@@ -207,9 +207,9 @@ def test_every_hazard_gets_its_barrier_under_synchronization_validation(monkeypa
 
 
 def test_large_ops_are_submitted_early_and_stay_ordered(monkeypatch):
-    """Past SUBMIT_BYTES of touched memory a batch goes to the device before the sync point, so the
-    device works while the host records; freed ranges reused across those submissions still see
-    the right values."""
+    """Past SUBMIT_BYTES of touched memory a batch goes to the device before the sync point when the
+    queue has room, so the device works while the host records; freed ranges reused across those
+    submissions still see the right values."""
     from hlx_vulkan.runtime import stream as stream_module
     monkeypatch.setattr(stream_module, "SUBMIT_BYTES", 3 * 4 * 4099)
     rt = hv.default_runtime()
@@ -222,7 +222,8 @@ def test_large_ops_are_submitted_early_and_stay_ordered(monkeypatch):
     for i in range(20):
         y = y * 0.5 + float(i)     # each result frees the last: its range is reused in stream order
         ref = (ref * np.float32(0.5)).astype(np.float32) + np.float32(i)
-    assert rt.stream.submits >= submits + 10  # submitted while recording, before any sync
+    # Submitted while recording, before any sync (as often as the queue had room: at least twice).
+    assert rt.stream.submits >= submits + 2
     np.testing.assert_array_equal(y.numpy(), ref)
 
 
