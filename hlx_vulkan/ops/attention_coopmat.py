@@ -41,18 +41,21 @@ BACKWARD = True
 BWD_NSG = 4
 HEAD_DIMS = (64, 128)
 KEY_TILES = (64, 32, 16)
-# (subgroups a workgroup, prefetch, keys a tile, 16-row blocks a subgroup): the forward kernel's
-# variants (NSG, PREFETCH, BK, RM). Tried in order, the first whose shared memory fits serves;
-# FORCE_CONFIG (benchmarks) takes their place.
-CONFIGS = [(4, 0, bk, 1) for bk in KEY_TILES]
-FORCE_CONFIG: tuple[int, int, int, int] | None = None
+# (subgroups a workgroup, prefetch, keys a tile, 16-row blocks a subgroup, softmax): the forward
+# kernel's variants (NSG, PREFETCH, BK, RM, REG; REG 0: S through shared memory, 1: the softmax in
+# registers, 2: that and double-buffered K/V tiles). Tried in order, the first whose shared memory
+# fits serves; FORCE_CONFIG (benchmarks) takes their place.
+CONFIGS = [(4, 0, bk, 1, 0) for bk in KEY_TILES]
+FORCE_CONFIG: tuple[int, int, int, int, int] | None = None
 
 
-def shared_bytes(e: int, ev: int, bk: int, nsg: int = 4, rm: int = 1) -> int:
+def shared_bytes(e: int, ev: int, bk: int, nsg: int = 4, rm: int = 1, reg: int = 0, bf16: bool = False) -> int:
     """Shared memory of the forward kernel for head dims ``e``, ``ev``, ``bk`` keys a tile, ``nsg``
-    subgroups of ``rm`` 16-row blocks (mirrors its UNITS, rowv and pairv)."""
-    ks, vs, ss = e // 8 + 1, ev // 8 + 1, bk // 4 + 1
-    units = max(bk * (ks + vs) + nsg * 16 * rm * ss, 16 * rm * nsg * ks)
+    subgroups of ``rm`` 16-row blocks, softmax ``reg``, bfloat16 or not (mirrors its UNITS, SPOT, rowv
+    and pairv)."""
+    ks, vs, ss, ps = e // 8 + 1, ev // 8 + 1, bk // 4 + 1, bk // 8 + 1
+    spot = 16 * rm * (max(ps, 5) if reg and not bf16 else ss)
+    units = max((2 if reg == 2 else 1) * bk * (ks + vs) + nsg * spot, 16 * rm * nsg * ks)
     return 16 * units + 4 * (16 * rm * nsg + 32 * nsg)
 
 
@@ -68,31 +71,32 @@ def bwd_tile(rt, e: int, ev: int) -> int | None:
     return next((bt for bt in KEY_TILES if bwd_shared_bytes(e, ev, bt, BWD_NSG) <= budget), None)
 
 
-def config(rt, e: int, ev: int):
-    """(NSG, PREFETCH, BK, RM) for head dims ``e`` and ``ev``: :data:`FORCE_CONFIG` or the first of
+def config(rt, e: int, ev: int, bf16: bool = False):
+    """(NSG, PREFETCH, BK, RM, REG) for head dims ``e`` and ``ev``: :data:`FORCE_CONFIG` or the first of
     :data:`CONFIGS` whose shared memory fits the device; None where none does."""
     budget = rt.ctx.physical_device.limits["max_compute_shared_memory_size"]
     tried = [FORCE_CONFIG] if FORCE_CONFIG is not None else CONFIGS
-    return next((c for c in tried if shared_bytes(e, ev, c[2], c[0], c[3]) <= budget), None)
+    return next((c for c in tried if shared_bytes(e, ev, c[2], c[0], c[3], c[4], bf16) <= budget), None)
 
 
 def usable(rt, dtype, e: int, ev: int, dropout_p: float) -> bool:
     """Whether the forward of this attention runs on cooperative matrices."""
     return (dropout_p == 0 and e in HEAD_DIMS and ev in HEAD_DIMS and not is_strict()
-            and coopmat_available(rt, dtype) and config(rt, e, ev) is not None)
+            and coopmat_available(rt, dtype) and config(rt, e, ev, dtype.name == "bfloat16") is not None)
 
 
 def forward(q, k, v, mask, plan, out, lse) -> None:
     """O and the rows' logsumexp of ``plan`` (ops/attention.py's _Plan) into ``out`` and ``lse``;
     ``q``, ``k``, ``v`` contiguous, ``mask`` None or float32 broadcast to (..., L, S)."""
     rt = q.runtime
-    nsg, prefetch, bk, rm = config(rt, plan.E, plan.EV)
+    nsg, prefetch, bk, rm, reg = config(rt, plan.E, plan.EV, q.dtype.name == "bfloat16")
     groups = (-(-plan.L // (16 * rm * nsg)), plan.N, 1)
     if plan.N > rt.max_groups[1]:
         raise errors.LimitExceededError(f"attention over {plan.N} (batch x heads) is more than the device's "
                                         f"{rt.max_groups[1]} workgroups in y")
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v)]
-    defines = {"E": plan.E, "EV": plan.EV, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm, "HAS_MASK": int(mask is not None),
+    defines = {"E": plan.E, "EV": plan.EV, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm, "REG": reg,
+               "HAS_MASK": int(mask is not None),
                "CAUSAL": int(plan.causal), "QKV_VEC": int(all(off % 8 == 0 for off in offsets)),
                "CT": "float", "OCT": "float"}
     if q.dtype.name == "bfloat16":
