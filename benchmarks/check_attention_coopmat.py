@@ -9,9 +9,10 @@
    whether the cooperative-matrix kernels ran (forward, and backward where gradients are checked;
    they must, where the device has cooperative matrices) and PASS or FAIL; an exception is a FAIL
    of its case, not the end of the run.
-   Then every variant of the kernel (subgroups a workgroup, prefetch, keys a tile) on a subset.
+   Then every variant of the kernel (subgroups a workgroup, prefetch, keys a tile, rows a subgroup, softmax
+   through shared memory or in registers) on a subset.
 2. Timing: bench_attention's float16 rows (forward, forward + backward) beside torch's SDPA, and
-   the forward of every variant that passed.
+   the forward of every variant that passed, and a summary line a variant (verdict, ratios).
 
 Exit status 1 on any FAIL. Run: python benchmarks/check_attention_coopmat.py [--quick] [--out F.json]
 (--quick: small shapes for lavapipe, which has no cooperative matrices: the fused kernel is checked.)
@@ -63,9 +64,15 @@ CASES = [
 ]
 QUICK = {"base", "odd causal", "bool mask", "dead rows", "bf16"}
 # The forward kernel's variants (ops/attention_coopmat.py: subgroups, prefetch, keys a tile, 16-row blocks a
-# subgroup), each checked on these.
-VARIANTS = [(nsg, prefetch, bk, rm) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in (64, 32)]
-VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores"}
+# subgroup, softmax REG), each checked on these: the defaults (REG 0) beside the register softmax (REG 1) and
+# that with double-buffered K/V (REG 2; PREFETCH has no effect there). --old-variants adds every REG 0 one.
+VARIANTS = ([(4, 0, bk, 1, 0) for bk in (64, 32)]
+            + [(nsg, 0, bk, rm, 1) for nsg in (4, 8) for bk in (64, 32) for rm in (1, 2)]
+            + [(4, 1, bk, 1, 1) for bk in (64, 32)]
+            + [(nsg, 0, bk, rm, 2) for nsg in (4, 8) for bk in (64, 32) for rm in (1, 2)])
+OLD_VARIANTS = [(nsg, prefetch, bk, rm, 0) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in (64, 32)]
+VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "float mask", "dead rows",
+                 "hd64/128"}
 
 
 def _mask(kind, batch, L, S, rng):
@@ -198,9 +205,9 @@ def correctness(args, rt, results) -> bool:
 
 
 def variant_checks(args, rt, results) -> bool:
-    """Every kernel variant (NSG, PREFETCH, BK, RM) that fits, on the cases of VARIANT_CASES."""
+    """Every kernel variant (NSG, PREFETCH, BK, RM, REG) that fits, on the cases of VARIANT_CASES."""
     all_ok = True
-    for cfg in VARIANTS:
+    for cfg in VARIANTS + (OLD_VARIANTS if args.old_variants else []):
         errs, fails, count = [], [], 0
         ac.FORCE_CONFIG = cfg
         try:
@@ -224,7 +231,7 @@ def variant_checks(args, rt, results) -> bool:
         all_ok &= ok
         worst = f"{max(errs):.1e}" if errs else "-"
         verdict = "fits no case here" if not count else "PASS" if ok else "FAIL " + ", ".join(fails)
-        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} RM={cfg[3]} {count} cases, max err {worst}: "
+        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} RM={cfg[3]} REG={cfg[4]} {count} cases, max err {worst}: "
               f"{verdict}", flush=True)
         results.append({"variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
                         "failed": fails, "pass": ok and count > 0})
@@ -236,7 +243,7 @@ def variant_timing(args, rt, rows, good):
     import bench_attention as ba
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    print("\nforward by variant (NSG, PREFETCH, BK, RM): ms (torch SDPA / hlx)")
+    print("\nforward by variant (NSG, PREFETCH, BK, RM, REG): ms (torch SDPA / hlx)")
     for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
         for causal in (False, True):
             rng = np.random.default_rng(0)
@@ -265,6 +272,22 @@ def variant_timing(args, rt, rows, good):
             print(line, flush=True)
 
 
+def variant_summary(variants, tiles):
+    """One line a variant: its verdict and its torch / hlx forward ratios (geometric mean, worst, best)."""
+    print(f"\n{'variant (NSG,PF,BK,RM,REG)':<28}{'check':<7}{'rows':>5}{'geomean':>9}{'min':>7}{'max':>7}"
+          f"{'L4096 D64':>11}{'L4096 D128':>12}")
+    for v in variants:
+        cfg = list(v["variant"])
+        rs = [t for t in tiles if t["variant"] == cfg]
+        ratios = [t["torch_over_hlx"] for t in rs]
+        geo = f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}" if ratios else "-"
+        big = {d: [t["torch_over_hlx"] for t in rs if t["L"] == 4096 and t["D"] == d and not t["causal"]]
+               for d in (64, 128)}
+        print(f"{','.join(map(str, cfg)):<28}{'PASS' if v['pass'] else 'FAIL':<7}{len(ratios):>5}{geo:>9}"
+              f"{min(ratios, default=0):>7.3f}{max(ratios, default=0):>7.3f}"
+              f"{(f'{big[64][0]:.3f}' if big[64] else '-'):>11}{(f'{big[128][0]:.3f}' if big[128] else '-'):>12}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (lavapipe, torch on the CPU)")
@@ -272,6 +295,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--no-bench", action="store_true", help="no timing")
     parser.add_argument("--no-variants", action="store_true", help="the default kernel only")
+    parser.add_argument("--old-variants", action="store_true", help="also every REG 0 variant (slower)")
     parser.add_argument("--out", default="benchmarks/results/check_attention_coopmat.json")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 10)
@@ -312,6 +336,7 @@ def main(argv=None) -> int:
                       f"{100 * r['frac_peak_flops']:>7.2f}{100 * r['frac_peak_bw']:>7.2f}{err:>9}")
             if ac.coopmat_available(rt, hv.float16) and not args.no_variants:
                 variant_timing(args, rt, tiles, [tuple(v["variant"]) for v in variants if v["pass"]])
+                variant_summary(variants, tiles)
         except Exception:  # noqa: BLE001 - the correctness verdict stands
             traceback.print_exc()
             print("timing: FAILED (see the traceback)")
