@@ -39,6 +39,9 @@ GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O"
 # The backward on cooperative matrices where the forward ran on them (False: the fused backward).
 BACKWARD = True
 BWD_NSG = 4
+# The backward's P and dS on the accumulators in place (1, float16 only) or through float32 scores in
+# shared memory (0); benchmarks/check_attention_coopmat.py checks and times both.
+BWD_REG = 0
 HEAD_DIMS = (64, 128)
 KEY_TILES = (64, 32, 16)
 # (subgroups a workgroup, prefetch, keys a tile, 16-row blocks a subgroup, softmax): the forward
@@ -123,7 +126,8 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> None:
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v, g)]
     defines = {"E": plan.E, "EV": plan.EV, "BT": bwd_tile(rt, plan.E, plan.EV), "NSG": BWD_NSG,
                "HAS_MASK": int(mask is not None), "CAUSAL": int(plan.causal),
-               "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float"}
+               "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float",
+               "REG": BWD_REG if q.dtype.name == "float16" else 0}
     if q.dtype.name == "bfloat16":
         defines["HLX_COOPMAT_BF16"] = 1
     fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e), "scale": plan.scale}

@@ -73,6 +73,10 @@ def test_backward_kernels_are_valid_spirv(dtype, e, ev):
             reflection = parse_spirv(spirv)
             assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
             specs[mask].check(reflection)
+            if dtype == "float16":  # the register variant (float16 only)
+                spirv = compile_file(specs[mask].path, {**defines, "REG": 1}, target_env="vulkan1.3")
+                validate_spirv(spirv, "vulkan1.3")
+                specs[mask].check(parse_spirv(spirv))
 
 
 def test_shared_memory_sizes_fit_the_limit(monkeypatch):
