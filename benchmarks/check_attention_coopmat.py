@@ -272,6 +272,93 @@ def variant_timing(args, rt, rows, good):
             print(line, flush=True)
 
 
+def backward_checks(args, rt, results) -> bool:
+    """The backward's register variant (ac.BWD_REG = 1, float16) on every float16 case with gradients."""
+    fails, errs = [], []
+    ac.BWD_REG = 1
+    try:
+        for case in CASES:
+            name, dtype, grad = case[0], case[1], case[9]
+            if dtype != "float16" or not grad:
+                continue
+            try:
+                ok, e, coop, same = check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True)
+                errs.append(max(e.values()))
+                print(f"  bwd REG=1 {name:<14} {', '.join(f'{x:.1e}' for x in e.values()):<36} coopmat {coop} "
+                      f"same {same} {'PASS' if ok else 'FAIL'}", flush=True)
+            except Exception as exc:  # noqa: BLE001
+                ok = False
+                print(f"  bwd REG=1 {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+            if not ok:
+                fails.append(name)
+    finally:
+        ac.BWD_REG = 0
+    ok = bool(errs) and not fails
+    print(f"backward REG=1: {len(errs)} cases, max err {max(errs, default=math.inf):.1e}: "
+          f"{'PASS' if ok else 'FAIL ' + ', '.join(fails)}", flush=True)
+    results.append({"backward_reg": 1, "cases": len(errs), "failed": fails, "pass": ok})
+    return ok
+
+
+def backward_timing(args, rt, rows, fwd_cfg, bwd_ok):
+    """float16 forward + backward beside torch's: the default kernels, the backward's REG 1 (where it
+    passed), and that with the forward variant ``fwd_cfg`` (the best that passed)."""
+    import bench_attention as ba
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    setups = [("default", None, 0)] + ([("bwd REG1", None, 1)] if bwd_ok else [])
+    if bwd_ok and fwd_cfg is not None:
+        setups.append((f"fwd {','.join(map(str, fwd_cfg))} + bwd REG1", fwd_cfg, 1))
+    print("\nforward + backward (float16): ms (torch / hlx)")
+    for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
+        for causal in (False, True):
+            rng = np.random.default_rng(0)
+            xs = [rng.standard_normal((B, H, L, D)).astype(np.float16) for _ in range(4)]
+            hs = [hv.tensor(x, requires_grad=True) for x in xs[:3]]
+            hg = hv.tensor(xs[3])
+            ts = [torch.tensor(x, device=dev).requires_grad_() for x in xs[:3]]
+            tg = torch.tensor(xs[3], device=dev)
+
+            def t_step():
+                for t in ts:
+                    t.grad = None
+                torch.nn.functional.scaled_dot_product_attention(*ts, is_causal=causal).backward(tg)
+
+            def h_step():
+                for t in hs:
+                    t.grad = None
+                F.scaled_dot_product_attention(*hs, is_causal=causal).backward(hg)
+
+            tt = mean_seconds(t_step, sync_t, args.warmup, args.reps)
+            line = f"  B{B} H{H} L{L} D{D} causal={causal!s:<5} torch {1e3 * tt:.3f}:"
+            for label, cfg, reg in setups:
+                ac.FORCE_CONFIG, ac.BWD_REG = cfg, reg
+                try:
+                    if cfg is not None and ac.config(rt, D, D) != cfg:
+                        continue
+                    t = mean_seconds(h_step, rt.synchronize, args.warmup, args.reps)
+                    line += f"  [{label}] {1e3 * t:.3f} ({tt / t:.3f})"
+                    rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "setup": label,
+                                 "hlx_ms": 1e3 * t, "torch_ms": 1e3 * tt, "torch_over_hlx": tt / t})
+                except Exception as exc:  # noqa: BLE001
+                    line += f"  [{label}] {type(exc).__name__}"
+                finally:
+                    ac.FORCE_CONFIG, ac.BWD_REG = None, 0
+            print(line, flush=True)
+
+
+def best_variant(variants, tiles):
+    """The passing forward variant of the highest geometric-mean ratio (None where none was timed)."""
+    best, score = None, -1.0
+    for v in variants:
+        ratios = [t["torch_over_hlx"] for t in tiles if t["variant"] == list(v["variant"])]
+        if v["pass"] and ratios:
+            g = math.exp(sum(map(math.log, ratios)) / len(ratios))
+            if g > score:
+                best, score = tuple(v["variant"]), g
+    return best
+
+
 def variant_summary(variants, tiles):
     """One line a variant: its verdict and its torch / hlx forward ratios (geometric mean, worst, best)."""
     print(f"\n{'variant (NSG,PF,BK,RM,REG)':<28}{'check':<7}{'rows':>5}{'geomean':>9}{'min':>7}{'max':>7}"
@@ -306,7 +393,8 @@ def main(argv=None) -> int:
           f"{ac.coopmat_available(rt, hv.float16)}, bfloat16 {ac.coopmat_available(rt, hv.bfloat16)}; shared "
           f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes")
     t0 = time.perf_counter()
-    results, variants, timing, tiles = [], [], [], []
+    results, variants, timing, tiles, bwd_results, bwd_timing = [], [], [], [], [], []
+    bwd_ok = False
     ok = correctness(args, rt, results)
     print(f"\ncorrectness: {'PASS' if ok else 'FAIL'} ({sum(r['pass'] for r in results)}/{len(results)} cases)",
           flush=True)
@@ -315,6 +403,9 @@ def main(argv=None) -> int:
         variants_ok = variant_checks(args, rt, variants)
         print(f"variants: {'PASS' if variants_ok else 'FAIL'}", flush=True)
         ok &= variants_ok
+        print(f"\n[{time.perf_counter() - t0:.0f} s] the backward's register variant (BWD_REG 1):", flush=True)
+        bwd_ok = backward_checks(args, rt, bwd_results)
+        ok &= bwd_ok
     if not args.no_bench:
         print(f"\n[{time.perf_counter() - t0:.0f} s] timing", flush=True)
         try:
@@ -337,6 +428,7 @@ def main(argv=None) -> int:
             if ac.coopmat_available(rt, hv.float16) and not args.no_variants:
                 variant_timing(args, rt, tiles, [tuple(v["variant"]) for v in variants if v["pass"]])
                 variant_summary(variants, tiles)
+                backward_timing(args, rt, bwd_timing, best_variant(variants, tiles), bwd_ok)
         except Exception:  # noqa: BLE001 - the correctness verdict stands
             traceback.print_exc()
             print("timing: FAILED (see the traceback)")
@@ -344,7 +436,7 @@ def main(argv=None) -> int:
     with open(args.out, "w") as f:
         json.dump({"device": info["device_name"], "driver": info["driver"], "torch": torch.__version__,
                    "quick": args.quick, "pass": ok, "cases": results, "variants": variants, "timing": timing,
-                   "variant_timing": tiles}, f,
+                   "variant_timing": tiles, "backward_variant": bwd_results, "backward_timing": bwd_timing}, f,
                   indent=2)
     print(f"[{time.perf_counter() - t0:.0f} s] wrote {args.out}")
     return 0 if ok else 1
