@@ -72,7 +72,7 @@ VARIANTS = ([(4, 0, bk, 1, 0) for bk in (64, 32)]
             + [(nsg, 0, bk, rm, 2) for nsg in (4, 8) for bk in (64, 32) for rm in (1, 2)])
 OLD_VARIANTS = [(nsg, prefetch, bk, rm, 0) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in (64, 32)]
 VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "float mask", "dead rows",
-                 "hd64/128"}
+                 "hd64/128", "bf16", "bf16 hd128 mask"}
 
 
 def _mask(kind, batch, L, S, rng):
@@ -213,13 +213,18 @@ def variant_checks(args, rt, results) -> bool:
         try:
             for case in CASES:
                 name, E, EV = case[0], case[5], case[6]
-                if name not in VARIANT_CASES or ac.config(rt, E, EV) != cfg:
+                bf16 = case[1] == "bfloat16"
+                if (name not in VARIANT_CASES or ac.config(rt, E, EV, bf16) != cfg
+                        or (bf16 and not ac.coopmat_available(rt, hv.bfloat16))):
                     continue
                 rng = np.random.default_rng(zlib.crc32(name.encode()))
                 count += 1
                 try:
                     ok, e, coop, same = check_case(case, rng, rt, True)
                     errs.append(max(e.values()))
+                    if not ok:
+                        print(f"  variant {cfg} {name}: errors {', '.join(f'{x:.1e}' for x in e.values())}, "
+                              f"coopmat {coop}, same bits {same}")
                 except Exception as exc:  # noqa: BLE001
                     ok = False
                     print(f"  variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
