@@ -207,7 +207,8 @@ def correctness(args, rt, results) -> bool:
 def variant_checks(args, rt, results) -> bool:
     """Every kernel variant (NSG, PREFETCH, BK, RM, REG) that fits, on the cases of VARIANT_CASES."""
     all_ok = True
-    for cfg in VARIANTS + (OLD_VARIANTS if args.old_variants else []):
+    regs = {int(x) for x in args.regs.split(",")}
+    for cfg in [c for c in VARIANTS + (OLD_VARIANTS if args.old_variants else []) if c[4] in regs]:
         errs, fails, count = [], [], 0
         ac.FORCE_CONFIG = cfg
         try:
@@ -388,6 +389,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bench", action="store_true", help="no timing")
     parser.add_argument("--no-variants", action="store_true", help="the default kernel only")
     parser.add_argument("--old-variants", action="store_true", help="also every REG 0 variant (slower)")
+    parser.add_argument("--regs", default="0,1,2", help="the forward variants of these REG values only (e.g. 1,2)")
     parser.add_argument("--out", default="benchmarks/results/check_attention_coopmat.json")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 10)
