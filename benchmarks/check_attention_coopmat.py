@@ -214,9 +214,9 @@ def variant_checks(args, rt, results) -> bool:
         try:
             for case in CASES:
                 name, E, EV = case[0], case[5], case[6]
-                bf16 = case[1] == "bfloat16"
-                if (name not in VARIANT_CASES or ac.config(rt, E, EV, bf16) != cfg
-                        or (bf16 and not ac.coopmat_available(rt, hv.bfloat16))):
+                dt = getattr(hv, case[1])
+                if (name not in VARIANT_CASES or ac.config(rt, E, EV, ac.p_f32(rt, dt)) != cfg
+                        or not ac.coopmat_available(rt, dt)):
                     continue
                 rng = np.random.default_rng(zlib.crc32(name.encode()))
                 count += 1
@@ -263,7 +263,7 @@ def variant_timing(args, rt, rows, good):
             for cfg in good:
                 ac.FORCE_CONFIG = cfg
                 try:
-                    if ac.config(rt, D, D) != cfg:
+                    if ac.config(rt, D, D, ac.p_f32(rt, hv.float16)) != cfg:
                         continue
                     with hv.no_grad():
                         t = mean_seconds(lambda: F.scaled_dot_product_attention(*hs, is_causal=causal),
@@ -340,7 +340,7 @@ def backward_timing(args, rt, rows, fwd_cfg, bwd_ok):
             for label, cfg, reg in setups:
                 ac.FORCE_CONFIG, ac.BWD_REG = cfg, reg
                 try:
-                    if cfg is not None and ac.config(rt, D, D) != cfg:
+                    if cfg is not None and ac.config(rt, D, D, ac.p_f32(rt, hv.float16)) != cfg:
                         continue
                     t = mean_seconds(h_step, rt.synchronize, args.warmup, args.reps)
                     line += f"  [{label}] {1e3 * t:.3f} ({tt / t:.3f})"
@@ -398,7 +398,8 @@ def main(argv=None) -> int:
     info = rt.ctx.info
     print(f"attention on {info['device_name']} ({info['driver']}); cooperative matrices: float16 "
           f"{ac.coopmat_available(rt, hv.float16)}, bfloat16 {ac.coopmat_available(rt, hv.bfloat16)}; shared "
-          f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes")
+          f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes; float16 accumulators "
+          f"{ac.half_accumulators(rt)} (without them REG variants take P through float32, the backward's REG 1 is off)")
     t0 = time.perf_counter()
     results, variants, timing, tiles, bwd_results, bwd_timing = [], [], [], [], [], []
     bwd_ok = False

@@ -93,6 +93,9 @@ layout(push_constant) uniform Params {
 #ifndef REG
 #define REG 0
 #endif
+#ifndef P_F32
+#define P_F32 0  // REG: P through a float32 store and a conversion by rows (bfloat16, or no float16 accumulators)
+#endif
 #define KV_UNITS (BK * (KS + VS))
 #define K_OFF kvb
 #define V_OFF (kvb + BK * KS)
@@ -101,9 +104,9 @@ layout(push_constant) uniform Params {
 #else
 #define S_OFF KV_UNITS
 #endif
-#if REG && A_KIND != 1 && PS < 5
+#if REG && !P_F32 && PS < 5
 #define SPOT (16 * RM * 5)
-#elif REG && A_KIND != 1
+#elif REG && !P_F32
 #define SPOT (16 * RM * PS)
 #else
 #define SPOT (16 * RM * SS)
@@ -328,7 +331,7 @@ void main() {
                 [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[a][f] = acc[a][f] * alpha;
                 [[unroll]] for (uint f = 0u; f < BK / 16; ++f) {
                     for (int x = 0; x < t.length(); ++x) s[f][x] = exp2(s[f][x] - t[x]);
-#if A_KIND == 1
+#if P_F32
                     lrow[a] = lrow[a] + s[f];
                     coopMatStore(s[f], sm, spot + a * 16u * SS + f * 4u, SS, gl_CooperativeMatrixLayoutRowMajor);
 #else
@@ -341,8 +344,8 @@ void main() {
             }
             subgroupMemoryBarrierShared();
             subgroupBarrier();
-#if A_KIND == 1
-            // bfloat16 (no 16-bit accumulator to convert to): the float32 P to 16-bit bits, in place
+#if P_F32
+            // P_F32 (bfloat16, or no float16 accumulator): the float32 P to 16-bit bits, in place
             // (lane l: row l/2, half l%2 of every 16-row block).
             [[unroll]] for (uint a = 0u; a < RM; ++a) {
                 uint pr = a * 16u + lane / 2u, h = lane % 2u;
