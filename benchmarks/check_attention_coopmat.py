@@ -9,10 +9,9 @@
    whether the cooperative-matrix kernels ran (forward, and backward where gradients are checked;
    they must, where the device has cooperative matrices) and PASS or FAIL; an exception is a FAIL
    of its case, not the end of the run.
-   Then every variant of the kernel (subgroups a workgroup, prefetch, keys a tile, rows a subgroup, softmax
-   through shared memory or in registers) on a subset.
+   Then every variant of the kernel (subgroups a workgroup, prefetch, keys a tile) on a subset.
 2. Timing: bench_attention's float16 rows (forward, forward + backward) beside torch's SDPA, and
-   the forward of every variant that passed, and a summary line a variant (verdict, ratios).
+   the forward of every variant that passed.
 
 Exit status 1 on any FAIL. Run: python benchmarks/check_attention_coopmat.py [--quick] [--out F.json]
 (--quick: small shapes for lavapipe, which has no cooperative matrices: the fused kernel is checked.)
@@ -64,15 +63,9 @@ CASES = [
 ]
 QUICK = {"base", "odd causal", "bool mask", "dead rows", "bf16"}
 # The forward kernel's variants (ops/attention_coopmat.py: subgroups, prefetch, keys a tile, 16-row blocks a
-# subgroup, softmax REG), each checked on these: the defaults (REG 0) beside the register softmax (REG 1) and
-# that with double-buffered K/V (REG 2; PREFETCH has no effect there). --old-variants adds every REG 0 one.
-VARIANTS = ([(4, 0, bk, 1, 0) for bk in (64, 32)]
-            + [(nsg, 0, bk, rm, 1) for nsg in (4, 8) for bk in (64, 32) for rm in (1, 2)]
-            + [(4, 1, bk, 1, 1) for bk in (64, 32)]
-            + [(nsg, 0, bk, rm, 2) for nsg in (4, 8) for bk in (64, 32) for rm in (1, 2)])
-OLD_VARIANTS = [(nsg, prefetch, bk, rm, 0) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in (64, 32)]
-VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "float mask", "dead rows",
-                 "hd64/128", "bf16", "bf16 hd128 mask"}
+# subgroup), each checked on these.
+VARIANTS = [(nsg, prefetch, bk, rm) for rm in (1, 2) for nsg in (4, 8) for prefetch in (0, 1) for bk in (64, 32)]
+VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores"}
 
 
 def _mask(kind, batch, L, S, rng):
@@ -205,27 +198,21 @@ def correctness(args, rt, results) -> bool:
 
 
 def variant_checks(args, rt, results) -> bool:
-    """Every kernel variant (NSG, PREFETCH, BK, RM, REG) that fits, on the cases of VARIANT_CASES."""
+    """Every kernel variant (NSG, PREFETCH, BK, RM) that fits, on the cases of VARIANT_CASES."""
     all_ok = True
-    regs = {int(x) for x in args.regs.split(",")}
-    for cfg in [c for c in VARIANTS + (OLD_VARIANTS if args.old_variants else []) if c[4] in regs]:
+    for cfg in VARIANTS:
         errs, fails, count = [], [], 0
         ac.FORCE_CONFIG = cfg
         try:
             for case in CASES:
                 name, E, EV = case[0], case[5], case[6]
-                dt = getattr(hv, case[1])
-                if (name not in VARIANT_CASES or ac.config(rt, E, EV, ac.p_f32(rt, dt)) != cfg
-                        or not ac.coopmat_available(rt, dt)):
+                if name not in VARIANT_CASES or ac.config(rt, E, EV) != cfg:
                     continue
                 rng = np.random.default_rng(zlib.crc32(name.encode()))
                 count += 1
                 try:
                     ok, e, coop, same = check_case(case, rng, rt, True)
                     errs.append(max(e.values()))
-                    if not ok:
-                        print(f"  variant {cfg} {name}: errors {', '.join(f'{x:.1e}' for x in e.values())}, "
-                              f"coopmat {coop}, same bits {same}")
                 except Exception as exc:  # noqa: BLE001
                     ok = False
                     print(f"  variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
@@ -237,7 +224,7 @@ def variant_checks(args, rt, results) -> bool:
         all_ok &= ok
         worst = f"{max(errs):.1e}" if errs else "-"
         verdict = "fits no case here" if not count else "PASS" if ok else "FAIL " + ", ".join(fails)
-        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} RM={cfg[3]} REG={cfg[4]} {count} cases, max err {worst}: "
+        print(f"variant NSG={cfg[0]} PREFETCH={cfg[1]} BK={cfg[2]:<3} RM={cfg[3]} {count} cases, max err {worst}: "
               f"{verdict}", flush=True)
         results.append({"variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
                         "failed": fails, "pass": ok and count > 0})
@@ -249,7 +236,7 @@ def variant_timing(args, rt, rows, good):
     import bench_attention as ba
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    print("\nforward by variant (NSG, PREFETCH, BK, RM, REG): ms (torch SDPA / hlx)")
+    print("\nforward by variant (NSG, PREFETCH, BK, RM): ms (torch SDPA / hlx)")
     for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
         for causal in (False, True):
             rng = np.random.default_rng(0)
@@ -263,7 +250,7 @@ def variant_timing(args, rt, rows, good):
             for cfg in good:
                 ac.FORCE_CONFIG = cfg
                 try:
-                    if ac.config(rt, D, D, ac.p_f32(rt, hv.float16)) != cfg:
+                    if ac.config(rt, D, D) != cfg:
                         continue
                     with hv.no_grad():
                         t = mean_seconds(lambda: F.scaled_dot_product_attention(*hs, is_causal=causal),
@@ -278,109 +265,6 @@ def variant_timing(args, rt, rows, good):
             print(line, flush=True)
 
 
-def backward_checks(args, rt, results) -> bool:
-    """The backward's register variant (ac.BWD_REG = 1, float16) on every float16 case with gradients."""
-    fails, errs = [], []
-    ac.BWD_REG = 1
-    try:
-        for case in CASES:
-            name, dtype, grad = case[0], case[1], case[9]
-            if dtype != "float16" or not grad:
-                continue
-            try:
-                ok, e, coop, same = check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True)
-                errs.append(max(e.values()))
-                print(f"  bwd REG=1 {name:<14} {', '.join(f'{x:.1e}' for x in e.values()):<36} coopmat {coop} "
-                      f"same {same} {'PASS' if ok else 'FAIL'}", flush=True)
-            except Exception as exc:  # noqa: BLE001
-                ok = False
-                print(f"  bwd REG=1 {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
-            if not ok:
-                fails.append(name)
-    finally:
-        ac.BWD_REG = 0
-    ok = bool(errs) and not fails
-    print(f"backward REG=1: {len(errs)} cases, max err {max(errs, default=math.inf):.1e}: "
-          f"{'PASS' if ok else 'FAIL ' + ', '.join(fails)}", flush=True)
-    results.append({"backward_reg": 1, "cases": len(errs), "failed": fails, "pass": ok})
-    return ok
-
-
-def backward_timing(args, rt, rows, fwd_cfg, bwd_ok):
-    """float16 forward + backward beside torch's: the default kernels, the backward's REG 1 (where it
-    passed), and that with the forward variant ``fwd_cfg`` (the best that passed)."""
-    import bench_attention as ba
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    setups = [("default", None, 0)] + ([("bwd REG1", None, 1)] if bwd_ok else [])
-    if bwd_ok and fwd_cfg is not None:
-        setups.append((f"fwd {','.join(map(str, fwd_cfg))} + bwd REG1", fwd_cfg, 1))
-    print("\nforward + backward (float16): ms (torch / hlx)")
-    for dtype, B, H, L, D in [c for c in ba.FULL if c[0] == "float16"]:
-        for causal in (False, True):
-            rng = np.random.default_rng(0)
-            xs = [rng.standard_normal((B, H, L, D)).astype(np.float16) for _ in range(4)]
-            hs = [hv.tensor(x, requires_grad=True) for x in xs[:3]]
-            hg = hv.tensor(xs[3])
-            ts = [torch.tensor(x, device=dev).requires_grad_() for x in xs[:3]]
-            tg = torch.tensor(xs[3], device=dev)
-
-            def t_step():
-                for t in ts:
-                    t.grad = None
-                torch.nn.functional.scaled_dot_product_attention(*ts, is_causal=causal).backward(tg)
-
-            def h_step():
-                for t in hs:
-                    t.grad = None
-                F.scaled_dot_product_attention(*hs, is_causal=causal).backward(hg)
-
-            tt = mean_seconds(t_step, sync_t, args.warmup, args.reps)
-            line = f"  B{B} H{H} L{L} D{D} causal={causal!s:<5} torch {1e3 * tt:.3f}:"
-            for label, cfg, reg in setups:
-                ac.FORCE_CONFIG, ac.BWD_REG = cfg, reg
-                try:
-                    if cfg is not None and ac.config(rt, D, D, ac.p_f32(rt, hv.float16)) != cfg:
-                        continue
-                    t = mean_seconds(h_step, rt.synchronize, args.warmup, args.reps)
-                    line += f"  [{label}] {1e3 * t:.3f} ({tt / t:.3f})"
-                    rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "setup": label,
-                                 "hlx_ms": 1e3 * t, "torch_ms": 1e3 * tt, "torch_over_hlx": tt / t})
-                except Exception as exc:  # noqa: BLE001
-                    line += f"  [{label}] {type(exc).__name__}"
-                finally:
-                    ac.FORCE_CONFIG, ac.BWD_REG = None, 0
-            print(line, flush=True)
-
-
-def best_variant(variants, tiles):
-    """The passing forward variant of the highest geometric-mean ratio (None where none was timed)."""
-    best, score = None, -1.0
-    for v in variants:
-        ratios = [t["torch_over_hlx"] for t in tiles if t["variant"] == list(v["variant"])]
-        if v["pass"] and ratios:
-            g = math.exp(sum(map(math.log, ratios)) / len(ratios))
-            if g > score:
-                best, score = tuple(v["variant"]), g
-    return best
-
-
-def variant_summary(variants, tiles):
-    """One line a variant: its verdict and its torch / hlx forward ratios (geometric mean, worst, best)."""
-    print(f"\n{'variant (NSG,PF,BK,RM,REG)':<28}{'check':<7}{'rows':>5}{'geomean':>9}{'min':>7}{'max':>7}"
-          f"{'L4096 D64':>11}{'L4096 D128':>12}")
-    for v in variants:
-        cfg = list(v["variant"])
-        rs = [t for t in tiles if t["variant"] == cfg]
-        ratios = [t["torch_over_hlx"] for t in rs]
-        geo = f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}" if ratios else "-"
-        big = {d: [t["torch_over_hlx"] for t in rs if t["L"] == 4096 and t["D"] == d and not t["causal"]]
-               for d in (64, 128)}
-        print(f"{','.join(map(str, cfg)):<28}{'PASS' if v['pass'] else 'FAIL':<7}{len(ratios):>5}{geo:>9}"
-              f"{min(ratios, default=0):>7.3f}{max(ratios, default=0):>7.3f}"
-              f"{(f'{big[64][0]:.3f}' if big[64] else '-'):>11}{(f'{big[128][0]:.3f}' if big[128] else '-'):>12}")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (lavapipe, torch on the CPU)")
@@ -388,8 +272,6 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--no-bench", action="store_true", help="no timing")
     parser.add_argument("--no-variants", action="store_true", help="the default kernel only")
-    parser.add_argument("--old-variants", action="store_true", help="also every REG 0 variant (slower)")
-    parser.add_argument("--regs", default="0,1,2", help="the forward variants of these REG values only (e.g. 1,2)")
     parser.add_argument("--out", default="benchmarks/results/check_attention_coopmat.json")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 10)
@@ -398,11 +280,9 @@ def main(argv=None) -> int:
     info = rt.ctx.info
     print(f"attention on {info['device_name']} ({info['driver']}); cooperative matrices: float16 "
           f"{ac.coopmat_available(rt, hv.float16)}, bfloat16 {ac.coopmat_available(rt, hv.bfloat16)}; shared "
-          f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes; float16 accumulators "
-          f"{ac.half_accumulators(rt)} (without them REG variants take P through float32, the backward's REG 1 is off)")
+          f"memory {rt.ctx.physical_device.limits['max_compute_shared_memory_size']} bytes")
     t0 = time.perf_counter()
-    results, variants, timing, tiles, bwd_results, bwd_timing = [], [], [], [], [], []
-    bwd_ok = False
+    results, variants, timing, tiles = [], [], [], []
     ok = correctness(args, rt, results)
     print(f"\ncorrectness: {'PASS' if ok else 'FAIL'} ({sum(r['pass'] for r in results)}/{len(results)} cases)",
           flush=True)
@@ -411,9 +291,6 @@ def main(argv=None) -> int:
         variants_ok = variant_checks(args, rt, variants)
         print(f"variants: {'PASS' if variants_ok else 'FAIL'}", flush=True)
         ok &= variants_ok
-        print(f"\n[{time.perf_counter() - t0:.0f} s] the backward's register variant (BWD_REG 1):", flush=True)
-        bwd_ok = backward_checks(args, rt, bwd_results)
-        ok &= bwd_ok
     if not args.no_bench:
         print(f"\n[{time.perf_counter() - t0:.0f} s] timing", flush=True)
         try:
@@ -435,8 +312,6 @@ def main(argv=None) -> int:
                       f"{100 * r['frac_peak_flops']:>7.2f}{100 * r['frac_peak_bw']:>7.2f}{err:>9}")
             if ac.coopmat_available(rt, hv.float16) and not args.no_variants:
                 variant_timing(args, rt, tiles, [tuple(v["variant"]) for v in variants if v["pass"]])
-                variant_summary(variants, tiles)
-                backward_timing(args, rt, bwd_timing, best_variant(variants, tiles), bwd_ok)
         except Exception:  # noqa: BLE001 - the correctness verdict stands
             traceback.print_exc()
             print("timing: FAILED (see the traceback)")
@@ -444,7 +319,7 @@ def main(argv=None) -> int:
     with open(args.out, "w") as f:
         json.dump({"device": info["device_name"], "driver": info["driver"], "torch": torch.__version__,
                    "quick": args.quick, "pass": ok, "cases": results, "variants": variants, "timing": timing,
-                   "variant_timing": tiles, "backward_variant": bwd_results, "backward_timing": bwd_timing}, f,
+                   "variant_timing": tiles}, f,
                   indent=2)
     print(f"[{time.perf_counter() - t0:.0f} s] wrote {args.out}")
     return 0 if ok else 1

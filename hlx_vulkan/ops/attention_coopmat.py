@@ -39,26 +39,20 @@ GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O"
 # The backward on cooperative matrices where the forward ran on them (False: the fused backward).
 BACKWARD = True
 BWD_NSG = 4
-# The backward's P and dS on the accumulators in place (1, float16 only) or through float32 scores in
-# shared memory (0); benchmarks/check_attention_coopmat.py checks and times both.
-BWD_REG = 0
 HEAD_DIMS = (64, 128)
 KEY_TILES = (64, 32, 16)
-# (subgroups a workgroup, prefetch, keys a tile, 16-row blocks a subgroup, softmax): the forward
-# kernel's variants (NSG, PREFETCH, BK, RM, REG; REG 0: S through shared memory, 1: the softmax in
-# registers, 2: that and double-buffered K/V tiles). Tried in order, the first whose shared memory
-# fits serves; FORCE_CONFIG (benchmarks) takes their place.
-CONFIGS = [(4, 0, bk, 1, 0) for bk in KEY_TILES]
-FORCE_CONFIG: tuple[int, int, int, int, int] | None = None
+# (subgroups a workgroup, prefetch, keys a tile, 16-row blocks a subgroup): the forward kernel's
+# variants (NSG, PREFETCH, BK, RM). Tried in order, the first whose shared memory fits serves;
+# FORCE_CONFIG (benchmarks) takes their place.
+CONFIGS = [(4, 0, bk, 1) for bk in KEY_TILES]
+FORCE_CONFIG: tuple[int, int, int, int] | None = None
 
 
-def shared_bytes(e: int, ev: int, bk: int, nsg: int = 4, rm: int = 1, reg: int = 0, p_f32: bool = False) -> int:
+def shared_bytes(e: int, ev: int, bk: int, nsg: int = 4, rm: int = 1) -> int:
     """Shared memory of the forward kernel for head dims ``e``, ``ev``, ``bk`` keys a tile, ``nsg``
-    subgroups of ``rm`` 16-row blocks, softmax ``reg``, P through float32 or not (mirrors its UNITS, SPOT, rowv
-    and pairv)."""
-    ks, vs, ss, ps = e // 8 + 1, ev // 8 + 1, bk // 4 + 1, bk // 8 + 1
-    spot = 16 * rm * (max(ps, 5) if reg and not p_f32 else ss)
-    units = max((2 if reg == 2 else 1) * bk * (ks + vs) + nsg * spot, 16 * rm * nsg * ks)
+    subgroups of ``rm`` 16-row blocks (mirrors its UNITS, rowv and pairv)."""
+    ks, vs, ss = e // 8 + 1, ev // 8 + 1, bk // 4 + 1
+    units = max(bk * (ks + vs) + nsg * 16 * rm * ss, 16 * rm * nsg * ks)
     return 16 * units + 4 * (16 * rm * nsg + 32 * nsg)
 
 
@@ -74,46 +68,31 @@ def bwd_tile(rt, e: int, ev: int) -> int | None:
     return next((bt for bt in KEY_TILES if bwd_shared_bytes(e, ev, bt, BWD_NSG) <= budget), None)
 
 
-def config(rt, e: int, ev: int, p_f32: bool = False):
-    """(NSG, PREFETCH, BK, RM, REG) for head dims ``e`` and ``ev``: :data:`FORCE_CONFIG` or the first of
+def config(rt, e: int, ev: int):
+    """(NSG, PREFETCH, BK, RM) for head dims ``e`` and ``ev``: :data:`FORCE_CONFIG` or the first of
     :data:`CONFIGS` whose shared memory fits the device; None where none does."""
     budget = rt.ctx.physical_device.limits["max_compute_shared_memory_size"]
     tried = [FORCE_CONFIG] if FORCE_CONFIG is not None else CONFIGS
-    return next((c for c in tried if shared_bytes(e, ev, c[2], c[0], c[3], c[4], p_f32) <= budget), None)
-
-
-def half_accumulators(rt) -> bool:
-    """Whether the device lists 16x16x16 float16 cooperative matrices with float16 accumulators (the
-    register variants convert P to them; elsewhere P goes through a float32 store)."""
-    return any(s["M"] == s["N"] == s["K"] == 16 and s["a"] == "float16" and s["result"] == "float16"
-               and s["scope"] == 3 for s in rt.ctx.physical_device.cooperative_matrix_shapes)
-
-
-def p_f32(rt, dtype) -> bool:
-    """Whether the register variants take P through float32 (bfloat16, or no float16 accumulators)."""
-    return dtype.name == "bfloat16" or not half_accumulators(rt)
+    return next((c for c in tried if shared_bytes(e, ev, c[2], c[0], c[3]) <= budget), None)
 
 
 def usable(rt, dtype, e: int, ev: int, dropout_p: float) -> bool:
     """Whether the forward of this attention runs on cooperative matrices."""
     return (dropout_p == 0 and e in HEAD_DIMS and ev in HEAD_DIMS and not is_strict()
-            and coopmat_available(rt, dtype) and config(rt, e, ev, p_f32(rt, dtype)) is not None)
+            and coopmat_available(rt, dtype) and config(rt, e, ev) is not None)
 
 
 def forward(q, k, v, mask, plan, out, lse) -> None:
     """O and the rows' logsumexp of ``plan`` (ops/attention.py's _Plan) into ``out`` and ``lse``;
     ``q``, ``k``, ``v`` contiguous, ``mask`` None or float32 broadcast to (..., L, S)."""
     rt = q.runtime
-    via_f32 = p_f32(rt, q.dtype)
-    nsg, prefetch, bk, rm, reg = config(rt, plan.E, plan.EV, via_f32)
+    nsg, prefetch, bk, rm = config(rt, plan.E, plan.EV)
     groups = (-(-plan.L // (16 * rm * nsg)), plan.N, 1)
     if plan.N > rt.max_groups[1]:
         raise errors.LimitExceededError(f"attention over {plan.N} (batch x heads) is more than the device's "
                                         f"{rt.max_groups[1]} workgroups in y")
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v)]
-    defines = {"E": plan.E, "EV": plan.EV, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm, "REG": reg,
-               "P_F32": int(via_f32),
-               "HAS_MASK": int(mask is not None),
+    defines = {"E": plan.E, "EV": plan.EV, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm, "HAS_MASK": int(mask is not None),
                "CAUSAL": int(plan.causal), "QKV_VEC": int(all(off % 8 == 0 for off in offsets)),
                "CT": "float", "OCT": "float"}
     if q.dtype.name == "bfloat16":
@@ -140,8 +119,7 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> None:
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v, g)]
     defines = {"E": plan.E, "EV": plan.EV, "BT": bwd_tile(rt, plan.E, plan.EV), "NSG": BWD_NSG,
                "HAS_MASK": int(mask is not None), "CAUSAL": int(plan.causal),
-               "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float",
-               "REG": BWD_REG if not p_f32(rt, q.dtype) else 0}
+               "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float"}
     if q.dtype.name == "bfloat16":
         defines["HLX_COOPMAT_BF16"] = 1
     fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e), "scale": plan.scale}

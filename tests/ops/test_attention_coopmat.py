@@ -20,9 +20,8 @@ from hlx_vulkan.runtime.kernels import slot_defines
 H100_SHARED = 49152
 
 
-def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0, rm=1, reg=0):
+def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0, rm=1):
     d = {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm,
-         "REG": reg, "P_F32": int(dtype == "bfloat16"),
          "HAS_MASK": int(mask), "CAUSAL": int(causal), "QKV_VEC": int(vec),
          **slot_defines("A", getattr(hv, dtype)), **slot_defines("O", getattr(hv, dtype))}
     if dtype == "bfloat16":
@@ -30,8 +29,7 @@ def _defines(dtype, e, ev, bk, mask, causal, vec, nsg=4, prefetch=0, rm=1, reg=0
     return d
 
 
-VARIANTS = [(nsg, prefetch, bk, rm, reg) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES for rm in (1, 2)
-            for reg in (0, 1, 2) if not (reg == 2 and prefetch)]
+VARIANTS = [(nsg, prefetch, bk, rm) for nsg in (4, 8) for prefetch in (0, 1) for bk in ac.KEY_TILES for rm in (1, 2)]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -41,24 +39,19 @@ def test_every_variant_is_valid_spirv(dtype, e, ev):
     variant fits every pair of head dims)."""
     from hlx_vulkan.compiler import compile_file
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
-    via_f32 = dtype == "bfloat16"
-    fits = [c for c in VARIANTS if ac.shared_bytes(e, ev, c[2], c[0], c[3], c[4], via_f32) <= H100_SHARED]
+    fits = [c for c in VARIANTS if ac.shared_bytes(e, ev, c[2], c[0], c[3]) <= H100_SHARED]
     assert any(c in fits for c in ac.CONFIGS)
     flags = [(False, False, True), (True, False, False), (False, True, True), (True, True, True)]
-    for i, (nsg, prefetch, bk, rm, reg) in enumerate(fits):
+    for i, (nsg, prefetch, bk, rm) in enumerate(fits):
         # float16: every flag set; bfloat16 (the same source, retyped): one a variant
         for mask, causal, vec in flags if dtype == "float16" else [flags[i % len(flags)]]:
-            spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec, nsg, prefetch, rm, reg),
+            spirv = compile_file(ac.FORWARD[mask].path, _defines(dtype, e, ev, bk, mask, causal, vec, nsg, prefetch, rm),
                                  target_env="vulkan1.3")
             validate_spirv(spirv, "vulkan1.3")
             reflection = parse_spirv(spirv)
             assert "CooperativeMatrixKHR" in reflection.capabilities
             assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
             ac.FORWARD[mask].check(reflection)
-        if reg and dtype == "float16" and ac.shared_bytes(e, ev, bk, nsg, rm, reg, True) <= H100_SHARED:
-            # P through float32 (a device without float16 accumulators)
-            defines = {**_defines(dtype, e, ev, bk, True, True, False, nsg, prefetch, rm, reg), "P_F32": 1}
-            validate_spirv(compile_file(ac.FORWARD[True].path, defines, target_env="vulkan1.3"), "vulkan1.3")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -77,10 +70,6 @@ def test_backward_kernels_are_valid_spirv(dtype, e, ev):
             reflection = parse_spirv(spirv)
             assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
             specs[mask].check(reflection)
-            if dtype == "float16":  # the register variant (float16 only)
-                spirv = compile_file(specs[mask].path, {**defines, "REG": 1}, target_env="vulkan1.3")
-                validate_spirv(spirv, "vulkan1.3")
-                specs[mask].check(parse_spirv(spirv))
 
 
 def test_shared_memory_sizes_fit_the_limit(monkeypatch):
@@ -92,17 +81,10 @@ def test_shared_memory_sizes_fit_the_limit(monkeypatch):
         class ctx:
             class physical_device:
                 limits = {"max_compute_shared_memory_size": H100_SHARED}
-    assert ac.config(Rt, 64, 64) == (4, 0, 64, 1, 0) and ac.config(Rt, 128, 128) == (4, 0, 32, 1, 0)
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 32, 1, 0))
-    assert ac.config(Rt, 64, 64) == (8, 1, 32, 1, 0)
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64, 1, 0))
-    assert ac.config(Rt, 128, 128) is None
-    # the register softmax's spots hold only P (float16): head dim 128 fits 64 keys a tile; bfloat16's
-    # spots hold S, and the double-buffered tiles fit 64 keys at head dim 64 only in float16
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (4, 0, 64, 1, 1))
-    assert ac.config(Rt, 128, 128) == (4, 0, 64, 1, 1) and ac.config(Rt, 128, 128, p_f32=True) is None
-    monkeypatch.setattr(ac, "FORCE_CONFIG", (4, 0, 64, 1, 2))
-    assert ac.config(Rt, 64, 64) == (4, 0, 64, 1, 2) and ac.config(Rt, 64, 64, p_f32=True) is None
+    assert ac.config(Rt, 64, 64) == (4, 0, 64, 1) and ac.config(Rt, 128, 128) == (4, 0, 32, 1)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 32, 1))
+    assert ac.config(Rt, 64, 64) == (8, 1, 32, 1)
+    monkeypatch.setattr(ac, "FORCE_CONFIG", (8, 1, 64, 1))
     assert ac.config(Rt, 128, 128) is None
     monkeypatch.setattr(ac, "FORCE_CONFIG", None)
     assert ac.bwd_tile(Rt, 64, 64) == 64 and ac.bwd_tile(Rt, 128, 128) == 32

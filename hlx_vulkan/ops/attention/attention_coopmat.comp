@@ -26,28 +26,14 @@
 // its two half-rows' chains (RM 2: one chain). A tile a causal block cannot see is skipped, which changes no bit
 // (its factor would be exactly 1 and its P exactly 0).
 //
-// REG 1 and 2 (variants): the softmax without the S round trip. S stays in its accumulators; a
-// matrix C(r, c) = c beside R gives each element its row and column (scale, mask), each lane's
-// elements of a row are combined and the row's maximum taken over the subgroup (where the
-// layout puts a row's elements in one aligned group of four lanes, checked once: two shuffles;
-// elsewhere subgroupMax row by row); exp2 is taken in place and only P (16-bit) goes to the
-// subgroup's spot, for the A operand of P V. The row sum stays a per-element partial sum (each
-// element position its own chain across the tiles, scaled as O is) summed over the row at the
-// end in the same fixed order. REG 2 also double-buffers the K and V tiles: the next tile's
-// 16-byte loads are issued before this tile's math and stored to the other buffer after it,
-// one workgroup barrier a tile.
-//
-// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), NSG (4 or 8), RM (1 or 2), PREFETCH, REG,
-// HAS_MASK, CAUSAL, QKV_VEC
+// Defines: E, EV (head dims, multiples of 16), BK (16, 32 or 64), NSG (4 or 8), RM (1 or 2), PREFETCH, HAS_MASK,
+// CAUSAL, QKV_VEC
 // (Q, K and V read as 16-byte units: their offsets are multiples of 8 elements),
 // HLX_COOPMAT_BF16 (bfloat16: the compiler retypes the A and B matrices).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_vote : require
-#extension GL_KHR_shader_subgroup_arithmetic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -90,28 +76,10 @@ layout(push_constant) uniform Params {
 #define VS (EV / 8 + 1)
 #define SS (BK / 4 + 1)
 #define PS (BK / 8 + 1)
-#ifndef REG
-#define REG 0
-#endif
-#ifndef P_F32
-#define P_F32 0  // REG: P through a float32 store and a conversion by rows (bfloat16, or no float16 accumulators)
-#endif
-#define KV_UNITS (BK * (KS + VS))
-#define K_OFF kvb
-#define V_OFF (kvb + BK * KS)
-#if REG == 2
-#define S_OFF (2 * KV_UNITS)
-#else
-#define S_OFF KV_UNITS
-#endif
-#if REG && !P_F32 && PS < 5
-#define SPOT (16 * RM * 5)
-#elif REG && !P_F32
-#define SPOT (16 * RM * PS)
-#else
+#define K_OFF 0
+#define V_OFF (BK * KS)
+#define S_OFF (V_OFF + BK * VS)
 #define SPOT (16 * RM * SS)
-#endif
-#define OST (SPOT / (16 * RM))  // row stride (units) of the output staging
 #if S_OFF + NSG * SPOT >= BQ * KS
 #define UNITS (S_OFF + NSG * SPOT)
 #else
@@ -129,12 +97,11 @@ UNIT8(v)
 #endif
 
 uint tid, qbase, kbase, vbase;
-uint kvb = 0u;  // the K and V tiles' buffer (REG 2: one of two)
 
 // The K and V rows kt .. kt+BK-1 (zeros past S) into shared memory, or (fetch and stash) through registers.
 #define KUNITS (BK * E / 8)
 #define VUNITS (BK * EV / 8)
-#if PREFETCH || REG == 2
+#if PREFETCH
 #define LK ((KUNITS + THREADS - 1) / THREADS)
 #define LV ((VUNITS + THREADS - 1) / THREADS)
 uvec4 rk[LK], rv[LV];
@@ -150,18 +117,17 @@ void fetch(uint kt) {
     }
 }
 
-void stash(uint b) {
+void stash() {
     [[unroll]] for (uint x = 0u; x < LK; ++x) {
         uint u = tid + x * THREADS;
-        if (u < KUNITS) sm[b + (u / (E / 8)) * KS + u % (E / 8)] = rk[x];
+        if (u < KUNITS) sm[K_OFF + (u / (E / 8)) * KS + u % (E / 8)] = rk[x];
     }
     [[unroll]] for (uint x = 0u; x < LV; ++x) {
         uint u = tid + x * THREADS;
-        if (u < VUNITS) sm[b + BK * KS + (u / (EV / 8)) * VS + u % (EV / 8)] = rv[x];
+        if (u < VUNITS) sm[V_OFF + (u / (EV / 8)) * VS + u % (EV / 8)] = rv[x];
     }
 }
-#endif
-#if !PREFETCH && REG != 2
+#else
 void load_tile(uint kt) {
     for (uint u = tid; u < KUNITS; u += THREADS) {
         uint j = u / (E / 8), c = u % (E / 8);
@@ -199,240 +165,14 @@ void main() {
     uint spot = S_OFF + sg * SPOT;
     if (lane < 16u) {
         uint bits = floatBitsToUint(float(lane));
-        [[unroll]] for (uint c = 0u; c < 4u; ++c) sm[spot + lane * OST + c] = uvec4(bits);
+        [[unroll]] for (uint c = 0u; c < 4u; ++c) sm[spot + lane * SS + c] = uvec4(bits);
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
     ACC R;
-    coopMatLoad(R, sm, spot, OST, gl_CooperativeMatrixLayoutRowMajor);
+    coopMatLoad(R, sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
     subgroupBarrier();
-#if REG
-    // C(r, c) = c the same way; fast: the rows of lane l are l/4 and l/4 + 8 (a row in one aligned
-    // group of four lanes).
-    if (lane < 16u) {
-        [[unroll]] for (uint c = 0u; c < 4u; ++c)
-            sm[spot + lane * OST + c] = floatBitsToUint(vec4(4u * c, 4u * c + 1u, 4u * c + 2u, 4u * c + 3u));
-    }
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    ACC C;
-    coopMatLoad(C, sm, spot, OST, gl_CooperativeMatrixLayoutRowMajor);
-    subgroupBarrier();
-    bool mine = true;
-    for (int x = 0; x < R.length(); ++x) mine = mine && uint(R[x]) % 8u == lane / 4u;
-    bool fast = gl_SubgroupSize == 32u && subgroupAll(mine);
-#endif
 
-#if REG
-    uint sr0 = row0 + sg * 16u * RM;  // the subgroup's first row
-#if HAS_MASK
-    int mb = mask_base(n);
-#endif
-    ACC acc[RM][EV / 16];
-    ACC mrow[RM];  // each element: its row's running maximum
-    ACC lrow[RM];  // each element position: its partial sum of its row
-    [[unroll]] for (uint a = 0u; a < RM; ++a) {
-        [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[a][f] = ACC(0.0);
-        lrow[a] = ACC(0.0);
-        mrow[a] = ACC(0.0);
-        for (int x = 0; x < mrow[a].length(); ++x) mrow[a][x] = NEG_INF;
-    }
-    uint kend = p.S;
-#if CAUSAL
-    kend = min(p.S, row0 + BQ);
-#endif
-#if REG == 2
-    fetch(0u);
-    stash(0u);
-    barrier();
-    uint it = 0u;
-    for (uint kt = 0u; kt < kend; kt += BK, ++it) {
-        kvb = (it & 1u) * KV_UNITS;
-        bool more = kt + BK < kend;
-        if (more) fetch(kt + BK);  // in flight during this tile's math
-        bool visible = true;
-#if CAUSAL
-        visible = kt <= sr0 + 16u * RM - 1u;
-#endif
-        if (visible) {
-#else
-    for (uint kt = 0u; kt < kend; kt += BK) {
-        barrier();  // every subgroup is done with the last tile
-#if PREFETCH
-        stash(kvb);
-        barrier();
-        if (kt + BK < kend) fetch(kt + BK);
-#else
-        load_tile(kt);
-        barrier();
-#endif
-#if CAUSAL
-        if (kt > sr0 + 16u * RM - 1u) continue;
-#endif
-        {
-#endif
-            [[unroll]] for (uint a = 0u; a < RM; ++a) {
-                // 1. S = Q K^T, scaled to base 2, masked.
-                ACC s[BK / 16];
-                [[unroll]] for (uint f = 0u; f < BK / 16; ++f) {
-                    s[f] = ACC(0.0);
-                    [[unroll]] for (uint d = 0u; d < E / 16; ++d) {
-                        FB kb;
-                        coopMatLoad(kb, sm, K_OFF + f * 16u * KS + d * 2u, KS, gl_CooperativeMatrixLayoutColumnMajor);
-                        s[f] = coopMatMulAdd(qa[a][d], kb, s[f]);
-                    }
-                    for (int x = 0; x < s[f].length(); ++x) {
-                        uint j = kt + f * 16u + uint(C[x]), i = sr0 + a * 16u + uint(R[x]);
-                        float y = s[f][x] * p.scale2;
-                        bool ok = j < p.S;
-#if CAUSAL
-                        ok = ok && j <= i;
-#endif
-#if HAS_MASK
-                        if (ok && i < p.L) y += mask[mb + int(i) * p.mst_l + int(j) * p.mst_s] * LOG2E;
-#endif
-                        s[f][x] = ok ? y : NEG_INF;
-                    }
-                }
-                // 2. The rows' maxima over the subgroup, the factors, P in place.
-                ACC t = s[0];
-                [[unroll]] for (uint f = 1u; f < BK / 16; ++f)
-                    for (int x = 0; x < t.length(); ++x) t[x] = max(t[x], s[f][x]);
-                if (fast) {
-                    uint g = lane / 4u;
-                    float lo = NEG_INF, hi = NEG_INF;
-                    for (int x = 0; x < t.length(); ++x) {
-                        if (uint(R[x]) == g) lo = max(lo, t[x]);
-                        else hi = max(hi, t[x]);
-                    }
-                    lo = max(lo, subgroupShuffleXor(lo, 1u));
-                    hi = max(hi, subgroupShuffleXor(hi, 1u));
-                    lo = max(lo, subgroupShuffleXor(lo, 2u));
-                    hi = max(hi, subgroupShuffleXor(hi, 2u));
-                    for (int x = 0; x < t.length(); ++x) t[x] = uint(R[x]) == g ? lo : hi;
-                } else {
-                    ACC u = t;
-                    for (uint r = 0u; r < 16u; ++r) {
-                        float w = NEG_INF;
-                        for (int x = 0; x < t.length(); ++x) w = uint(R[x]) == r ? max(w, u[x]) : w;
-                        w = subgroupMax(w);
-                        for (int x = 0; x < t.length(); ++x) t[x] = uint(R[x]) == r ? w : t[x];
-                    }
-                }
-                ACC alpha = t;
-                for (int x = 0; x < t.length(); ++x) {
-                    float mn = max(mrow[a][x], t[x]);
-                    float mu = mn == NEG_INF ? 0.0 : mn;  // a row with no visible key yet: P = 0, factor 0
-                    alpha[x] = exp2(mrow[a][x] - mu);
-                    mrow[a][x] = mn;
-                    t[x] = mu;
-                }
-                lrow[a] = lrow[a] * alpha;
-                [[unroll]] for (uint f = 0u; f < EV / 16; ++f) acc[a][f] = acc[a][f] * alpha;
-                [[unroll]] for (uint f = 0u; f < BK / 16; ++f) {
-                    for (int x = 0; x < t.length(); ++x) s[f][x] = exp2(s[f][x] - t[x]);
-#if P_F32
-                    lrow[a] = lrow[a] + s[f];
-                    coopMatStore(s[f], sm, spot + a * 16u * SS + f * 4u, SS, gl_CooperativeMatrixLayoutRowMajor);
-#else
-                    coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> ph =
-                        coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(s[f]);
-                    lrow[a] = lrow[a] + ACC(ph);  // the sum of the P that P V uses
-                    coopMatStore(ph, sm, spot + a * 16u * PS + f * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-#endif
-                }
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-#if P_F32
-            // P_F32 (bfloat16, or no float16 accumulator): the float32 P to 16-bit bits, in place
-            // (lane l: row l/2, half l%2 of every 16-row block).
-            [[unroll]] for (uint a = 0u; a < RM; ++a) {
-                uint pr = a * 16u + lane / 2u, h = lane % 2u;
-                uint b[BK / 2];
-                [[unroll]] for (uint t4 = 0u; t4 < BK / 8; ++t4) {
-                    uvec4 w = sm[spot + pr * SS + h * (BK / 8) + t4];
-                    [[unroll]] for (uint c = 0u; c < 4u; ++c) b[t4 * 4u + c] = P_BITS(uintBitsToFloat(w[c]));
-                }
-                subgroupBarrier();
-                [[unroll]] for (uint t8 = 0u; t8 < BK / 16; ++t8)
-                    sm[spot + pr * PS + h * (BK / 16) + t8] = uvec4(b[t8 * 8u] | b[t8 * 8u + 1u] << 16,
-                        b[t8 * 8u + 2u] | b[t8 * 8u + 3u] << 16, b[t8 * 8u + 4u] | b[t8 * 8u + 5u] << 16,
-                        b[t8 * 8u + 6u] | b[t8 * 8u + 7u] << 16);
-                subgroupMemoryBarrierShared();
-                subgroupBarrier();
-            }
-#endif
-            // 3. O += P V.
-            [[unroll]] for (uint kk = 0u; kk < BK / 16; ++kk) {
-                FA pa[RM];
-                [[unroll]] for (uint a = 0u; a < RM; ++a)
-                    coopMatLoad(pa[a], sm, spot + a * 16u * PS + kk * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-                [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
-                    FB vb;
-                    coopMatLoad(vb, sm, V_OFF + kk * 16u * VS + f * 2u, VS, gl_CooperativeMatrixLayoutRowMajor);
-                    [[unroll]] for (uint a = 0u; a < RM; ++a) acc[a][f] = coopMatMulAdd(pa[a], vb, acc[a][f]);
-                }
-            }
-            subgroupBarrier();  // P read before the next tile's P overwrites it
-        }
-#if REG == 2
-        if (more) stash(KV_UNITS - kvb);
-        barrier();  // the next tile is in, this one free
-#endif
-    }
-
-    // The rows' sums (each lane's elements of a row, then the subgroup, in a fixed order), O / l and
-    // the logsumexp; rows past L are computed on zeros and never stored.
-    barrier();
-    uint r16 = lane / 2u, c8 = (lane % 2u) * 8u;  // the staged fragment: lane's row and 8 columns
-    [[unroll]] for (uint a = 0u; a < RM; ++a) {
-        ACC t = lrow[a];
-        if (fast) {
-            uint g = lane / 4u;
-            float lo = 0.0, hi = 0.0;
-            for (int x = 0; x < t.length(); ++x) {
-                if (uint(R[x]) == g) lo += t[x];
-                else hi += t[x];
-            }
-            lo += subgroupShuffleXor(lo, 1u);
-            hi += subgroupShuffleXor(hi, 1u);
-            lo += subgroupShuffleXor(lo, 2u);
-            hi += subgroupShuffleXor(hi, 2u);
-            for (int x = 0; x < t.length(); ++x) t[x] = uint(R[x]) == g ? lo : hi;
-        } else {
-            ACC u = t;
-            for (uint r = 0u; r < 16u; ++r) {
-                float w = 0.0;
-                for (int x = 0; x < t.length(); ++x) w += uint(R[x]) == r ? u[x] : 0.0;
-                w = subgroupAdd(w);
-                for (int x = 0; x < t.length(); ++x) t[x] = uint(R[x]) == r ? w : t[x];
-            }
-        }
-        ACC fac = t;
-        for (int x = 0; x < t.length(); ++x) {
-            float l = t[x];
-            fac[x] = l > 0.0 ? HLX_DIV(1.0, l) : 0.0;  // every key masked out: zeros, as PyTorch
-            uint i = sr0 + a * 16u + uint(R[x]);
-            if (uint(C[x]) == 0u && i < p.L) lse[p.off_lse + n * p.L + i] = l > 0.0 ? mrow[a][x] * LN2 + log(l) : NEG_INF;
-        }
-        uint io = sr0 + a * 16u + r16;
-        [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
-            coopMatStore(acc[a][f] * fac, sm, spot, OST, gl_CooperativeMatrixLayoutRowMajor);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            uvec4 u0 = sm[spot + r16 * OST + c8 / 4u], u1 = sm[spot + r16 * OST + c8 / 4u + 1u];
-            subgroupBarrier();  // read before the next fragment overwrites the spot
-            if (io < p.L) {
-                uint ob = p.off_o + (n * p.L + io) * EV + f * 16u + c8;
-                [[unroll]] for (uint c = 0u; c < 4u; ++c) {
-                    o[ob + c] = O_STORE(uintBitsToFloat(u0[c]));
-                    o[ob + 4u + c] = O_STORE(uintBitsToFloat(u1[c]));
-                }
-            }
-        }
-    }
-#else
     // Lane's row (of the subgroup's 16 RM) and part of the tile's keys.
     uint sr0 = row0 + sg * 16u * RM;  // the subgroup's first row
     uint r = lane / HALVES, half_ = lane % HALVES;
@@ -456,7 +196,7 @@ void main() {
     for (uint kt = 0u; kt < kend; kt += BK) {
         barrier();  // every subgroup is done with the last tile
 #if PREFETCH
-        stash(kvb);
+        stash();
         barrier();
         if (kt + BK < kend) fetch(kt + BK);  // in flight while this tile is used
 #else
@@ -579,5 +319,4 @@ void main() {
             }
         }
     }
-#endif
 }

@@ -12,14 +12,8 @@
 // operand of the next product), scores and dP as float32: lane l of a subgroup takes row l/2,
 // half l%2 of the tile's columns, as in the forward.
 //
-// REG 1 (a variant, float16 only): no score or dP round trip. Matrices R(r, c) = r and C(r, c) = c
-// (element-wise operations pair the elements of one fragment type) give each accumulator element
-// its row and column, so P and dS are computed on the accumulators in place (no reduction is
-// needed: lse and delta come from the forward) and only P (MODE 2) and dS go to the subgroup's
-// spot, as float16 accumulators, for the A operand of the next product.
-//
 // Defines: MODE, E, EV (head dims, multiples of 16), BT (columns a tile: keys in MODE 1, queries in
-// MODE 2), NSG, REG, HAS_MASK, CAUSAL, QKV_VEC (Q, K, V and dO read as 16-byte units),
+// MODE 2), NSG, HAS_MASK, CAUSAL, QKV_VEC (Q, K, V and dO read as 16-byte units),
 // HLX_COOPMAT_BF16.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
@@ -29,12 +23,6 @@
 #include "float_controls.glsl"
 #include "dtypes.glsl"
 
-#ifndef REG
-#define REG 0
-#endif
-#if REG && A_KIND == 1
-#error REG 1 converts P and dS to float16 accumulators: float16 only
-#endif
 #define BR (16 * NSG)
 #define THREADS (32 * NSG)
 layout(local_size_x = THREADS) in;
@@ -194,25 +182,6 @@ void main() {
     barrier();
 
     uint spot = S_OFF + sg * SPOT;
-#if REG
-    // R(r, c) = r and C(r, c) = c through the spot.
-    ACC R, C;
-    if (lane < 16u) {
-        [[unroll]] for (uint c = 0u; c < 4u; ++c) sm[spot + lane * SS + c] = uvec4(floatBitsToUint(float(lane)));
-    }
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    coopMatLoad(R, sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
-    subgroupBarrier();
-    if (lane < 16u) {
-        [[unroll]] for (uint c = 0u; c < 4u; ++c)
-            sm[spot + lane * SS + c] = floatBitsToUint(vec4(4u * c, 4u * c + 1u, 4u * c + 2u, 4u * c + 3u));
-    }
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    coopMatLoad(C, sm, spot, SS, gl_CooperativeMatrixLayoutRowMajor);
-    subgroupBarrier();
-#endif
     uint r = lane / 2u, half_ = lane % 2u;
     uint xrow = sx0 + r;  // the lane's own row: a query (MODE 1) or a key (MODE 2)
     bool row_ok = xrow < XLEN;
@@ -261,90 +230,6 @@ void main() {
 #elif CAUSAL
         if (y0 + BT - 1u < sx0) continue;   // no query of this tile sees the subgroup's keys
 #endif
-#if REG
-        // Scores (MODE 1: S = Q K^T; MODE 2: S^T = K Q^T), then P in place.
-        ACC pm[BT / 16];
-        [[unroll]] for (uint f = 0u; f < BT / 16; ++f) {
-            pm[f] = ACC(0.0);
-            [[unroll]] for (uint d = 0u; d < DA / 16; ++d) {
-                FB yb;
-                coopMatLoad(yb, sm, YA_OFF + f * 16u * AS + d * 2u, AS, gl_CooperativeMatrixLayoutColumnMajor);
-                pm[f] = coopMatMulAdd(xa[d], yb, pm[f]);
-            }
-            for (int x = 0; x < pm[f].length(); ++x) {
-                uint xr = sx0 + uint(R[x]), yc = uint(C[x]), y = y0 + f * 16u + yc;
-                float v = pm[f][x] * p.scale2;
-#if MODE == 1
-                uint qi = xr, kj = y;
-                float base2 = lse[p.off_lse + n * p.L + min(qi, p.L - 1u)] * LOG2E;
-                bool ok = qi < p.L && kj < p.S && base2 != NEG_INF;
-#else
-                uint qi = y, kj = xr;
-                float base2 = tl[f * 16u + yc];
-                bool ok = kj < p.S && qi < p.L && base2 != NEG_INF;
-#endif
-#if CAUSAL
-                ok = ok && kj <= qi;
-#endif
-#if HAS_MASK
-                if (ok) v += mask[mb + int(qi) * p.mst_l + int(kj) * p.mst_s] * LOG2E;
-#endif
-                pm[f][x] = ok ? exp2(v - base2) : 0.0;
-            }
-        }
-#define PH coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#if MODE == 2
-        // dV += P^T dO: P^T (16 bits) through the spot.
-        [[unroll]] for (uint f = 0u; f < BT / 16; ++f)
-            coopMatStore(PH(pm[f]), sm, spot + f * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        [[unroll]] for (uint kk = 0u; kk < BT / 16; ++kk) {
-            FA pa;
-            coopMatLoad(pa, sm, spot + kk * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-            [[unroll]] for (uint f = 0u; f < EV / 16; ++f) {
-                FB yb;
-                coopMatLoad(yb, sm, YB_OFF + kk * 16u * BS + f * 2u, BS, gl_CooperativeMatrixLayoutRowMajor);
-                gb[f] = coopMatMulAdd(pa, yb, gb[f]);
-            }
-        }
-        subgroupBarrier();  // P^T is read before dS overwrites it
-#endif
-        // dP (MODE 1: dO V^T; MODE 2: dP^T = V dO^T), dS = P * (dP - delta) in place, to the spot (16 bits).
-        [[unroll]] for (uint f = 0u; f < BT / 16; ++f) {
-            ACC s = ACC(0.0);
-            [[unroll]] for (uint d = 0u; d < DB / 16; ++d) {
-                FB yb;
-                coopMatLoad(yb, sm, YB_OFF + f * 16u * BS + d * 2u, BS, gl_CooperativeMatrixLayoutColumnMajor);
-                s = coopMatMulAdd(xb[d], yb, s);
-            }
-            for (int x = 0; x < s.length(); ++x) {
-#if MODE == 1
-                uint qi = sx0 + uint(R[x]);
-                float dl = dlt[p.off_dlt + n * p.L + min(qi, p.L - 1u)];
-#else
-                float dl = td[f * 16u + uint(C[x])];
-#endif
-                float pr = pm[f][x];
-                s[x] = pr > 0.0 ? pr * (s[x] - dl) : 0.0;
-            }
-            coopMatStore(PH(s), sm, spot + f * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-        }
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-
-        // MODE 1: dQ += dS K; MODE 2: dK += dS^T Q.
-        [[unroll]] for (uint kk = 0u; kk < BT / 16; ++kk) {
-            FA pa;
-            coopMatLoad(pa, sm, spot + kk * 2u, PS, gl_CooperativeMatrixLayoutRowMajor);
-            [[unroll]] for (uint f = 0u; f < E / 16; ++f) {
-                FB yb;
-                coopMatLoad(yb, sm, YA_OFF + kk * 16u * AS + f * 2u, AS, gl_CooperativeMatrixLayoutRowMajor);
-                ga[f] = coopMatMulAdd(pa, yb, ga[f]);
-            }
-        }
-        subgroupBarrier();  // dS is read before the next tile's P overwrites it
-#else
         // Scores (MODE 1: S = Q K^T; MODE 2: S^T = K Q^T) into the spot.
         [[unroll]] for (uint f = 0u; f < BT / 16; ++f) {
             ACC s = ACC(0.0);
@@ -454,7 +339,6 @@ void main() {
                 ga[f] = coopMatMulAdd(pa, yb, ga[f]);
             }
         }
-#endif
     }
 
     barrier();  // the last tile's spots are free
