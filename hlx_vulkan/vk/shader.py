@@ -11,6 +11,7 @@ from .api import call, version_str
 from .handles import VkObject
 from .spirv import MAX_BINDING_NUMBER, MAX_PRIVATE_BYTES, max_spirv_version_for, parse_spirv, validate_spirv
 from .spirv_cfg import cfg_problems
+from .spirv_hints import drop_unroll_hints
 
 _validated: set[tuple[str, str]] = set()
 _MAX_VALIDATED = 4096  # a fuzzer or a long session builds endless modules; forgetting one costs one spirv-val run
@@ -134,6 +135,8 @@ class ShaderModule(VkObject):
     arrays past the device's limits (see :func:`device_problems`), and
     whatever an installed ``spirv-val`` rejects, in the module as given and
     with its specialization constants frozen (see :func:`validate_spirv`).
+    Loop-unrolling hints are dropped from a module that is not ``trusted`` (this
+    library's own kernels are): see :mod:`hlx_vulkan.vk.spirv_hints`.
 
     Example::
 
@@ -141,7 +144,8 @@ class ShaderModule(VkObject):
         print(shader.local_size, shader.bindings, shader.push_constant_size)
     """
 
-    def __init__(self, device, spirv: bytes, entry_point: str = "main", *, validate: bool = True):
+    def __init__(self, device, spirv: bytes, entry_point: str = "main", *, validate: bool = True,
+                 trusted: bool = False):
         device._check_alive()
         if not isinstance(spirv, (bytes, bytearray, memoryview)):
             raise errors.InvalidShaderError(f"SPIR-V must be bytes, not {type(spirv).__name__}")
@@ -170,6 +174,8 @@ class ShaderModule(VkObject):
             if len(_validated) >= _MAX_VALIDATED:
                 _validated.clear()
             _validated.add((self.digest, env))
+        if not trusted:  # a caller's module: no loop hint may make the driver's compile unbounded
+            spirv = drop_unroll_hints(spirv)
         self.device = device
         self.spirv = spirv
         self.entry_point = entry_point

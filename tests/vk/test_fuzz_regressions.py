@@ -313,3 +313,61 @@ def test_the_fuzz_harness_retires_a_worker_whose_memory_grows():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "replaced" in out.stdout and "workers that outgrew" in out.stdout, out.stdout
+
+
+UNROLLED = """
+#version 450
+#extension GL_EXT_control_flow_attributes : require
+layout(local_size_x = 1) in;
+layout(std430, binding = 0) buffer X { uint x[]; };
+void main() {
+    uint acc = x[1];
+    [[unroll]] for (uint j = 0u; j < 4u; ++j) acc = acc * 3u + x[2 + j];
+    x[0] = acc;
+}
+"""
+LOOP_CONTROL_UNROLL, LOOP_CONTROL_PEEL, LOOP_CONTROL_PARTIAL = 0x1, 0x80, 0x100
+
+
+def _loop_controls(spirv):
+    words = words_of(spirv)
+    return [words[i + 3:i + (words[i] >> 16)] for i, op, _ in instructions(words) if op == OP_LOOP_MERGE]
+
+
+def test_a_loop_marked_unroll_with_a_huge_trip_count_is_built_without_the_hint(ctx):
+    """spirv-2-589628: the constant 4 of a kernel's [[unroll]] loops mutated to 65,536. The module is
+    valid, and lavapipe, obeying the hint, was still unrolling after five minutes. A caller's module
+    loses its unroll hints (they never change results), so the pipeline builds at once; this
+    library's own kernels keep theirs."""
+    from hlx_vulkan.vk.shader import spirv_digest
+    spirv = compile_glsl(UNROLLED)
+    assert any(c[0] & LOOP_CONTROL_UNROLL for c in _loop_controls(spirv))
+    words = words_of(spirv)
+    four = find(words, 43, lambda ops: ops[2] == 4)  # OpConstant %uint 4: the trip count
+    words[four + 3] = 65536
+    huge = pack(words)
+    validate_spirv(huge, "vulkan1.3")
+    shader = ShaderModule(ctx.device, huge)
+    assert shader.digest == spirv_digest(huge)  # the caller's module, as given, names it
+    assert all(c[0] & (LOOP_CONTROL_UNROLL | LOOP_CONTROL_PEEL | LOOP_CONTROL_PARTIAL) == 0
+               for c in _loop_controls(shader.spirv))
+    shader.destroy()
+    _pipeline(ctx, huge)  # builds (with the hint, this call did not return within five minutes)
+    kept = ShaderModule(ctx.device, spirv, trusted=True)
+    assert any(c[0] & LOOP_CONTROL_UNROLL for c in _loop_controls(kept.spirv))
+    kept.destroy()
+
+
+def test_dropping_hints_removes_their_literals_and_keeps_the_others():
+    """PeelCount and PartialCount carry a literal each: dropping them must drop exactly those words
+    and keep the other loop controls' literals in order (MaxIterations here)."""
+    from hlx_vulkan.vk.spirv_hints import drop_unroll_hints
+    words = words_of(compile_glsl(UNROLLED))
+    at = find(words, OP_LOOP_MERGE)
+    merge, cont = words[at + 1], words[at + 2]
+    control = LOOP_CONTROL_UNROLL | 0x20 | LOOP_CONTROL_PEEL | LOOP_CONTROL_PARTIAL  # + MaxIterations
+    new = [((4 + 3) << 16) | OP_LOOP_MERGE, merge, cont, control, 4, 2, 9]  # max 4, peel 2, partial 9
+    words = list(words[:at]) + new + list(words[at + (words[at] >> 16):])
+    out = drop_unroll_hints(pack(words))
+    assert _loop_controls(out) == [[0x20, 4]]
+    assert drop_unroll_hints(out) == out  # nothing left to drop: the same bytes
