@@ -417,8 +417,13 @@ class Pool:
                                                   self.args.recycle_mib), daemon=True)
         p.start()
         child.close()
-        if not parent.poll(300) or parent.recv()[0] != "ready":
-            raise RuntimeError("a fuzz worker did not start")
+        try:
+            ready = parent.poll(300) and parent.recv()[0] == "ready"
+        except EOFError:  # it died starting: a Vulkan driver that maps more than --mem-gib of address space
+            ready = False
+        if not ready:
+            raise RuntimeError(f"a fuzz worker did not start (exit status {p.exitcode}); if the Vulkan driver "
+                               "reserves much address space, raise --mem-gib or pass --mem-gib 0 (no cap)")
         return {"proc": p, "conn": parent, "index": None, "deadline": None}
 
     def run(self, total: int, seconds: float | None, record) -> None:
