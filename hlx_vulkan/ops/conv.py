@@ -152,7 +152,7 @@ WGRAD_TILES = 264  # output tiles (64 x 64) to aim for: two waves of an H100's 1
 
 def _image_chunks(n: int, og: int, rows: int, per_image: int) -> int:
     """Chunks of images (a divisor of ``n``) the weight gradient's sum is cut into."""
-    tiles = -(-og // 64) * -(-rows // 64)
+    tiles = max(1, -(-og // 64) * -(-rows // 64))  # at least one: no rows (no input channels) is a sum of none
     want = min(-(-WGRAD_TILES // tiles), (n * per_image) // MIN_CHUNK_COLUMNS, n)
     return max((d for d in range(1, max(want, 1) + 1) if n % d == 0), default=1)
 

@@ -343,3 +343,17 @@ def test_dropout2d_drops_whole_channels():
     assert np.all((per_channel == 0).all(-1) | (per_channel == 2.0).all(-1))
     assert 0.25 < (per_channel[..., 0] == 0).mean() < 0.75
     np.testing.assert_array_equal(F.dropout2d(x, 0.5, training=False).numpy(), x.numpy())
+
+
+def test_conv2d_of_no_input_channels_is_the_bias():
+    """A sum over no input channels is zero: the output is the bias everywhere (it raised
+    ZeroDivisionError while planning the weight gradient's chunks), and the gradients flow."""
+    x = hv.randn(2, 0, 5, 5, requires_grad=True)
+    w = hv.randn(3, 0, 3, 3, requires_grad=True)
+    b = hv.randn(3, requires_grad=True)
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.shape == (2, 3, 5, 5)
+    np.testing.assert_array_equal(y.numpy(), np.broadcast_to(b.numpy()[None, :, None, None], (2, 3, 5, 5)))
+    y.sum().backward()
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 50.0, np.float32))
+    assert x.grad.shape == (2, 0, 5, 5) and w.grad.shape == (3, 0, 3, 3)
