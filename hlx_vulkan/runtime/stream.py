@@ -1,5 +1,6 @@
 """The stream: ops are recorded into a command buffer with the barriers their data
-dependencies need, and submitted at a sync point or when a batch fills.
+dependencies need, and submitted at a sync point, when a batch fills, or (outside a capture) once
+a batch has touched :data:`SUBMIT_BYTES` of memory and the queue has room.
 
 Hazards are tracked per memory range (an allocation's ``key``: block, offset, size). A
 dispatch or copy that reads a range written since the last barrier (read after write), or
