@@ -54,22 +54,28 @@ def record_levels(x: Tensor) -> Tensor:
     return level
 
 
-def device_tree_digest(x: Tensor) -> str:
-    """The ``hlx-tree-sha256-v1`` digest of ``x``, hashed on its device; a sync point."""
+def device_digest(x: Tensor, on_host, on_device) -> str:
+    """A digest of ``x`` hashed on its device (a sync point): ``on_device(x)`` for a contiguous,
+    16-byte-aligned ``x`` the kernels can address in one binding, else ``on_host(dtype name, shape,
+    array)``, which gives the same digest from the bytes read back."""
     rt = x.runtime
     if rt.stream.capturing:
         raise errors.CaptureError("digest() inside hv.capture() reads a result back; take it after the capture")
     nbytes = x.numel() * x.dtype.itemsize
-    name, shape = x.dtype.name, x.shape
     if nbytes == 0:
-        return tree_digest(name, shape, x.numpy())
+        return on_host(x.dtype.name, x.shape, x.numpy())
     if not x.is_contiguous() or x.buf.byte_offset % 16:
         x = ew.copy(x)
     limit = min(rt.device.limits["max_storage_buffer_range"], (1 << 32) - 1)
     if x.buf.byte_offset + nbytes > limit:
-        return tree_digest(name, shape, x.numpy())
-    top = record_levels(x)
-    return finish(name, shape, root_from_leaves(top.numpy().astype("<u4").tobytes()))
+        return on_host(x.dtype.name, x.shape, x.numpy())
+    return on_device(x)
 
 
-__all__ = ["CHUNKS", "device_tree_digest", "record_levels"]
+def device_tree_digest(x: Tensor) -> str:
+    """The ``hlx-tree-sha256-v1`` digest of ``x``, hashed on its device; a sync point."""
+    return device_digest(x, tree_digest, lambda x: finish(
+        x.dtype.name, x.shape, root_from_leaves(record_levels(x).numpy().astype("<u4").tobytes())))
+
+
+__all__ = ["CHUNKS", "device_digest", "device_tree_digest", "record_levels"]

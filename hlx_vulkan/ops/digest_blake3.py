@@ -26,7 +26,7 @@ from .. import errors
 from ..memory import uint32
 from ..memory.blake3_digest import blake3_digest, blake3_finish
 from ..runtime import KernelSpec
-from . import elementwise as ew
+from .digest import device_digest
 from .tensor import Tensor, contiguous_like
 
 _DIR = resources.files(__package__) / "digest"
@@ -65,20 +65,8 @@ def record_root(x: Tensor, variant: str = VARIANT) -> Tensor:
 
 def device_blake3_digest(x: Tensor, variant: str = VARIANT) -> str:
     """The ``hlx-blake3-v1`` digest of ``x``, hashed on its device; a sync point."""
-    rt = x.runtime
-    if rt.stream.capturing:
-        raise errors.CaptureError("digest() inside hv.capture() reads a result back; take it after the capture")
-    nbytes = x.numel() * x.dtype.itemsize
-    name, shape = x.dtype.name, x.shape
-    if nbytes == 0:
-        return blake3_digest(name, shape, x.numpy())
-    if not x.is_contiguous() or x.buf.byte_offset % 16:
-        x = ew.copy(x)
-    limit = min(rt.device.limits["max_storage_buffer_range"], (1 << 32) - 1)
-    if x.buf.byte_offset + nbytes > limit:
-        return blake3_digest(name, shape, x.numpy())
-    root = record_root(x, variant).numpy().astype("<u4").tobytes()
-    return blake3_finish(name, shape, root)
+    return device_digest(x, blake3_digest, lambda x: blake3_finish(
+        x.dtype.name, x.shape, record_root(x, variant).numpy().astype("<u4").tobytes()))
 
 
 __all__ = ["CHUNKS", "PARENTS", "VARIANT", "VARIANTS", "device_blake3_digest", "record_root"]
