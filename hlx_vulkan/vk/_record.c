@@ -139,29 +139,30 @@ static PyObject *barrier(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* keys[idx[i]] (a borrowed reference), or NULL with IndexError when idx[i] is out of range. */
+static PyObject *key_at(PyObject *keys, PyObject *idx, Py_ssize_t i) {
+    Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(idx, i));
+    if (k < 0 || k >= PyTuple_GET_SIZE(keys)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "a binding index out of range");
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(keys, k);
+}
+
 /* Whether every position in ``idx`` (a tuple of ints) indexes ``keys``; sets IndexError if not. */
 static int check_indices(PyObject *keys, PyObject *idx) {
-    Py_ssize_t n = PyTuple_GET_SIZE(idx), nkeys = PyTuple_GET_SIZE(keys);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(idx, i));
-        if (k < 0 || k >= nkeys) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "a binding index out of range");
-            return 0;
-        }
-    }
+    Py_ssize_t n = PyTuple_GET_SIZE(idx);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (key_at(keys, idx, i) == NULL) return 0;
     return 1;
 }
 
 /* Whether any key at the positions ``idx`` (a tuple of ints) is in one of the sets; -1 on error. */
 static int any_in(PyObject *keys, PyObject *idx, PyObject *a, PyObject *b) {
-    Py_ssize_t n = PyTuple_GET_SIZE(idx), nkeys = PyTuple_GET_SIZE(keys);
+    Py_ssize_t n = PyTuple_GET_SIZE(idx);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(idx, i));
-        if (k < 0 || k >= nkeys) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "a binding index out of range");
-            return -1;
-        }
-        PyObject *key = PyTuple_GET_ITEM(keys, k);
+        PyObject *key = key_at(keys, idx, i);
+        if (key == NULL) return -1;
         int found = PySet_Contains(a, key);
         if (found == 0 && b != NULL) found = PySet_Contains(b, key);
         if (found != 0) return found;
@@ -170,14 +171,10 @@ static int any_in(PyObject *keys, PyObject *idx, PyObject *a, PyObject *b) {
 }
 
 static int add_all(PyObject *set, PyObject *keys, PyObject *idx) {
-    Py_ssize_t n = PyTuple_GET_SIZE(idx), nkeys = PyTuple_GET_SIZE(keys);
+    Py_ssize_t n = PyTuple_GET_SIZE(idx);
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(idx, i));
-        if (k < 0 || k >= nkeys) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "a binding index out of range");
-            return -1;
-        }
-        if (PySet_Add(set, PyTuple_GET_ITEM(keys, k)) < 0) return -1;
+        PyObject *key = key_at(keys, idx, i);
+        if (key == NULL || PySet_Add(set, key) < 0) return -1;
     }
     return 0;
 }
