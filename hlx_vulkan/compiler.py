@@ -32,6 +32,7 @@ from array import array
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from . import glslang_library
 from .errors import ShaderCompileError
 from .strict_spirv import harden
 
@@ -41,6 +42,8 @@ MIN_GLSLANG = (13, 0)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+# Sources enabling this extension compile through glslang_library (glslang 13 does not know it).
+_NEEDS_LIBRARY = re.compile(r"^\s*#\s*extension\s+GL_NV_cooperative_matrix2\b", re.MULTILINE)
 _memory: dict[str, bytes] = {}
 _from_disk: set[bytes] = set()
 _lock = threading.Lock()
@@ -145,8 +148,10 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     """
     dirs = [Path(d) for d in include_dirs] + [INCLUDE_DIR]
     define_args = _define_args(defines)
+    by_library = bool(_NEEDS_LIBRARY.search(source))
+    identity = glslang_library.identity() if by_library else compiler_identity()
     h = hashlib.sha256()
-    for part in (source, "\0".join(define_args), stage, target_env, entry_point, compiler_identity()):
+    for part in (source, "\0".join(define_args), stage, target_env, entry_point, identity):
         h.update(part.encode() + b"\0\1")
     _hash_includes(source, dirs, h, set())
     if (defines or {}).get("HLX_STRICT"):
@@ -165,7 +170,12 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     if _valid_spirv(data):
         _from_disk.add(data)
     else:
-        data = _compile(source, define_args, stage, dirs, target_env, entry_point)
+        if by_library:
+            text = glslang_library.with_defines(glslang_library.inline_includes(source, dirs),
+                                                dict(a[2:].split("=", 1) for a in define_args))
+            data = glslang_library.compile_source(text, stage, target_env, entry_point)
+        else:
+            data = _compile(source, define_args, stage, dirs, target_env, entry_point)
         if (defines or {}).get("HLX_COOPMAT_BF16"):
             data = retype_coopmat_bf16(data)
         if (defines or {}).get("HLX_STRICT"):

@@ -62,6 +62,7 @@ class VulkanContext:
             "limits": dict(p.limits), "float_controls": dict(p.float_controls),
             "validation": self.validation_enabled, "selected_because": self.selection.how,
             "cooperative_matrix_shapes": list(p.cooperative_matrix_shapes),
+            "cooperative_matrix2_shapes": list(p.cooperative_matrix2_shapes),
         }
 
     def load_shader(self, spirv: bytes, entry_point: str = "main") -> str:

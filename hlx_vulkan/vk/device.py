@@ -11,7 +11,8 @@ import vulkan as vkb
 from .api import call
 from .handles import Owner, abandon_at_exit
 from .instance import Instance
-from .physical import BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, PhysicalDeviceInfo, bfloat16_features
+from .physical import (BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, COOPMAT2_EXT, COOPMAT2_FEATURES, COOPMAT2_FEATURES_STYPE,
+                       PhysicalDeviceInfo, bfloat16_features, raw_struct)
 
 
 _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
@@ -131,6 +132,10 @@ class Device(Owner):
         if feats.get("bfloat16_cooperative_matrix"):
             head = bfloat16_features(pNext=head, type=True, cooperative_matrix=True)
             extensions.append(BFLOAT16_EXT)
+        if feats.get("cooperative_matrix2"):
+            head = raw_struct(COOPMAT2_FEATURES_STYPE, [feats[f"cooperative_matrix2_{k}"] for k in COOPMAT2_FEATURES],
+                              pNext=head)
+            extensions.append(COOPMAT2_EXT)
         core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"],
                                             shaderInt16=feats["shader_int16"])
         features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)

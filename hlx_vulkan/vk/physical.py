@@ -31,6 +31,34 @@ BFLOAT16_EXT = "VK_KHR_shader_bfloat16"
 BFLOAT16_FEATURES_STYPE = 1000141000
 
 
+# VK_NV_cooperative_matrix2 (workgroup-scope matrices, tensor-addressed loads, row reductions) is
+# newer than the binding too: its feature struct is sType, pNext and seven VkBool32, written here
+# into a raw buffer; its properties struct is sType, pNext and three uint32.
+COOPMAT2_EXT = "VK_NV_cooperative_matrix2"
+COOPMAT2_FEATURES_STYPE = 1000593000
+COOPMAT2_PROPERTIES_STYPE = 1000593002
+COOPMAT2_FEATURES = ("workgroup_scope", "flexible_dimensions", "reductions", "conversions",
+                     "per_element_operations", "tensor_addressing", "block_loads")
+COOPMAT2_PROPERTIES = ("workgroup_scope_max_workgroup_size", "flexible_dimensions_max_dimension",
+                       "workgroup_scope_reserved_shared_memory")
+
+
+def raw_struct(stype: int, fields, pNext=None):
+    """A Vulkan struct the binding lacks: ``sType``, ``pNext`` (8 bytes, aligned) and one uint32 a
+    field, set from ``fields`` (a sequence of ints)."""
+    fields = list(fields)
+    buf = vkb.ffi.new("uint32_t[]", 4 + len(fields) + len(fields) % 2)
+    buf[0] = stype
+    vkb.ffi.cast("void **", buf + 2)[0] = vkb.ffi.NULL if pNext is None else vkb.ffi.cast("void *", pNext)
+    for i, value in enumerate(fields):
+        buf[4 + i] = int(value)
+    return buf
+
+
+def raw_fields(buf, count: int) -> list[int]:
+    return [buf[4 + i] for i in range(count)]
+
+
 def bfloat16_features(pNext=None, **enabled):
     """The stand-in struct: ``type``, ``dot_product``, ``cooperative_matrix`` set from ``enabled``."""
     st = vkb.VkPhysicalDeviceMultiviewFeatures(pNext=pNext, multiview=enabled.get("type", False),
@@ -64,6 +92,7 @@ class PhysicalDeviceInfo:
     extensions: frozenset = field(repr=False)
     queue_families: list = field(repr=False)
     cooperative_matrix_shapes: list = field(default_factory=list, repr=False)
+    cooperative_matrix2_shapes: list = field(default_factory=list, repr=False)
 
     @property
     def api_version_str(self) -> str:
@@ -103,8 +132,13 @@ def _features(handle, extensions) -> dict:
     if BFLOAT16_EXT in extensions:
         bf16 = bfloat16_features(pNext=head)
         head = bf16
+    cm2 = None
+    if COOPMAT2_EXT in extensions:
+        cm2 = raw_struct(COOPMAT2_FEATURES_STYPE, [0] * len(COOPMAT2_FEATURES), pNext=head)
+        head = cm2
     f2 = vkb.VkPhysicalDeviceFeatures2(pNext=head)
     vkb.vkGetPhysicalDeviceFeatures2(handle, f2)
+    cm2_feats = dict(zip(COOPMAT2_FEATURES, map(bool, raw_fields(cm2, len(COOPMAT2_FEATURES))))) if cm2 is not None else {}
     return {
         "storage_buffer_16bit": bool(v11.storageBuffer16BitAccess),
         "shader_float16": bool(v12.shaderFloat16),
@@ -124,18 +158,24 @@ def _features(handle, extensions) -> dict:
         # SPIR-V 1.6 (Vulkan 1.3) expresses specialised workgroup sizes with LocalSizeId, which needs it.
         "maintenance4": bool(v13.maintenance4) if v13 is not None else False,
         "subgroup_size_control": bool(v13.subgroupSizeControl) if v13 is not None else False,
+        # VK_NV_cooperative_matrix2, all of what this library's kernels use of it, beside
+        # VK_KHR_cooperative_matrix (which it extends); each part as cooperative_matrix2_<part>.
+        "cooperative_matrix2": bool(coop is not None and coop.cooperativeMatrix and cm2_feats
+                                    and all(cm2_feats[k] for k in COOPMAT2_FEATURES if k != "block_loads")),
+        **{f"cooperative_matrix2_{k}": v for k, v in cm2_feats.items()},
     }
 
 
-def _properties(handle):
-    m3 = vkb.VkPhysicalDeviceMaintenance3Properties()
+def _properties(handle, extensions=frozenset()):
+    cm2 = raw_struct(COOPMAT2_PROPERTIES_STYPE, [0] * len(COOPMAT2_PROPERTIES)) if COOPMAT2_EXT in extensions else None
+    m3 = vkb.VkPhysicalDeviceMaintenance3Properties(pNext=cm2)
     fc = vkb.VkPhysicalDeviceFloatControlsProperties(pNext=m3)
     sg = vkb.VkPhysicalDeviceSubgroupProperties(pNext=fc)
     drv = vkb.VkPhysicalDeviceDriverProperties(pNext=sg)
     p2 = vkb.VkPhysicalDeviceProperties2(pNext=drv)
     vkb.vkGetPhysicalDeviceProperties2(handle, p2)
     # p2.properties is a view into p2's memory: return p2 so it stays alive.
-    return p2, sg, fc, drv, m3
+    return p2, sg, fc, drv, m3, cm2
 
 
 _COMPONENT = {0: "float16", 1: "float32", 2: "float64", 3: "int8", 4: "int16", 5: "int32", 6: "int64",
@@ -163,9 +203,38 @@ def cooperative_matrix_shapes(instance_handle, handle) -> list[dict]:
             for p in (props[i] for i in range(count[0]))]
 
 
+_FLEX_FIELDS = ("M_granularity", "N_granularity", "K_granularity", "a", "b", "c", "result", "saturating", "scope",
+                "workgroup_invocations")
+
+
+def cooperative_matrix2_shapes(instance_handle, handle) -> list[dict]:
+    """VK_NV_cooperative_matrix2's flexible-dimension combinations: the granularity of M, N, K, the
+    component types, the scope and the workgroup size each needs."""
+    ptr = vkb.lib.vkGetInstanceProcAddr(instance_handle, b"vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV")
+    if ptr == vkb.ffi.NULL:
+        return []
+    fn = vkb.ffi.cast("VkResult(*)(VkPhysicalDevice, uint32_t *, void *)", ptr)
+    count = vkb.ffi.new("uint32_t*")
+    if fn(handle, count, vkb.ffi.NULL) != vkb.VK_SUCCESS:
+        return []
+    stride = 4 + len(_FLEX_FIELDS)  # sType, padding, pNext, fields: 14 uint32 (8-byte aligned)
+    buf = vkb.ffi.new("uint32_t[]", stride * count[0])
+    for i in range(count[0]):
+        buf[i * stride] = COOPMAT2_PROPERTIES_STYPE - 1  # VkCooperativeMatrixFlexibleDimensionsPropertiesNV
+    if fn(handle, count, buf) != vkb.VK_SUCCESS:
+        return []
+    out = []
+    for i in range(count[0]):
+        row = dict(zip(_FLEX_FIELDS, (buf[i * stride + 4 + j] for j in range(len(_FLEX_FIELDS)))))
+        for key in ("a", "b", "c", "result"):
+            row[key] = _COMPONENT.get(row[key], row[key])
+        out.append(row)
+    return out
+
+
 def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
     extensions = frozenset(e.extensionName for e in call(vkb.vkEnumerateDeviceExtensionProperties, handle, None))
-    p2, sg, fc, drv, m3 = _properties(handle)
+    p2, sg, fc, drv, m3, cm2 = _properties(handle, extensions)
     props = p2.properties
     lim = props.limits
     limits = {
@@ -189,6 +258,9 @@ def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
         "subgroup_size": sg.subgroupSize,
         "subgroup_operations": sg.supportedOperations if sg.supportedStages & vkb.VK_SHADER_STAGE_COMPUTE_BIT else 0,
     }
+    if cm2 is not None:
+        limits.update({f"cooperative_matrix2_{k}": v
+                       for k, v in zip(COOPMAT2_PROPERTIES, raw_fields(cm2, len(COOPMAT2_PROPERTIES)))})
     float_controls = {
         f"{key}_float{bits}": bool(getattr(fc, f"shader{field}Float{bits}"))
         for key, field in (("rounding_mode_rte", "RoundingModeRTE"), ("rounding_mode_rtz", "RoundingModeRTZ"),
@@ -209,6 +281,8 @@ def describe(handle, index: int, instance_handle=None) -> PhysicalDeviceInfo:
         extensions=extensions, queue_families=families,
         cooperative_matrix_shapes=cooperative_matrix_shapes(instance_handle, handle)
         if instance_handle is not None and COOPERATIVE_MATRIX_EXT in extensions else [],
+        cooperative_matrix2_shapes=cooperative_matrix2_shapes(instance_handle, handle)
+        if instance_handle is not None and COOPMAT2_EXT in extensions else [],
     )
 
 

@@ -33,12 +33,19 @@ _CAPABILITY_FEATURES = {
     "VulkanMemoryModel": "vulkan_memory_model", "VulkanMemoryModelDeviceScope": "vulkan_memory_model_device_scope",
     "PhysicalStorageBufferAddresses": "buffer_device_address", "CooperativeMatrixKHR": "cooperative_matrix",
     "BFloat16TypeKHR": "bfloat16_cooperative_matrix", "BFloat16CooperativeMatrixKHR": "bfloat16_cooperative_matrix",
+    "CooperativeMatrixReductionsNV": "cooperative_matrix2_reductions",
+    "CooperativeMatrixConversionsNV": "cooperative_matrix2_conversions",
+    "CooperativeMatrixPerElementOperationsNV": "cooperative_matrix2_per_element_operations",
+    "CooperativeMatrixTensorAddressingNV": "cooperative_matrix2_tensor_addressing",
+    "CooperativeMatrixBlockLoadsNV": "cooperative_matrix2_block_loads",
+    "TensorAddressingNV": "cooperative_matrix2_tensor_addressing",
 }
 _EXTENSION_FEATURES = {
     "SPV_KHR_storage_buffer_storage_class": None, "SPV_KHR_float_controls": None,
     "SPV_KHR_16bit_storage": "storage_buffer_16bit", "SPV_KHR_8bit_storage": "storage_buffer_8bit",
     "SPV_KHR_vulkan_memory_model": "vulkan_memory_model", "SPV_KHR_physical_storage_buffer": "buffer_device_address",
     "SPV_KHR_cooperative_matrix": "cooperative_matrix", "SPV_KHR_bfloat16": "bfloat16_cooperative_matrix",
+    "SPV_NV_cooperative_matrix2": "cooperative_matrix2", "SPV_NV_tensor_addressing": "cooperative_matrix2_tensor_addressing",
 }
 _DESCRIPTOR_LIMITS = {"storage_buffer": "max_per_stage_descriptor_storage_buffers",
                       "uniform_buffer": "max_per_stage_descriptor_uniform_buffers"}

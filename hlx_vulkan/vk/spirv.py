@@ -57,6 +57,9 @@ CAPABILITIES = {0: "Matrix", 1: "Shader", 9: "Float16", 10: "Float64", 11: "Int6
                 4467: "RoundingModeRTE", 4468: "RoundingModeRTZ", 5345: "VulkanMemoryModel",
                 5346: "VulkanMemoryModelDeviceScope", 5347: "PhysicalStorageBufferAddresses",
                 6022: "CooperativeMatrixKHR", 5116: "BFloat16TypeKHR", 5118: "BFloat16CooperativeMatrixKHR",
+                5430: "CooperativeMatrixReductionsNV", 5431: "CooperativeMatrixConversionsNV",
+                5432: "CooperativeMatrixPerElementOperationsNV", 5433: "CooperativeMatrixTensorAddressingNV",
+                5434: "CooperativeMatrixBlockLoadsNV", 5439: "TensorAddressingNV",
                 61: "GroupNonUniform", 62: "GroupNonUniformVote",
                 63: "GroupNonUniformArithmetic", 64: "GroupNonUniformBallot", 65: "GroupNonUniformShuffle",
                 66: "GroupNonUniformShuffleRelative", 67: "GroupNonUniformClustered", 68: "GroupNonUniformQuad"}
@@ -66,12 +69,14 @@ _OP_NAME, _OP_EXTENSION, _OP_ENTRY_POINT, _OP_EXECUTION_MODE, _OP_CAPABILITY = 5
 _OP_TYPE_VOID, _OP_TYPE_BOOL, _OP_TYPE_INT, _OP_TYPE_FLOAT, _OP_TYPE_VECTOR, _OP_TYPE_MATRIX = 19, 20, 21, 22, 23, 24
 _OP_TYPE_IMAGE, _OP_TYPE_SAMPLER, _OP_TYPE_SAMPLED_IMAGE, _OP_TYPE_ARRAY, _OP_TYPE_RUNTIME_ARRAY = 25, 26, 27, 28, 29
 _OP_TYPE_STRUCT, _OP_TYPE_POINTER, _OP_TYPE_FORWARD_POINTER, _OP_TYPE_COOP_MATRIX = 30, 32, 39, 4456
+_OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW = 5370, 5371  # SPV_NV_tensor_addressing: operands are constants
 _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_CONSTANT, _OP_CONSTANT_COMPOSITE, _OP_CONSTANT_NULL = 41, 42, 43, 44, 46
 _OP_SPEC_TRUE, _OP_SPEC_FALSE, _OP_SPEC_CONSTANT, _OP_SPEC_COMPOSITE, _OP_SPEC_OP = 48, 49, 50, 51, 52
 _OP_VARIABLE, _OP_ACCESS_CHAIN, _OP_IN_BOUNDS_ACCESS_CHAIN = 59, 65, 66
 _OP_DECORATE, _OP_MEMBER_DECORATE, _OP_EXECUTION_MODE_ID, _OP_MEMBER_NAME = 71, 72, 331, 6
 # Every OpType* instruction; each has its result id first.
-_TYPE_OPS = frozenset(range(_OP_TYPE_VOID, _OP_TYPE_FORWARD_POINTER + 1)) | {_OP_TYPE_COOP_MATRIX, 4472, 5341, 5358}
+_TYPE_OPS = frozenset(range(_OP_TYPE_VOID, _OP_TYPE_FORWARD_POINTER + 1)) | {_OP_TYPE_COOP_MATRIX, 4472, 5341, 5358,
+                                                                             _OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW}
 _CONSTANT_OPS = frozenset({_OP_CONSTANT, _OP_SPEC_CONSTANT, _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_SPEC_TRUE,
                            _OP_SPEC_FALSE, _OP_CONSTANT_NULL, _OP_CONSTANT_COMPOSITE, _OP_SPEC_COMPOSITE, _OP_SPEC_OP})
 
@@ -298,6 +303,12 @@ class _Types:
                     raise InvalidShaderError(f"cooperative matrix type %{result} at word {at} has a size %{c} that "
                                              "is not a constant defined before it")
             self.define(result, (op, ops[1], ops[3], ops[4]), (ops[1],), at)
+        elif op in (_OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW):
+            for c in ops[1:]:
+                if c not in self.consts:
+                    raise InvalidShaderError(f"tensor type %{result} at word {at} has an operand %{c} that is not a "
+                                             "constant defined before it")
+            self.define(result, (op,), (), at)
         else:
             self.define(result, (op,), (), at)
 
@@ -741,7 +752,8 @@ def _validators() -> list[tuple[str, dict | None]]:
 
 # Capabilities younger than the distributions' spirv-tools (Debian 12 has 2023.1): a module declaring
 # one is for a driver newer than such a validator, which would refuse it for the capability alone.
-_RECENT_CAPABILITIES = frozenset({6022, 5116, 5118})  # CooperativeMatrixKHR, BFloat16TypeKHR, BFloat16CooperativeMatrixKHR
+# CooperativeMatrixKHR, BFloat16TypeKHR, BFloat16CooperativeMatrixKHR, VK_NV_cooperative_matrix2's
+_RECENT_CAPABILITIES = frozenset({6022, 5116, 5118, 5430, 5431, 5432, 5433, 5434, 5439})
 
 
 def _spirv_opt(validator: str, env: dict | None) -> tuple[str | None, dict | None]:
