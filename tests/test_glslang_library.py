@@ -107,3 +107,9 @@ def test_raw_struct_layout():
     outer = raw_struct(9, [5], pNext=inner)
     import vulkan as vkb
     assert vkb.ffi.cast("void **", outer + 2)[0] == vkb.ffi.cast("void *", inner)
+    # chained after one of the binding's structs (values, not pointers), and chained before one
+    v12 = vkb.VkPhysicalDeviceVulkan12Features()
+    mid = raw_struct(11, [0, 0], pNext=v12)
+    assert vkb.ffi.cast("void **", mid + 2)[0] == vkb.ffi.cast("void *", vkb.ffi.addressof(v12))
+    head = vkb.VkPhysicalDeviceFeatures2(pNext=mid)
+    assert vkb.ffi.cast("uint32_t *", head.pNext)[0] == 11

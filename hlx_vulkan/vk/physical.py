@@ -45,11 +45,18 @@ COOPMAT2_PROPERTIES = ("workgroup_scope_max_workgroup_size", "flexible_dimension
 
 def raw_struct(stype: int, fields, pNext=None):
     """A Vulkan struct the binding lacks: ``sType``, ``pNext`` (8 bytes, aligned) and one uint32 a
-    field, set from ``fields`` (a sequence of ints)."""
+    field, set from ``fields`` (a sequence of ints). ``pNext`` (a binding struct or another raw
+    one) must outlive it: the caller holds both."""
     fields = list(fields)
     buf = vkb.ffi.new("uint32_t[]", 4 + len(fields) + len(fields) % 2)
     buf[0] = stype
-    vkb.ffi.cast("void **", buf + 2)[0] = vkb.ffi.NULL if pNext is None else vkb.ffi.cast("void *", pNext)
+    if pNext is None:
+        ptr = vkb.ffi.NULL
+    elif vkb.ffi.typeof(pNext).kind == "struct":  # the binding's structs are values, not pointers
+        ptr = vkb.ffi.cast("void *", vkb.ffi.addressof(pNext))
+    else:
+        ptr = vkb.ffi.cast("void *", pNext)
+    vkb.ffi.cast("void **", buf + 2)[0] = ptr
     for i, value in enumerate(fields):
         buf[4 + i] = int(value)
     return buf
