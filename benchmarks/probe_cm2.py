@@ -7,8 +7,10 @@ Run: python benchmarks/probe_cm2.py [--out probe_cm2.json]
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -46,7 +48,9 @@ void main() {
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="probe_cm2.json")
+    ap.add_argument("--stall-s", type=float, default=60.0, help="print every thread's stack after this long")
     args = ap.parse_args(argv)
+    faulthandler.dump_traceback_later(args.stall_s, repeat=True)  # a stall shows where it is
     ctx = VulkanContext()
     info = ctx.info
     feats = {k: v for k, v in info["features"].items() if k.startswith("cooperative_matrix")}
@@ -66,9 +70,16 @@ def main(argv=None) -> int:
         b = rng.standard_normal((K, N)).astype(np.float16)
         want = a.astype(np.float64) @ b.astype(np.float64)
         row = {"T": T, "BK": BK, "WG": WG}
+        t0 = time.perf_counter()
+
+        def step(what):
+            print(f"  {time.perf_counter() - t0:7.2f} s {what}", flush=True)
         try:
+            step("compile")
             spirv = compile_glsl(SRC, {"M": M, "N": N, "K": K, "T": T, "BK": BK, "WG": WG}, target_env="vulkan1.3")
+            step("load")
             shader = ctx.get_shader(ctx.load_shader(spirv, "main"))
+            step("pipeline")
             bindings = DescriptorBindingBuilder().add_storage_buffer(0).add_storage_buffer(1).add_storage_buffer(2).build()
             pipe = ComputePipeline(ctx.device, shader, bindings, 0, workgroup_size=(WG,))
             bufs = [Buffer(ctx.device, x.nbytes, vk.BufferUsageFlags.STORAGE_BUFFER, host, ctx.memory_properties)
@@ -77,10 +88,12 @@ def main(argv=None) -> int:
             ds = pipe.allocate_descriptor_set()
             pipe.update_descriptor_set(ds, [(i, bf.buffer) for i, bf in enumerate(bufs)])
             pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 2)
+            step("dispatch")
             cmd = pool.begin_command_buffer()
             pipe.record_dispatch(cmd, ds, b"", (-(-N // T), -(-M // T), 1))
             pool.end_command_buffer(cmd)
             pool.submit_and_wait(cmd, ctx.compute_queue)
+            step("done")
             got = np.frombuffer(bufs[2].download(), np.float32).reshape(M, N)
             row["max_abs_err"] = float(np.nanmax(np.abs(got - want))) if np.isfinite(got).all() else "nan in output"
             row["ok"] = bool(np.isfinite(got).all() and np.abs(got - want).max() < 1e-2)
