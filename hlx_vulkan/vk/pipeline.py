@@ -301,7 +301,8 @@ class ComputePipeline(VkObject):
                 raise errors.PipelineLayoutError(
                     f"{len(data)} bytes of push constants do not fit the pipeline's {self.push_constant_size}-byte range "
                     "(and must be a multiple of 4)")
-            vkb.vkCmdPushConstants(cmd, self.layout, ShaderStageFlags.COMPUTE, 0, len(data), vkb.ffi.from_buffer(data))
+            if data:  # no bytes: nothing to push (Vulkan refuses a zero-sized push)
+                vkb.vkCmdPushConstants(cmd, self.layout, ShaderStageFlags.COMPUTE, 0, len(data), vkb.ffi.from_buffer(data))
         vkb.vkCmdDispatch(cmd, *counts)
 
     def record_barrier(self, cmd, src_access=AccessFlags.SHADER_WRITE, dst_access=AccessFlags.SHADER_READ,
