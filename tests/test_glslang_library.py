@@ -113,3 +113,11 @@ def test_raw_struct_layout():
     assert vkb.ffi.cast("void **", mid + 2)[0] == vkb.ffi.cast("void *", vkb.ffi.addressof(v12))
     head = vkb.VkPhysicalDeviceFeatures2(pNext=mid)
     assert vkb.ffi.cast("uint32_t *", head.pNext)[0] == 11
+
+
+def test_workgroup_scope_matrices_count_per_invocation(include_dir):
+    # A 128x128 float32 accumulator is 64 KiB for the whole workgroup, not for each invocation.
+    (include_dir / "cm2_test_tile.glsl").write_text("#define TILE 128\n")
+    spirv = compiler.compile_glsl(CM2, {"N": 256}, include_dirs=[include_dir], target_env="vulkan1.3")
+    private = parse_spirv(spirv).storage_bytes({})["private"]
+    assert 128 * 128 * 4 // 32 <= private < 64 * 1024

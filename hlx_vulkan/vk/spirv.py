@@ -69,7 +69,8 @@ _OP_NAME, _OP_EXTENSION, _OP_ENTRY_POINT, _OP_EXECUTION_MODE, _OP_CAPABILITY = 5
 _OP_TYPE_VOID, _OP_TYPE_BOOL, _OP_TYPE_INT, _OP_TYPE_FLOAT, _OP_TYPE_VECTOR, _OP_TYPE_MATRIX = 19, 20, 21, 22, 23, 24
 _OP_TYPE_IMAGE, _OP_TYPE_SAMPLER, _OP_TYPE_SAMPLED_IMAGE, _OP_TYPE_ARRAY, _OP_TYPE_RUNTIME_ARRAY = 25, 26, 27, 28, 29
 _OP_TYPE_STRUCT, _OP_TYPE_POINTER, _OP_TYPE_FORWARD_POINTER, _OP_TYPE_COOP_MATRIX = 30, 32, 39, 4456
-_OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW = 5370, 5371  # SPV_NV_tensor_addressing: operands are constants
+_OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW = 5370, 5371
+_SCOPE_WORKGROUP = 2  # SPV_NV_tensor_addressing: operands are constants
 _OP_CONSTANT_TRUE, _OP_CONSTANT_FALSE, _OP_CONSTANT, _OP_CONSTANT_COMPOSITE, _OP_CONSTANT_NULL = 41, 42, 43, 44, 46
 _OP_SPEC_TRUE, _OP_SPEC_FALSE, _OP_SPEC_CONSTANT, _OP_SPEC_COMPOSITE, _OP_SPEC_OP = 48, 49, 50, 51, 52
 _OP_VARIABLE, _OP_ACCESS_CHAIN, _OP_IN_BOUNDS_ACCESS_CHAIN = 59, 65, 66
@@ -302,7 +303,7 @@ class _Types:
                 if c not in self.consts:
                     raise InvalidShaderError(f"cooperative matrix type %{result} at word {at} has a size %{c} that "
                                              "is not a constant defined before it")
-            self.define(result, (op, ops[1], ops[3], ops[4]), (ops[1],), at)
+            self.define(result, (op, ops[1], ops[3], ops[4], ops[2]), (ops[1],), at)
         elif op in (_OP_TYPE_TENSOR_LAYOUT, _OP_TYPE_TENSOR_VIEW):
             for c in ops[1:]:
                 if c not in self.consts:
@@ -497,7 +498,12 @@ class _Types:
             out = (_round_up(end, align), align)
         elif op == _OP_TYPE_COOP_MATRIX:
             size, align = self.natural(d[1], spec, memo, values)
-            out = (size * self.value(d[2], spec, values) * self.value(d[3], spec, values), align)
+            size *= self.value(d[2], spec, values) * self.value(d[3], spec, values)
+            # A workgroup-scope matrix (VK_NV_cooperative_matrix2) is spread over the workgroup's
+            # invocations, which are at least a subgroup (32 on the devices that offer it).
+            if d[4] in self.consts and self.value(d[4], spec, values) == _SCOPE_WORKGROUP:
+                size = -(-size // 32)
+            out = (size, align)
         else:
             out = (8, 8)  # pointers and opaque handles
         memo[type_id] = out
