@@ -41,10 +41,12 @@ from hlx_vulkan.ops import matmul as mm  # noqa: E402
 import bench_gemm as bg  # noqa: E402
 import torch  # noqa: E402
 
-# Tiles timed beside CM2_TILES (BM, BN, BK, THREADS); not used by the library unless moved there.
-SWEEP = {"cm2_64x64_k32": (64, 64, 32, 128), "cm2_64x128": (64, 128, 64, 128), "cm2_128x64": (128, 64, 64, 128),
-         "cm2_128x128_t128": (128, 128, 64, 128), "cm2_128x128_k32": (128, 128, 32, 256),
-         "cm2_256x128": (256, 128, 64, 256), "cm2_128x256_k32": (128, 256, 32, 256)}
+# Tiles timed beside CM2_TILES (BM, BN, BK, THREADS, GROUP_M); not used by the library unless moved there.
+SWEEP = {"cm2_32x64": (32, 64, 64, 128, 0), "cm2_64x64_k32": (64, 64, 32, 128, 0),
+         "cm2_64x128": (64, 128, 64, 128, 0), "cm2_128x64": (128, 64, 64, 128, 0),
+         "cm2_128x128_t128": (128, 128, 64, 128, 8), "cm2_128x128_k32": (128, 128, 32, 256, 8),
+         "cm2_128x128_g0": (128, 128, 64, 256, 0), "cm2_128x256_g0": (128, 256, 64, 256, 0),
+         "cm2_256x128": (256, 128, 64, 256, 8), "cm2_128x256_k32": (128, 256, 32, 256, 8)}
 COOP1 = "coop_small_k64"  # any coopmat-1 tile gives the same bits
 # A FORCE_TILE no kernel knows: the device's choice, under a plan-cache key of its own (cm2 is set aside).
 COOP1_AUTO = "coopmat-1 auto"
@@ -61,7 +63,8 @@ def _kernels(fn):
     rt.synchronize()
     used = []
     for k in rt.kernels.used():
-        keys = [d for d in ("BM", "BN", "BK", "THREADS", "SGM", "SGN", "FM", "FN", "SPLIT") if d in k.defines]
+        keys = [d for d in ("BM", "BN", "BK", "THREADS", "GROUP_M", "SGM", "SGN", "FM", "FN", "SPLIT")
+                if d in k.defines]
         used.append(k.name.split("/")[-1] + "(" + ",".join(f"{d}={k.defines[d]}" for d in keys) + ")")
     return out, sorted(used)
 
@@ -81,6 +84,7 @@ def _case_list(quick):
             ("offsets 70x90x130", (70, 90, 130), {"offset": 1}),
             ("no unit stride 40x24x72", (40, 24, 72), {"step": 1}),
             ("split-K 70x90x5000", (70, 90, 5000), {}),
+            ("tall 1300x300x64", (1300, 300, 64), {}),  # 11 block rows of 128: a part group
             ("aligned %dx%dx%d" % aligned, aligned, {}),
             ("mlp x@W^T %dx%dx%d" % mlp, mlp, {"tb": 1})]
 
@@ -122,8 +126,14 @@ def _variants(rt, dtype):
     device's choice, each cm2 tile where the device has cm2, else one (which must fall back)."""
     out = [("coopmat-1", COOP1)] if mm.coopmat_available(rt, dtype) else []
     out.append(("auto", None))
-    tiles = list(mm.CM2_TILES) if mm.cm2_available(rt, dtype) else list(mm.CM2_TILES)[:1]
+    tiles = _listed(rt, dtype) if mm.cm2_available(rt, dtype) else list(mm.CM2_TILES)[:1]
     return out + [(t, t) for t in tiles]
+
+
+def _listed(rt, dtype):
+    """The cm2 tiles (the library's and the sweep's) whose shapes the device lists: the others are
+    not run (a device may refuse them), only reported."""
+    return [t for t in mm.CM2_TILES if mm.cm2_tile_listed(rt, dtype, t)]
 
 
 def correctness(args, rt, rows) -> bool:
@@ -229,7 +239,7 @@ def timing(args, rt, rows) -> None:
         if mm.coopmat_available(rt, dtype):
             variants.append(("coopmat-1 auto", COOP1_AUTO))
         if mm.cm2_available(rt, dtype):
-            variants += [(t, t) for t in mm.CM2_TILES]
+            variants += [(t, t) for t in _listed(rt, dtype)]
         for name, M, N, K, layout in cases:
             ta = torch.randn((K, M) if layout[0] == "t" else (M, K), device=dev, generator=gen).to(tdt)
             tb = torch.randn((N, K) if layout[1] == "t" else (K, N), device=dev, generator=gen).to(tdt)
@@ -296,7 +306,7 @@ def device_report(rt) -> dict:
            "shapes": info.get("cooperative_matrix2_shapes", []),
            "available": {d: mm.cm2_available(rt, d) for d in ("float16", "bfloat16")},
            "coopmat1": {d: mm.coopmat_available(rt, d) for d in ("float16", "bfloat16")},
-           "listed_tiles": {d: [t for t in mm.CM2_TILES if mm.cm2_tile_listed(rt, d, t)] for d in ("float16", "bfloat16")}}
+           "listed_tiles": {d: _listed(rt, d) for d in ("float16", "bfloat16")}}
     print(f"GEMM on {rep['device']} ({rep['driver']}); VK_NV_cooperative_matrix2 {rep['cooperative_matrix2']} "
           f"{rep['cooperative_matrix2_parts']}; limits {rep['limits']}; glslang library {rep['glslang_library']}")
     print(f"workgroup-scope shapes the device lists: {[s for s in rep['shapes'] if s.get('scope') == 2]}")
@@ -317,10 +327,12 @@ def main(argv=None) -> int:
     args.dtypes = args.dtypes.split(",")
     rt = hv.default_runtime()
     t0 = time.perf_counter()
-    report = device_report(rt)
+    library_tiles = list(mm.CM2_TILES)
     if not args.no_sweep:
-        mm.CM2_TILES.update(SWEEP)  # checked and timed beside the library's own; the choice ignores
-    results, rows_checks, timing_rows = [], [], []  # tiles that MIN_GROUPS does not name
+        # checked and timed beside the library's own; its choice takes none (MIN_GROUPS names none)
+        mm.CM2_TILES.update(SWEEP)
+    report = {**device_report(rt), "library_tiles": library_tiles}
+    results, rows_checks, timing_rows = [], [], []
     ok = correctness(args, rt, results)
     print(f"\n[{time.perf_counter() - t0:.0f} s] correctness: {'PASS' if ok else 'FAIL'} "
           f"({sum(r['pass'] for r in results)}/{len(results)})", flush=True)

@@ -73,11 +73,12 @@ TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1)}
 # (four subgroups of 64x64) from 256 workgroups up, the small one with BK 64 below.
 COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2),
               "coop_large": (2, 2, 4, 4, 32, 2)}
-# Tiles of matmul_cm2.comp: (BM, BN, BK, THREADS); BK divides 64 (a chunk is whole steps).
-# Not yet measured on an H100 (benchmarks/check_gemm_cm2.py sweeps them): 64x64 for the MLP's
-# products (128 workgroups at 512x1024), 128x128 from a workgroup per SM, 128x256 from two.
-CM2_TILES = {"cm2_64x64": (64, 64, 64, 128), "cm2_128x128": (128, 128, 64, 256),
-             "cm2_128x256": (128, 256, 64, 256)}
+# Tiles of matmul_cm2.comp: (BM, BN, BK, THREADS, GROUP_M); BK divides 64 (a chunk is whole
+# steps); GROUP_M block rows dealt out together (L2 reuse), 0 for none. Not yet measured on an
+# H100 (benchmarks/check_gemm_cm2.py sweeps them): 64x64 for the MLP's products (128 workgroups
+# at 512x1024), 128x128 from a workgroup per SM, 128x256 from two.
+CM2_TILES = {"cm2_64x64": (64, 64, 64, 128, 0), "cm2_128x128": (128, 128, 64, 256, 8),
+             "cm2_128x256": (128, 256, 64, 256, 8)}
 # The workgroups a tile needs to be chosen; SMALLEST: what each kernel takes otherwise.
 MIN_GROUPS = {"large": 256, "coop_large": 256, "cm2_128x128": 132, "cm2_128x256": 264}
 SMALLEST = {"tiled": "small", "coop": "coop_small_k64", "cm2": "cm2_64x64"}
@@ -251,10 +252,12 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     cm2 = coop and cm2_available(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b)
     force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
                            or (cm2 and FORCE_TILE in CM2_TILES)) else None
+
+    def vec(w):  # (A, B): loads of w elements along the contiguous dimension stay aligned and whole
+        return (_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K),
+                _aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
     if cm2 and force not in TILES and force not in COOP_TILES:
-        aligned = (_aligned(8, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(8, sa_k, sa_m, sa_b, off_a, K),
-                   _aligned(8, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(8, sb_n, sb_k, sb_b, off_b, N))
-        planned = _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, aligned)
+        planned = _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, vec(8))
         if planned is not None:
             return planned
     force = None if force in CM2_TILES else force
@@ -280,8 +283,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
     defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": int(split)}
     w = 8 if coop else 4
-    defines["A_VEC"] = int(_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K))
-    defines["B_VEC"] = int(_aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
+    defines["A_VEC"], defines["B_VEC"] = map(int, vec(w))
     # Outputs are contiguous; a split's partials are fresh (aligned) float32.
     defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
     if direct:
@@ -310,13 +312,13 @@ def _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, aligne
         return None
     if tile not in listed and force is None:  # SMALLEST["cm2"] is not listed: the smallest listed one
         tile = min(listed, key=lambda name: listed[name][0] * listed[name][1])
-    bm, bn, bk, threads = CM2_TILES[tile]
+    bm, bn, bk, threads, group_m = CM2_TILES[tile]
     split = nchunks > 1
     if batch * nchunks > rt.max_groups[2]:
         raise errors.LimitExceededError(f"matmul over {batch} batches of {nchunks} chunks; at most "
                                         f"{rt.max_groups[2]} in one launch")
-    defines = {"BM": bm, "BN": bn, "BK": bk, "THREADS": threads, "A_COLS": a_cols, "B_COLS": b_cols,
-               "A_VEC": int(aligned[0]), "B_VEC": int(aligned[1]), "SPLIT": int(split)}
+    defines = {"BM": bm, "BN": bn, "BK": bk, "THREADS": threads, "GROUP_M": group_m, "A_COLS": a_cols,
+               "B_COLS": b_cols, "A_VEC": int(aligned[0]), "B_VEC": int(aligned[1]), "SPLIT": int(split)}
     if dtype.name == "bfloat16":
         defines["HLX_CM2_BF16"] = 1
     dtypes = {"O": float32 if split else dtype, "A": dtype, "B": dtype}
@@ -382,7 +384,7 @@ def cm2_tile_listed(rt, dtype, tile: str) -> bool:
     """The device lists workgroup-scope matrices of ``dtype`` (float32 accumulation) for the tile of
     :data:`CM2_TILES`: its workgroup size, and BM, BN, BK multiples of the listed granularities."""
     name = getattr(dtype, "name", dtype)
-    bm, bn, bk, threads = CM2_TILES[tile]
+    bm, bn, bk, threads = CM2_TILES[tile][:4]
     info = rt.ctx.physical_device
     if threads > info.limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0):
         return False

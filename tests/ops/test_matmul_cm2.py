@@ -25,14 +25,14 @@ FLAG_SETS = [{}, {"A_VEC": 1, "B_VEC": 1}, {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1
 @pytest.mark.parametrize("tile", list(mm.CM2_TILES))
 def test_every_cm2_variant_is_valid_spirv(dtype, tile):
     rt = hv.default_runtime()
-    bm, bn, bk, threads = mm.CM2_TILES[tile]
+    bm, bn, bk, threads, group_m = mm.CM2_TILES[tile]
     assert 64 % bk == 0 and all(mm.CHUNK_K[d] % 64 == 0 for d in ("float16", "bfloat16"))  # whole steps a chunk
     for flags in FLAG_SETS:
         dt = getattr(hv, dtype)
         defines = {**rt.kernels.fc_defines, **slot_defines("A", dt), **slot_defines("B", dt),
                    **slot_defines("O", hv.float32 if flags.get("SPLIT") else dt),
-                   "BM": bm, "BN": bn, "BK": bk, "THREADS": threads, "A_COLS": 0, "B_COLS": 0, "A_VEC": 0,
-                   "B_VEC": 0, "SPLIT": 0, **flags}
+                   "BM": bm, "BN": bn, "BK": bk, "THREADS": threads, "GROUP_M": group_m,
+                   "A_COLS": 0, "B_COLS": 0, "A_VEC": 0, "B_VEC": 0, "SPLIT": 0, **flags}
         if dtype == "bfloat16":
             defines["HLX_CM2_BF16"] = 1
         spirv = compile_file(mm.CM2.path, defines, target_env="vulkan1.3")
@@ -50,7 +50,8 @@ def test_no_cm2_without_the_extension():
     if not rt.device.enabled_features.get("cooperative_matrix2"):
         assert not mm.cm2_available(rt, hv.float16) and not mm.cm2_available(rt, hv.bfloat16)
         # a forced cm2 tile falls back to what the device has
-        a, b = randn(np.random.default_rng(3), (19, 40), "float16"), randn(np.random.default_rng(4), (40, 23), "float16")
+        rng = np.random.default_rng(3)
+        a, b = randn(rng, (19, 40), "float16"), randn(rng, (40, 23), "float16")
         mm.FORCE_TILE = "cm2_64x64"
         try:
             rt.kernels.reset_usage()

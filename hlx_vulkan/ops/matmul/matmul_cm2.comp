@@ -12,8 +12,11 @@
 // gl_WorkGroupID.z / nbatch of length kc, a multiple of 64) is one chain of multiply-adds, k
 // ascending from the chunk's start in steps of BK, the zero padding past its end adding nothing.
 //
+// Tiles are dealt out GROUP_M block rows at a time (block rows first within a group), so the
+// workgroups in flight share their A and B tiles in L2; GROUP_M 0 deals row by row.
+//
 // Defines: BM BN BK THREADS (THREADS: the workgroup size the device lists for these matrices);
-// UNROLL (steps of k unrolled on the unclamped path); A_COLS / B_COLS (transposed views: the
+// GROUP_M; UNROLL (steps of k unrolled on the unclamped path); A_COLS / B_COLS (transposed views: the
 // operand is stored k-major, read through a transposing tensor view); A_VEC / B_VEC (row
 // strides and offsets are multiples of 8 elements, which the compiler may assume);
 // SPLIT (float32 chunk sums into the partial buffer O, added in chunk order by
@@ -38,6 +41,9 @@
 #endif
 #ifndef UNROLL
 #define UNROLL 4
+#endif
+#ifndef GROUP_M
+#define GROUP_M 0
 #endif
 layout(local_size_x = THREADS) in;
 
@@ -90,7 +96,14 @@ layout(push_constant) uniform Params {
     }
 
 void main() {
+#if GROUP_M > 0
+    uint gx = gl_NumWorkGroups.x, gy = gl_NumWorkGroups.y;
+    uint id = gl_WorkGroupID.y * gx + gl_WorkGroupID.x, span = GROUP_M * gx;
+    uint first = (id / span) * GROUP_M, rows = min(gy - first, uint(GROUP_M)), r = id % span;
+    uint row0 = (first + r % rows) * BM, col0 = (r / rows) * BN;
+#else
     uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+#endif
 #if SPLIT
     uint batch = gl_WorkGroupID.z % p.nbatch, chunk = gl_WorkGroupID.z / p.nbatch;
     uint kbeg = chunk * p.kc, kend = min(p.K, kbeg + p.kc);
