@@ -28,13 +28,16 @@ pass). No choice made from M, N or the batch (tile, vector or scalar loads) chan
 output's bits, so a row of the result does not depend on how many rows (or batches) the
 product has. The three float32 kernels give the same bits as one another; the
 cooperative-matrix kernel (whose multiply-adds round differently) serves every 16-bit
-product on a device that has it, whatever its shape or strides.
+product on a device that has it, whatever its shape or strides: matmul_cm2.comp where the
+device has cooperative matrices 2 (its steps of BK multiply-adds in k order; whether its tiles
+give the same bits as one another, and as coopmat-1, benchmarks/check_gemm_cm2.py checks on the
+device), else matmul_coopmat.comp.
 
 Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
 kernel for every dtype, CPU devices included), of :data:`COOP_TILES` (coopmat-1, for what runs
 on cooperative matrices) or of :data:`CM2_TILES` (matmul_cm2.comp where the device has it,
-whether or not the device lists the tile's shape); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk length (which
-changes the order, hence the bits).
+whether or not it lists the tile's shape); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk
+length (which changes the order, hence the bits).
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ void main() {
 #endif
         la = setTensorLayoutStrideNV(la, sa, 1);
         lb = setTensorLayoutStrideNV(lb, sb, 1);
-        uint k0 = kbeg, s = 0u;
+        uint k0 = kbeg & ~63u, s = 0u;  // a chunk starts at a multiple of 64, which the compiler may assume
         for (; s + UNROLL <= steps; s += UNROLL) {
             [[unroll]] for (uint u = 0u; u < UNROLL; ++u) {
                 STEP(la, lb, k0);
