@@ -8,6 +8,11 @@ Operands may be strided views (a transpose costs nothing). Kernels (in ``matmul/
 - ``matmul_coopmat.comp``: float16 and bfloat16 on cooperative matrices (16x16x16, float32
   accumulation), where the device has them; a tile from :data:`COOP_TILES`; any shape and
   strides (edges and unaligned operands go through guarded loads into shared memory).
+- ``matmul_cm2.comp``: float16 and bfloat16 on workgroup-scope cooperative matrices
+  (VK_NV_cooperative_matrix2: tensor-addressed loads the driver stages itself), where the
+  device has them, the glslang library compiles them and strict mode is off; a tile from
+  :data:`CM2_TILES`. Its operands need a unit stride in one of their two matrix dimensions
+  (others are copied first); where its kernel fails to build, coopmat-1 serves instead.
 - ``matmul_direct.comp``: CPU devices (lavapipe), where workgroup barriers cost more than
   the loads they save.
 - ``matmul_splitk.comp``: the second pass of split-K (below).
@@ -23,12 +28,16 @@ pass). No choice made from M, N or the batch (tile, vector or scalar loads) chan
 output's bits, so a row of the result does not depend on how many rows (or batches) the
 product has. The three float32 kernels give the same bits as one another; the
 cooperative-matrix kernel (whose multiply-adds round differently) serves every 16-bit
-product on a device that has it, whatever its shape or strides.
+product on a device that has it, whatever its shape or strides: matmul_cm2.comp where the
+device has cooperative matrices 2 (its steps of BK multiply-adds in k order; whether its tiles
+give the same bits as one another, and as coopmat-1, benchmarks/check_gemm_cm2.py checks on the
+device), else matmul_coopmat.comp.
 
 Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
-kernel for every dtype, CPU devices included) or of :data:`COOP_TILES` (for what runs on
-cooperative matrices); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk length (which
-changes the order, hence the bits).
+kernel for every dtype, CPU devices included), of :data:`COOP_TILES` (coopmat-1, for what runs
+on cooperative matrices) or of :data:`CM2_TILES` (matmul_cm2.comp where the device has it,
+whether or not it lists the tile's shape); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk
+length (which changes the order, hence the bits).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from __future__ import annotations
 import math
 from importlib import resources
 
-from .. import errors
+from .. import errors, glslang_library
 from ..autograd.graph import differentiable
 from ..memory import float32
 from ..strict_mode import is_strict
@@ -53,6 +62,7 @@ _PUSH = [("M", "I"), ("N", "I"), ("K", "I"), ("off_a", "I"), ("off_b", "I"), ("o
 _DIR = resources.files(__package__) / "matmul"
 TILED = KernelSpec(_DIR / "matmul_tiled.comp", _BINDINGS, _PUSH)
 COOPMAT = KernelSpec(_DIR / "matmul_coopmat.comp", _BINDINGS, _PUSH)
+CM2 = KernelSpec(_DIR / "matmul_cm2.comp", _BINDINGS, _PUSH)
 DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
@@ -66,9 +76,17 @@ TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1)}
 # (four subgroups of 64x64) from 256 workgroups up, the small one with BK 64 below.
 COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 64, 2),
               "coop_large": (2, 2, 4, 4, 32, 2)}
+# Tiles of matmul_cm2.comp: (BM, BN, BK, THREADS, GROUP_M); BK divides 64 (a chunk is whole
+# steps); GROUP_M block rows dealt out together (L2 reuse), 0 for none. Not yet measured on an
+# H100 (benchmarks/check_gemm_cm2.py sweeps them): 64x64 for the MLP's products (128 workgroups
+# at 512x1024), 128x128 from a workgroup per SM, 128x256 from two.
+CM2_TILES = {"cm2_64x64": (64, 64, 64, 128, 0), "cm2_128x128": (128, 128, 64, 256, 8),
+             "cm2_128x256": (128, 256, 64, 256, 8)}
 # The workgroups a tile needs to be chosen; SMALLEST: what each kernel takes otherwise.
-MIN_GROUPS = {"large": 256, "coop_large": 256}
-SMALLEST = {"tiled": "small", "coop": "coop_small_k64"}
+MIN_GROUPS = {"large": 256, "coop_large": 256, "cm2_128x128": 132, "cm2_128x256": 264}
+SMALLEST = {"tiled": "small", "coop": "coop_small_k64", "cm2": "cm2_64x64"}
+# Why matmul_cm2.comp could not be built, by dtype: those products take coopmat-1 from then on.
+CM2_FAILED: dict[str, str] = {}
 # Order: K up to CHUNK_K is one chunk; longer K is MAX_CHUNKS chunks or fewer, each at least
 # CHUNK_K long, a multiple of 64 (whole steps of every kernel). Long chunks for 16-bit
 # products, whose float32 partials cost more beside their fast multiply-adds.
@@ -182,6 +200,9 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
         raise errors.LimitExceededError(f"matmul over {batch} batches; at most {MAX_BATCH} in one launch")
     a3, sa_b = _batch_stride(a2, batch_shape)
     b3, sb_b = _batch_stride(b2, batch_shape)
+    if _cm2_wanted(rt, a.dtype):  # its tensor layouts take a unit stride in one dimension
+        a3, sa_b = _with_unit_stride(a3, sa_b, len(batch_shape))
+        b3, sb_b = _with_unit_stride(b3, sb_b, len(batch_shape))
     kernel, groups, kc, nsplit, reduce_kernel = _plan(rt, a.dtype, M, N, K, batch, a3, b3, sa_b, sb_b,
                                                       [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)])
     fields = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
@@ -231,7 +252,18 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
-    force = FORCE_TILE if FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES) else None
+    cm2 = coop and cm2_available(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b)
+    force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
+                           or (cm2 and FORCE_TILE in CM2_TILES)) else None
+
+    def vec(w):  # (A, B): loads of w elements along the contiguous dimension stay aligned and whole
+        return (_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K),
+                _aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
+    if cm2 and force not in TILES and force not in COOP_TILES:
+        planned = _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, vec(8))
+        if planned is not None:
+            return planned
+    force = None if force in CM2_TILES else force
     coop = coop and force not in TILES
     direct = force is None and not coop and rt.device.physical.type == "cpu"
     if direct:
@@ -254,8 +286,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
     defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": int(split)}
     w = 8 if coop else 4
-    defines["A_VEC"] = int(_aligned(w, sa_m, sa_k, sa_b, off_a, M) if a_cols else _aligned(w, sa_k, sa_m, sa_b, off_a, K))
-    defines["B_VEC"] = int(_aligned(w, sb_k, sb_n, sb_b, off_b, K) if b_cols else _aligned(w, sb_n, sb_k, sb_b, off_b, N))
+    defines["A_VEC"], defines["B_VEC"] = map(int, vec(w))
     # Outputs are contiguous; a split's partials are fresh (aligned) float32.
     defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
     if direct:
@@ -272,6 +303,54 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
         kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
     reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
+
+
+def _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, aligned):
+    """The plan on matmul_cm2.comp (as :func:`_plan`'s), or None where no tile the device lists
+    fits or its kernel cannot be built (noted in :data:`CM2_FAILED`; coopmat-1 serves instead).
+    A forced tile that fails raises."""
+    listed = {name: t[:2] for name, t in CM2_TILES.items() if cm2_tile_listed(rt, dtype, name)}
+    tile = force or (_pick(listed, M, N, batch, SMALLEST["cm2"]) if listed else None)
+    if tile is None:
+        return None
+    if tile not in listed and force is None:  # SMALLEST["cm2"] is not listed: the smallest listed one
+        tile = min(listed, key=lambda name: listed[name][0] * listed[name][1])
+    bm, bn, bk, threads, group_m = CM2_TILES[tile]
+    split = nchunks > 1
+    if batch * nchunks > rt.max_groups[2]:
+        raise errors.LimitExceededError(f"matmul over {batch} batches of {nchunks} chunks; at most "
+                                        f"{rt.max_groups[2]} in one launch")
+    defines = {"BM": bm, "BN": bn, "BK": bk, "THREADS": threads, "GROUP_M": group_m, "A_COLS": a_cols,
+               "B_COLS": b_cols, "A_VEC": int(aligned[0]), "B_VEC": int(aligned[1]), "SPLIT": int(split)}
+    if dtype.name == "bfloat16":
+        defines["HLX_CM2_BF16"] = 1
+    dtypes = {"O": float32 if split else dtype, "A": dtype, "B": dtype}
+    try:
+        kernel = rt.kernels.get(CM2, defines, dtypes, (threads, 1, 1), target_env="vulkan1.3")
+    except errors.HlxError as exc:
+        if force is not None:
+            raise
+        CM2_FAILED[dtype.name] = f"{type(exc).__name__}: {exc}"
+        return None
+    reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
+    return kernel, (-(-N // bn), -(-M // bm), batch * nchunks), kc, nchunks if split else 1, reduce_kernel
+
+
+def _unit_stride(s_outer, s_inner, s_batch) -> bool:
+    """An operand matmul_cm2.comp's tensor layouts address: one of its matrix strides is 1, none negative."""
+    return (s_inner == 1 or s_outer == 1) and min(s_outer, s_inner, s_batch) >= 0
+
+
+def _with_unit_stride(t: Tensor, batch_stride: int, nb: int) -> tuple[Tensor, int]:
+    if _unit_stride(*t.strides[-2:], batch_stride):
+        return t, batch_stride
+    full = ew.copy(t)
+    return full, full.strides[nb - 1] if nb else 0
+
+
+def _cm2_wanted(rt, dtype) -> bool:
+    return (FORCE_TILE not in TILES and FORCE_TILE not in COOP_TILES and not is_strict()
+            and cm2_available(rt, dtype))
 
 
 def _pick(tiles, M, N, batch, smallest):
@@ -294,3 +373,25 @@ def coopmat_available(rt, dtype) -> bool:
     return info.limits["subgroup_size"] == 32 and any(
         s["M"] == s["N"] == s["K"] == 16 and s["a"] == s["b"] == name and s["c"] == "float32" and s["scope"] == 3
         for s in info.cooperative_matrix_shapes)
+
+
+def cm2_available(rt, dtype) -> bool:
+    """The device runs matmul_cm2.comp for ``dtype``: coopmat-1 of it (above), VK_NV_cooperative_matrix2,
+    the glslang library that compiles it, and no failed build of it in this process."""
+    name = getattr(dtype, "name", dtype)
+    return (coopmat_available(rt, dtype) and rt.device.enabled_features.get("cooperative_matrix2", False)
+            and name not in CM2_FAILED and glslang_library.available())
+
+
+def cm2_tile_listed(rt, dtype, tile: str) -> bool:
+    """The device lists workgroup-scope matrices of ``dtype`` (float32 accumulation) for the tile of
+    :data:`CM2_TILES`: its workgroup size, and BM, BN, BK multiples of the listed granularities."""
+    name = getattr(dtype, "name", dtype)
+    bm, bn, bk, threads = CM2_TILES[tile][:4]
+    info = rt.ctx.physical_device
+    if threads > info.limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0):
+        return False
+    return any(s["scope"] == 2 and s["a"] == s["b"] == name and s["c"] == s["result"] == "float32"
+               and s["workgroup_invocations"] in (0, threads) and bm % max(1, s["M_granularity"]) == 0
+               and bn % max(1, s["N_granularity"]) == 0 and bk % max(1, s["K_granularity"]) == 0
+               for s in info.cooperative_matrix2_shapes)

@@ -18,9 +18,10 @@ def _coop(dtype="float16") -> bool:
     return mm.coopmat_available(hv.default_runtime(), dtype)
 
 
-# The cooperative-matrix tiles run where the device has them; elsewhere
-# test_matmul_kernels.py compiles and validates them.
-KERNELS = [None, *mm.TILES, *(COOP if _coop() else [])]
+# The cooperative-matrix tiles (1 and 2) run where the device has them; elsewhere
+# test_matmul_kernels.py and test_matmul_cm2.py compile and validate them.
+CM2 = [name for name in mm.CM2_TILES] if mm.cm2_available(hv.default_runtime(), "float16") else []
+KERNELS = [None, *mm.TILES, *(COOP if _coop() else []), *CM2]
 
 
 @pytest.fixture(autouse=True, params=KERNELS, ids=["device's choice", *(f"{t} tile" for t in KERNELS[1:])])

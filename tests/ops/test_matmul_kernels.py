@@ -20,6 +20,8 @@ def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, monkeypatch,
     families = {"tiled": list(mm.TILES)}
     if _coop(dtype):
         families["coop"] = list(mm.COOP_TILES)
+    if mm.cm2_available(hv.default_runtime(), dtype):
+        families["cm2"] = list(mm.CM2_TILES)
     elif hv.default_runtime().device.physical.type == "cpu":
         families["tiled"].append(None)  # the direct kernel
     for family, tiles in families.items():
