@@ -126,8 +126,15 @@ def _variants(rt, dtype):
     device's choice, each cm2 tile where the device has cm2, else one (which must fall back)."""
     out = [("coopmat-1", COOP1)] if mm.coopmat_available(rt, dtype) else []
     out.append(("auto", None))
+    if CHECK_AUTO_ONLY:
+        return out
     tiles = _listed(rt, dtype) if mm.cm2_available(rt, dtype) else list(mm.CM2_TILES)[:1]
     return out + [(t, t) for t in tiles]
+
+
+# --check auto: correctness of coopmat-1 and the device's choice only (every cm2 tile is a pipeline
+# the driver compiles for each case's flags, seconds apiece on the H100).
+CHECK_AUTO_ONLY = False
 
 
 def _listed(rt, dtype):
@@ -321,10 +328,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bench", action="store_true", help="no timing")
     parser.add_argument("--no-sweep", action="store_true", help="time CM2_TILES only, not this script's SWEEP")
     parser.add_argument("--max-size", type=int, default=8192)
+    parser.add_argument("--check", choices=("all", "auto"), default="all",
+                        help="correctness of every listed tile, or of coopmat-1 and the device's choice only")
     parser.add_argument("--dtypes", default="float16,bfloat16")
     parser.add_argument("--out", default="benchmarks/results/check_gemm_cm2.json")
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")
+    global CHECK_AUTO_ONLY
+    CHECK_AUTO_ONLY = args.check == "auto"
     rt = hv.default_runtime()
     t0 = time.perf_counter()
     library_tiles = list(mm.CM2_TILES)
