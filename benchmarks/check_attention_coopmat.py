@@ -115,7 +115,7 @@ def _err(got, ref):
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-def check_case(case, rng, rt, expect_coop):
+def check_case(case, rng, rt, expect_coop, fwd_name="attention/attention_coopmat"):
     name, dtype, batch, L, S, E, EV, causal, mkind, grad = case
     q = rng.standard_normal(batch + (L, E)).astype(np.float32)
     if name == "big scores":
@@ -138,7 +138,7 @@ def check_case(case, rng, rt, expect_coop):
         for t in (hq, hk, hvv):
             t.requires_grad = True
     out = F.scaled_dot_product_attention(hq, hk, hvv, attn_mask=hm, is_causal=causal)
-    coop = any(kern.name == "attention/attention_coopmat" for kern in rt.kernels.used())
+    coop = any(kern.name == fwd_name for kern in rt.kernels.used())
     errs = {"out": _err(out.to(hv.float32).numpy(), ref)}
     if grad:
         _poison(ref.size * 4 * 6)

@@ -1,0 +1,278 @@
+"""Check, then time, the cooperative-matrix-2 attention forward (ops/attention_cm2.py) on a GPU.
+
+1. Correctness, with the kernel required ($HLX_ATTENTION_COOPMAT=2): check_attention_coopmat.py's
+   cases (float16 and bfloat16 against the definition in float64, odd lengths, L != S, causal or
+   not, masks, rows with no key, head dims 64/128 mixed, batch x heads > 1, NaN-poisoned outputs,
+   gradients through the cooperative-matrix-1 backward from the saved logsumexp, the same bits
+   twice and at batch 1). Each case must have run attention/attention_cm2.
+2. Every block-size variant (BQ, BK, THREADS, ROWSUM_MMA) on a subset of the cases.
+3. Timing, float16, S = L in 512, 1024, 2048, 4096, head dims 64 and 128, causal and not: torch's
+   SDPA, the cooperative-matrix-1 forward and the cm2 one (forward, and forward + backward), the
+   ratio torch / hlx and TFLOP/s; then the forward of every variant that passed.
+
+Exit status 1 on any FAIL. Run: python benchmarks/check_attention_cm2.py [--quick] [--out F.json]
+(--quick: small shapes for lavapipe, which has no cooperative matrices: it says cm2 is unavailable,
+checks the fallback's answers and times the fused kernel against torch on the CPU.)
+On the H100 (carry .gl, .whl, .glslang):
+    bash benchmarks/device_run.sh "python3 benchmarks/check_attention_cm2.py --out \\$OUT/check_attention_cm2.json"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hlx_vulkan as hv  # noqa: E402
+from hlx_vulkan import glslang_library  # noqa: E402
+from hlx_vulkan.nn import functional as F  # noqa: E402
+from hlx_vulkan.ops import attention_cm2 as cm2  # noqa: E402
+from hlx_vulkan.ops import attention_coopmat as ac  # noqa: E402
+import check_attention_coopmat as cac  # noqa: E402
+from timing import mean_seconds  # noqa: E402
+
+import torch  # noqa: E402
+
+FWD = "attention/attention_cm2"
+SHAPES = [(4, 16, 512), (2, 16, 1024), (1, 16, 2048), (1, 8, 4096)]  # (B, H, L); S = L
+QUICK_SHAPES = [(1, 2, 128, 64), (1, 2, 256, 64)]  # (B, H, L, D)
+VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "hd64/128"}
+PEAK_TFLOPS = 989.0
+
+
+def _mode(value):
+    if value is None:
+        os.environ.pop(cm2.ENV, None)
+    else:
+        os.environ[cm2.ENV] = value
+
+
+def why_unavailable(rt) -> str | None:
+    feats = rt.device.enabled_features
+    if not feats.get("cooperative_matrix2"):
+        return "the device does not enable VK_NV_cooperative_matrix2"
+    if not glslang_library.available():
+        return "no glslang library (pip install slangpy, or $HLX_GLSLANG_LIBRARY)"
+    if not cm2.available(rt, hv.float16, 64, 64):
+        return "the default tile does not fit the device's limits or shapes"
+    return None
+
+
+def correctness(args, rt, results) -> bool:
+    all_ok = True
+    print(f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
+          f"{'cm2':<6}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
+    for case in cac.CASES:
+        name, dtype, batch, L, S, E, EV, causal, mkind, _ = case
+        if not cm2.available(rt, getattr(hv, dtype), E, EV):
+            print(f"{name:<18}skipped: cm2 cannot run {dtype} at head dims {E}/{EV} here")
+            continue
+        try:
+            ok, errs, used, same = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
+                                                  fwd_name=FWD)
+            err_text = ", ".join(f"{e:.1e}" for e in errs.values())
+        except Exception as exc:  # noqa: BLE001 - a failing case must not end the run
+            ok, errs, used, same = False, {}, None, None
+            err_text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+            traceback.print_exc()
+        all_ok &= ok
+        print(f"{name:<18}{dtype:<10}{str(batch):<8}{L:>5}{S:>5}{E:>5}{EV:>5} {str(causal):<7}{str(mkind):<7}"
+              f"{str(used):<6}{str(same):<6}{err_text:<36}{'PASS' if ok else 'FAIL'}", flush=True)
+        results.append({"case": name, "dtype": dtype, "batch": list(batch), "L": L, "S": S, "E": E, "EV": EV,
+                        "causal": causal, "mask": mkind, "cm2": used, "same_bits": same, "errors": errs, "pass": ok})
+    return all_ok
+
+
+def variant_checks(rt, results) -> list:
+    good = []
+    for cfg in cm2.VARIANTS:
+        cm2.FORCE_CONFIG = cfg
+        errs, fails, count = [], [], 0
+        try:
+            for case in cac.CASES:
+                name, dtype, E, EV = case[0], case[1], case[5], case[6]
+                if name not in VARIANT_CASES or dtype != "float16" or cm2.config(rt, hv.float16, E, EV) != cfg:
+                    continue
+                count += 1
+                try:
+                    ok, e, _, _ = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
+                                                 fwd_name=FWD)
+                    errs.append(max(e.values()))
+                except Exception as exc:  # noqa: BLE001
+                    ok = False
+                    print(f"  variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+                if not ok:
+                    fails.append(name)
+        finally:
+            cm2.FORCE_CONFIG = None
+        ok = count > 0 and not fails
+        if ok:
+            good.append(cfg)
+        verdict = "fits no case here" if not count else "PASS" if ok else "FAIL " + ", ".join(fails)
+        worst = f"{max(errs):.1e}" if errs else "-"
+        print(f"variant BQ={cfg[0]:<4}BK={cfg[1]:<4}THREADS={cfg[2]:<4}ROWSUM_MMA={cfg[3]} {count} cases, max err "
+              f"{worst}: {verdict}", flush=True)
+        results.append({"variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
+                        "failed": fails, "pass": ok})
+    return good
+
+
+def _inputs(B, H, L, D, dev):
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((B, H, L, D)).astype(np.float16) for _ in range(4)]
+    hs = [hv.tensor(x, requires_grad=i < 3) for i, x in enumerate(xs)]
+    ts = [torch.tensor(x, device=dev).requires_grad_(i < 3) for i, x in enumerate(xs)]
+    return hs, ts
+
+
+def timing(args, rt, rows, good_variants, have_cm2):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    shapes = QUICK_SHAPES if args.quick else [(B, H, L, D) for D in (64, 128) for B, H, L in SHAPES]
+    kinds = [("cm1", "1"), ("cm2", "2")] if have_cm2 else [("hlx", None)]
+    print(f"\n{'B':>3}{'H':>4}{'L':>6}{'D':>5} {'causal':<7}{'mode':<9}{'torch ms':>10}"
+          + "".join(f"{k + ' ms':>10}{'ratio':>7}{'TFLOP/s':>9}" for k, _ in kinds))
+    for B, H, L, D in shapes:
+        hs, ts = _inputs(B, H, L, D, dev)
+        for causal in (False, True):
+            flops = 4.0 * B * H * L * L * D * (0.5 if causal else 1.0)
+            for mode_name, mult in (("fwd", 1.0), ("fwd+bwd", 3.5)):
+                if mode_name == "fwd":
+                    def t_fn():
+                        with torch.no_grad():
+                            torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal)
+
+                    def h_fn():
+                        with hv.no_grad():
+                            F.scaled_dot_product_attention(*hs[:3], is_causal=causal)
+                else:
+                    def t_fn():
+                        for t in ts[:3]:
+                            t.grad = None
+                        torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal).backward(ts[3])
+
+                    def h_fn():
+                        for t in hs[:3]:
+                            t.grad = None
+                        F.scaled_dot_product_attention(*hs[:3], is_causal=causal).backward(hs[3])
+                tt = mean_seconds(t_fn, sync_t, args.warmup, args.reps)
+                line = f"{B:>3}{H:>4}{L:>6}{D:>5} {str(causal):<7}{mode_name:<9}{1e3 * tt:>10.3f}"
+                row = {"B": B, "H": H, "L": L, "D": D, "causal": causal, "mode": mode_name, "torch_ms": 1e3 * tt}
+                for kind, env in kinds:
+                    _mode(env)
+                    try:
+                        t = mean_seconds(h_fn, rt.synchronize, args.warmup, args.reps)
+                        tf = flops * mult / t / 1e12
+                        line += f"{1e3 * t:>10.3f}{tt / t:>7.3f}{tf:>9.2f}"
+                        row.update({f"{kind}_ms": 1e3 * t, f"{kind}_ratio": tt / t, f"{kind}_tflops": tf,
+                                    f"{kind}_frac_peak": tf / PEAK_TFLOPS})
+                    except Exception as exc:  # noqa: BLE001
+                        line += f"{type(exc).__name__:>26}"
+                        traceback.print_exc()
+                    finally:
+                        _mode(None)
+                rows.append(row)
+                print(line, flush=True)
+    if not good_variants:
+        return
+    print("\ncm2 forward by variant (BQ, BK, THREADS, ROWSUM_MMA): ms (torch SDPA / hlx)")
+    _mode("2")
+    try:
+        for B, H, L, D in shapes:
+            hs, ts = _inputs(B, H, L, D, dev)
+            for causal in (False, True):
+                with torch.no_grad():
+                    tt = mean_seconds(lambda: torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal),
+                                      sync_t, args.warmup, args.reps)
+                line = f"  B{B} H{H} L{L} D{D} causal={causal!s:<5} torch {1e3 * tt:.3f}:"
+                for cfg in good_variants:
+                    cm2.FORCE_CONFIG = cfg
+                    try:
+                        if cm2.config(rt, hv.float16, D, D) != cfg:
+                            continue
+                        with hv.no_grad():
+                            t = mean_seconds(lambda: F.scaled_dot_product_attention(*hs[:3], is_causal=causal),
+                                             rt.synchronize, args.warmup, args.reps)
+                        line += f"  {','.join(map(str, cfg))} {1e3 * t:.3f} ({tt / t:.3f})"
+                        rows.append({"B": B, "H": H, "L": L, "D": D, "causal": causal, "mode": "fwd",
+                                     "variant": list(cfg), "cm2_ms": 1e3 * t, "torch_ms": 1e3 * tt,
+                                     "cm2_ratio": tt / t})
+                    except Exception as exc:  # noqa: BLE001
+                        line += f"  {cfg} {type(exc).__name__}"
+                    finally:
+                        cm2.FORCE_CONFIG = None
+                print(line, flush=True)
+    finally:
+        _mode(None)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes (lavapipe, torch on the CPU)")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--no-bench", action="store_true", help="no timing")
+    parser.add_argument("--no-variants", action="store_true", help="the default block sizes only")
+    parser.add_argument("--out", default="benchmarks/results/check_attention_cm2.json")
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (2 if args.quick else 10)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    t0 = time.perf_counter()
+    rt = hv.default_runtime()
+    info = rt.ctx.info
+    limits = {k: v for k, v in rt.ctx.physical_device.limits.items() if k.startswith("cooperative_matrix2")}
+    reason = why_unavailable(rt)
+    print(f"attention on {info['device_name']} ({info['driver']}); glslang library: "
+          f"{glslang_library.library_path()}; cm2 limits {limits}")
+    for s in info.get("cooperative_matrix2_shapes") or []:
+        print(f"  cm2 shape: {s}")
+    print(f"cooperative-matrix-2 attention: {'available' if reason is None else 'unavailable: ' + reason}; "
+          f"cooperative-matrix-1: {ac.coopmat_available(rt, hv.float16)}", flush=True)
+    results, variants, rows = [], [], []
+    ok, good = True, []
+    if reason is None:
+        _mode("2")
+        try:
+            ok = correctness(args, rt, results)
+        finally:
+            _mode(None)
+        print(f"\n[{time.perf_counter() - t0:.0f} s] correctness: {'PASS' if ok else 'FAIL'} "
+              f"({sum(r['pass'] for r in results)}/{len(results)} cases)", flush=True)
+        if not args.no_variants:
+            _mode("2")
+            try:
+                good = variant_checks(rt, variants)
+            finally:
+                _mode(None)
+            ok &= all(v["pass"] or not v["cases"] for v in variants)
+    else:  # what runs instead must still be right
+        qargs = argparse.Namespace(quick=True)
+        ok = cac.correctness(qargs, rt, results)
+        print(f"\ncorrectness of the fallback: {'PASS' if ok else 'FAIL'}", flush=True)
+    if not args.no_bench:
+        print(f"\n[{time.perf_counter() - t0:.0f} s] timing (float16; ratio = torch ms / hlx ms; FLOPs 4BHL^2D, "
+              f"half causal, x3.5 with the backward)", flush=True)
+        try:
+            timing(args, rt, rows, good, reason is None)
+        except Exception:  # noqa: BLE001 - the correctness verdict stands
+            traceback.print_exc()
+            print("timing: FAILED (see the traceback)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"device": info["device_name"], "driver": info["driver"], "torch": torch.__version__,
+                   "quick": args.quick, "cm2": reason is None, "cm2_unavailable_because": reason,
+                   "default_config": list(cm2.DEFAULT_CONFIG), "pass": ok, "cases": results, "variants": variants,
+                   "timing": rows}, f, indent=2)
+    print(f"[{time.perf_counter() - t0:.0f} s] wrote {args.out}: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
