@@ -43,7 +43,16 @@ import torch  # noqa: E402
 FWD = "attention/attention_cm2"
 SHAPES = [(4, 16, 512), (2, 16, 1024), (1, 16, 2048), (1, 8, 4096)]  # (B, H, L); S = L
 QUICK_SHAPES = [(1, 2, 128, 64), (1, 2, 256, 64)]  # (B, H, L, D)
-VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "hd64/128"}
+VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "hd64/128", "aligned causal",
+                 "aligned hd128"}
+# Beside check_attention_coopmat's cases: lengths that are multiples of every block (the unclamped loads).
+CASES = cac.CASES + [
+    ("aligned", "float16", (2, 3), 256, 256, 64, 64, False, None, True),
+    ("aligned causal", "float16", (1, 4), 256, 512, 64, 64, True, None, True),
+    ("aligned hd128", "float16", (2, 2), 128, 256, 128, 128, True, None, False),
+    ("aligned mask", "float16", (2, 2), 128, 128, 64, 64, False, "float", True),
+    ("aligned bf16", "bfloat16", (1, 3), 128, 256, 128, 128, True, None, True),
+]
 PEAK_TFLOPS = 989.0
 
 
@@ -69,7 +78,7 @@ def correctness(args, rt, results) -> bool:
     all_ok = True
     print(f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
           f"{'cm2':<6}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
-    for case in cac.CASES:
+    for case in CASES:
         name, dtype, batch, L, S, E, EV, causal, mkind, _ = case
         if not cm2.available(rt, getattr(hv, dtype), E, EV):
             print(f"{name:<18}skipped: cm2 cannot run {dtype} at head dims {E}/{EV} here")
@@ -96,7 +105,7 @@ def variant_checks(rt, results) -> list:
         cm2.FORCE_CONFIG = cfg
         errs, fails, count = [], [], 0
         try:
-            for case in cac.CASES:
+            for case in CASES:
                 name, dtype, E, EV = case[0], case[1], case[5], case[6]
                 if name not in VARIANT_CASES or dtype != "float16" or cm2.config(rt, hv.float16, E, EV) != cfg:
                     continue
@@ -165,9 +174,21 @@ def timing(args, rt, rows, good_variants, have_cm2):
                 tt = mean_seconds(t_fn, sync_t, args.warmup, args.reps)
                 line = f"{B:>3}{H:>4}{L:>6}{D:>5} {str(causal):<7}{mode_name:<9}{1e3 * tt:>10.3f}"
                 row = {"B": B, "H": H, "L": L, "D": D, "causal": causal, "mode": mode_name, "torch_ms": 1e3 * tt}
+                if mode_name == "fwd":
+                    with torch.no_grad():
+                        ref = torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal)
+                    ref = ref.float().cpu().numpy()
                 for kind, env in kinds:
                     _mode(env)
                     try:
+                        if mode_name == "fwd":  # the answer, beside torch's
+                            with hv.no_grad():
+                                got = F.scaled_dot_product_attention(*hs[:3], is_causal=causal).to(hv.float32).numpy()
+                            err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+                            row[f"{kind}_rel_err_vs_torch"] = err
+                            if not err < 1e-2:
+                                print(f"  {kind}: relative error {err:.1e} against torch: FAIL")
+                                row["fail"] = True
                         t = mean_seconds(h_fn, rt.synchronize, args.warmup, args.reps)
                         tf = flops * mult / t / 1e12
                         line += f"{1e3 * t:>10.3f}{tt / t:>7.3f}{tf:>9.2f}"
@@ -261,6 +282,7 @@ def main(argv=None) -> int:
               f"half causal, x3.5 with the backward)", flush=True)
         try:
             timing(args, rt, rows, good, reason is None)
+            ok &= not any(r.get("fail") for r in rows)
         except Exception:  # noqa: BLE001 - the correctness verdict stands
             traceback.print_exc()
             print("timing: FAILED (see the traceback)")

@@ -99,12 +99,13 @@ def chosen(rt, dtype, e: int, ev: int, offsets) -> bool:
     return ok and not _failed
 
 
-def kernel(rt, dtype, e: int, ev: int, has_mask: bool, causal: bool):
-    """The compiled kernel (raises :class:`~hlx_vulkan.errors.ShaderCompileError` where it cannot be built)."""
+def kernel(rt, dtype, e: int, ev: int, has_mask: bool, causal: bool, L: int, S: int):
+    """The compiled kernel for ``L`` queries and ``S`` keys, and its query rows a workgroup (raises
+    :class:`~hlx_vulkan.errors.ShaderCompileError` where it cannot be built)."""
     bq, bk, threads, rowsum = config(rt, dtype, e, ev)
     defines = {"E": e, "EV": ev, "BQ": bq, "BK": bk, "THREADS": threads, "ROWSUM_MMA": rowsum,
-               "HAS_MASK": int(has_mask), "CAUSAL": int(causal), "AT_BF16": int(dtype.name == "bfloat16"),
-               "CT": "float", "OCT": "float"}
+               "HAS_MASK": int(has_mask), "CAUSAL": int(causal), "ALIGNED": int(L % bq == 0 and S % bk == 0),
+               "AT_BF16": int(dtype.name == "bfloat16"), "CT": "float", "OCT": "float"}
     return rt.kernels.get(FORWARD[has_mask], defines, {"O": dtype, "A": dtype}, (threads, 1, 1),
                           target_env="vulkan1.3"), bq
 
@@ -115,7 +116,7 @@ def forward(q, k, v, mask, plan, out, lse) -> bool:
     global _failed
     rt = q.runtime
     try:
-        kern, bq = kernel(rt, q.dtype, plan.E, plan.EV, mask is not None, plan.causal)
+        kern, bq = kernel(rt, q.dtype, plan.E, plan.EV, mask is not None, plan.causal, plan.L, plan.S)
     except errors.ShaderCompileError:
         if mode() == "2":
             raise

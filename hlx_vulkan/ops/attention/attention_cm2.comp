@@ -23,7 +23,8 @@
 // would be exactly 0 and its factor exactly 1). No atomics.
 //
 // Defines: E, EV (head dims, multiples of 16), BQ (query rows a workgroup), BK (keys a block),
-// THREADS (the workgroup), ROWSUM_MMA, HAS_MASK, CAUSAL, AT_BF16 (bfloat16 operands).
+// THREADS (the workgroup), ROWSUM_MMA, HAS_MASK, CAUSAL, ALIGNED (L % BQ == 0 and S % BK == 0: loads
+// unclamped), AT_BF16 (bfloat16 operands). Q, K and V start on 16-byte boundaries.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_cooperative_matrix : require
@@ -59,6 +60,11 @@ layout(push_constant) uniform Params {
 } p;
 
 #define SCOPE gl_ScopeWorkgroup
+#if ALIGNED  // L a multiple of BQ and S of BK: no load leaves the tensors
+#define CLAMP gl_CooperativeMatrixClampModeUndefinedNV
+#else        // rows past L or S read as zeros
+#define CLAMP gl_CooperativeMatrixClampModeConstantNV
+#endif
 #define MAT_S coopmat<float, SCOPE, BQ, BK, gl_MatrixUseAccumulator>
 #define MAT_O coopmat<float, SCOPE, BQ, EV, gl_MatrixUseAccumulator>
 
@@ -114,12 +120,9 @@ void main() {
     uint n = gl_WorkGroupID.y;
     uint row0 = gl_WorkGroupID.x * BQ;
 
-    tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> lq =
-        createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
-    tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> lk =
-        createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
-    tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> lv =
-        createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
+    tensorLayoutNV<2, CLAMP> lq = createTensorLayoutNV(2, CLAMP);
+    tensorLayoutNV<2, CLAMP> lk = createTensorLayoutNV(2, CLAMP);
+    tensorLayoutNV<2, CLAMP> lv = createTensorLayoutNV(2, CLAMP);
     lq = setTensorLayoutDimensionNV(lq, p.L, E);
     lk = setTensorLayoutDimensionNV(lk, p.S, E);
     lv = setTensorLayoutDimensionNV(lv, p.S, EV);
