@@ -5,10 +5,13 @@
    not, masks, rows with no key, head dims 64/128 mixed, batch x heads > 1, NaN-poisoned outputs,
    gradients through the cooperative-matrix-1 backward from the saved logsumexp, the same bits
    twice and at batch 1). Each case must have run attention/attention_cm2.
-2. Every block-size variant (BQ, BK, THREADS, ROWSUM_MMA) on a subset of the cases.
+   Then the same cases with gradients through the cm2 backward ($HLX_ATTENTION_COOPMAT_BWD=2).
+2. Every block-size variant of the forward (BQ, BK, THREADS, ROWSUM_MMA) and of the backward (BR,
+   BT, THREADS) on a subset of the cases.
 3. Timing, float16, S = L in 512, 1024, 2048, 4096, head dims 64 and 128, causal and not: torch's
-   SDPA, the cooperative-matrix-1 forward and the cm2 one (forward, and forward + backward), the
-   ratio torch / hlx and TFLOP/s; then the forward of every variant that passed.
+   SDPA; hlx with coopmat-1 forward and backward (cm1), the cm2 forward with the coopmat-1
+   backward (cm2), and both on cm2 (cm2+bwd); forward, and forward + backward; the ratio
+   torch / hlx and TFLOP/s; then the forward of every variant that passed.
 
 Exit status 1 on any FAIL. Run: python benchmarks/check_attention_cm2.py [--quick] [--out F.json]
 (--quick: small shapes for lavapipe, which has no cooperative matrices: it says cm2 is unavailable,
@@ -41,6 +44,7 @@ from timing import mean_seconds  # noqa: E402
 import torch  # noqa: E402
 
 FWD = "attention/attention_cm2"
+BWD = "attention/attention_cm2_bwd"
 SHAPES = [(4, 16, 512), (2, 16, 1024), (1, 16, 2048), (1, 8, 4096)]  # (B, H, L); S = L
 QUICK_SHAPES = [(1, 2, 128, 64), (1, 2, 256, 64)]  # (B, H, L, D)
 VARIANT_CASES = {"odd causal", "L>S causal", "hd128 causal", "bool mask", "big scores", "hd64/128", "aligned causal",
@@ -56,11 +60,13 @@ CASES = cac.CASES + [
 PEAK_TFLOPS = 989.0
 
 
-def _mode(value):
-    if value is None:
-        os.environ.pop(cm2.ENV, None)
-    else:
-        os.environ[cm2.ENV] = value
+def _mode(value, bwd=None):
+    """Set (or with None, clear) $HLX_ATTENTION_COOPMAT and $HLX_ATTENTION_COOPMAT_BWD."""
+    for env, v in ((cm2.ENV, value), (cm2.ENV_BWD, bwd)):
+        if v is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = v
 
 
 def why_unavailable(rt) -> str | None:
@@ -74,18 +80,21 @@ def why_unavailable(rt) -> str | None:
     return None
 
 
-def correctness(args, rt, results) -> bool:
+def correctness(args, rt, results, backward=False) -> bool:
+    """The cases with the cm2 forward (and with ``backward``, the cm2 backward: the cases with gradients)."""
     all_ok = True
     print(f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
           f"{'cm2':<6}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
     for case in CASES:
-        name, dtype, batch, L, S, E, EV, causal, mkind, _ = case
-        if not cm2.available(rt, getattr(hv, dtype), E, EV):
+        name, dtype, batch, L, S, E, EV, causal, mkind, grad = case
+        if backward and not grad:
+            continue
+        if not cm2.available(rt, getattr(hv, dtype), E, EV, backward):
             print(f"{name:<18}skipped: cm2 cannot run {dtype} at head dims {E}/{EV} here")
             continue
         try:
             ok, errs, used, same = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
-                                                  fwd_name=FWD)
+                                                  fwd_name=FWD, bwd_name=BWD if backward else cac.BWD_NAME)
             err_text = ", ".join(f"{e:.1e}" for e in errs.values())
         except Exception as exc:  # noqa: BLE001 - a failing case must not end the run
             ok, errs, used, same = False, {}, None, None
@@ -95,7 +104,8 @@ def correctness(args, rt, results) -> bool:
         print(f"{name:<18}{dtype:<10}{str(batch):<8}{L:>5}{S:>5}{E:>5}{EV:>5} {str(causal):<7}{str(mkind):<7}"
               f"{str(used):<6}{str(same):<6}{err_text:<36}{'PASS' if ok else 'FAIL'}", flush=True)
         results.append({"case": name, "dtype": dtype, "batch": list(batch), "L": L, "S": S, "E": E, "EV": EV,
-                        "causal": causal, "mask": mkind, "cm2": used, "same_bits": same, "errors": errs, "pass": ok})
+                        "causal": causal, "mask": mkind, "cm2": used, "cm2_backward": backward, "same_bits": same,
+                        "errors": errs, "pass": ok})
     return all_ok
 
 
@@ -133,6 +143,37 @@ def variant_checks(rt, results) -> list:
     return good
 
 
+def bwd_variant_checks(rt, results) -> None:
+    """Every backward variant (BR, BT, THREADS) on the cases with gradients among VARIANT_CASES."""
+    for cfg in cm2.BWD_VARIANTS:
+        cm2.FORCE_BWD_CONFIG = cfg
+        errs, fails, count = [], [], 0
+        try:
+            for case in CASES:
+                name, dtype, E, EV, grad = case[0], case[1], case[5], case[6], case[9]
+                if (name not in VARIANT_CASES and name not in ("odd", "hd128")) or not grad or dtype != "float16" \
+                        or cm2.bwd_config(rt, hv.float16, E, EV) != cfg:
+                    continue
+                count += 1
+                try:
+                    ok, e, _, _ = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
+                                                 fwd_name=FWD, bwd_name=BWD)
+                    errs.append(max(e.values()))
+                except Exception as exc:  # noqa: BLE001
+                    ok = False
+                    print(f"  backward variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+                if not ok:
+                    fails.append(name)
+        finally:
+            cm2.FORCE_BWD_CONFIG = None
+        verdict = "fits no case here" if not count else "PASS" if not fails else "FAIL " + ", ".join(fails)
+        worst = f"{max(errs):.1e}" if errs else "-"
+        print(f"backward variant BR={cfg[0]:<4}BT={cfg[1]:<4}THREADS={cfg[2]:<4} {count} cases, max err {worst}: "
+              f"{verdict}", flush=True)
+        results.append({"bwd_variant": list(cfg), "cases": count, "max_err": max(errs) if errs else None,
+                        "failed": fails, "pass": count > 0 and not fails})
+
+
 def _inputs(B, H, L, D, dev):
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal((B, H, L, D)).astype(np.float16) for _ in range(4)]
@@ -145,9 +186,10 @@ def timing(args, rt, rows, good_variants, have_cm2):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     shapes = QUICK_SHAPES if args.quick else [(B, H, L, D) for D in (64, 128) for B, H, L in SHAPES]
-    kinds = [("cm1", "1"), ("cm2", "2")] if have_cm2 else [("hlx", None)]
+    # (name, forward, backward): cm2+bwd only where the backward is timed
+    kinds = [("cm1", "1", "1"), ("cm2", "2", "1"), ("cm2+bwd", "2", "2")] if have_cm2 else [("hlx", None, None)]
     print(f"\n{'B':>3}{'H':>4}{'L':>6}{'D':>5} {'causal':<7}{'mode':<9}{'torch ms':>10}"
-          + "".join(f"{k + ' ms':>10}{'ratio':>7}{'TFLOP/s':>9}" for k, _ in kinds))
+          + "".join(f"{k + ' ms':>10}{'ratio':>7}{'TFLOP/s':>9}" for k, _, _ in kinds))
     for B, H, L, D in shapes:
         hs, ts = _inputs(B, H, L, D, dev)
         for causal in (False, True):
@@ -178,8 +220,11 @@ def timing(args, rt, rows, good_variants, have_cm2):
                     with torch.no_grad():
                         ref = torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal)
                     ref = ref.float().cpu().numpy()
-                for kind, env in kinds:
-                    _mode(env)
+                for kind, env, env_bwd in kinds:
+                    if mode_name == "fwd" and kind == "cm2+bwd":
+                        line += f"{'':>26}"
+                        continue
+                    _mode(env, env_bwd)
                     try:
                         if mode_name == "fwd":  # the answer, beside torch's
                             with hv.no_grad():
@@ -204,7 +249,7 @@ def timing(args, rt, rows, good_variants, have_cm2):
     if not good_variants:
         return
     print("\ncm2 forward by variant (BQ, BK, THREADS, ROWSUM_MMA): ms (torch SDPA / hlx)")
-    _mode("2")
+    _mode("2", "1")
     try:
         for B, H, L, D in shapes:
             hs, ts = _inputs(B, H, L, D, dev)
@@ -259,17 +304,33 @@ def main(argv=None) -> int:
     results, variants, rows = [], [], []
     ok, good = True, []
     if reason is None:
-        _mode("2")
+        _mode("2", "1")
         try:
             ok = correctness(args, rt, results)
         finally:
             _mode(None)
-        print(f"\n[{time.perf_counter() - t0:.0f} s] correctness: {'PASS' if ok else 'FAIL'} "
-              f"({sum(r['pass'] for r in results)}/{len(results)} cases)", flush=True)
+        print(f"\n[{time.perf_counter() - t0:.0f} s] correctness of the cm2 forward (coopmat-1 backward): "
+              f"{'PASS' if ok else 'FAIL'} ({sum(r['pass'] for r in results)}/{len(results)} cases)\n", flush=True)
+        bwd_results = []
+        _mode("2", "2")
+        try:
+            bwd_ok = correctness(args, rt, bwd_results, backward=True)
+        finally:
+            _mode(None)
+        print(f"\n[{time.perf_counter() - t0:.0f} s] correctness of the cm2 backward: {'PASS' if bwd_ok else 'FAIL'} "
+              f"({sum(r['pass'] for r in bwd_results)}/{len(bwd_results)} cases)"
+              + ("" if bwd_ok else "; set attention_cm2.BACKWARD = False until it passes"), flush=True)
+        ok &= bwd_ok
+        results += bwd_results
         if not args.no_variants:
-            _mode("2")
+            _mode("2", "1")
             try:
                 good = variant_checks(rt, variants)
+            finally:
+                _mode(None)
+            _mode("2", "2")
+            try:
+                bwd_variant_checks(rt, variants)
             finally:
                 _mode(None)
             ok &= all(v["pass"] or not v["cases"] for v in variants)

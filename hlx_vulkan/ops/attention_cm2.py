@@ -9,6 +9,10 @@ uses), the glslang library that compiles it is installed, the tile fits the devi
 operands start on 16-byte boundaries. ``$HLX_ATTENTION_COOPMAT`` overrides: ``1`` never takes it,
 ``2`` requires it (an error where it cannot run, and no silent fallback when it fails to compile);
 unset or ``auto``, a compile failure falls back to cooperative-matrix-1 once and for all.
+
+The backward (``attention/attention_cm2_bwd.comp``: dQ a workgroup per query block, dK and dV one per
+key block, blocks ascending, no atomics) is chosen the same way, with ``$HLX_ATTENTION_COOPMAT_BWD``
+and :data:`BACKWARD`; either backward follows either forward (they share the saved logsumexp).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .. import errors, glslang_library
 from ..runtime import KernelSpec
 
 ENV = "HLX_ATTENTION_COOPMAT"
+ENV_BWD = "HLX_ATTENTION_COOPMAT_BWD"
 _SOURCE = resources.files(__package__) / "attention" / "attention_cm2.comp"
 _PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("mshape", "4I"), ("mst", "4i"), ("mst_l", "i"),
          ("mst_s", "i"), ("off_o", "I"), ("off_lse", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"),
@@ -32,49 +37,76 @@ FORWARD = {m: KernelSpec(_SOURCE, _BINDINGS + ([("M", "read")] if m else []), _P
 DEFAULT_CONFIG = (64, 64, 128, 1)
 VARIANTS = [(bq, bk, th, 1) for bq in (64, 128) for bk in (32, 64) for th in (128, 256)] + [(64, 64, 128, 0)]
 FORCE_CONFIG: tuple[int, int, int, int] | None = None
+_BWD_SOURCE = resources.files(__package__) / "attention" / "attention_cm2_bwd.comp"
+# attention_coopmat.py's backward bindings and push fields, which this backward mirrors.
+_BWD_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("scale", "f"), ("mshape", "4I"), ("mst", "4i"),
+             ("mst_l", "i"), ("mst_s", "i"), ("off_dq", "I"), ("off_dk", "I"), ("off_dv", "I"), ("off_lse", "I"),
+             ("off_dlt", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"), ("off_do", "I"), ("off_m", "I")]
+_BWD_READS = [("Lse", "read"), ("Dlt", "read"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A"),
+              ("DO", "read", "A")]
+_MASK = [("M", "read")]
+GRAD_Q = {m: KernelSpec(_BWD_SOURCE, [("DQ", "write", "O")] + _BWD_READS + (_MASK if m else []), _BWD_PUSH)
+          for m in (False, True)}
+GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O")] + _BWD_READS
+                         + (_MASK if m else []), _BWD_PUSH) for m in (False, True)}
+# The backward's (BR rows a workgroup, BT columns a block, THREADS); BACKWARD False keeps the
+# cooperative-matrix-1 backward in auto mode.
+BACKWARD = True
+BWD_DEFAULT_CONFIG = (64, 64, 256)
+BWD_VARIANTS = [(64, 32, 128), (64, 64, 128), (64, 64, 256), (128, 64, 256), (128, 32, 256)]
+FORCE_BWD_CONFIG: tuple[int, int, int] | None = None
 _PARTS = ("workgroup_scope", "flexible_dimensions", "reductions", "conversions", "per_element_operations",
           "tensor_addressing")
-_failed = False  # a compile failure in auto mode: cooperative-matrix-1 from then on
+_failed = {"fwd": False, "bwd": False}  # a compile failure in auto mode: cooperative-matrix-1 from then on
 
 
-def mode() -> str:
-    """``$HLX_ATTENTION_COOPMAT``: "1" (coopmat-1 only), "2" (cm2 required) or "auto"."""
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+def mode(env: str = ENV) -> str:
+    """``$HLX_ATTENTION_COOPMAT`` (forward) or ``$HLX_ATTENTION_COOPMAT_BWD`` (backward): "1"
+    (coopmat-1 only), "2" (cm2 required) or "auto"."""
+    value = os.environ.get(env, "auto").strip().lower() or "auto"
     if value not in ("1", "2", "auto"):
-        raise errors.HlxError(f"${ENV} is {value!r}: 1 (cooperative-matrix-1), 2 (cooperative-matrix-2) or auto")
+        raise errors.HlxError(f"${env} is {value!r}: 1 (cooperative-matrix-1), 2 (cooperative-matrix-2) or auto")
     return value
 
 
-def _shape_fits(shapes, dtype: str, cfg, e: int, ev: int) -> bool:
-    """Some flexible-dimension combination of the device takes every product of the kernel
-    (Q K^T: BQ x BK x E; P V: BQ x EV x BK; rows of ones: BQ x BK x BK) at its workgroup size."""
-    bq, bk, threads, _ = cfg
+def _fits(rt, dtype: str, threads: int, ms, ns, ks) -> bool:
+    """The device's limits take the workgroup and every dimension, and (where it lists them) some
+    flexible-dimension combination of ``dtype`` into float32 at this workgroup size divides the
+    rows ``ms``, columns ``ns`` and inner dims ``ks`` of every product."""
+    limits = rt.ctx.physical_device.limits
+    if limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0) < threads:
+        return False
+    if limits.get("cooperative_matrix2_flexible_dimensions_max_dimension", 0) < max(*ms, *ns, *ks):
+        return False
+    shapes = rt.ctx.info.get("cooperative_matrix2_shapes") or []
     for s in shapes:
         if not (s["a"] == s["b"] == dtype and s["c"] == s["result"] == "float32" and s["scope"] == 2
                 and s["workgroup_invocations"] in (0, threads)):
             continue
         mg, ng, kg = s["M_granularity"] or 1, s["N_granularity"] or 1, s["K_granularity"] or 1
-        if bq % mg == 0 and bk % ng == 0 and ev % ng == 0 and e % kg == 0 and bk % kg == 0:
+        if all(m % mg == 0 for m in ms) and all(n % ng == 0 for n in ns) and all(k % kg == 0 for k in ks):
             return True
-    return False
+    return not shapes
 
 
 def config(rt, dtype, e: int, ev: int):
-    """(BQ, BK, THREADS, ROWSUM_MMA) for these head dims, or None where the device cannot run it."""
+    """(BQ, BK, THREADS, ROWSUM_MMA) for these head dims, or None where the device cannot run it
+    (products Q K^T: BQ x BK x E, P V: BQ x EV x BK, rows of ones: BQ x BK x BK)."""
     cfg = FORCE_CONFIG or DEFAULT_CONFIG
-    limits = rt.ctx.physical_device.limits
-    if limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0) < cfg[2]:
-        return None
-    if limits.get("cooperative_matrix2_flexible_dimensions_max_dimension", 0) < max(cfg[0], cfg[1], e, ev):
-        return None
-    shapes = rt.ctx.info.get("cooperative_matrix2_shapes") or []
-    if shapes and not _shape_fits(shapes, dtype.name, cfg, e, ev):
-        return None
-    return cfg
+    bq, bk, threads, _ = cfg
+    return cfg if _fits(rt, dtype.name, threads, (bq,), (bk, ev), (e, bk)) else None
 
 
-def available(rt, dtype, e: int, ev: int) -> bool:
-    """The device and the installed compiler can run this kernel for ``dtype`` and head dims ``e``, ``ev``."""
+def bwd_config(rt, dtype, e: int, ev: int):
+    """(BR, BT, THREADS) of the backward, or None (products BR x BT x E and EV, BR x E and EV x BT)."""
+    cfg = FORCE_BWD_CONFIG or BWD_DEFAULT_CONFIG
+    br, bt, threads = cfg
+    return cfg if _fits(rt, dtype.name, threads, (br,), (bt, e, ev), (e, ev, bt)) else None
+
+
+def available(rt, dtype, e: int, ev: int, backward: bool = False) -> bool:
+    """The device and the installed compiler can run the forward (or ``backward``) kernels for ``dtype``
+    and head dims ``e``, ``ev``."""
     feats = rt.device.enabled_features
     if not feats.get("cooperative_matrix2") or not all(feats.get(f"cooperative_matrix2_{p}") for p in _PARTS):
         return False
@@ -82,21 +114,23 @@ def available(rt, dtype, e: int, ev: int) -> bool:
         return False
     if dtype.name == "bfloat16" and not feats.get("bfloat16_cooperative_matrix"):
         return False
-    return glslang_library.available() and config(rt, dtype, e, ev) is not None
+    fits = bwd_config(rt, dtype, e, ev) if backward else config(rt, dtype, e, ev)
+    return glslang_library.available() and fits is not None
 
 
-def chosen(rt, dtype, e: int, ev: int, offsets) -> bool:
-    """Whether the forward takes this kernel (``offsets``: the operands' element offsets)."""
-    m = mode()
-    if m == "1":
+def chosen(rt, dtype, e: int, ev: int, offsets, backward: bool = False) -> bool:
+    """Whether the forward (or ``backward``) takes these kernels (``offsets``: the operands' element offsets)."""
+    env = ENV_BWD if backward else ENV
+    m = mode(env)
+    if m == "1" or (backward and not BACKWARD and m == "auto"):
         return False
-    ok = available(rt, dtype, e, ev) and all(off % 8 == 0 for off in offsets)
+    ok = available(rt, dtype, e, ev, backward) and all(off % 8 == 0 for off in offsets)
     if m == "2":
         if not ok:
-            raise errors.HlxError(f"${ENV}=2 but the cooperative-matrix-2 attention cannot run here (device "
+            raise errors.HlxError(f"${env}=2 but the cooperative-matrix-2 attention cannot run here (device "
                                   f"feature, glslang library, {dtype.name}, head dims {e}/{ev} or operand alignment)")
         return True
-    return ok and not _failed
+    return ok and not _failed["bwd" if backward else "fwd"]
 
 
 def kernel(rt, dtype, e: int, ev: int, has_mask: bool, causal: bool, L: int, S: int):
@@ -113,14 +147,13 @@ def kernel(rt, dtype, e: int, ev: int, has_mask: bool, causal: bool, L: int, S: 
 def forward(q, k, v, mask, plan, out, lse) -> bool:
     """attention_coopmat.forward on this kernel; False (nothing recorded) where it failed to compile
     in auto mode, so the caller runs cooperative-matrix-1."""
-    global _failed
     rt = q.runtime
     try:
         kern, bq = kernel(rt, q.dtype, plan.E, plan.EV, mask is not None, plan.causal, plan.L, plan.S)
     except errors.ShaderCompileError:
         if mode() == "2":
             raise
-        _failed = True
+        _failed["fwd"] = True
         return False
     fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e)}
     tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
@@ -128,4 +161,39 @@ def forward(q, k, v, mask, plan, out, lse) -> bool:
         tensors["M"] = mask.buf
         fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
     rt.run(kern, tensors, fields, (-(-plan.L // bq), plan.N, 1))
+    return True
+
+
+def bwd_kernels(rt, dtype, e: int, ev: int, has_mask: bool, causal: bool, L: int, S: int):
+    """The dQ and dK/dV kernels and their rows a workgroup (raises ShaderCompileError where they cannot be built)."""
+    br, bt, threads = bwd_config(rt, dtype, e, ev)
+    aligned = L % br == 0 and S % br == 0 and L % bt == 0 and S % bt == 0
+    defines = {"E": e, "EV": ev, "BR": br, "BT": bt, "THREADS": threads, "HAS_MASK": int(has_mask),
+               "CAUSAL": int(causal), "ALIGNED": int(aligned), "AT_BF16": int(dtype.name == "bfloat16"),
+               "CT": "float", "OCT": "float"}
+    dtypes = {"O": dtype, "A": dtype}
+    return tuple(rt.kernels.get(specs[has_mask], {**defines, "MODE": m}, dtypes, (threads, 1, 1),
+                                target_env="vulkan1.3") for m, specs in ((1, GRAD_Q), (2, GRAD_KV))) + (br,)
+
+
+def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> bool:
+    """attention_coopmat.backward on these kernels; False (nothing recorded) where they failed to
+    compile in auto mode, so the caller runs cooperative-matrix-1."""
+    rt = q.runtime
+    try:
+        kq, kkv, br = bwd_kernels(rt, q.dtype, plan.E, plan.EV, mask is not None, plan.causal, plan.L, plan.S)
+    except errors.ShaderCompileError:
+        if mode(ENV_BWD) == "2":
+            raise
+        _failed["bwd"] = True
+        return False
+    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e), "scale": plan.scale}
+    common = {"Lse": lse.buf, "Dlt": delta.buf, "Q": q.buf, "K": k.buf, "V": v.buf, "DO": g.buf}
+    if mask is not None:
+        common["M"] = mask.buf
+        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    if dq.numel():
+        rt.run(kq, {"DQ": dq.buf, **common}, fields, (-(-plan.L // br), plan.N, 1))
+    if dk.numel() or dv.numel():
+        rt.run(kkv, {"DK": dk.buf, "DV": dv.buf, **common}, fields, (-(-plan.S // br), plan.N, 1))
     return True

@@ -7,8 +7,8 @@ The forward (``attention/attention_coopmat.comp``) writes what the fused one doe
 row's logsumexp. The backward (``attention/attention_coopmat_bwd.comp``, with :data:`BACKWARD`) reads
 them: one kernel gives dQ (a workgroup per query block, key tiles ascending), another dK and dV (a
 workgroup per key block, query tiles ascending): fixed orders, no atomics. Where the device has
-NVIDIA's cooperative-matrix-2 extension the forward runs :mod:`.attention_cm2`'s kernel instead
-(same outputs; the same backward follows).
+NVIDIA's cooperative-matrix-2 extension the forward and backward run :mod:`.attention_cm2`'s kernels
+instead (same outputs).
 """
 
 from __future__ import annotations
@@ -123,6 +123,9 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> None:
     dtype), the forward's ``lse`` and ``delta = rowsum(g * out)`` (float32)."""
     rt = q.runtime
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v, g)]
+    if attention_cm2.chosen(rt, q.dtype, plan.E, plan.EV, offsets, backward=True) and \
+            attention_cm2.backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv):
+        return
     defines = {"E": plan.E, "EV": plan.EV, "BT": bwd_tile(rt, plan.E, plan.EV), "NSG": BWD_NSG,
                "HAS_MASK": int(mask is not None), "CAUSAL": int(plan.causal),
                "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float"}

@@ -42,8 +42,11 @@ def fake_rt(features=None, limits=None, shapes=None):
 @pytest.fixture()
 def auto(monkeypatch):
     monkeypatch.delenv(cm2.ENV, raising=False)
-    monkeypatch.setattr(cm2, "_failed", False)
+    monkeypatch.delenv(cm2.ENV_BWD, raising=False)
+    monkeypatch.setattr(cm2, "_failed", {"fwd": False, "bwd": False})
     monkeypatch.setattr(cm2, "FORCE_CONFIG", None)
+    monkeypatch.setattr(cm2, "FORCE_BWD_CONFIG", None)
+    monkeypatch.setattr(cm2, "BACKWARD", True)
     monkeypatch.setattr(glslang_library, "available", lambda: True)
     return monkeypatch
 
@@ -162,7 +165,7 @@ def _sdpa_through_the_coopmat_path(monkeypatch, rng):
         raise _Cm1Reached
     monkeypatch.setattr(ac, "usable", lambda rt, dtype, e, ev, p: p == 0)
     monkeypatch.setattr(ac, "config", cm1_stand_in)
-    monkeypatch.setattr(cm2, "available", lambda rt, dtype, e, ev: True)
+    monkeypatch.setattr(cm2, "available", lambda rt, dtype, e, ev, backward=False: True)
     q = hv.tensor(rng.standard_normal((2, 3, 37, 64)).astype(np.float16))
     kv = hv.tensor(rng.standard_normal((2, 3, 45, 64)).astype(np.float16))
     with hv.no_grad():
@@ -214,10 +217,10 @@ def test_a_compile_failure_falls_back_to_coopmat1_once(auto, rng):
         raise errors.ShaderCompileError("no glslang library")
     auto.setattr(cm2, "kernel", broken)
     out, calls = _sdpa_through_the_coopmat_path(auto, rng)
-    assert calls == ["cm1"] and len(tries) == 1 and cm2._failed
+    assert calls == ["cm1"] and len(tries) == 1 and cm2._failed["fwd"] and not cm2._failed["bwd"]
     out, calls = _sdpa_through_the_coopmat_path(auto, rng)
     assert calls == ["cm1"] and len(tries) == 1  # not tried again
-    auto.setattr(cm2, "_failed", False)
+    cm2._failed["fwd"] = False
     auto.setenv(cm2.ENV, "2")  # required: the failure is the caller's
     with pytest.raises(errors.ShaderCompileError, match="no glslang library"):
         _sdpa_through_the_coopmat_path(auto, rng)
@@ -238,3 +241,107 @@ def test_this_device_runs_neither_coopmat_forward(rng):
         F.scaled_dot_product_attention(q, k, v)
     names = {kern.name for kern in rt.kernels.used()}
     assert "attention/attention" in names and "attention/attention_cm2" not in names
+
+
+def _bwd_defines(dtype, e, ev, cfg, mode, mask, causal, aligned):
+    br, bt, threads = cfg
+    return {"CT": "float", "OCT": "float", "E": e, "EV": ev, "BR": br, "BT": bt, "THREADS": threads, "MODE": mode,
+            "HAS_MASK": int(mask), "CAUSAL": int(causal), "ALIGNED": int(aligned),
+            "AT_BF16": int(dtype == "bfloat16"), **slot_defines("A", getattr(hv, dtype)),
+            **slot_defines("O", getattr(hv, dtype))}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("e,ev", [(64, 64), (128, 128), (64, 128), (128, 64)])
+def test_the_default_backward_compiles_for_every_flag(dtype, e, ev):
+    for mode, specs in ((1, cm2.GRAD_Q), (2, cm2.GRAD_KV)):
+        for mask in (False, True):
+            for causal, aligned in ((False, False), (True, True), (True, False)):
+                spirv = compile_file(specs[mask].path, _bwd_defines(dtype, e, ev, cm2.BWD_DEFAULT_CONFIG, mode, mask,
+                                                                     causal, aligned), target_env="vulkan1.3")
+                validate_spirv(spirv, "vulkan1.3")
+                refl = parse_spirv(spirv)
+                assert ("BFloat16CooperativeMatrixKHR" in refl.capabilities) == (dtype == "bfloat16")
+                specs[mask].check(refl)
+
+
+@pytest.mark.parametrize("e", [64, 128])
+def test_every_swept_backward_variant_compiles(e):
+    for i, cfg in enumerate(cm2.BWD_VARIANTS):
+        for mode, specs in ((1, cm2.GRAD_Q), (2, cm2.GRAD_KV)):
+            mask, causal = bool(i & 1), bool(i & 2)
+            spirv = compile_file(specs[mask].path, _bwd_defines("float16", e, e, cfg, mode, mask, causal, i % 3 == 0),
+                                 target_env="vulkan1.3")
+            validate_spirv(spirv, "vulkan1.3")
+            refl = parse_spirv(spirv)
+            specs[mask].check(refl)
+            assert refl.entry_point("main").local_size == (cfg[2], 1, 1)
+
+
+def test_backward_choice(auto):
+    rt, off = fake_rt(), [0, 0, 0, 8]
+    assert cm2.chosen(rt, hv.float16, 64, 64, off, backward=True)
+    assert not cm2.chosen(rt, hv.float16, 64, 64, [0, 0, 0, 3], backward=True)  # dO off 16 bytes
+    auto.setattr(cm2, "BACKWARD", False)
+    assert not cm2.chosen(rt, hv.float16, 64, 64, off, backward=True)  # auto: coopmat-1's backward
+    assert cm2.chosen(rt, hv.float16, 64, 64, off)                      # the forward is another choice
+    auto.setenv(cm2.ENV_BWD, "2")
+    assert cm2.chosen(rt, hv.float16, 64, 64, off, backward=True)
+    auto.setattr(cm2, "BACKWARD", True)
+    auto.setenv(cm2.ENV_BWD, "1")
+    assert not cm2.chosen(rt, hv.float16, 64, 64, off, backward=True)
+    auto.setenv(cm2.ENV_BWD, "auto")
+    # the backward's own tile: 256 threads by default
+    rt128 = fake_rt(shapes=[_shape("float16", 128)])
+    assert cm2.chosen(rt128, hv.float16, 64, 64, off) and not cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
+    auto.setattr(cm2, "FORCE_BWD_CONFIG", (64, 32, 128))
+    assert cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
+    cm2._failed["bwd"] = True
+    assert not cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
+
+
+def test_sdpa_backward_takes_the_cm2_kernels(auto, rng):
+    """Forward and backward through the stand-in cm2 kernels: the gradients are what they write."""
+    outs = {}
+
+    def fake_forward(q, k, v, mask, plan, out, lse):
+        hv.ops.elementwise.launch("CT(0.5)", [out], out=out)
+        hv.ops.elementwise.launch("CT(0.0)", [lse], out=lse)
+        return True
+
+    def fake_backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv):
+        outs["bwd"] = (q.shape, g.shape, lse.shape, delta.shape, plan.causal)
+        for t, value in ((dq, 1.0), (dk, 2.0), (dv, 3.0)):
+            hv.ops.elementwise.launch(f"CT({value})", [t], out=t)
+        return True
+
+    auto.setattr(ac, "usable", lambda rt, dtype, e, ev, p: p == 0)
+    auto.setattr(ac, "config", lambda rt, e, ev: pytest.fail("coopmat-1 forward"))
+    auto.setattr(ac, "bwd_tile", lambda rt, e, ev: 32)  # the gate sdpa asks first (coopmat-1's tile fits)
+    auto.setattr(cm2, "available", lambda rt, dtype, e, ev, backward=False: True)
+    auto.setattr(cm2, "forward", fake_forward)
+    auto.setattr(cm2, "backward", fake_backward)
+    q = hv.tensor(rng.standard_normal((2, 3, 37, 64)).astype(np.float16), requires_grad=True)
+    kv = hv.tensor(rng.standard_normal((2, 3, 45, 64)).astype(np.float16), requires_grad=True)
+    out = F.scaled_dot_product_attention(q, kv, kv, is_causal=True)
+    assert np.all(out.to(hv.float32).numpy() == 0.5)
+    out.backward(hv.tensor(rng.standard_normal((2, 3, 37, 64)).astype(np.float16)))
+    assert outs["bwd"] == ((2, 3, 37, 64), (2, 3, 37, 64), (2, 3, 37), (2, 3, 37), True)
+    assert np.all(q.grad.to(hv.float32).numpy() == 1.0)
+    assert np.all(kv.grad.to(hv.float32).numpy() == 5.0)  # k and v are one tensor: dK + dV
+
+
+def test_a_backward_compile_failure_falls_back_to_coopmat1(auto, monkeypatch):
+    tries = []
+
+    def broken(*a):
+        tries.append(a)
+        raise errors.ShaderCompileError("broken")
+    auto.setattr(cm2, "bwd_kernels", broken)
+    plan = types.SimpleNamespace(E=64, EV=64, causal=False, L=10, S=10, N=1, scale=0.125)
+    q = types.SimpleNamespace(runtime=fake_rt(), dtype=hv.float16)
+    assert cm2.backward(q, q, q, q, None, plan, None, None, None, None, None) is False
+    assert cm2._failed == {"fwd": False, "bwd": True}
+    auto.setenv(cm2.ENV_BWD, "2")
+    with pytest.raises(errors.ShaderCompileError, match="broken"):
+        cm2.backward(q, q, q, q, None, plan, None, None, None, None, None)
