@@ -33,7 +33,8 @@ _PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("mshape", "4I"), 
 _BINDINGS = [("O", "write", "O"), ("Lse", "write"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A")]
 FORWARD = {m: KernelSpec(_SOURCE, _BINDINGS + ([("M", "read")] if m else []), _PUSH) for m in (False, True)}
 # (BQ query rows a workgroup, BK keys a block, THREADS, ROWSUM_MMA): the default, and the variants the
-# check script sweeps; FORCE_CONFIG (benchmarks) replaces the default.
+# check script sweeps (tried in order where the device does not take the default); FORCE_CONFIG
+# (benchmarks) replaces them.
 DEFAULT_CONFIG = (64, 64, 128, 1)
 VARIANTS = [(bq, bk, th, 1) for bq in (64, 128) for bk in (32, 64) for th in (128, 256)] + [(64, 64, 128, 0)]
 FORCE_CONFIG: tuple[int, int, int, int] | None = None
@@ -90,18 +91,18 @@ def _fits(rt, dtype: str, threads: int, ms, ns, ks) -> bool:
 
 
 def config(rt, dtype, e: int, ev: int):
-    """(BQ, BK, THREADS, ROWSUM_MMA) for these head dims, or None where the device cannot run it
-    (products Q K^T: BQ x BK x E, P V: BQ x EV x BK, rows of ones: BQ x BK x BK)."""
-    cfg = FORCE_CONFIG or DEFAULT_CONFIG
-    bq, bk, threads, _ = cfg
-    return cfg if _fits(rt, dtype.name, threads, (bq,), (bk, ev), (e, bk)) else None
+    """(BQ, BK, THREADS, ROWSUM_MMA) for these head dims: FORCE_CONFIG, else the default or the first
+    variant the device takes (products Q K^T: BQ x BK x E, P V: BQ x EV x BK, rows of ones: BQ x BK
+    x BK); None where none fits."""
+    tried = [FORCE_CONFIG] if FORCE_CONFIG else [DEFAULT_CONFIG] + VARIANTS
+    return next((c for c in tried if _fits(rt, dtype.name, c[2], (c[0],), (c[1], ev), (e, c[1]))), None)
 
 
 def bwd_config(rt, dtype, e: int, ev: int):
-    """(BR, BT, THREADS) of the backward, or None (products BR x BT x E and EV, BR x E and EV x BT)."""
-    cfg = FORCE_BWD_CONFIG or BWD_DEFAULT_CONFIG
-    br, bt, threads = cfg
-    return cfg if _fits(rt, dtype.name, threads, (br,), (bt, e, ev), (e, ev, bt)) else None
+    """(BR, BT, THREADS) of the backward, chosen as :func:`config` chooses (products BR x BT x E and
+    EV, BR x E and EV x BT)."""
+    tried = [FORCE_BWD_CONFIG] if FORCE_BWD_CONFIG else [BWD_DEFAULT_CONFIG] + BWD_VARIANTS
+    return next((c for c in tried if _fits(rt, dtype.name, c[2], (c[0],), (c[1], e, ev), (e, ev, c[1]))), None)
 
 
 def available(rt, dtype, e: int, ev: int, backward: bool = False) -> bool:

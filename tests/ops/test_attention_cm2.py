@@ -127,11 +127,15 @@ def test_choice(auto):
                              hv.float16, 64, 64)
     assert not cm2.available(fake_rt(limits={"cooperative_matrix2_flexible_dimensions_max_dimension": 64}),
                              hv.float16, 128, 128)
-    assert not cm2.available(fake_rt(shapes=[_shape("float16", 256)]), hv.float16, 64, 64)    # no 128 threads
+    # no 128-thread combination: the first variant of 256 threads
+    assert cm2.config(fake_rt(shapes=[_shape("float16", 256)]), hv.float16, 64, 64) == (64, 32, 256, 1)
+    assert cm2.config(fake_rt(), hv.float16, 64, 64) == cm2.DEFAULT_CONFIG
+    assert not cm2.available(fake_rt(shapes=[_shape("float16", 64)]), hv.float16, 64, 64)
     assert not cm2.available(fake_rt(shapes=[_shape("float16", 128, 48)]), hv.float16, 64, 64)
     assert not cm2.available(fake_rt(shapes=[_shape("float16", 128)]), hv.bfloat16, 64, 64)
     auto.setattr(cm2, "FORCE_CONFIG", (128, 64, 256, 1))
     assert cm2.config(fake_rt(shapes=[_shape("float16", 256)]), hv.float16, 64, 64) == (128, 64, 256, 1)
+    assert cm2.config(fake_rt(shapes=[_shape("float16", 128)]), hv.float16, 64, 64) is None
     auto.setattr(cm2, "FORCE_CONFIG", None)
     # no glslang library: never chosen
     auto.setattr(glslang_library, "available", lambda: False)
@@ -291,10 +295,13 @@ def test_backward_choice(auto):
     auto.setenv(cm2.ENV_BWD, "1")
     assert not cm2.chosen(rt, hv.float16, 64, 64, off, backward=True)
     auto.setenv(cm2.ENV_BWD, "auto")
-    # the backward's own tile: 256 threads by default
+    # the backward's own tile: 256 threads by default, else the first variant that fits
     rt128 = fake_rt(shapes=[_shape("float16", 128)])
-    assert cm2.chosen(rt128, hv.float16, 64, 64, off) and not cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
-    auto.setattr(cm2, "FORCE_BWD_CONFIG", (64, 32, 128))
+    assert cm2.bwd_config(fake_rt(), hv.float16, 64, 64) == cm2.BWD_DEFAULT_CONFIG
+    assert cm2.bwd_config(rt128, hv.float16, 64, 64) == (64, 32, 128)
+    auto.setattr(cm2, "FORCE_BWD_CONFIG", (64, 64, 256))
+    assert not cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
+    auto.setattr(cm2, "FORCE_BWD_CONFIG", None)
     assert cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
     cm2._failed["bwd"] = True
     assert not cm2.chosen(rt128, hv.float16, 64, 64, off, backward=True)
