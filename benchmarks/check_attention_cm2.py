@@ -182,6 +182,32 @@ def _inputs(B, H, L, D, dev):
     return hs, ts
 
 
+def _replayed(args, rt, hs, causal, kinds, row, tt, calls=10) -> str:
+    """The forward's time a call from a captured graph of ``calls`` forwards (what the kernels take
+    without the eager host path), per kind; ratio against torch's eager time ``tt``."""
+    out = []
+    for kind, env, env_bwd in kinds:
+        if kind == "cm2+bwd":
+            continue
+        _mode(env, env_bwd)
+        graph = None
+        try:
+            with hv.no_grad():
+                with hv.capture() as graph:
+                    for _ in range(calls):
+                        F.scaled_dot_product_attention(*hs[:3], is_causal=causal)
+                t = mean_seconds(graph.replay, rt.synchronize, 1, max(1, args.reps // 2)) / calls
+            row[f"{kind}_replay_ms"] = 1e3 * t
+            out.append(f"{kind} {1e3 * t:.3f} ms ({tt / t:.3f})")
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"{kind} {type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
+        finally:
+            _mode(None)
+            if graph is not None:
+                graph.destroy()
+    return ", ".join(out)
+
+
 def timing(args, rt, rows, good_variants, have_cm2):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync_t = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
@@ -246,6 +272,9 @@ def timing(args, rt, rows, good_variants, have_cm2):
                         _mode(None)
                 rows.append(row)
                 print(line, flush=True)
+                if mode_name == "fwd":
+                    print("      replayed (no host work a call): " + _replayed(args, rt, hs, causal, kinds, row, tt),
+                          flush=True)
     if not good_variants:
         return
     print("\ncm2 forward by variant (BQ, BK, THREADS, ROWSUM_MMA): ms (torch SDPA / hlx)")
