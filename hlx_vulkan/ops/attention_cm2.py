@@ -1,4 +1,4 @@
-"""The attention forward on NVIDIA's cooperative-matrix-2 extension (``attention/attention_cm2.comp``):
+"""Attention on NVIDIA's cooperative-matrix-2 extension (forward: ``attention/attention_cm2.comp``):
 workgroup-scope matrices, tensor-addressed loads, row reductions and per-element operations keep the
 online softmax on the accumulators, where :mod:`.attention_coopmat`'s kernel (cooperative-matrix-1,
 whose accumulator layout is opaque) takes every score tile through shared memory.
@@ -79,7 +79,7 @@ def _fits(rt, dtype: str, threads: int, ms, ns, ks) -> bool:
         return False
     if limits.get("cooperative_matrix2_flexible_dimensions_max_dimension", 0) < max(*ms, *ns, *ks):
         return False
-    shapes = rt.ctx.info.get("cooperative_matrix2_shapes") or []
+    shapes = rt.ctx.physical_device.cooperative_matrix2_shapes
     for s in shapes:
         if not (s["a"] == s["b"] == dtype and s["c"] == s["result"] == "float32" and s["scope"] == 2
                 and s["workgroup_invocations"] in (0, threads)):

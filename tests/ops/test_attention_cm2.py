@@ -35,8 +35,7 @@ def fake_rt(features=None, limits=None, shapes=None):
     shapes = [_shape(a, t) for a in ("float16", "bfloat16") for t in (128, 256)] if shapes is None else shapes
     return types.SimpleNamespace(device=types.SimpleNamespace(enabled_features=feats),
                                  ctx=types.SimpleNamespace(physical_device=types.SimpleNamespace(
-                                     limits={**H100_LIMITS, **(limits or {})}),
-                                     info={"cooperative_matrix2_shapes": shapes}))
+                                     limits={**H100_LIMITS, **(limits or {})}, cooperative_matrix2_shapes=shapes)))
 
 
 @pytest.fixture()
@@ -130,6 +129,7 @@ def test_choice(auto):
     # no 128-thread combination: the first variant of 256 threads
     assert cm2.config(fake_rt(shapes=[_shape("float16", 256)]), hv.float16, 64, 64) == (64, 32, 256, 1)
     assert cm2.config(fake_rt(), hv.float16, 64, 64) == cm2.DEFAULT_CONFIG
+    assert cm2.config(fake_rt(shapes=[]), hv.float16, 64, 64) == cm2.DEFAULT_CONFIG  # none listed: the limits decide
     assert not cm2.available(fake_rt(shapes=[_shape("float16", 64)]), hv.float16, 64, 64)
     assert not cm2.available(fake_rt(shapes=[_shape("float16", 128, 48)]), hv.float16, 64, 64)
     assert not cm2.available(fake_rt(shapes=[_shape("float16", 128)]), hv.bfloat16, 64, 64)
