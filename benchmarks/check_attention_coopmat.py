@@ -115,7 +115,10 @@ def _err(got, ref):
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-def check_case(case, rng, rt, expect_coop):
+BWD_NAME = "attention/attention_coopmat_bwd"
+
+
+def check_case(case, rng, rt, expect_coop, fwd_name="attention/attention_coopmat", bwd_name=BWD_NAME):
     name, dtype, batch, L, S, E, EV, causal, mkind, grad = case
     q = rng.standard_normal(batch + (L, E)).astype(np.float32)
     if name == "big scores":
@@ -138,13 +141,13 @@ def check_case(case, rng, rt, expect_coop):
         for t in (hq, hk, hvv):
             t.requires_grad = True
     out = F.scaled_dot_product_attention(hq, hk, hvv, attn_mask=hm, is_causal=causal)
-    coop = any(kern.name == "attention/attention_coopmat" for kern in rt.kernels.used())
+    coop = any(kern.name == fwd_name for kern in rt.kernels.used())
     errs = {"out": _err(out.to(hv.float32).numpy(), ref)}
     if grad:
         _poison(ref.size * 4 * 6)
         rt.kernels.reset_usage()
         out.backward(hv.tensor(g).to(hd))
-        bwd = any(kern.name == "attention/attention_coopmat_bwd" for kern in rt.kernels.used())
+        bwd = any(kern.name == bwd_name for kern in rt.kernels.used())
         coop = coop and (bwd or not (ac.BACKWARD and expect_coop))
         for nm, t, r in zip("qkv", (hq, hk, hvv), ref_grads):
             errs["d" + nm] = _err(t.grad.to(hv.float32).numpy(), r)

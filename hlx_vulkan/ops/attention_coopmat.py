@@ -6,7 +6,9 @@ cooperative matrices (:func:`matmul.coopmat_available`), strict mode is off, bot
 The forward (``attention/attention_coopmat.comp``) writes what the fused one does: the output and each
 row's logsumexp. The backward (``attention/attention_coopmat_bwd.comp``, with :data:`BACKWARD`) reads
 them: one kernel gives dQ (a workgroup per query block, key tiles ascending), another dK and dV (a
-workgroup per key block, query tiles ascending): fixed orders, no atomics.
+workgroup per key block, query tiles ascending): fixed orders, no atomics. Where the device has
+NVIDIA's cooperative-matrix-2 extension the forward and backward run :mod:`.attention_cm2`'s kernels
+instead (same outputs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from importlib import resources
 from .. import errors
 from ..runtime import KernelSpec
 from ..strict_mode import is_strict
+from . import attention_cm2
 from .matmul import coopmat_available
 
 _SOURCE = resources.files(__package__) / "attention" / "attention_coopmat.comp"
@@ -86,12 +89,15 @@ def forward(q, k, v, mask, plan, out, lse) -> None:
     """O and the rows' logsumexp of ``plan`` (ops/attention.py's _Plan) into ``out`` and ``lse``;
     ``q``, ``k``, ``v`` contiguous, ``mask`` None or float32 broadcast to (..., L, S)."""
     rt = q.runtime
-    nsg, prefetch, bk, rm = config(rt, plan.E, plan.EV)
-    groups = (-(-plan.L // (16 * rm * nsg)), plan.N, 1)
     if plan.N > rt.max_groups[1]:
         raise errors.LimitExceededError(f"attention over {plan.N} (batch x heads) is more than the device's "
                                         f"{rt.max_groups[1]} workgroups in y")
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v)]
+    if attention_cm2.chosen(rt, q.dtype, plan.E, plan.EV, offsets) and \
+            attention_cm2.forward(q, k, v, mask, plan, out, lse):
+        return
+    nsg, prefetch, bk, rm = config(rt, plan.E, plan.EV)
+    groups = (-(-plan.L // (16 * rm * nsg)), plan.N, 1)
     defines = {"E": plan.E, "EV": plan.EV, "BK": bk, "NSG": nsg, "PREFETCH": prefetch, "RM": rm, "HAS_MASK": int(mask is not None),
                "CAUSAL": int(plan.causal), "QKV_VEC": int(all(off % 8 == 0 for off in offsets)),
                "CT": "float", "OCT": "float"}
@@ -117,6 +123,9 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> None:
     dtype), the forward's ``lse`` and ``delta = rowsum(g * out)`` (float32)."""
     rt = q.runtime
     offsets = [t.buf.byte_offset // t.dtype.itemsize for t in (q, k, v, g)]
+    if attention_cm2.chosen(rt, q.dtype, plan.E, plan.EV, offsets, backward=True) and \
+            attention_cm2.backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv):
+        return
     defines = {"E": plan.E, "EV": plan.EV, "BT": bwd_tile(rt, plan.E, plan.EV), "NSG": BWD_NSG,
                "HAS_MASK": int(mask is not None), "CAUSAL": int(plan.causal),
                "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float"}
