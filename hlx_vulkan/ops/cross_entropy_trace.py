@@ -67,7 +67,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
         return fused.composed(logits, target, "mean", ignore_index)
     outs = plan.forward.replay([logits.buf, target.buf])
     if outs is None:  # memory the trace kept is gone: trace again
-        del rt.plans[key]
+        rt.plans.pop(key, None)
         return cross_entropy(logits, target, ignore_index)
     total = Tensor(outs[0], rt)
     if taped:
