@@ -10,7 +10,8 @@ The MLP step is timed two ways, torch's the same way as hlx's:
 - "after idle": each timed step is the first after a sync (the device idle, and on lavapipe the
   host's caches cold after its threads ran): what a loop that reads the loss every step pays.
 - "steady": after a sync and one untimed step, several steps recorded back to back (fewer
-  dispatches in all than a stream batch, so no submission and no wait falls inside): what a
+  dispatches in all than a stream batch, so no submission waits for the device inside; an early
+  submission of a batch past 512 MiB touched may fall inside, as in a training loop): what a
   training loop that does not sync every step pays per step.
 
 Run: python benchmarks/bench_runtime.py [--quick] [--host-only] [--out bench_runtime.json]
@@ -66,7 +67,7 @@ def host_us(fn, sync, count: int, rounds: int = 7) -> float:
 def steady_us(fn, sync, count: int, rounds: int = 9) -> float:
     """Median over ``rounds`` of the recording thread's CPU microseconds per call of ``count``
     calls recorded back to back, after a sync and one untimed call (``count`` x the call's
-    dispatches stays under a stream batch, so nothing is submitted inside the timed calls)."""
+    dispatches stays under a stream batch, so no submission inside the timed calls waits)."""
     for _ in range(3):
         fn()
     times = []
