@@ -23,8 +23,9 @@ from . import reduce as red
 from . import reduce_flat
 from .tensor import Tensor
 
-# A key whose call could not be traced, or whose tape was not the expected chain.
-_UNTRACEABLE = object()
+# Calls of one key traced without a plan (another thread's trace, a sync under memory pressure,
+# a tape not the expected chain) before the key keeps to the composed ops: an int in place of a plan.
+MAX_ATTEMPTS = 3
 
 
 class _Plan:
@@ -40,7 +41,7 @@ class _Plan:
 class _Ctx:
     """The one node's context: what the engine reads (needs, dtypes) and what the rules need."""
 
-    __slots__ = ("saved", "needs", "dtypes", "plan", "key")
+    __slots__ = ("saved", "needs", "dtypes", "plan")
 
 
 def _settings() -> tuple:
@@ -61,10 +62,12 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
     key = ("cross_entropy trace", logits.buf.geometry, target.buf.geometry, ignore_index, _settings())
     plan = rt.plans.get(key)
     taped = logits.requires_grad and is_grad_enabled()
-    if plan is None or (taped and plan is not _UNTRACEABLE and plan.steps is None):
-        return _first(rt, key, logits, target, ignore_index)
-    if plan is _UNTRACEABLE:
-        return fused.composed(logits, target, "mean", ignore_index)
+    if type(plan) is int:
+        if plan >= MAX_ATTEMPTS:
+            return fused.composed(logits, target, "mean", ignore_index)
+        return _first(rt, key, logits, target, ignore_index, plan)
+    if plan is None or (taped and plan.steps is None):
+        return _first(rt, key, logits, target, ignore_index, 0)
     outs = plan.forward.replay([logits.buf, target.buf])
     if outs is None:  # memory the trace kept is gone: trace again
         rt.plans.pop(key, None)
@@ -73,13 +76,13 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
     if taped:
         ctx = _Ctx()
         ctx.saved = [Tensor(b, rt) for b in outs[1:]]
-        ctx.needs, ctx.dtypes, ctx.plan, ctx.key = (True, False), (logits.dtype, target.dtype), plan, key
+        ctx.needs, ctx.dtypes, ctx.plan = (True, False), (logits.dtype, target.dtype), plan
         total._node = Node("cross_entropy", _backward, ctx, [logits if logits._node is None else logits._node, None])
         total.requires_grad = True
     return total
 
 
-def _first(rt, key, logits, target, ignore_index) -> Tensor:
+def _first(rt, key, logits, target, ignore_index, attempts: int) -> Tensor:
     """The ops as they are, traced; the plan kept where the trace and the tape allow."""
     rt.checks  # the error words the rows kernel binds, made (with a host write) before the trace
     with Tracer(rt, [logits.buf, target.buf]) as tracer:
@@ -88,7 +91,7 @@ def _first(rt, key, logits, target, ignore_index) -> Tensor:
     saved = [t for step in steps for t in step[4]] if steps else []
     trace = tracer.finish([total.buf] + [t.buf for t in saved])
     if trace is None or (total.requires_grad and steps is None):
-        rt.plans[key] = _UNTRACEABLE
+        rt.plans[key] = attempts + 1
         return total
     plan_steps = None
     if steps is not None:

@@ -68,9 +68,10 @@ class Stream:
         self.dispatches = 0
         self.barriers = 0
         self.submits = 0
-        # While a Tracer (runtime/trace.py) holds the stream: each dispatch's arguments, and None
-        # for what a replay cannot repeat (an upload, a copy through the host, a wait).
+        # While a Tracer (runtime/trace.py) runs on thread ``trace_thread``: each of that thread's
+        # dispatches, and None for what a replay cannot repeat (an upload, a host copy, a wait).
         self.trace: list | None = None
+        self.trace_thread = 0
 
     @property
     def recording(self) -> bool:
@@ -115,6 +116,12 @@ class Stream:
             while len(self._in_flight) > depth:
                 self._retire_oldest()
 
+    def _untraceable(self) -> None:
+        """The tracing thread did what a replay cannot repeat."""
+        trace = self.trace
+        if trace is not None and self.trace_thread == threading.get_ident():
+            trace.append(None)
+
     def _retire_oldest(self) -> None:
         serial, waitable, _ = self._in_flight[0]
         waitable.wait()
@@ -148,7 +155,7 @@ class Stream:
         spec = kernel.spec
         keys = tuple([a.key for a in allocations])
         with self.lock:
-            if self.trace is not None:
+            if self.trace is not None and self.trace_thread == threading.get_ident():
                 self.trace.append((kernel, tuple(allocations), push, groups))
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
             descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
@@ -195,7 +202,7 @@ class Stream:
             return
         with self.lock:
             if self.trace is not None:
-                self.trace.append(None)
+                self._untraceable()
             if self._capture is not None:
                 raise errors.CaptureError("an upload from the host inside hv.capture() would copy the same data "
                                           "on every replay; copy inputs in before graph.replay()")
@@ -222,7 +229,7 @@ class Stream:
         overlap one another (data-parallel gradient buckets: hlx_vulkan.distributed.ddp)."""
         with self.lock:
             if self.trace is not None:
-                self.trace.append(None)
+                self._untraceable()
             if self._capture is not None:
                 raise errors.CaptureError("a copy through host memory inside hv.capture() cannot be replayed")
             if self._cmd is None:
@@ -282,7 +289,7 @@ class Stream:
     def wait_for(self, serial: int) -> None:
         """Block until batch ``serial`` has finished, submitting it first if it is still recording."""
         if self.trace is not None:
-            self.trace.append(None)
+            self._untraceable()
         if serial <= self.completed:
             return
         with self.lock:
@@ -299,7 +306,7 @@ class Stream:
         """Submit what is recorded and wait until the device has finished all of it."""
         with self.lock:
             if self.trace is not None:
-                self.trace.append(None)
+                self._untraceable()
             if not self._pool.alive:
                 raise errors.DestroyedError("this runtime was closed, or its device destroyed")
             if self._capture is not None:

@@ -16,9 +16,9 @@ by everything the op's kernels follow from: the operands' geometry and the setti
 
 from __future__ import annotations
 
-from ..memory import TensorBuffer
+import threading
 
-_IN, _NEW, _KEPT = 0, 1, 2
+from ..memory import TensorBuffer
 
 
 class Trace:
@@ -58,8 +58,9 @@ class Trace:
 
 
 class Tracer:
-    """Notes the dispatches of the ops run inside it (the stream is held, so other threads' ops
-    wait rather than land in the trace).
+    """Notes the dispatches of the ops this thread runs inside it; other threads' ops go on
+    (the stream orders them among the traced ones) and are not noted. One trace at a time per
+    stream: a Tracer entered while another runs gives no trace.
 
     Memory a traced call binds is an operand's, memory the call made (first bound by a dispatch
     that only writes it: a replay allocates its size afresh), or memory that outlives the call
@@ -81,20 +82,18 @@ class Tracer:
 
     def __enter__(self):
         stream = self.runtime.stream
-        stream.lock.acquire()
-        if stream.trace is not None:  # a trace inside a trace: the outer one notes it all
-            self.recorded = None
-        else:
-            stream.trace = self.recorded
+        with stream.lock:
+            if stream.trace is not None:  # inside another trace (or another thread's): no trace here
+                self.recorded = None
+            else:
+                stream.trace, stream.trace_thread = self.recorded, threading.get_ident()
         return self
 
     def __exit__(self, *exc):
-        stream = self.runtime.stream
-        try:
-            if self.recorded is not None:
+        if self.recorded is not None:
+            stream = self.runtime.stream
+            with stream.lock:
                 stream.trace = None
-        finally:
-            stream.lock.release()
         return False
 
     def finish(self, outputs) -> Trace | None:

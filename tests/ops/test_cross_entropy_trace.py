@@ -95,3 +95,20 @@ def test_retain_graph_and_a_second_backward(rng):
     for g in grads:
         np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
     assert grads[0].tobytes() == grads[1].tobytes()
+
+
+def test_calls_that_cannot_be_traced_fall_back_to_the_composed_ops(rng):
+    """Inside another trace a call gets no trace of its own: after MAX_ATTEMPTS such calls the key
+    keeps to the composed ops, with their results."""
+    from hlx_vulkan.ops import cross_entropy_trace as ct
+    from hlx_vulkan.runtime.trace import Tracer
+    rt = hv.default_runtime()
+    logits, target = _data(rng, 17, 5, -100)
+    y = hv.tensor(target.astype(np.int32))
+    with Tracer(rt, []):
+        losses = [F.cross_entropy(hv.tensor(logits, requires_grad=True), y) for _ in range(ct.MAX_ATTEMPTS + 1)]
+    key = [k for k in rt.plans if k[0] == "cross_entropy trace" and k[1][1] == (17, 5) and k[2][0] == "int32"]
+    assert len(key) == 1 and rt.plans[key[0]] == ct.MAX_ATTEMPTS
+    ref = F.cross_entropy(hv.tensor(logits), y)
+    assert all(loss.grad_fn.name != "cross_entropy" for loss in losses)
+    assert all(loss.numpy().tobytes() == ref.numpy().tobytes() for loss in losses)

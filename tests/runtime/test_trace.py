@@ -1,6 +1,8 @@
 """Dispatch traces (runtime/trace.py): a replay records the traced dispatches over new operands
 (the same bits as running the ops), and a call a replay could not repeat gives no trace."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,28 @@ def test_a_trace_inside_a_trace_is_left_to_the_outer_one(rng):
     assert inner.finish([y.buf]) is None
     trace = outer.finish([z.buf])
     assert trace is not None and len(trace.dispatches) == 2
+
+
+def test_other_threads_ops_go_on_and_stay_out_of_the_trace(rng):
+    rt = hv.default_runtime()
+    x = hv.tensor(rng.standard_normal(16).astype(np.float32))
+    other = hv.tensor(rng.standard_normal(16).astype(np.float32))
+    seen = {}
+
+    def elsewhere():
+        with Tracer(rt, [other.buf]) as tracer:  # a second trace while the first runs: none
+            seen["y"] = (other * 3.0 + 1.0).numpy()  # a read-back: refused for this thread alone
+        seen["trace"] = tracer.finish([])
+
+    with Tracer(rt, [x.buf]) as tracer:
+        y = x * 2.0
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join()
+        z = y + 1.0
+    trace = tracer.finish([z.buf])
+    assert seen["trace"] is None
+    np.testing.assert_array_equal(seen["y"], other.numpy() * np.float32(3.0) + np.float32(1.0))
+    assert trace is not None and len(trace.dispatches) == 2
+    (out,) = trace.replay([other.buf])
+    assert hv.Tensor(out, rt).numpy().tobytes() == (other * 2.0 + 1.0).numpy().tobytes()
