@@ -36,6 +36,8 @@ BACKWARD = KernelSpec(_SOURCE, [("O", "write", "O"), ("A", "read", "A"), ("T", "
 MAX_NC = 8
 FORCE_SCALAR = False
 FORCE_STREAM = False
+# The mean over device targets replays traced dispatches (ops/cross_entropy_trace.py); tests turn it off to compare.
+TRACED = True
 
 
 def _defines(x: Tensor, C: int, backward: bool, tensors) -> tuple[dict, int]:
@@ -79,6 +81,13 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index:
     """Cross-entropy of integer class ``target`` (N,) against ``logits`` (N, C), as torch: each
     target in ``[0, C)`` or equal to ``ignore_index``, whose rows count for nothing (the mean is
     over the other rows: 0/0, NaN, if none)."""
+    if TRACED and _traced.applies(logits, target, reduction):
+        return _traced.cross_entropy(logits, target, int(ignore_index))
+    return composed(logits, target, reduction, ignore_index)
+
+
+def composed(logits: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
+    """:func:`cross_entropy` through its ops (what a trace replays; ops/cross_entropy_trace.py)."""
     if logits.ndim != 2:
         raise errors.ShapeError(f"cross_entropy expects logits of shape (N, C), got {logits.shape}")
     if not logits.dtype.is_float:
@@ -108,3 +117,5 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean", ignore_index:
 
 
 __all__ = ["cross_entropy"]
+
+from . import cross_entropy_trace as _traced  # noqa: E402 - it builds on this module

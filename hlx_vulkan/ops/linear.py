@@ -4,13 +4,20 @@ The forward records the kernels of the three ops it stands for (a transposed vie
 the matmul, the broadcast add of the bias) and the backward those of their three backward rules,
 on the same operand layouts, so the bits are the composed form's; the tape holds one node instead
 of three, and a small layer's host time is mostly that bookkeeping.
+
+Both directions are planned once per layout, as single launches are: the first call runs the
+composed ops, then takes the launch plans they made (matmul's, the add's, the bias sum's) into one
+plan of the layer, keyed by the operands' geometry and the settings those plans depend on; later
+calls make the outputs and record the same dispatches with no views, keys or checks in between.
 """
 
 from __future__ import annotations
 
 from ..autograd.graph import differentiable
+from ..precision import float16_arithmetic
 from . import elementwise as ew
 from . import matmul as mm
+from . import pointwise as pw
 from . import reduce
 from . import shape as sh
 from .tensor import Tensor
@@ -25,26 +32,102 @@ class _ProductContext:
         self.saved, self.needs = saved, needs
 
 
+def _settings(dtype) -> tuple:
+    """What the launch plans taken into a layer's plan depend on besides the operands' layouts."""
+    return (mm.FORCE_TILE, mm.CHUNK_K.get(dtype.name), mm.MAX_CHUNKS, float16_arithmetic(), pw.VECTOR,
+            reduce.MIN_CHUNK, reduce.TARGET_GROUPS)
+
+
+def _product(rt, plan, a, b) -> Tensor:
+    """Record a product from matmul's plan ``plan`` over ``a`` and ``b`` (buffers of the planned layouts)."""
+    kernel, push, groups, shape, strides, nbytes, _, second = plan
+    c = Tensor(rt.memory.fresh(shape, a.dtype, strides, nbytes), rt)
+    if second is None:
+        rt.run(kernel, [c.buf, a, b], push, groups)
+    else:
+        mm._run_split(rt, kernel, push, groups, c.buf, a, b, second)
+    return c
+
+
 def _linear_backward(ctx, g):
     x, weight = ctx.saved
     need_x, need_w, need_b = ctx.needs
+    rt = g.runtime
+    key = ("linear backward", g.buf.geometry, x.buf.geometry, weight.buf.geometry, ctx.needs, _settings(g.dtype))
+    plan = rt.plans.get(key)
+    if plan is not None:
+        bias_plan, x_plan, w_plan = plan
+        gb = gx = gw = None
+        if bias_plan is not None:
+            kernel, push, groups, shape, strides, nbytes = bias_plan
+            gb = Tensor(rt.memory.fresh(shape, g.dtype, strides, nbytes), rt)
+            rt.run(kernel, [gb.buf, g.buf], push, groups)
+        if x_plan is not None:
+            gx = _product(rt, x_plan, g.buf, weight.buf)
+        if w_plan is not None:
+            gwt = _product(rt, w_plan, x.buf, g.buf)
+            gw = gwt._view(gwt.shape[::-1], gwt.strides[::-1])  # the transpose's rule
+        return gx, gw, gb
     gb = reduce.sum_to_shape(g, ctx.shapes[2]) if need_b else None  # the add's rule for the bias
     gx = gw = None
     if need_x or need_w:
         # The product's gradient in its own dtype (the add may have promoted), then matmul's rule.
         gy = g if g.dtype is x.dtype else ew.cast(g, x.dtype)
-        gx, gwt, _ = mm.matmul.backward_rule(_ProductContext((x, sh.transpose(weight, 0, 1)), (need_x, need_w, False)),
-                                             gy)
+        wt = sh.transpose(weight, 0, 1)
+        gx, gwt, _ = mm.matmul.backward_rule(_ProductContext((x, wt), (need_x, need_w, False)), gy)
         if gwt is not None:
             gw = sh.permute(gwt, (1, 0))  # the transpose's rule
+    if g.dtype is x.dtype and g.ndim == 2 and x.ndim == 2 and (not need_b or ctx.shapes[2] == g.shape[1:]):
+        _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b)
     return gx, gw, gb
+
+
+def _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b) -> None:
+    """The layer's backward plan from the plans the composed rules just made (none if one is missing)."""
+    plans = rt.plans
+    bias_plan = x_plan = w_plan = None
+    if need_b:
+        bias_plan = plans.get(reduce.axis_plan_key(g, 0, "sum", 1.0, g.dtype))
+        if bias_plan is None:
+            return
+    if need_x:  # matmul's rule multiplies by the transpose of the transposed weight: the weight's layout
+        x_plan = plans.get(mm.plan_key(g, weight))
+        if x_plan is None or x_plan[6] != x_plan[3]:
+            return
+    if need_w:
+        w_plan = plans.get(mm.plan_key(sh.transpose(x, -1, -2), g))
+        if w_plan is None or w_plan[6] != w_plan[3]:
+            return
+    plans[key] = (bias_plan, x_plan, w_plan)
 
 
 @differentiable(_linear_backward, saves=(0, 1))
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (weight of shape (out_features, in_features), as torch)."""
-    y = mm.matmul(x, sh.transpose(weight, 0, 1))
-    return y if bias is None else ew.add(y, bias)
+    rt = x.runtime
+    key = ("linear", x.buf.geometry, weight.buf.geometry, None if bias is None else bias.buf.geometry,
+           _settings(x.dtype))
+    plan = rt.plans.get(key)
+    if plan is not None:
+        product, add = plan
+        y = _product(rt, product, x.buf, weight.buf)
+        if add is None:
+            return y
+        kernel, out_shape, out_strides, dt, push, groups, nbytes = add
+        out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
+        rt.run(kernel, [out.buf, y.buf, bias.buf], push, groups)
+        return out
+    wt = sh.transpose(weight, 0, 1)
+    y = mm.matmul(x, wt)
+    out = y if bias is None else ew.add(y, bias)
+    if x.ndim >= 2 and x.dtype is weight.dtype and (bias is None or bias.dtype is x.dtype):
+        product = rt.plans.get(mm.plan_key(x, wt))
+        # ew.add of two tensors of one dtype launches "x + y" computing in that dtype.
+        add = None if bias is None else rt.plans.get(pw.plan_key("x + y", [y, bias], x.dtype, compute=x.dtype))
+        if product is not None and product[6] == product[3] and (bias is None or (add is not None and
+                                                                                  add[0] is not None)):
+            rt.plans[key] = (product, add)
+    return out
 
 
 __all__ = ["linear"]

@@ -154,8 +154,7 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul needs two tensors, got {type(a).__name__} and {type(b).__name__}")
     rt = a.runtime
-    key = ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
-           None if out is None else out.buf.geometry)
+    key = plan_key(a, b, out)
     plan = rt.plans.get(key)
     if plan is not None:  # the same operand layouts as before: the kernel, push constants and grid are known
         kernel, push, groups, shape, strides, nbytes, final_shape, second = plan
@@ -166,6 +165,13 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
             _run_split(rt, kernel, push, groups, c.buf, a.buf, b.buf, second)
         return c if final_shape == shape else c.reshape(final_shape)
     return _matmul(rt, key, a, b, out)
+
+
+def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None) -> tuple:
+    """The key of ``a @ b``'s launch plan in ``runtime.plans``: its value, once a product of these
+    layouts has run, is ``(kernel, push, groups, shape, strides, nbytes, final_shape, second)``."""
+    return ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
+            None if out is None else out.buf.geometry)
 
 
 def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:

@@ -125,7 +125,7 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     """
     rt = inputs[0].runtime
     key = (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
-           float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])
+           float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])  # plan_key's, inlined
     plan = rt.plans.get(key)
     if plan is None:
         plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute)
@@ -135,6 +135,14 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     if kernel is not None:
         rt.run(kernel, [out.buf] + [t.buf for t in inputs], push, groups)  # binding order: O, A, B, C
     return out
+
+
+def plan_key(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+             out: Tensor | None = None, shape=None, compute=None) -> tuple:
+    """The key of :func:`launch`'s plan in ``runtime.plans`` for these arguments: its value, once such
+    a launch has run, is ``(kernel, out_shape, out_strides, dtype, push, groups, nbytes)``."""
+    return (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
+            float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])
 
 
 def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):
@@ -211,4 +219,4 @@ class _Geometry:
         self.dtype, self.byte_offset = dtype, byte_offset
 
 
-__all__ = ["SPECS", "broadcast_shapes", "broadcast_strides", "compute_type", "launch", "scalar_bits", "scalar_fits"]
+__all__ = ["SPECS", "broadcast_shapes", "broadcast_strides", "compute_type", "launch", "plan_key", "scalar_bits", "scalar_fits"]

@@ -77,13 +77,19 @@ def _kind_defines(ct: str) -> dict:
     return {"KIND_FLOAT": int(ct == "float"), "KIND_UNSIGNED": int(ct == "uint"), "KIND_INT64": int(ct == "int64_t")}
 
 
+def axis_plan_key(x: Tensor, axis: int, op: str, scale: float, out_dtype) -> tuple:
+    """The key of a one-pass reduction's plan in ``runtime.plans``: its value, once one of this
+    layout has run, is ``(kernel, push, groups, shape, strides, nbytes)``."""
+    return ("reduce", op, axis, scale, out_dtype, MIN_CHUNK, TARGET_GROUPS, x.buf.geometry)
+
+
 def _reduce_axis(x: Tensor, axis: int, op: str, scale: float = 1.0, out_dtype=None):
     """Reduce one axis; returns the result (axis removed, of ``out_dtype``, default ``x``'s) and,
     for arg ops, the index tensor."""
     rt = x.runtime
     out_dtype = out_dtype or x.dtype
     # A one-pass value reduction is planned once per (op, axis, scale, dtype, layout), as pointwise launches are.
-    key = ("reduce", op, axis, scale, out_dtype, MIN_CHUNK, TARGET_GROUPS, x.buf.geometry)
+    key = axis_plan_key(x, axis, op, scale, out_dtype)
     plan = rt.plans.get(key)
     if plan is not None:
         kernel, push, groups, kept_shape, strides, nbytes = plan

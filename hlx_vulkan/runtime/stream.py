@@ -68,6 +68,10 @@ class Stream:
         self.dispatches = 0
         self.barriers = 0
         self.submits = 0
+        # While a Tracer (runtime/trace.py) runs on thread ``trace_thread``: each of that thread's
+        # dispatches, and None for what a replay cannot repeat (an upload, a host copy, a wait).
+        self.trace: list | None = None
+        self.trace_thread = 0
 
     @property
     def recording(self) -> bool:
@@ -112,6 +116,12 @@ class Stream:
             while len(self._in_flight) > depth:
                 self._retire_oldest()
 
+    def _untraceable(self) -> None:
+        """The tracing thread did what a replay cannot repeat."""
+        trace = self.trace
+        if trace is not None and self.trace_thread == threading.get_ident():
+            trace.append(None)
+
     def _retire_oldest(self) -> None:
         serial, waitable, _ = self._in_flight[0]
         waitable.wait()
@@ -145,6 +155,8 @@ class Stream:
         spec = kernel.spec
         keys = tuple([a.key for a in allocations])
         with self.lock:
+            if self.trace is not None and self.trace_thread == threading.get_ident():
+                self.trace.append((kernel, tuple(allocations), push, groups))
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
             descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
             if self._cmd is None:
@@ -189,6 +201,8 @@ class Stream:
         if n == 0:
             return
         with self.lock:
+            if self.trace is not None:
+                self._untraceable()
             if self._capture is not None:
                 raise errors.CaptureError("an upload from the host inside hv.capture() would copy the same data "
                                           "on every replay; copy inputs in before graph.replay()")
@@ -214,6 +228,8 @@ class Stream:
         their memory: no host wait. One barrier at most for the lot, so the regions must not
         overlap one another (data-parallel gradient buckets: hlx_vulkan.distributed.ddp)."""
         with self.lock:
+            if self.trace is not None:
+                self._untraceable()
             if self._capture is not None:
                 raise errors.CaptureError("a copy through host memory inside hv.capture() cannot be replayed")
             if self._cmd is None:
@@ -272,6 +288,8 @@ class Stream:
 
     def wait_for(self, serial: int) -> None:
         """Block until batch ``serial`` has finished, submitting it first if it is still recording."""
+        if self.trace is not None:
+            self._untraceable()
         if serial <= self.completed:
             return
         with self.lock:
@@ -287,6 +305,8 @@ class Stream:
     def synchronize(self) -> None:
         """Submit what is recorded and wait until the device has finished all of it."""
         with self.lock:
+            if self.trace is not None:
+                self._untraceable()
             if not self._pool.alive:
                 raise errors.DestroyedError("this runtime was closed, or its device destroyed")
             if self._capture is not None:

@@ -121,12 +121,13 @@ def test_linear_as_one_node_gives_the_composed_form_s_bits(x_shape, bias):
             rng.standard_normal(23).astype(np.float32)]
     g = rng.standard_normal(x_shape[:-1] + (23,)).astype(np.float32)
     results = []
-    for fused in (True, False):
+    # The fused layer twice: the first call runs the composed ops and plans, the second runs the plans.
+    for fused in (True, True, False):
         x, w, b = (hv.tensor(d, requires_grad=True) for d in data)
         y = F.linear(x, w, b if bias else None) if fused else (x @ w.T + b if bias else x @ w.T)
         assert (y.grad_fn.name == "linear") == fused
         y.backward(hv.tensor(g))
         results.append([t.numpy() for t in (y, x.grad, w.grad)] + ([b.grad.numpy()] if bias else []))
-    for fused, composed in zip(*results):
-        assert fused.tobytes() == composed.tobytes()
+    for first, planned, composed in zip(*results):
+        assert first.tobytes() == composed.tobytes() and planned.tobytes() == composed.tobytes()
     assert np.isfinite(results[0][2]).all() and np.abs(results[0][2]).max() > 0
