@@ -17,6 +17,7 @@
 
 Exit status 1 on a wrong value, NaN, or bits that change run to run or with the rows around them.
 Run: python benchmarks/check_gemm_cm2.py [--quick] [--out F.json] [--no-bench] [--max-size 8192]
+"auto" is the library's own choice: coopmat-1 unless $HLX_MATMUL_CM2=1 (ops/matmul.py's CM2_AUTO).
 (--quick: small shapes for lavapipe, which has no cooperative matrices: checks that the
 selection falls back, then times the small rows against torch on the CPU.)
 """
@@ -150,7 +151,7 @@ def correctness(args, rt, rows) -> bool:
           f"{'verdict':7} kernels", flush=True)
     for dtype in args.dtypes:
         cm2 = mm.cm2_available(rt, dtype)
-        auto_cm2 = cm2 and any(mm.cm2_tile_listed(rt, dtype, t) for t in mm.CM2_TILES)
+        auto_cm2 = cm2 and mm.CM2_AUTO and any(mm.cm2_tile_listed(rt, dtype, t) for t in mm.CM2_TILES)
         for name, (M, N, K), kw in _case_list(args.quick):
             ha, hb, a, b, shape, pad = _make(rng, dtype, M, N, K, **kw)
             ref = a @ b

@@ -43,6 +43,7 @@ length (which changes the order, hence the bits).
 from __future__ import annotations
 
 import math
+import os
 from importlib import resources
 
 from .. import errors, glslang_library
@@ -87,6 +88,11 @@ MIN_GROUPS = {"large": 256, "coop_large": 256, "cm2_128x128": 132, "cm2_128x256"
 SMALLEST = {"tiled": "small", "coop": "coop_small_k64", "cm2": "cm2_64x64"}
 # Why matmul_cm2.comp could not be built, by dtype: those products take coopmat-1 from then on.
 CM2_FAILED: dict[str, str] = {}
+# Whether the automatic choice takes cm2 where the device has it ($HLX_MATMUL_CM2=1), or only a
+# FORCE_TILE naming a cm2 tile does. Off by default: on the H100 (driver 580) it matched or trailed
+# coopmat-1 (4096^3 fp16 195 against 204 TFLOP/s, 8192^3 212 against 232; NOTES.md), and its
+# bfloat16 results carried twice coopmat-1's rounding error.
+CM2_AUTO = os.environ.get("HLX_MATMUL_CM2", "0") == "1"
 # Order: K up to CHUNK_K is one chunk; longer K is MAX_CHUNKS chunks or fewer, each at least
 # CHUNK_K long, a multiple of 64 (whole steps of every kernel). Long chunks for 16-bit
 # products, whose float32 partials cost more beside their fast multiply-adds.
@@ -258,7 +264,8 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
-    cm2 = coop and cm2_available(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b)
+    cm2 = (coop and (CM2_AUTO or FORCE_TILE in CM2_TILES) and cm2_available(rt, dtype)
+           and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b))
     force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
                            or (cm2 and FORCE_TILE in CM2_TILES)) else None
 
@@ -355,8 +362,7 @@ def _with_unit_stride(t: Tensor, batch_stride: int, nb: int) -> tuple[Tensor, in
 
 
 def _cm2_wanted(rt, dtype) -> bool:
-    return (FORCE_TILE not in TILES and FORCE_TILE not in COOP_TILES and not is_strict()
-            and cm2_available(rt, dtype))
+    return ((CM2_AUTO or FORCE_TILE in CM2_TILES) and not is_strict() and cm2_available(rt, dtype))
 
 
 def _pick(tiles, M, N, batch, smallest):

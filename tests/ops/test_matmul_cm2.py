@@ -103,7 +103,18 @@ def _plan(rt, M, N, K, dtype=hv.float16, batch=1, a_strides=None, b_strides=None
 def clean(monkeypatch):
     monkeypatch.setattr(mm, "CM2_FAILED", {})
     monkeypatch.setattr(mm, "FORCE_TILE", None)
+    monkeypatch.setattr(mm, "CM2_AUTO", True)  # the automatic choice as $HLX_MATMUL_CM2=1 makes it
     monkeypatch.setattr(mm.glslang_library, "available", lambda: True)
+
+
+def test_the_default_choice_is_coopmat1_and_a_forced_cm2_tile_still_runs(clean, monkeypatch):
+    monkeypatch.setattr(mm, "CM2_AUTO", False)
+    rt = _device()
+    for M, N in ((512, 1024), (4096, 4096)):
+        assert _plan(rt, M, N, 1024)[0].spec is mm.COOPMAT
+    monkeypatch.setattr(mm, "FORCE_TILE", "cm2_128x128")
+    kernel = _plan(rt, 4096, 4096, 1024)[0]
+    assert kernel.spec is mm.CM2 and (kernel.defines["BM"], kernel.defines["BN"]) == (128, 128)
 
 
 def test_cm2_tile_follows_the_problem_size(clean):
