@@ -51,8 +51,10 @@ GRAD_Q = {m: KernelSpec(_BWD_SOURCE, [("DQ", "write", "O")] + _BWD_READS + (_MAS
 GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O")] + _BWD_READS
                          + (_MASK if m else []), _BWD_PUSH) for m in (False, True)}
 # The backward's (BR rows a workgroup, BT columns a block, THREADS); BACKWARD False keeps the
-# cooperative-matrix-1 backward in auto mode.
-BACKWARD = True
+# cooperative-matrix-1 backward in auto mode: on the H100 the cm2 forward with the coopmat-1
+# backward was faster than both on cm2 in 14 of 16 rows (check_attention_cm2.py, NOTES.md), so
+# the cm2 backward runs where $HLX_ATTENTION_COOPMAT_BWD=2 asks for it.
+BACKWARD = False
 BWD_DEFAULT_CONFIG = (64, 64, 256)
 BWD_VARIANTS = [(64, 32, 128), (64, 64, 128), (64, 64, 256), (128, 64, 256), (128, 32, 256)]
 FORCE_BWD_CONFIG: tuple[int, int, int] | None = None
