@@ -31,6 +31,9 @@ def _step(logits_np, target, dtype):
 @pytest.mark.parametrize("n,c", [(37, 11), (64, 10), (3, 1030)])
 def test_replays_give_torch_values_and_the_composed_bits(dtype, n, c, monkeypatch, rng):
     rt = hv.default_runtime()
+    # An earlier test may have traced this layout already: the first call here must trace it.
+    for key in [k for k in rt.plans if k and k[0] == "cross_entropy trace"]:
+        del rt.plans[key]
     results = []
     for i in range(3):
         data = _data(rng, n, c, -7)
