@@ -16,7 +16,7 @@ import hlx_vulkan
 ROOT = pathlib.Path(hlx_vulkan.__file__).parent
 LAYERS = [
     {"errors", "version", "strict_mode"},
-    {"vk", "compiler", "strict_spirv"},
+    {"vk", "compiler", "strict_spirv", "glslang_library"},
     {"memory"},
     {"runtime", "precision"},
     {"autograd.graph"},
