@@ -116,9 +116,11 @@ class DistributedDataParallel:
         self._seq = 1  # the step being summed: the shared window's flags count these
         # "import" or "copy": through the node's shared window (see .shared); "allgather": MPI all-gathers
         self.exchange = None
-        if self.buckets and _shared.wanted(self.group):
-            self.exchange = _shared.NodeExchange(self.group, self.buckets[0].params[0].runtime,
-                                                 [b.nbytes for b in self.buckets])
+        sizes = [b.nbytes for b in self.buckets]
+        self.path_reason = _shared.choose(self.group, sizes) if sizes else "no trainable parameters"
+        if not self.path_reason:
+            self.exchange = _shared.NodeExchange(self.group, self.buckets[0].params[0].runtime, sizes)
+            self.path_reason = self.exchange.why_copy
         self.path = self.exchange.mode if self.exchange is not None else "allgather"
         self.reset_stats()
         ref = weakref.ref(self)

@@ -19,8 +19,10 @@ s - 2 (the sums in between read that row behind a barrier). Flags are aligned 8-
 loads, which x86-64 keeps in program order.
 
 Lifetimes: the imported Vulkan buffers are destroyed (after the device finished with them) before
-the window is freed: :meth:`NodeExchange.close`, called by ``DistributedDataParallel.close()``, or
-at exit by a hook that runs before the device's and MPI's own.
+the window is freed: :meth:`NodeExchange.close`, called by ``DistributedDataParallel.close()`` on
+every rank (freeing a window is collective), or at exit by a hook that runs before the device's and
+MPI's own. Until then the module holds the exchange, so a rank that dropped its wrapper still takes
+part in the exit's collective free.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import atexit
 import mmap
 import os
 import time
-import weakref
 
 import numpy as np
 
@@ -38,6 +39,25 @@ from ..vk.host_memory import ImportedHostBuffer, import_alignment
 from . import collectives as _g
 
 POLL_S = 20e-6
+
+
+# Windows not closed yet, in the order made: the same on every rank (each made by a collective call),
+# so the exit frees them in the same order everywhere, whichever wrappers each rank still holds.
+_open: list = []
+_hooked = False
+
+
+def _register(exchange) -> None:
+    global _hooked
+    _open.append(exchange)
+    if not _hooked:  # registered after the device's exit hook and MPI's: runs before both
+        atexit.register(_close_at_exit)
+        _hooked = True
+
+
+def _close_at_exit() -> None:
+    for exchange in list(_open):
+        exchange.close(at_exit=True)
 
 
 def _round_up(n: int, step: int) -> int:
@@ -52,11 +72,33 @@ class _Region:
         self.buffer, self.offset, self.key, self.busy = imported.buffer, 0, ("host-import", imported._order), 0
 
 
-def wanted(group) -> bool:
-    """Whether DDP on ``group`` should exchange through the window: every rank on one host (more
-    than one), and HLX_DIST_SHARED not 0 on any rank."""
-    mine = os.environ.get("HLX_DIST_SHARED", "1") != "0"
-    return group.world_size > 1 and group.local_size == group.world_size and all(_g.gather_objects(mine))
+def backing_directory() -> str:
+    """Where Open MPI keeps the window's file (its osc/sm default on Linux, unless set)."""
+    return os.environ.get("OMPI_MCA_osc_sm_backing_directory") or "/dev/shm"
+
+
+def segment_bytes(bucket_nbytes: list[int], page: int = mmap.PAGESIZE) -> int:
+    """One rank's segment: a page of slack, the flags, two slots a bucket."""
+    return page + _round_up(8 * len(bucket_nbytes), page) + sum(2 * _round_up(n, page) for n in bucket_nbytes)
+
+
+def choose(group, bucket_nbytes: list[int]) -> str:
+    """Why DDP on ``group`` keeps the MPI all-gathers, or "" to use the window: it needs every rank
+    on one host (more than one), HLX_DIST_SHARED not 0 on any rank, and room for the window where
+    its file lies (a full tmpfs would kill a rank with SIGBUS at the first write). Collective."""
+    if group.world_size == 1:
+        return "one rank"
+    if group.local_size != group.world_size:
+        return "ranks on several hosts"
+    need = group.local_size * (segment_bytes(bucket_nbytes) + (64 << 10))
+    try:
+        st = os.statvfs(backing_directory())
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = 0
+    mine = ("HLX_DIST_SHARED=0" if os.environ.get("HLX_DIST_SHARED", "1") == "0" else
+            f"{backing_directory()} has {free >> 20} MiB free, the window needs {need >> 20} MiB" if free < need else "")
+    return next((w for w in _g.gather_objects(mine) if w), "")
 
 
 class NodeExchange:
@@ -77,7 +119,7 @@ class NodeExchange:
             self.slots.append((off, off + step))
             off += 2 * step
         self.data_bytes = off
-        segment = page + flag_bytes + off  # a page of slack: the segment's start is aligned inside it
+        segment = segment_bytes(bucket_nbytes, page)  # a page of slack: the segment's start is aligned inside it
         info = MPI.Info.Create()
         info.Set("alloc_shared_noncontig", "true")
         box = []
@@ -118,9 +160,7 @@ class NodeExchange:
                     b.destroy()
                 self.imports, self.why_copy = [], f"host import refused: {exc}"
         _g.gather_objects(None)  # every rank's flags are zero before any rank can set one
-        ref = weakref.ref(self)
-        self._exit_hook = lambda: (lambda ex: ex is not None and ex.close(at_exit=True))(ref())
-        atexit.register(self._exit_hook)
+        _register(self)
 
     @property
     def imported(self) -> bool:
@@ -169,7 +209,8 @@ class NodeExchange:
         (collective over the ranks: each waits at most the group's timeout). Later calls do nothing."""
         if self.window is None:
             return
-        atexit.unregister(self._exit_hook)
+        if self in _open:
+            _open.remove(self)
         if self.imports:
             try:
                 self.runtime.synchronize()
@@ -194,4 +235,4 @@ class NodeExchange:
                 raise
 
 
-__all__ = ["NodeExchange", "wanted"]
+__all__ = ["NodeExchange", "backing_directory", "choose", "segment_bytes"]

@@ -73,3 +73,20 @@ def test_a_rank_that_stops_mid_training_ends_the_run_in_bounded_time(how, needle
     for needle in needles:
         assert needle in text, text[-3000:]
     assert seconds < LIMIT_S / 2, f"{how}: took {seconds:.0f} s (rank 1 sleeps 120 s in 'hang')"
+
+
+def test_the_window_is_taken_only_where_it_can_serve(monkeypatch):
+    from types import SimpleNamespace
+
+    from hlx_vulkan.distributed import shared
+    monkeypatch.setattr(shared._g, "gather_objects", lambda mine: [mine, ""])  # rank 1 would take it
+    monkeypatch.setattr(shared.os, "statvfs", lambda path: SimpleNamespace(f_bavail=1 << 20, f_frsize=4096))
+    monkeypatch.delenv("HLX_DIST_SHARED", raising=False)
+    two = SimpleNamespace(world_size=2, local_size=2)
+    assert shared.choose(two, [3 << 20, 1000]) == ""
+    assert shared.segment_bytes([3 << 20, 1000]) == 4096 + 4096 + 2 * (3 << 20) + 2 * 4096
+    assert shared.choose(two, [3 << 30]) == "/dev/shm has 4096 MiB free, the window needs 12288 MiB"  # 2 ranks, 2 slots
+    assert shared.choose(SimpleNamespace(world_size=4, local_size=2), [64]) == "ranks on several hosts"
+    assert shared.choose(SimpleNamespace(world_size=1, local_size=1), [64]) == "one rank"
+    monkeypatch.setenv("HLX_DIST_SHARED", "0")
+    assert shared.choose(two, [64]) == "HLX_DIST_SHARED=0"
