@@ -58,9 +58,8 @@ _calls = 0  # collectives issued so far: named in a timeout, so the ranks' logs 
 
 
 def _mpi():
-    # Open MPI's UCX one-sided component, tried first for the shared window, prints an error where
-    # UCX finds no network; the shared-memory component serves the window.
-    os.environ.setdefault("OMPI_MCA_osc", "^ucx")
+    from .shared import prepare_environment
+    prepare_environment()  # before MPI starts: Open MPI reads its settings then
     try:
         from mpi4py import MPI
     except ImportError as exc:  # pragma: no cover - mpi4py is a dependency

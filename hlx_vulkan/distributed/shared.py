@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -72,8 +73,27 @@ class _Region:
         self.buffer, self.offset, self.key, self.busy = imported.buffer, 0, ("host-import", imported._order), 0
 
 
+def _free_bytes(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def prepare_environment() -> None:
+    """Open MPI settings for the window, unless the user made them (call before MPI starts):
+    without its UCX one-sided component, which prints an error where UCX finds no network (the
+    shared-memory one serves); the window's file in /dev/shm, or the temporary directory where
+    /dev/shm has under 1 GiB free (a container's 64 MB, say)."""
+    os.environ.setdefault("OMPI_MCA_osc", "^ucx")
+    if "OMPI_MCA_osc_sm_backing_directory" not in os.environ:
+        shm = "/dev/shm"
+        os.environ["OMPI_MCA_osc_sm_backing_directory"] = shm if _free_bytes(shm) >= 1 << 30 else tempfile.gettempdir()
+
+
 def backing_directory() -> str:
-    """Where Open MPI keeps the window's file (its osc/sm default on Linux, unless set)."""
+    """Where Open MPI keeps the window's file."""
     return os.environ.get("OMPI_MCA_osc_sm_backing_directory") or "/dev/shm"
 
 
@@ -91,11 +111,7 @@ def choose(group, bucket_nbytes: list[int]) -> str:
     if group.local_size != group.world_size:
         return "ranks on several hosts"
     need = group.local_size * (segment_bytes(bucket_nbytes) + (64 << 10))
-    try:
-        st = os.statvfs(backing_directory())
-        free = st.f_bavail * st.f_frsize
-    except OSError:
-        free = 0
+    free = _free_bytes(backing_directory())
     mine = ("HLX_DIST_SHARED=0" if os.environ.get("HLX_DIST_SHARED", "1") == "0" else
             f"{backing_directory()} has {free >> 20} MiB free, the window needs {need >> 20} MiB" if free < need else "")
     return next((w for w in _g.gather_objects(mine) if w), "")

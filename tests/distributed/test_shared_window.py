@@ -80,8 +80,9 @@ def test_the_window_is_taken_only_where_it_can_serve(monkeypatch):
 
     from hlx_vulkan.distributed import shared
     monkeypatch.setattr(shared._g, "gather_objects", lambda mine: [mine, ""])  # rank 1 would take it
-    monkeypatch.setattr(shared.os, "statvfs", lambda path: SimpleNamespace(f_bavail=1 << 20, f_frsize=4096))
+    monkeypatch.setattr(shared, "_free_bytes", lambda path: 4 << 30)
     monkeypatch.delenv("HLX_DIST_SHARED", raising=False)
+    monkeypatch.setenv("OMPI_MCA_osc_sm_backing_directory", "/dev/shm")
     two = SimpleNamespace(world_size=2, local_size=2)
     assert shared.choose(two, [3 << 20, 1000]) == ""
     assert shared.segment_bytes([3 << 20, 1000]) == 4096 + 4096 + 2 * (3 << 20) + 2 * 4096
@@ -90,3 +91,20 @@ def test_the_window_is_taken_only_where_it_can_serve(monkeypatch):
     assert shared.choose(SimpleNamespace(world_size=1, local_size=1), [64]) == "one rank"
     monkeypatch.setenv("HLX_DIST_SHARED", "0")
     assert shared.choose(two, [64]) == "HLX_DIST_SHARED=0"
+
+
+def test_the_window_file_goes_where_there_is_room(monkeypatch):
+    from hlx_vulkan.distributed import shared
+    monkeypatch.delenv("OMPI_MCA_osc_sm_backing_directory", raising=False)
+    monkeypatch.delenv("OMPI_MCA_osc", raising=False)
+    monkeypatch.setattr(shared, "_free_bytes", lambda path: 64 << 20 if path == "/dev/shm" else 100 << 30)
+    shared.prepare_environment()
+    assert shared.backing_directory() == shared.tempfile.gettempdir() != "/dev/shm"
+    assert shared.os.environ["OMPI_MCA_osc"] == "^ucx"
+    monkeypatch.delenv("OMPI_MCA_osc_sm_backing_directory")
+    monkeypatch.setattr(shared, "_free_bytes", lambda path: 8 << 30)
+    shared.prepare_environment()
+    assert shared.backing_directory() == "/dev/shm"
+    monkeypatch.setenv("OMPI_MCA_osc_sm_backing_directory", "/mine")  # the user's choice stands
+    shared.prepare_environment()
+    assert shared.backing_directory() == "/mine"
