@@ -119,8 +119,11 @@ class DistributedDataParallel:
         sizes = [b.nbytes for b in self.buckets]
         self.path_reason = _shared.choose(self.group, sizes) if sizes else "no trainable parameters"
         if not self.path_reason:
-            self.exchange = _shared.NodeExchange(self.group, self.buckets[0].params[0].runtime, sizes)
-            self.path_reason = self.exchange.why_copy
+            try:
+                self.exchange = _shared.NodeExchange(self.group, self.buckets[0].params[0].runtime, sizes)
+                self.path_reason = self.exchange.why_copy
+            except errors.DistributedError as exc:  # an MPI that cannot make the window: the all-gathers
+                self.path_reason = str(exc)
         self.path = self.exchange.mode if self.exchange is not None else "allgather"
         self.reset_stats()
         ref = weakref.ref(self)

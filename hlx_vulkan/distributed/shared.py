@@ -145,8 +145,15 @@ class NodeExchange:
             win.Lock_all(MPI.MODE_NOCHECK)
             box.append(win)
 
-        _g.finish(group.wire.post(allocate), "shared window allocation")
+        try:
+            _g.finish(group.wire.post(allocate), "shared window allocation")
+            failed = ""
+        except errors.DistributedError as exc:
+            failed = str(exc)  # names this rank
         info.Free()
+        failed = next((f for f in _g.gather_objects(failed) if f), "")
+        if failed:  # on every rank alike (a window some rank made is left to MPI's finalize)
+            raise errors.DistributedError(f"no shared window: {failed}")
         self.window = box[0]
         self.events: list[str] = []  # "imports destroyed", "window freed": in the order they happened
         views, starts = [], []

@@ -32,12 +32,17 @@ def exit_reports(proc) -> dict:
     (3, {"HLX_DIST_HOST_IMPORT": "0"}, ["copy"] * 3),
     (2, {"NO_IMPORT_RANK1": "1"}, ["import", "copy"]),
     (2, {"HLX_DIST_SHARED": "0"}, ["allgather", "allgather"]),
-], ids=["import-2", "import-3", "copy-2", "copy-3", "mixed-2", "allgather-2"])
+    (2, {"OMPI_MCA_osc": "^sm,ucx"}, ["allgather", "allgather"]),  # an MPI that cannot make the window
+], ids=["import-2", "import-3", "copy-2", "copy-3", "mixed-2", "allgather-2", "no-window-2"])
 def test_every_exchange_gives_the_bits_of_one_process(ranks, env, paths):
     proc, _ = mpirun(ranks, [WORKER, "ddp", "dp", "1"], env={"PERTURB_RANK1": "1", "CLOSE": "1", **env})
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = results(proc)
     assert [res[r]["path"] for r in range(ranks)] == paths
+    reasons = {"import": "", "copy": "HLX_DIST_HOST_IMPORT=0", "allgather": "HLX_DIST_SHARED=0"}
+    for r in range(ranks):
+        want = reasons[paths[r]] if "OMPI_MCA_osc" not in env else "no shared window: rank 0: shared window allocation"
+        assert res[r]["reason"].startswith(want) and (want or res[r]["reason"] == ""), res[r]["reason"]
     assert {r["digest"] for r in res.values()} == {single(ranks)}
     for r in res.values():
         assert r["early"] > 0 and r["stats"]["steps"] == 3

@@ -105,6 +105,7 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
     lanes = len(par.ddp.group.wire.lanes) if par.ddp is not None else 0
     pieces = par.ddp.pieces_sent if par.ddp is not None else 0
     path = par.ddp.path if par.ddp is not None else None
+    reason = par.ddp.path_reason if par.ddp is not None else None
     stats = dict(par.ddp.stats) if par.ddp is not None else {}
     events = []
     if par.ddp is not None and os.environ.get("CLOSE"):  # the window's lifetime, explicitly ended
@@ -113,7 +114,8 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
         par.ddp.close()
         events = (ex.events if ex is not None else []) + [f"imports alive: {sum(b.alive for b in imports)}"]
     out(rank=par.rank, world=par.world_size, digest=digest, early=early, summed=summed, lanes=lanes, pieces=pieces,
-        buckets=len(par.ddp.buckets) if par.ddp else 0, path=path, stats=stats, events=events)
+        buckets=len(par.ddp.buckets) if par.ddp else 0, path=path, reason=reason, stats=stats,
+        events=events)
 
 
 def fail(how: str) -> None:
