@@ -16,6 +16,8 @@ hlx train sort/text) and "gpt-long" (d 1024, a large batch of tokens).
 Run (the lent four-GPU machine; one command runs everything; the system mpirun, whose MPI the
 system mpi4py loads):
     python3 benchmarks/bench_ddp.py --gpus 1,2,4 --mpirun /usr/bin/mpirun --out $OUT/bench_ddp.json
+``--libs hlx,hlx-allgather,torch`` adds hlx with the MPI all-gathers (HLX_DIST_SHARED=0) beside the
+default exchange (ranks of one host: the shared window, hlx_vulkan.distributed.shared).
 Here, on lavapipe against torch CPU: python benchmarks/bench_ddp.py --quick
 ``--mpirun`` names the launcher (default: the one beside this Python, else the one on PATH; it must
 be the MPI that mpi4py loads).
@@ -112,7 +114,7 @@ def worker_hlx(args) -> dict:
          "grad_bytes": sum(p.numel() * 4 for p in model.parameters())}
     if par.ddp is not None:
         st = par.ddp.stats
-        r.update(buckets=len(par.ddp.buckets), buckets_sent_during_backward=par.ddp.started_during_backward,
+        r.update(exchange=par.ddp.path, exchange_reason=par.ddp.path_reason, buckets=len(par.ddp.buckets), buckets_sent_during_backward=par.ddp.started_during_backward,
                  breakdown_ms={k[:-2]: 1e3 * v / max(st["steps"], 1) for k, v in st.items() if k.endswith("_s")})
         r["breakdown_ms"]["compute"] = 1e3 * seconds - r["breakdown_ms"]["exposed"]
         r["breakdown_ms_per_rank"] = dist.gather_objects(r["breakdown_ms"])
@@ -211,9 +213,12 @@ def launcher(path: str | None) -> str:
 
 def run_one(args, lib: str, name: str, world: int) -> dict:
     kind, size, batch = (QUICK if args.quick else CONFIGS)[name]
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--config", name, "--world", str(world),
+    worker = "hlx" if lib.startswith("hlx") else lib
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--config", name, "--world", str(world),
            "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--quick"] if args.quick else [])
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONUNBUFFERED="1")
+    if lib == "hlx-allgather":  # the MPI all-gathers even on one host, for comparison with the shared window
+        env["HLX_DIST_SHARED"] = "0"
     if world > 1:
         mpirun = launcher(args.mpirun)
         version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
@@ -265,6 +270,8 @@ def main() -> None:
     for name in args.configs.split(","):
         for lib in args.libs.split(","):
             for world in gpus:
+                if lib == "hlx-allgather" and world == 1:  # one process exchanges nothing: hlx's row serves
+                    continue
                 rows.append(run_one(args, lib, name, world))
                 r = rows[-1]
                 if "error" not in r:
@@ -272,40 +279,51 @@ def main() -> None:
                           flush=True)
     base = {(r["lib"], r["config"]): r for r in rows if r["world"] == 1 and "error" not in r}
     for r in rows:
-        b = base.get((r["lib"], r["config"]))
+        b = base.get(("hlx" if r["lib"].startswith("hlx") else r["lib"], r["config"]))
         if r["world"] > 1 and b is not None and "error" not in r:
             r["scaling_efficiency"] = r["samples_per_s"] / (r["world"] * b["samples_per_s"])
     hlx_rows = {(r["config"], r["world"]): r for r in rows if r["lib"] == "hlx" and "error" not in r}
     for r in rows:
         h = hlx_rows.get((r["config"], r["world"]))
+        if r["lib"] == "hlx-allgather" and h is not None and "error" not in r:
+            r["window_speedup"] = h["samples_per_s"] / r["samples_per_s"]  # shared window over all-gather
+    for r in rows:
+        h = hlx_rows.get((r["config"], r["world"]))
         if r["lib"] == "torch" and h is not None and "error" not in r:
             r["hlx_throughput_over_torch"] = h["samples_per_s"] / r["samples_per_s"]
-    print(f"\n{'lib':6} {'config':9} {'B/GPU':>6} {'GPUs':>4} {'ms/step':>9} {'samples/s':>11} "
+    print(f"\n{'lib':13} {'config':9} {'B/GPU':>6} {'GPUs':>4} {'ms/step':>9} {'samples/s':>11} "
           f"{'TFLOP/s/GPU':>11} {'of H100 fp32':>12} {'scaling':>8} {'hlx/torch':>9}")
     for r in rows:
         if "error" in r:
-            print(f"{r['lib']:6} {r['config']:9} {'':>6} {r['world']:>4}  FAILED")
+            print(f"{r['lib']:13} {r['config']:9} {'':>6} {r['world']:>4}  FAILED")
             continue
         eff = r.get("scaling_efficiency")
         ratio = r.get("hlx_throughput_over_torch")
-        print(f"{r['lib']:6} {r['config']:9} {r['batch_per_gpu']:>6} {r['world']:>4} "
+        print(f"{r['lib']:13} {r['config']:9} {r['batch_per_gpu']:>6} {r['world']:>4} "
               f"{1e3 * r['s_per_step']:>9.2f} {r['samples_per_s']:>11.0f} {r['tflops_per_gpu']:>11.3f} "
               f"{100 * r['fraction_of_h100_fp32']:>11.2f}% {'' if eff is None else f'{eff:.3f}':>8} "
               f"{'' if ratio is None else f'{ratio:.3f}':>9}")
     top = max(gpus)
     if top > 1:
         print(f"\nhlx at {top} GPUs, ms per step, rank 0. staging: the communication thread's wait for each "
-              "bucket's device-to-host copy (the device's backward before it included); MPI: the all-gathers; "
-              "exposed: their tail after the last copy (not hidden by backward); compute: step - exposed; wait: the "
-              "main thread blocked on the all-gathers; sync: sync_gradients on the host")
-        print(f"{'config':9} {'grad MB':>8} {'buckets':>7} {'early':>5} {'step':>8} {'compute':>8} {'staging':>8} "
-              f"{'MPI':>8} {'exposed':>8} {'wait':>8} {'sync':>8}")
+              "bucket's device-to-host copy (the device's backward before it included); MPI: the all-gathers "
+              "(path allgather); publish: raising this rank's flags in the shared window (path copy: with the memcpy "
+              "into it); peers: waiting for the peers' flags (path copy: with the memcpy out of it); exposed: the "
+              "exchanges' tail after the last copy (not hidden by backward); compute: step - exposed; wait: the main "
+              "thread blocked on the exchanges; sync: sync_gradients on the host")
+        print(f"{'lib':13} {'config':9} {'path':>9} {'grad MB':>8} {'buckets':>7} {'early':>5} {'step':>8} "
+              f"{'compute':>8} {'staging':>8} {'MPI':>8} {'publish':>8} {'peers':>8} {'exposed':>8} {'wait':>8} "
+              f"{'sync':>8}")
         for r in rows:
-            if r["lib"] == "hlx" and r["world"] == top and "error" not in r:
+            if r["lib"].startswith("hlx") and r["world"] == top and "error" not in r:
                 b = r["breakdown_ms"]
-                print(f"{r['config']:9} {r['grad_bytes'] / 1e6:>8.1f} {r['buckets']:>7} "
-                      f"{r['buckets_sent_during_backward']:>5} {1e3 * r['s_per_step']:>8.2f} {b['compute']:>8.2f} "
-                      f"{b['staging']:>8.2f} {b['mpi']:>8.2f} {b['exposed']:>8.2f} {b['wait']:>8.2f} {b['sync']:>8.2f}")
+                print(f"{r['lib']:13} {r['config']:9} {r['exchange']:>9} {r['grad_bytes'] / 1e6:>8.1f} "
+                      f"{r['buckets']:>7} {r['buckets_sent_during_backward']:>5} {1e3 * r['s_per_step']:>8.2f} "
+                      f"{b['compute']:>8.2f} {b['staging']:>8.2f} {b['mpi']:>8.2f} {b['publish']:>8.2f} "
+                      f"{b['peers']:>8.2f} {b['exposed']:>8.2f} {b['wait']:>8.2f} {b['sync']:>8.2f}")
+        for r in rows:
+            if "window_speedup" in r:
+                print(f"{r['config']} x{r['world']}: shared window over MPI all-gather, throughput {r['window_speedup']:.3f}x")
     device = next((r["device"] for r in rows if r["lib"] == "hlx" and "error" not in r), "unknown")
     tag = "h100" if "H100" in device else "h200" if "H200" in device else "lavapipe" if "llvmpipe" in device else "other"
     out = args.out or str(Path(__file__).with_name("results") / f"bench_ddp_{tag}{'_quick' if args.quick else ''}.json")

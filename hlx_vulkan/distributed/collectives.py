@@ -58,6 +58,8 @@ _calls = 0  # collectives issued so far: named in a timeout, so the ranks' logs 
 
 
 def _mpi():
+    from .shared import prepare_environment
+    prepare_environment()  # before MPI starts: Open MPI reads its settings then
     try:
         from mpi4py import MPI
     except ImportError as exc:  # pragma: no cover - mpi4py is a dependency

@@ -16,7 +16,11 @@ Once a bucket has arrived (seen at the next gradient hook, or at :meth:`sync_gra
 other ranks' rows are uploaded with one copy and the rows added in rank order on the device
 (``x + y``; ``x * alpha`` at sync: per element the arithmetic of accumulation in one process, so
 the bits are the same); each ``.grad`` is then a view of the bucket's sum.
-:attr:`DistributedDataParallel.stats` says where the time went.
+When every rank runs on one host, the buckets travel through the node's MPI shared-memory window
+instead of all-gathers (:attr:`DistributedDataParallel.path` "import" or "copy", see
+hlx_vulkan.distributed.shared; HLX_DIST_SHARED=0 keeps the all-gathers): the device copies this
+rank's row into its slot of the window and the peers' rows out of theirs, the same bytes in the
+same rows, so the same bits. :attr:`DistributedDataParallel.stats` says where the time went.
 
 Example::
 
@@ -41,6 +45,7 @@ from ..autograd.graph import no_grad
 from ..ops import elementwise as ew
 from ..ops.creation import empty, zeros
 from . import collectives as _g
+from . import shared as _shared
 
 DEFAULT_BUCKET_BYTES = 25 << 20  # as torch's DDP
 PIECE_BYTES = 1 << 20  # a bucket is cut into pieces (one per MPI lane) no smaller than this
@@ -50,10 +55,12 @@ ALIGN = 4  # elements: each gradient starts 16 bytes into its bucket, for the ve
 
 class _Bucket:
     __slots__ = ("params", "offsets", "numel", "dtype", "nbytes", "stacked", "send", "recv", "job", "ready", "total",
-                 "times")
+                 "times", "index", "seq")
 
-    def __init__(self, params):
+    def __init__(self, params, index: int = 0):
         self.params = params
+        self.index = index  # its place in the shared window (hlx_vulkan.distributed.shared)
+        self.seq = 0  # the step whose bytes it last sent
         self.offsets, n = [], 0
         for p in params:
             self.offsets.append(n)
@@ -92,12 +99,12 @@ class DistributedDataParallel:
         for p in reversed(trainable):
             nbytes = p.numel() * p.element_size()
             if current and (size + nbytes > bucket_bytes or p.dtype is not current[0].dtype):
-                self.buckets.append(_Bucket(current))
+                self.buckets.append(_Bucket(current, len(self.buckets)))
                 current, size = [], 0
             current.append(p)
             size += nbytes
         if current:
-            self.buckets.append(_Bucket(current))
+            self.buckets.append(_Bucket(current, len(self.buckets)))
         self._where = {id(p): b for b in self.buckets for p in b.params}
         self._expected: dict[int, int] | None = None  # gradient writes per parameter in one backward
         self._seen: dict[int, int] = {}
@@ -106,6 +113,18 @@ class DistributedDataParallel:
         self.reduced_during_backward = 0  # and summed before it
         self.pieces_sent = 0  # all-gathers issued for the buckets (a bucket's pieces travel at once)
         self.armed = True  # False while micro-batches accumulate (see training.parallel)
+        self._seq = 1  # the step being summed: the shared window's flags count these
+        # "import" or "copy": through the node's shared window (see .shared); "allgather": MPI all-gathers
+        self.exchange = None
+        sizes = [b.nbytes for b in self.buckets]
+        self.path_reason = _shared.choose(self.group, sizes) if sizes else "no trainable parameters"
+        if not self.path_reason:
+            try:
+                self.exchange = _shared.NodeExchange(self.group, self.buckets[0].params[0].runtime, sizes)
+                self.path_reason = self.exchange.why_copy
+            except errors.DistributedError as exc:  # an MPI that cannot make the window: the all-gathers
+                self.path_reason = str(exc)
+        self.path = self.exchange.mode if self.exchange is not None else "allgather"
         self.reset_stats()
         ref = weakref.ref(self)
         self._remove_hook = add_leaf_hook(lambda t: (lambda s: s is not None and s._on_grad(t))(ref()))
@@ -120,8 +139,11 @@ class DistributedDataParallel:
         return getattr(self.module, name)
 
     def close(self) -> None:
-        """Stop watching backward (the wrapper is done with)."""
+        """Stop watching backward and free the shared window (collective: every rank calls it,
+        else the window waits for exit); the wrapper is done with."""
         self._remove_hook()
+        if self.exchange is not None:
+            self.exchange.close()
 
     # --- gradients --------------------------------------------------------------------------------
 
@@ -150,10 +172,14 @@ class DistributedDataParallel:
         g = self.group
         rt = bucket.params[0].runtime
         item = bucket.dtype.itemsize
+        ex = self.exchange
+        direct = ex is not None and ex.imported
         if bucket.stacked is None:
             bucket.stacked = zeros(g.world_size, bucket.numel, dtype=bucket.dtype)
-            bucket.send = rt.memory.host_pool.allocate(bucket.nbytes)
-            bucket.recv = rt.memory.host_pool.allocate(g.world_size * bucket.nbytes)
+            if not direct:
+                bucket.send = rt.memory.host_pool.allocate(bucket.nbytes)
+                bucket.recv = rt.memory.host_pool.allocate(g.world_size * bucket.nbytes)
+        bucket.seq = seq = self._seq
         stacked = bucket.stacked.buf.allocation
         row = g.rank * bucket.nbytes
         regions = []
@@ -169,9 +195,17 @@ class DistributedDataParallel:
                 regions.append((grad.buf.allocation, grad.buf.byte_offset, stacked, row + off * item, p.numel() * item))
         stream = rt.stream
         stream.copy(regions)
-        stream.copy([(stacked, row, bucket.send, 0, bucket.nbytes)])
+        if direct:  # straight into this rank's slot of the shared window
+            host = ex.regions[g.rank]
+            stream.copy([(stacked, row, host, ex.slot(bucket.index, seq), bucket.nbytes)])
+        else:
+            host = bucket.send
+            stream.copy([(stacked, row, host, 0, bucket.nbytes)])
         stream.submit()
-        serial = bucket.send.busy  # the batch that holds the copy to the send buffer
+        serial = host.busy  # the batch that holds the copy to the host
+        if ex is not None:
+            self._post_shared(bucket, stream, serial, seq)
+            return
         send = np.frombuffer(bucket.send.mapped(), np.uint8, bucket.nbytes)
         recv = np.frombuffer(bucket.recv.mapped(), np.uint8, g.world_size * bucket.nbytes)
         stats, wire, n = self.stats, g.wire, bucket.nbytes
@@ -200,15 +234,49 @@ class DistributedDataParallel:
 
         bucket.job = g.wire.post(gather)
 
+    def _post_shared(self, bucket: _Bucket, stream, serial: int, seq: int) -> None:
+        """The communication thread's part through the shared window: wait for this rank's copy to
+        the host, raise its flag (after a memcpy into the window where it does not import), wait
+        for the peers' flags (then a memcpy out of the window into the mapped receive buffer)."""
+        ex, stats, n, w = self.exchange, self.stats, bucket.nbytes, self.group.world_size
+        send = None if ex.imported else np.frombuffer(bucket.send.mapped(), np.uint8, n)
+        recv = None if ex.imported else np.frombuffer(bucket.recv.mapped(), np.uint8, w * n)
+
+        def exchange(comm):
+            t0 = time.perf_counter()
+            while not stream.is_done(serial):
+                time.sleep(POLL_S)
+            t1 = time.perf_counter()
+            ex.publish(bucket.index, seq, send)
+            t2 = time.perf_counter()
+            ex.wait_peers(bucket.index, seq, recv, n)
+            t3 = time.perf_counter()
+            stats["staging_s"] += t1 - t0
+            stats["publish_s"] += t2 - t1
+            stats["peers_s"] += t3 - t2
+            bucket.times = (t1, t3)
+
+        bucket.job = self.group.wire.post(exchange)
+
     def _reduce(self, b: _Bucket) -> None:
         """Upload the other ranks' rows from the mapped receive buffer (one copy, two regions) and
         add the rows in rank order on the device."""
         t = time.perf_counter()
-        _g.finish(b.job, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
+        try:
+            _g.finish(b.job, f"gradient all-reduce ({len(b.params)} tensors, {b.numel} elements)")
+        except errors.CollectiveTimeoutError:
+            if self.exchange is not None and self.exchange.late(b.index, b.seq):  # name the rank that stopped
+                raise self.exchange.timeout_error(b.index, b.seq) from None
+            raise
         self.stats["wait_s"] += time.perf_counter() - t
         stacked, n, me, w = b.stacked.buf.allocation, b.nbytes, self.group.rank, self.group.world_size
-        b.params[0].runtime.stream.copy([(b.recv, r0 * n, stacked, r0 * n, (r1 - r0) * n)
-                                         for r0, r1 in ((0, me), (me + 1, w)) if r1 > r0])
+        ex = self.exchange
+        if ex is not None and ex.imported:  # each peer's row straight from its slot of the shared window
+            o = ex.slot(b.index, b.seq)
+            b.params[0].runtime.stream.copy([(ex.regions[r], o, stacked, r * n, n) for r in range(w) if r != me])
+        else:
+            b.params[0].runtime.stream.copy([(b.recv, r0 * n, stacked, r0 * n, (r1 - r0) * n)
+                                             for r0, r1 in ((0, me), (me + 1, w)) if r1 > r0])
         b.total = _g.sum_rows_in_order(b.stacked, empty(b.numel, dtype=b.dtype))
 
     def sync_gradients(self, scale: float | None = None) -> None:
@@ -236,16 +304,21 @@ class DistributedDataParallel:
         if self._expected is None and self._seen:
             self._expected = dict(self._seen)
         self._seen = {}
+        self._seq += 1
         self.stats["sync_s"] += time.perf_counter() - t0
         self.stats["steps"] += 1
 
     def reset_stats(self) -> None:
         """Zero :attr:`stats`: seconds (summed over steps) the communication thread waited for
         the device-to-host copies (``staging_s``: the device's backward before them included) and
-        spent in MPI (``mpi_s``); the all-gathers' tail after the last copy (``exposed_s``: what
-        backward did not hide); the main thread's wait for the all-gathers (``wait_s``) and its
-        time in :meth:`sync_gradients` (``sync_s``); and ``steps``."""
-        self.stats = {"steps": 0, "staging_s": 0.0, "mpi_s": 0.0, "exposed_s": 0.0, "wait_s": 0.0, "sync_s": 0.0}
+        spent in MPI (``mpi_s``: the all-gather path), or, through the shared window (:attr:`path`
+        "import" or "copy"), raising this rank's flags (``publish_s``: with the memcpy into the
+        window on the "copy" path) and waiting for the peers' (``peers_s``: with the memcpy out of
+        it); the exchanges' tail after the last copy (``exposed_s``: what backward did not hide);
+        the main thread's wait for them (``wait_s``) and its time in :meth:`sync_gradients`
+        (``sync_s``); and ``steps``."""
+        self.stats = {"steps": 0, "staging_s": 0.0, "mpi_s": 0.0, "publish_s": 0.0, "peers_s": 0.0,
+                      "exposed_s": 0.0, "wait_s": 0.0, "sync_s": 0.0}
 
     # --- parameters -------------------------------------------------------------------------------
 

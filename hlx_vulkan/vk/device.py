@@ -15,6 +15,7 @@ from .physical import (BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, COOPMAT2_EXT, COOPM
                        PhysicalDeviceInfo, bfloat16_features, raw_struct)
 
 
+HOST_MEMORY_EXT = "VK_EXT_external_memory_host"  # see vk/host_memory.py
 _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
 _exit_hook_registered = False
 # How long the exit hook waits for a lock another thread holds before it goes on without it.
@@ -136,6 +137,8 @@ class Device(Owner):
             head = raw_struct(COOPMAT2_FEATURES_STYPE, [feats[f"cooperative_matrix2_{k}"] for k in COOPMAT2_FEATURES],
                               pNext=head)
             extensions.append(COOPMAT2_EXT)
+        if HOST_MEMORY_EXT in physical.extensions:  # data parallel: copies straight to MPI shared memory
+            extensions.append(HOST_MEMORY_EXT)
         core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"],
                                             shaderInt16=feats["shader_int16"])
         features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)

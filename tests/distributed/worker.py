@@ -58,7 +58,21 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
     if data_parallel and os.environ.get("PERTURB_RANK1") and int(os.environ.get("OMPI_COMM_WORLD_RANK", "0")) == 1:
         with hv.no_grad():
             model[0].weight.copy_(np.ones((13, 9), dtype=np.float32))  # rank 0's values must win
+    world_rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    if os.environ.get("NO_IMPORT_RANK1") and world_rank == 1:  # ranks may mix the window's two ways
+        os.environ["HLX_DIST_HOST_IMPORT"] = "0"
+    box = []
+    if os.environ.get("EXIT_EVENTS"):  # registered first, so it runs after the library's exit hook
+        import atexit
+
+        def report():
+            ex, imports = box[0]
+            print("EXIT " + json.dumps({"rank": world_rank, "events": ex.events,
+                                        "imports_alive": sum(b.alive for b in imports)}), flush=True)
+        atexit.register(report)
     par = ParallelStep(model, micro_batches=micro, data_parallel=data_parallel, bucket_bytes=400)
+    if par.ddp is not None and par.ddp.exchange is not None:
+        box.append((par.ddp.exchange, list(par.ddp.exchange.imports)))
     if os.environ.get("SMALL_PIECES"):  # buckets cut into pieces that travel on several threads at once
         from hlx_vulkan.distributed import ddp
         ddp.PIECE_BYTES = 16
@@ -77,6 +91,10 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
         return loss_fn(h, yd[int(idx[0]):int(idx[-1]) + 1])
 
     for s in range(steps):
+        if s == 1 and world_rank == 1 and os.environ.get("FAIL_AT_STEP") == "hang":
+            time.sleep(120)
+        if s == 1 and world_rank == 1 and os.environ.get("FAIL_AT_STEP") == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
         batch = np.arange(12 * s, 12 * s + 12)
         par.backward(batch, loss_of)
         opt.step()
@@ -86,8 +104,18 @@ def ddp_steps(data_parallel: bool, micro: int, steps: int = 3) -> None:
     summed = par.ddp.reduced_during_backward if par.ddp is not None else 0
     lanes = len(par.ddp.group.wire.lanes) if par.ddp is not None else 0
     pieces = par.ddp.pieces_sent if par.ddp is not None else 0
+    path = par.ddp.path if par.ddp is not None else None
+    reason = par.ddp.path_reason if par.ddp is not None else None
+    stats = dict(par.ddp.stats) if par.ddp is not None else {}
+    events = []
+    if par.ddp is not None and os.environ.get("CLOSE"):  # the window's lifetime, explicitly ended
+        ex = par.ddp.exchange
+        imports = list(ex.imports) if ex is not None else []
+        par.ddp.close()
+        events = (ex.events if ex is not None else []) + [f"imports alive: {sum(b.alive for b in imports)}"]
     out(rank=par.rank, world=par.world_size, digest=digest, early=early, summed=summed, lanes=lanes, pieces=pieces,
-        buckets=len(par.ddp.buckets) if par.ddp else 0)
+        buckets=len(par.ddp.buckets) if par.ddp else 0, path=path, reason=reason, stats=stats,
+        events=events)
 
 
 def fail(how: str) -> None:
