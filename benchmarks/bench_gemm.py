@@ -124,6 +124,25 @@ def _save(path, info, rows) -> None:
                    "tf32": False, "chunk_k": mm.CHUNK_K, "max_chunks": mm.MAX_CHUNKS, "rows": rows}, f, indent=2)
 
 
+
+def operands(M: int, N: int, K: int, layout: str, dtype: str, dev, gen):
+    """One product's inputs, torch's and hlx's alike (a "t" in ``layout`` makes that operand a
+    transposed view), the float64 reference, both outputs, its FLOPs and the replay count."""
+    tdt = getattr(torch, dtype)
+    ta = torch.randn((K, M) if layout[0] == "t" else (M, K), device=dev, generator=gen).to(tdt)
+    tb = torch.randn((N, K) if layout[1] == "t" else (K, N), device=dev, generator=gen).to(tdt)
+    ha, hb = _to_hlx(ta), _to_hlx(tb)
+    if layout[0] == "t":
+        ta, ha = ta.t(), ha.T
+    if layout[1] == "t":
+        tb, hb = tb.t(), hb.T
+    ref = ta.double() @ tb.double()
+    tout = torch.empty((M, N), device=dev, dtype=tdt)
+    hout = hv.zeros(M, N, dtype=getattr(hv, dtype))
+    flop = 2.0 * M * N * K
+    return ta, tb, ha, hb, ref, tout, hout, flop, max(1, min(50, int(2e10 / flop)))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_gemm.json")
@@ -149,24 +168,10 @@ def main(argv=None) -> int:
     print(f"{'dtype':9} {'case':15} {'M x N x K':16} {'variant':16} {'hlx TF/s':>9} {'torch':>7} {'ratio':>6} "
           f"{'peak':>5} {'err hlx':>8} {'err torch':>9}  kernel", flush=True)
     for dtype in args.dtypes.split(","):
-        tdt = getattr(torch, dtype)
         for name, M, N, K, layout in CASES:
             if max(M, N, K) > args.max_size:
                 continue
-            sa = (K, M) if layout[0] == "t" else (M, K)
-            sb = (N, K) if layout[1] == "t" else (K, N)
-            ta = torch.randn(sa, device=dev, generator=gen).to(tdt)
-            tb = torch.randn(sb, device=dev, generator=gen).to(tdt)
-            ha, hb = _to_hlx(ta), _to_hlx(tb)
-            if layout[0] == "t":
-                ta, ha = ta.t(), ha.T
-            if layout[1] == "t":
-                tb, hb = tb.t(), hb.T
-            ref = ta.double() @ tb.double()
-            tout = torch.empty((M, N), device=dev, dtype=tdt)
-            hout = hv.zeros(M, N, dtype=getattr(hv, dtype))
-            flop = 2.0 * M * N * K
-            reps = max(1, min(50, int(2e10 / flop)))
+            ta, tb, ha, hb, ref, tout, hout, flop, reps = operands(M, N, K, layout, dtype, dev, gen)
             t_torch = _torch_seconds(ta, tb, tout, reps)
             err_torch = _rel_err(tout, ref)
             for label, tile, chunk in variants(dtype, max(M, N, K), K, args.explore and dtype in explore):

@@ -46,16 +46,21 @@ except ImportError:
 HBM = {"H100": 3.35e12, "H200": 4.8e12}
 
 
-def host_us(fn, sync, count: int, rounds: int = 7) -> float:
+def host_us(fn, sync, count: int, rounds: int = 7, steady: bool = False) -> float:
     """Median over ``rounds`` of the recording thread's CPU microseconds per call: each round
     starts from an idle device and records ``count`` calls (fewer than a batch of the stream,
-    so no submission waits for the device inside the round)."""
+    so no submission waits for the device inside the round). ``steady``: each round's sync is
+    followed by one untimed call, so the timed calls are recorded back to back as in a loop
+    (``count`` x the call's dispatches stays under a stream batch)."""
     for _ in range(3):
         fn()
-    sync()
+    if not steady:
+        sync()
     times = []
     for _ in range(rounds):
         sync()
+        if steady:
+            fn()
         t0 = time.thread_time()
         for _ in range(count):
             fn()
@@ -65,21 +70,7 @@ def host_us(fn, sync, count: int, rounds: int = 7) -> float:
 
 
 def steady_us(fn, sync, count: int, rounds: int = 9) -> float:
-    """Median over ``rounds`` of the recording thread's CPU microseconds per call of ``count``
-    calls recorded back to back, after a sync and one untimed call (``count`` x the call's
-    dispatches stays under a stream batch, so no submission inside the timed calls waits)."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(rounds):
-        sync()
-        fn()
-        t0 = time.thread_time()
-        for _ in range(count):
-            fn()
-        times.append((time.thread_time() - t0) / count * 1e6)
-    sync()
-    return statistics.median(times)
+    return host_us(fn, sync, count, rounds, steady=True)
 
 
 def mlp_step_hlx(batch, sizes, rng):

@@ -120,15 +120,7 @@ def variant_checks(rt, results) -> list:
                 if name not in VARIANT_CASES or dtype != "float16" or cm2.config(rt, hv.float16, E, EV) != cfg:
                     continue
                 count += 1
-                try:
-                    ok, e, _, _ = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
-                                                 fwd_name=FWD)
-                    errs.append(max(e.values()))
-                except Exception as exc:  # noqa: BLE001
-                    ok = False
-                    print(f"  variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
-                if not ok:
-                    fails.append(name)
+                _variant_case(case, rt, f"variant {cfg}", errs, fails, fwd_name=FWD)
         finally:
             cm2.FORCE_CONFIG = None
         ok = count > 0 and not fails
@@ -143,6 +135,20 @@ def variant_checks(rt, results) -> list:
     return good
 
 
+def _variant_case(case, rt, label: str, errs: list, fails: list, **names) -> None:
+    """check_attention_coopmat's check of one case under a forced variant: its largest error into
+    ``errs``, its name into ``fails`` where it failed or raised."""
+    name = case[0]
+    try:
+        ok, e, _, _ = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True, **names)
+        errs.append(max(e.values()))
+    except Exception as exc:  # noqa: BLE001 - a variant that raises is a failed variant
+        ok = False
+        print(f"  {label} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+    if not ok:
+        fails.append(name)
+
+
 def bwd_variant_checks(rt, results) -> None:
     """Every backward variant (BR, BT, THREADS) on the cases with gradients among VARIANT_CASES."""
     for cfg in cm2.BWD_VARIANTS:
@@ -155,15 +161,7 @@ def bwd_variant_checks(rt, results) -> None:
                         or cm2.bwd_config(rt, hv.float16, E, EV) != cfg:
                     continue
                 count += 1
-                try:
-                    ok, e, _, _ = cac.check_case(case, np.random.default_rng(zlib.crc32(name.encode())), rt, True,
-                                                 fwd_name=FWD, bwd_name=BWD)
-                    errs.append(max(e.values()))
-                except Exception as exc:  # noqa: BLE001
-                    ok = False
-                    print(f"  backward variant {cfg} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
-                if not ok:
-                    fails.append(name)
+                _variant_case(case, rt, f"backward variant {cfg}", errs, fails, fwd_name=FWD, bwd_name=BWD)
         finally:
             cm2.FORCE_BWD_CONFIG = None
         verdict = "fits no case here" if not count else "PASS" if not fails else "FAIL " + ", ".join(fails)
@@ -334,16 +332,7 @@ def timing(args, rt, rows, good_variants, have_cm2):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes (lavapipe, torch on the CPU)")
-    parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--no-bench", action="store_true", help="no timing")
-    parser.add_argument("--no-variants", action="store_true", help="the default block sizes only")
-    parser.add_argument("--out", default="benchmarks/results/check_attention_cm2.json")
-    args = parser.parse_args(argv)
-    args.reps = args.reps or (2 if args.quick else 10)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    args = cac.parse_args(argv, __doc__, "the default block sizes only", "benchmarks/results/check_attention_cm2.json")
     t0 = time.perf_counter()
     rt = hv.default_runtime()
     info = rt.ctx.info

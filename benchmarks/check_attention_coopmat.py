@@ -268,17 +268,23 @@ def variant_timing(args, rt, rows, good):
             print(line, flush=True)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, doc: str, variants_help: str, out: str):
+    """The options of this script and of check_attention_cm2.py, with their defaults filled in."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (lavapipe, torch on the CPU)")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--no-bench", action="store_true", help="no timing")
-    parser.add_argument("--no-variants", action="store_true", help="the default kernel only")
-    parser.add_argument("--out", default="benchmarks/results/check_attention_coopmat.json")
+    parser.add_argument("--no-variants", action="store_true", help=variants_help)
+    parser.add_argument("--out", default=out)
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__, "the default kernel only", "benchmarks/results/check_attention_coopmat.json")
     rt = hv.default_runtime()
     info = rt.ctx.info
     print(f"attention on {info['device_name']} ({info['driver']}); cooperative matrices: float16 "

@@ -242,25 +242,13 @@ def timing(args, rt, rows) -> None:
     print(f"{'dtype':9} {'case':15} {'M x N x K':16} {'variant':18} {'hlx TF/s':>9} {'torch':>7} {'ratio':>6} "
           f"{'peak':>5} {'err':>8}  kernel", flush=True)
     for dtype in args.dtypes:
-        tdt = getattr(torch, dtype)
         variants = [("auto", None)]
         if mm.coopmat_available(rt, dtype):
             variants.append(("coopmat-1 auto", COOP1_AUTO))
         if mm.cm2_available(rt, dtype):
             variants += [(t, t) for t in _listed(rt, dtype)]
         for name, M, N, K, layout in cases:
-            ta = torch.randn((K, M) if layout[0] == "t" else (M, K), device=dev, generator=gen).to(tdt)
-            tb = torch.randn((N, K) if layout[1] == "t" else (K, N), device=dev, generator=gen).to(tdt)
-            ha, hb = bg._to_hlx(ta), bg._to_hlx(tb)
-            if layout[0] == "t":
-                ta, ha = ta.t(), ha.T
-            if layout[1] == "t":
-                tb, hb = tb.t(), hb.T
-            ref = ta.double() @ tb.double()
-            tout = torch.empty((M, N), device=dev, dtype=tdt)
-            hout = hv.zeros(M, N, dtype=getattr(hv, dtype))
-            flop = 2.0 * M * N * K
-            reps = max(1, min(50, int(2e10 / flop)))
+            ta, tb, ha, hb, ref, tout, hout, flop, reps = bg.operands(M, N, K, layout, dtype, dev, gen)
             t_torch = bg._torch_seconds(ta, tb, tout, reps)
             best = None
             for label, tile in variants:
