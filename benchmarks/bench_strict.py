@@ -49,26 +49,13 @@ def mlp_steps(args):
     h = args.hidden
     hv.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10))
-    opt = optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = hv.tensor(x_np), hv.tensor(y_np)
-
-    def hlx_step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
+    hlx_step = _hlx_step(model, hv.tensor(x_np), hv.tensor(y_np))
     torch_step = None
     if torch is not None:
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = _torch_device()
         tm = torch.nn.Sequential(torch.nn.Linear(784, h), torch.nn.ReLU(), torch.nn.Linear(h, h), torch.nn.ReLU(),
                                  torch.nn.Linear(h, 10)).to(dev)
-        topt = torch.optim.AdamW(tm.parameters(), lr=1e-3)
-        tx, ty = torch.tensor(x_np, device=dev), torch.tensor(y_np.astype(np.int64), device=dev)
-
-        def torch_step():
-            topt.zero_grad()
-            torch.nn.functional.cross_entropy(tm(tx), ty).backward()
-            topt.step()
+        torch_step = _torch_step(tm, torch.tensor(x_np, device=dev), torch.tensor(y_np.astype(np.int64), device=dev))
     flops = 6 * args.batch * (784 * h + h * h + h * 10)
     return hlx_step, torch_step, flops
 
@@ -82,14 +69,7 @@ def cnn_steps(args):
     x_np = rng.standard_normal((b, 64)).astype(np.float32)
     y_np = rng.integers(0, 10, b).astype(np.int32)
     hv.manual_seed(0)
-    model = DigitsCNN(w)
-    opt = optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = hv.tensor(x_np), hv.tensor(y_np)
-
-    def hlx_step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    hlx_step = _hlx_step(DigitsCNN(w), hv.tensor(x_np), hv.tensor(y_np))
 
     torch_step = None
     if torch is not None:
@@ -113,14 +93,7 @@ def transformer_steps(args):
     x_np = rng.integers(0, vocab, (b, t)).astype(np.int32)
     y_np = rng.integers(0, vocab, b * t).astype(np.int32)
     hv.manual_seed(0)
-    model = TinyGPT(vocab, t, d, heads, layers)
-    opt = optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = hv.tensor(x_np), hv.tensor(y_np)
-
-    def hlx_step():
-        opt.zero_grad()
-        F.cross_entropy(model(x).reshape(-1, vocab), y).backward()
-        opt.step()
+    hlx_step = _hlx_step(TinyGPT(vocab, t, d, heads, layers), hv.tensor(x_np), hv.tensor(y_np), classes=vocab)
 
     torch_step = None
     if torch is not None:
@@ -157,6 +130,18 @@ if torch is not None:
 
 def _torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _hlx_step(model, x, y, classes=None):
+    """One AdamW training step of ``model`` on cross-entropy (logits flattened to ``classes`` columns if given)."""
+    opt = optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        logits = model(x)
+        F.cross_entropy(logits if classes is None else logits.reshape(-1, classes), y).backward()
+        opt.step()
+    return step
 
 
 def _torch_step(model, x, y):
