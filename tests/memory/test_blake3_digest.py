@@ -7,13 +7,12 @@ import json
 import struct
 
 import blake3
-import ml_dtypes
 import numpy as np
 import pytest
 
 import hlx_vulkan as hv
 from hlx_vulkan import cli, errors
-from hlx_vulkan.checkpoint import file_digest, load_checkpoint, save_checkpoint, state_digest
+from hlx_vulkan.checkpoint import load_checkpoint, save_checkpoint
 from hlx_vulkan.memory import uint32
 from hlx_vulkan.memory.blake3_digest import BLAKE3, blake3_digest, blake3_root
 from hlx_vulkan.memory.tree_digest import DEFAULT, FLAT, TREE, VERSIONS, digest_array
@@ -21,6 +20,8 @@ from hlx_vulkan.ops.digest_blake3 import (CHUNK_WG, CHUNKS, PARENT_WG, PARENTS, 
                                           record_root)
 from hlx_vulkan.training.digits import train_digits
 from hlx_vulkan.training.recompute import recompute_run
+from digest_cases import (DTYPES, VIEW_DTYPES, check_every_shape, check_verify_names_a_tampered_tensor, check_views,
+                          checkpoint_arrays, le_bytes)
 
 POISON = 0xDEADBEEF
 
@@ -82,20 +83,6 @@ def spec_blake3(data: bytes) -> str:
         return struct.pack("<8I", *chunk_cv(chunks[0], 0, ROOT)).hex()
     level = [chunk_cv(c, i) for i, c in enumerate(chunks)]
     return struct.pack("<8I", *up_levels(level, len(level).bit_length())[0]).hex()
-
-
-def le_bytes(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a).view(np.uint8).tobytes()  # every test machine here is little-endian
-
-
-def random_array(rng, shape, dtype):
-    dt = hv.memory.dtype_of(dtype)
-    if dt.name == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    if dt.is_float:
-        return rng.standard_normal(shape).astype(dt.numpy)
-    info = np.iinfo(dt.numpy)
-    return rng.integers(info.min, info.max, shape, dtype=dt.numpy, endpoint=True)
 
 
 def framed(dtype_name, shape, data: bytes) -> str:
@@ -192,23 +179,14 @@ def test_large_tensor_of_9_mib(rng):
     check_all_agree(hv.tensor(x), x)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int64", "int32", "uint32", "int8", "uint8",
-                                   "bool"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_dtype(rng, dtype):
-    for shape in [(), (7,), (37, 113), (3, 5, 1, 1031)]:
-        x = random_array(rng, shape, dtype)
-        check_all_agree(hv.tensor(x, dtype=dtype), x)
+    check_every_shape(rng, dtype, check_all_agree)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "bool", "int64"])
+@pytest.mark.parametrize("dtype", VIEW_DTYPES)
 def test_non_contiguous_and_offset_views_digest_their_canonical_bytes(rng, dtype):
-    x = random_array(rng, (67, 131), dtype)
-    t = hv.tensor(x, dtype=dtype)
-    views = {"transpose": (t.T, x.T), "step": (t[::3, 1::2], x[::3, 1::2]), "row offset": (t[1:], x[1:]),
-             "element offset": (t.reshape(-1)[5:], x.reshape(-1)[5:]), "16-byte offset": (t[16:], x[16:])}
-    for name, (view, host) in views.items():
-        assert check_all_agree(view, host) == blake3_digest(dtype, host.shape, np.ascontiguousarray(host)), name
-    assert t[1:].digest(BLAKE3) != t.digest(BLAKE3)
+    check_views(rng, dtype, BLAKE3, check_all_agree)
 
 
 def test_one_changed_byte_changes_the_digest(rng):
@@ -250,14 +228,8 @@ def test_digest_inside_a_capture_and_an_unknown_variant_are_refused():
 # --- checkpoints, manifests and `hlx verify`
 
 
-def _arrays(rng):
-    return {"w": random_array(rng, (33, 17), "float32"), "h": random_array(rng, (129,), "float16"),
-            "b": random_array(rng, (5, 3), "bfloat16").astype(ml_dtypes.bfloat16), "i": random_array(rng, (9,), "int64"),
-            "m": random_array(rng, (11,), "bool"), "big": random_array(rng, (300, 7), "int32")}
-
-
 def test_checkpoint_manifest_records_blake3_and_round_trips(tmp_path, rng):
-    arrays = _arrays(rng)
+    arrays = checkpoint_arrays(rng)
     entries = save_checkpoint(tmp_path / "c.safetensors", arrays, digest_version=BLAKE3)
     for name, a in arrays.items():
         e = entries[name]
@@ -267,31 +239,13 @@ def test_checkpoint_manifest_records_blake3_and_round_trips(tmp_path, rng):
     assert all(back[k].tobytes() == a.tobytes() for k, a in arrays.items())
 
 
-def _run_dir(path, arrays, version):
-    entries = save_checkpoint(path / "model.safetensors", arrays, digest_version=version)
-    if version == FLAT:  # as manifests written before digests had versions
-        for e in entries.values():
-            del e["digest_version"]
-    manifest = {"tensors": entries, "weights_digest": state_digest(entries),
-                "checkpoint": {"file": "model.safetensors", "sha256": file_digest(path / "model.safetensors")}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
-
-
 @pytest.mark.parametrize("version", [FLAT, TREE, BLAKE3])
 def test_hlx_verify_accepts_every_version_and_names_a_tampered_tensor(tmp_path, rng, capsys, version):
-    manifest = _run_dir(tmp_path, _arrays(rng), version)
-    assert cli.main(["verify", str(tmp_path)]) == 0
-    assert manifest["weights_digest"] in capsys.readouterr().out
-    entry = manifest["tensors"]["big"]
-    entry["digest"] = entry["digest"][:-1] + ("0" if entry["digest"][-1] != "0" else "1")
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert cli.main(["verify", str(tmp_path)]) == 2
-    assert "'big' does not match" in capsys.readouterr().err
+    check_verify_names_a_tampered_tensor(tmp_path, rng, capsys, version, "big")
 
 
 def test_a_tree_digest_relabelled_as_blake3_is_refused(tmp_path, rng):
-    arrays = _arrays(rng)
+    arrays = checkpoint_arrays(rng)
     entries = save_checkpoint(tmp_path / "c.safetensors", arrays, digest_version=TREE)
     entries["w"]["digest_version"] = BLAKE3  # relabelled, not recomputed
     with pytest.raises(errors.CheckpointError, match="'w' does not match"):

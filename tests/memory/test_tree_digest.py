@@ -3,18 +3,18 @@ specification re-implemented here from its text; SHA-256 test vectors through th
 versions in checkpoint manifests and `hlx verify`."""
 
 import hashlib
-import json
 
-import ml_dtypes
 import numpy as np
 import pytest
 
 import hlx_vulkan as hv
-from hlx_vulkan import cli, errors
-from hlx_vulkan.checkpoint import file_digest, load_checkpoint, save_checkpoint, state_digest
+from hlx_vulkan import errors
+from hlx_vulkan.checkpoint import load_checkpoint, save_checkpoint
 from hlx_vulkan.memory import tensor_digest, uint32
 from hlx_vulkan.memory.tree_digest import CHUNK, FLAT, TREE, digest_array, hash_chunks, tree_digest
 from hlx_vulkan.ops.digest import CHUNKS, WORKGROUP
+from digest_cases import (DTYPES, VIEW_DTYPES, check_every_shape, check_verify_names_a_tampered_tensor, check_views,
+                          checkpoint_arrays, le_bytes)
 
 POISON = 0xDEADBEEF
 
@@ -26,20 +26,6 @@ def spec_digest(dtype_name, shape, data: bytes) -> str:
         level = [hashlib.sha256(b"".join(level[i:i + 16])).digest() for i in range(0, len(level), 16)]
     header = b"hlx-tree-sha256-v1\0" + dtype_name.encode() + b"\0" + ",".join(map(str, shape)).encode() + b"\0"
     return hashlib.sha256(header + level[0]).hexdigest()
-
-
-def le_bytes(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a).view(np.uint8).tobytes()  # every test machine here is little-endian
-
-
-def random_array(rng, shape, dtype):
-    dt = hv.memory.dtype_of(dtype)
-    if dt.name == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    if dt.is_float:
-        return rng.standard_normal(shape).astype(dt.numpy)
-    info = np.iinfo(dt.numpy)
-    return rng.integers(info.min, info.max, shape, dtype=dt.numpy, endpoint=True)
 
 
 def check_all_agree(t: hv.Tensor, host: np.ndarray) -> str:
@@ -105,23 +91,14 @@ def test_large_tensor_of_9_mib(rng):
     check_all_agree(hv.tensor(x), x)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int64", "int32", "uint32", "int8", "uint8",
-                                   "bool"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_dtype(rng, dtype):
-    for shape in [(), (7,), (37, 113), (3, 5, 1, 1031)]:
-        x = random_array(rng, shape, dtype)
-        check_all_agree(hv.tensor(x, dtype=dtype), x)
+    check_every_shape(rng, dtype, check_all_agree)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "bool", "int64"])
+@pytest.mark.parametrize("dtype", VIEW_DTYPES)
 def test_non_contiguous_and_offset_views_digest_their_canonical_bytes(rng, dtype):
-    x = random_array(rng, (67, 131), dtype)
-    t = hv.tensor(x, dtype=dtype)
-    views = {"transpose": (t.T, x.T), "step": (t[::3, 1::2], x[::3, 1::2]), "row offset": (t[1:], x[1:]),
-             "element offset": (t.reshape(-1)[5:], x.reshape(-1)[5:]), "16-byte offset": (t[16:], x[16:])}
-    for name, (view, host) in views.items():
-        assert check_all_agree(view, host) == tree_digest(dtype, host.shape, np.ascontiguousarray(host)), name
-    assert t[1:].digest(TREE) != t.digest(TREE)
+    check_views(rng, dtype, TREE, check_all_agree)
 
 
 def test_one_changed_byte_changes_the_digest(rng):
@@ -172,25 +149,8 @@ def test_host_leaves_are_each_chunks_sha256(rng):
         assert leaves[32 * i:32 * i + 32] == hashlib.sha256(data[4096 * i:4096 * (i + 1)]).digest()
 
 
-def _arrays(rng):
-    return {"w": random_array(rng, (33, 17), "float32"), "h": random_array(rng, (129,), "float16"),
-            "b": random_array(rng, (5, 3), "bfloat16").astype(ml_dtypes.bfloat16), "i": random_array(rng, (9,), "int64"),
-            "m": random_array(rng, (11,), "bool")}
-
-
-def _run_dir(path, arrays, version):
-    entries = save_checkpoint(path / "model.safetensors", arrays, digest_version=version)
-    if version == FLAT:  # as manifests written before digests had versions
-        for e in entries.values():
-            del e["digest_version"]
-    manifest = {"tensors": entries, "weights_digest": state_digest(entries),
-                "checkpoint": {"file": "model.safetensors", "sha256": file_digest(path / "model.safetensors")}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
-
-
 def test_checkpoint_manifest_records_the_tree_digest_and_its_version(tmp_path, rng):
-    arrays = _arrays(rng)
+    arrays = checkpoint_arrays(rng)
     entries = save_checkpoint(tmp_path / "c.safetensors", arrays, digest_version=TREE)
     for name, a in arrays.items():
         e = entries[name]
@@ -202,18 +162,11 @@ def test_checkpoint_manifest_records_the_tree_digest_and_its_version(tmp_path, r
 
 @pytest.mark.parametrize("version", [FLAT, TREE])
 def test_hlx_verify_accepts_both_versions_and_names_a_tampered_tensor(tmp_path, rng, capsys, version):
-    manifest = _run_dir(tmp_path, _arrays(rng), version)
-    assert cli.main(["verify", str(tmp_path)]) == 0
-    assert manifest["weights_digest"] in capsys.readouterr().out
-    entry = manifest["tensors"]["h"]
-    entry["digest"] = entry["digest"][:-1] + ("0" if entry["digest"][-1] != "0" else "1")
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert cli.main(["verify", str(tmp_path)]) == 2
-    assert "'h' does not match" in capsys.readouterr().err
+    check_verify_names_a_tampered_tensor(tmp_path, rng, capsys, version, "h")
 
 
 def test_a_flat_digest_under_the_tree_version_is_refused(tmp_path, rng):
-    arrays = _arrays(rng)
+    arrays = checkpoint_arrays(rng)
     entries = save_checkpoint(tmp_path / "c.safetensors", arrays, digest_version=FLAT)
     entries["w"]["digest_version"] = TREE  # relabelled, not recomputed
     with pytest.raises(errors.CheckpointError, match="'w' does not match"):
@@ -222,7 +175,7 @@ def test_a_flat_digest_under_the_tree_version_is_refused(tmp_path, rng):
 
 @pytest.mark.parametrize("bad", ["hlx-tree-sha256-v9", 3, None])
 def test_an_unknown_version_in_a_manifest_is_a_checkpoint_error(tmp_path, rng, bad):
-    entries = save_checkpoint(tmp_path / "c.safetensors", _arrays(rng), digest_version=TREE)
+    entries = save_checkpoint(tmp_path / "c.safetensors", checkpoint_arrays(rng), digest_version=TREE)
     entries["m"]["digest_version"] = bad
     with pytest.raises(errors.CheckpointError, match="'m' has digest version"):
         load_checkpoint(tmp_path / "c.safetensors", {"tensors": entries})
