@@ -106,16 +106,17 @@ def cache_dir() -> Path:
     return base / "hlx_vulkan" / "spirv"
 
 
-def _define_args(defines: Mapping[str, object] | None) -> list[str]:
-    args = []
+def _define_texts(defines: Mapping[str, object] | None) -> dict[str, str]:
+    """Each define's name and the text of its value (True/False as 1/0), checked, in name order."""
+    texts = {}
     for name, value in sorted((defines or {}).items()):
         if not _IDENT.match(name):
             raise ValueError(f"define name {name!r} is not a C identifier")
         text = "1" if value is True else "0" if value is False else str(value)
         if "\n" in text:
             raise ValueError(f"define {name} has a newline in its value")
-        args.append(f"-D{name}={text}")
-    return args
+        texts[name] = text
+    return texts
 
 
 def _hash_includes(source: str, include_dirs: Sequence[Path], h, seen: set) -> None:
@@ -147,7 +148,8 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
     :data:`INCLUDE_DIR`. Raises :class:`ShaderCompileError` with glslang's log.
     """
     dirs = [Path(d) for d in include_dirs] + [INCLUDE_DIR]
-    define_args = _define_args(defines)
+    define_texts = _define_texts(defines)
+    define_args = [f"-D{name}={text}" for name, text in define_texts.items()]
     by_library = bool(_NEEDS_LIBRARY.search(source))
     identity = glslang_library.identity() if by_library else compiler_identity()
     h = hashlib.sha256()
@@ -171,8 +173,7 @@ def compile_glsl(source: str, defines: Mapping[str, object] | None = None, *, st
         _from_disk.add(data)
     else:
         if by_library:
-            text = glslang_library.with_defines(glslang_library.inline_includes(source, dirs),
-                                                dict(a[2:].split("=", 1) for a in define_args))
+            text = glslang_library.with_defines(glslang_library.inline_includes(source, dirs), define_texts)
             data = glslang_library.compile_source(text, stage, target_env, entry_point)
         else:
             data = _compile(source, define_args, stage, dirs, target_env, entry_point)

