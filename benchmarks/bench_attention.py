@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hlx_vulkan as hv  # noqa: E402
 from hlx_vulkan import nn, optim  # noqa: E402
 from hlx_vulkan.nn import functional as F  # noqa: E402
-from timing import mean_seconds  # noqa: E402
+from timing import capture_cuda_graph, mean_seconds  # noqa: E402
 
 try:
     import torch
@@ -158,15 +158,7 @@ def bench_block(args, rows):
         _sync_torch()
         peer["torch eager"] = mean_seconds(tstep, _sync_torch, args.warmup, args.reps)
         if cuda:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    tstep()
-            torch.cuda.current_stream().wait_stream(side)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                tstep()
+            g = capture_cuda_graph(tstep)
             peer["torch CUDA graph"] = mean_seconds(g.replay, _sync_torch, args.warmup, args.reps)
     # FLOPs of one step: 6 per parameter per token, plus attention's 3.5 * 4*B*H*L*L*(d/H) / 2 (causal)
     params = 4 * d * d + 2 * d * ff

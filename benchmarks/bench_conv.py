@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import cuda_graph_seconds, replay_seconds
+from timing import capture_cuda_graph, cuda_graph_seconds, replay_seconds
 from hlx_vulkan.nn import functional as F
 from hlx_vulkan.ops import conv_implicit as ci
 
@@ -75,16 +75,7 @@ def _torch_seconds(step, reps: int, cuda: bool) -> float:
         for _ in range(reps):
             step()
         return (time.perf_counter() - t0) / reps
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):  # cudnn.benchmark picks its algorithm here
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            step()
+    graph = capture_cuda_graph(step, reps)  # cudnn.benchmark picks its algorithm in the warm-up
     seconds = cuda_graph_seconds(graph, reps, TARGET_S)
     del graph
     return seconds

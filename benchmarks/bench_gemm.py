@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import cuda_graph_seconds, replay_seconds
+from timing import capture_cuda_graph, cuda_graph_seconds, replay_seconds
 from hlx_vulkan.ops import matmul as mm
 
 try:
@@ -63,16 +63,7 @@ def _torch_seconds(a, b, out, reps):
         for _ in range(reps):
             torch.matmul(a, b, out=out)
         return (time.perf_counter() - t0) / reps
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            torch.matmul(a, b, out=out)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            torch.matmul(a, b, out=out)
+    graph = capture_cuda_graph(lambda: torch.matmul(a, b, out=out), reps)
     seconds = cuda_graph_seconds(graph, reps, TARGET_S)
     del graph
     return seconds

@@ -25,7 +25,7 @@ import numpy as np
 import hlx_vulkan as hv
 from hlx_vulkan import nn, optim
 from hlx_vulkan.nn import functional as F
-from timing import mean_seconds
+from timing import capture_cuda_graph, mean_seconds
 
 try:
     import torch
@@ -156,16 +156,8 @@ def bench_torch(args, x_np, y_np, init, steps_run, rows):
                  "host_ms_per_step": 1e3 * record_s})
     done = 3 + args.warmup + args.steps
     if cuda:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        done += 3
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            step()
+        g = capture_cuda_graph(step)
+        done += 3  # its warm-up steps
         replay_s = mean_seconds(g.replay, sync, args.warmup, args.steps)
         done += args.warmup + args.steps
         rows.append({"mode": "torch CUDA graph", "ms_per_step": 1e3 * replay_s, "host_us_per_op": None})

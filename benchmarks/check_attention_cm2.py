@@ -39,7 +39,7 @@ from hlx_vulkan.nn import functional as F  # noqa: E402
 from hlx_vulkan.ops import attention_cm2 as cm2  # noqa: E402
 from hlx_vulkan.ops import attention_coopmat as ac  # noqa: E402
 import check_attention_coopmat as cac  # noqa: E402
-from timing import mean_seconds  # noqa: E402
+from timing import capture_cuda_graph, mean_seconds  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -186,16 +186,8 @@ def _torch_replayed(args, ts, causal, calls=10) -> float | None:
     if not torch.cuda.is_available():
         return None
     with torch.no_grad():
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm-up on a side stream, as CUDA graph capture wants
-            for _ in range(3):
-                torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(calls):
-                torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal)
+        graph = capture_cuda_graph(lambda: torch.nn.functional.scaled_dot_product_attention(*ts[:3], is_causal=causal),
+                                   calls)
     return mean_seconds(graph.replay, torch.cuda.synchronize, 1, max(1, args.reps // 2)) / calls
 
 

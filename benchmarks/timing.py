@@ -32,6 +32,23 @@ def median_seconds(fn, sync, repeat: int, inner: int = 1) -> float:
     return statistics.median(times)
 
 
+def capture_cuda_graph(fn, calls: int = 1, warmup: int = 3):
+    """A CUDA graph of ``calls`` calls of ``fn``, after ``warmup`` calls on a side stream (as capture
+    wants: lazy allocations and algorithm choices happen outside the graph)."""
+    import torch
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return graph
+
+
 def cuda_graph_seconds(graph, reps: int, target_s: float) -> float:
     """Seconds per call of a captured CUDA graph holding ``reps`` calls: replayed enough times for
     about ``target_s`` a trial, the median of three trials timed with CUDA events."""
