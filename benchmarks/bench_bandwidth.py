@@ -4,8 +4,10 @@ and backward) and an AdamW step, at 64 MiB, 256 MiB and 1 GiB of float32 input (
 for the row ops), ten ops in flight then one sync. Prints a table (GB/s of the bytes each op
 must move, the ratio to PyTorch, the fraction of the device's memory bandwidth) and saves JSON.
 
-Run: python benchmarks/bench_bandwidth.py [--quick] [--out benchmarks/results/bench_bandwidth.json]
-(--quick: 4 and 16 MiB, for lavapipe against torch on the CPU.)
+Run: python benchmarks/bench_bandwidth.py [--quick] [--replay] [--sizes 64,256] [--out benchmarks/results/bench_bandwidth.json]
+(--quick: 4 and 16 MiB, for lavapipe against torch on the CPU. --replay adds the kernels' own rate:
+the ten ops captured once and replayed, against a CUDA graph of torch's ten, so host time is out
+of both sides; an op either side cannot capture gets no replay figure.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import median_seconds
+from timing import capture_cuda_graph, cuda_graph_seconds, median_seconds, replay_seconds
 from hlx_vulkan import optim
 from hlx_vulkan.nn import functional as F
 from hlx_vulkan.ops import layer_norm as ln
@@ -30,6 +32,7 @@ except ImportError:
 HBM = {"H100": 3.35e12, "H200": 4.8e12}
 ROW = 1024
 IN_FLIGHT = 10
+REPLAY_TARGET_S = 0.2
 
 
 
@@ -86,11 +89,38 @@ def cases(n: int, rng, dev):
     ]
 
 
+def replayed(ten_h, ten_t, rt, cuda: bool, moved: int, hbm) -> dict:
+    """The ten ops' rate replayed from a graph on each side (host time out of both): hlx through
+    hv.capture, torch through a CUDA graph (on a CPU peer, torch's eager time stands in)."""
+    out = {}
+    try:
+        with hv.capture() as graph:
+            ten_h()
+        t_h = replay_seconds(graph, rt.synchronize, IN_FLIGHT, REPLAY_TARGET_S)
+        graph.destroy()
+    except hv.HlxError as e:
+        print(f"  hlx cannot capture it: {e}")
+        return out
+    try:
+        if cuda:
+            t_p = cuda_graph_seconds(capture_cuda_graph(ten_t), IN_FLIGHT, REPLAY_TARGET_S)
+        else:
+            t_p = median_seconds(ten_t, lambda: None, 3) / IN_FLIGHT
+    except RuntimeError as e:  # torch's optimizer step without capturable=True, for one
+        print(f"  torch cannot capture it: {str(e).splitlines()[0]}")
+        return {"hlx_replay_s": t_h, "hlx_replay_gbs": moved / t_h / 1e9}
+    return {"hlx_replay_s": t_h, "torch_replay_s": t_p, "hlx_replay_gbs": moved / t_h / 1e9,
+            "torch_replay_gbs": moved / t_p / 1e9, "hlx_over_torch_replay": t_p / t_h,
+            "hlx_replay_fraction_of_hbm": moved / t_h / hbm if hbm else None}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 and 16 MiB (for a CPU-only machine)")
     parser.add_argument("--out", default="benchmarks/results/bench_bandwidth.json")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--replay", action="store_true", help="also time the ten ops replayed from graphs")
+    parser.add_argument("--sizes", default=None, help="MiB sizes, comma-separated (default 64,256,1024)")
     args = parser.parse_args(argv)
     if torch is None:
         raise SystemExit("bench_bandwidth needs torch (the peer)")
@@ -103,7 +133,8 @@ def main(argv=None) -> int:
     hbm = next((v for k, v in HBM.items() if k in info["device_name"]), None)
     rng = np.random.default_rng(0)
     rows = []
-    for mib in ([4, 16] if args.quick else [64, 256, 1024]):
+    sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else ([4, 16] if args.quick else [64, 256, 1024])
+    for mib in sizes:
         n = mib * (1 << 20) // 4
         for name, hfn, tfn, moved in cases(n, rng, dev):
             def ten_h(fn=hfn):
@@ -119,10 +150,14 @@ def main(argv=None) -> int:
                    "hlx_gbs": moved / t_h / 1e9, "torch_gbs": moved / t_p / 1e9, "hlx_over_torch_rate": t_p / t_h,
                    "hlx_fraction_of_hbm": moved / t_h / hbm if hbm else None,
                    "torch_fraction_of_hbm": moved / t_p / hbm if hbm else None}
+            if args.replay:
+                row.update(replayed(ten_h, ten_t, rt, cuda, moved, hbm))
             rows.append(row)
             frac = f"{row['hlx_fraction_of_hbm']:.2f}" if hbm else "-"
+            rep = (f"   replayed {row['hlx_replay_gbs']:9.1f} {row['torch_replay_gbs']:9.1f} "
+                   f"{row['hlx_over_torch_replay']:7.2f}" if row.get("hlx_over_torch_replay") else "")
             print(f"{row['what']:42} {row['hlx_gbs']:9.1f} {row['torch_gbs']:9.1f} {row['hlx_over_torch_rate']:7.2f} "
-                  f"{frac:>6}", flush=True)
+                  f"{frac:>6}{rep}", flush=True)
         rt.synchronize()
         rt.memory.device_pool.trim()
         if cuda:
