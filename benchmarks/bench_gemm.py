@@ -87,10 +87,14 @@ def _kernel_of(a, b, out) -> str:
 EXTRA_TILES = {"small32": (32, 64, 16, 4, 4, 1), "small_bk32": (64, 64, 32, 4, 4, 1),
                "huge": (128, 256, 8, 8, 16, 1), "huge_t": (256, 128, 8, 16, 8, 1)}
 EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": (4, 2, 4, 4, 16, 2),
-                    "coop_128x256_k16": (2, 4, 4, 4, 16, 2), "coop_128_8sg": (2, 4, 4, 2, 32, 2)}
+                    "coop_128x256_k16": (2, 4, 4, 4, 16, 2), "coop_128_8sg": (2, 4, 4, 2, 32, 2),
+                    # more subgroups per tile (latency hidden by warps rather than fragments): fifth stop
+                    "coop_64_8sg": (4, 2, 1, 2, 32, 2), "coop_64_8sg_k64": (4, 2, 1, 2, 64, 2),
+                    "coop_64_8sg_t": (2, 4, 2, 1, 32, 2), "coop_128_16sg": (4, 4, 2, 2, 32, 2)}
 BIG = {"large", "huge", "huge_t", "coop_large", "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16",
-       "coop_128_8sg"}
-SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg"}
+       "coop_128_8sg", "coop_128_16sg"}
+SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg", "coop_64_8sg",
+         "coop_64_8sg_k64", "coop_64_8sg_t"}
 
 
 def variants(dtype, size, K, explore):

@@ -7,13 +7,18 @@ import time
 import vulkan as vkb
 
 from .. import errors
-from .api import call, check_result
+from .api import call, check_result, ffi
 from .handles import Owner, VkObject
 
 DEFAULT_TIMEOUT_S = None  # wait for as long as the work runs
 # A wait is a loop of driver waits this long: between them Python delivers Ctrl-C, and a device
 # lost meanwhile is reported by the next one even by a driver that does not wake a pending wait.
 WAIT_SLICE_S = 1.0
+
+
+def _wait_for_fences(device_handle, fences, timeout_ns: int) -> int:
+    """One driver wait on all of ``fences`` (a ``VkFence[]``); its VkResult (tests replace this)."""
+    return vkb.lib.vkWaitForFences(device_handle, len(fences), fences, vkb.VK_TRUE, timeout_ns)
 
 
 def _destroy_fence(device, handle) -> None:
@@ -34,6 +39,9 @@ class Fence(VkObject):
         flags = vkb.VK_FENCE_CREATE_SIGNALED_BIT if signaled else 0
         self.handle = call(vkb.vkCreateFence, device.handle, vkb.VkFenceCreateInfo(flags=flags), None)
         self._own(device, _destroy_fence, device, self.handle)
+        # The wait and reset go straight to the C functions with this prebuilt array: the binding's
+        # wrappers build their arguments anew on every call (tens of microseconds per submission).
+        self._array = ffi.new("VkFence[1]", [self.handle])
 
     def is_signaled(self) -> bool:
         """True once the work finished; :class:`DeviceLostError` if the device was lost."""
@@ -51,17 +59,17 @@ class Fence(VkObject):
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         while True:
             left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))
-            try:
-                call(vkb.vkWaitForFences, self.device.handle, 1, [self.handle], vkb.VK_TRUE, int(left * 1e9))
+            result = _wait_for_fences(self.device.handle, self._array, int(left * 1e9))
+            if result != vkb.VK_TIMEOUT:
+                check_result("vkWaitForFences", result)
                 return
-            except errors.FenceTimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise errors.FenceTimeoutError(
-                        "vkWaitForFences", "VK_TIMEOUT", f"the GPU work did not finish within {timeout} s") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.FenceTimeoutError(
+                    "vkWaitForFences", "VK_TIMEOUT", f"the GPU work did not finish within {timeout} s")
 
     def reset(self) -> None:
         self._check_alive()
-        call(vkb.vkResetFences, self.device.handle, 1, [self.handle])
+        check_result("vkResetFences", vkb.lib.vkResetFences(self.device.handle, 1, self._array))
 
 
 class Submission:
@@ -117,6 +125,15 @@ class CommandBufferPool(Owner):
         self.command_buffers = [buffers[i] for i in range(count)]
         self._slots = {self._key(cb): i for i, cb in enumerate(self.command_buffers)}
         self._fences = [Fence(device, signaled=True) for _ in range(count)]
+        # Begin and submit infos built once per buffer (see Fence: raw calls, prebuilt arguments).
+        self._begin_infos = {reusable: ffi.new("VkCommandBufferBeginInfo*", {
+            "sType": vkb.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+            "flags": vkb.VK_COMMAND_BUFFER_USAGE_SIMULTANEOUS_USE_BIT if reusable
+            else vkb.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT}) for reusable in (False, True)}
+        self._cmd_arrays = [ffi.new("VkCommandBuffer[1]", [cb]) for cb in self.command_buffers]
+        self._submit_infos = [ffi.new("VkSubmitInfo*", {"sType": vkb.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                                                        "commandBufferCount": 1, "pCommandBuffers": arr})
+                              for arr in self._cmd_arrays]
         self._in_flight = [False] * count
         self._recording = [False] * count
         self.next_buffer_index = 0
@@ -145,10 +162,8 @@ class CommandBufferPool(Owner):
         self.next_buffer_index = (slot + 1) % len(self.command_buffers)
         self._wait_slot(slot, timeout)
         cmd = self.command_buffers[slot]
-        call(vkb.vkResetCommandBuffer, cmd, 0)
-        flags = (vkb.VK_COMMAND_BUFFER_USAGE_SIMULTANEOUS_USE_BIT if reusable
-                 else vkb.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT)
-        call(vkb.vkBeginCommandBuffer, cmd, vkb.VkCommandBufferBeginInfo(flags=flags))
+        check_result("vkResetCommandBuffer", vkb.lib.vkResetCommandBuffer(cmd, 0))
+        check_result("vkBeginCommandBuffer", vkb.lib.vkBeginCommandBuffer(cmd, self._begin_infos[bool(reusable)]))
         self._recording[slot] = True
         return cmd
 
@@ -156,7 +171,7 @@ class CommandBufferPool(Owner):
         slot = self._slot_of(cmd)
         if not self._recording[slot]:
             raise RuntimeError("end_command_buffer: that command buffer is not recording")
-        call(vkb.vkEndCommandBuffer, cmd)
+        check_result("vkEndCommandBuffer", vkb.lib.vkEndCommandBuffer(cmd))
         self._recording[slot] = False
 
     def submit(self, cmd, queue=None) -> Submission:
@@ -168,9 +183,9 @@ class CommandBufferPool(Owner):
             raise RuntimeError("submit: that command buffer is already in flight")
         fence = self._fences[slot]
         fence.reset()
-        info = vkb.VkSubmitInfo(pCommandBuffers=[cmd])
         with self.device.queue_lock:
-            call(vkb.vkQueueSubmit, self.device.queue if queue is None else queue, 1, [info], fence.handle)
+            check_result("vkQueueSubmit", vkb.lib.vkQueueSubmit(self.device.queue if queue is None else queue, 1,
+                                                                 self._submit_infos[slot], fence.handle))
         self._in_flight[slot] = True
         return Submission(self, slot)
 
