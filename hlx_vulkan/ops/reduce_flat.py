@@ -4,7 +4,12 @@ float32 partials (16-byte loads where aligned, many elements per thread), one wo
 the partials. Chunk and workgroup sizes follow from the element count alone, so the result's
 bits do too (never the device's subgroup size); the launch is planned once per layout.
 
+Both passes run in one dispatch: the workgroup that finishes last, elected by an integer counter
+(the plan's own word, zero between dispatches), folds the partials in the second pass's order,
+so the bits are the two-dispatch version's. It saves a dispatch and the barrier between the two.
+
 Forcing (tests, benchmarks): :data:`FORCE_SCALAR` turns vector loads off (same order, same bits);
+:data:`SINGLE_PASS` False runs the two passes as two dispatches (same bits);
 :data:`ENABLED` False sends every reduction to the general kernel of ops/reduce.py.
 """
 
@@ -12,19 +17,24 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ..memory import float32
+from ..memory import float32, int32
 from ..runtime import KernelSpec
+from .creation import zeros
 from .tensor import Tensor, contiguous_like
 
 FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp",
                   [("O", "write", "O"), ("A", "read", "A")],
                   [("n", "I"), ("chunk", "I"), ("scale", "f"), ("off_o", "I"), ("off_a", "I")])
+FLAT_SINGLE = KernelSpec(FLAT.path, [("O", "write", "O"), ("A", "read", "A"), ("P", "write"), ("C", "readwrite")],
+                         [("n", "I"), ("chunk", "I"), ("scale", "f"), ("off_o", "I"), ("off_a", "I"), ("off_p", "I"),
+                          ("off_c", "I"), ("unit", "f")])
 OPS = {"sum": 0, "max": 1, "min": 2}
 WG = 256
 GROUPS = 2048        # about this many partials
 MIN_CHUNK = 4 * WG * 4
 ENABLED = True
 FORCE_SCALAR = False
+SINGLE_PASS = True
 
 
 def chunk_for(n: int) -> int:
@@ -40,10 +50,16 @@ def applies(x: Tensor, op: str) -> bool:
 def reduce_all(x: Tensor, op: str, scale: float, out_dtype) -> Tensor:
     """The ``op`` of all of ``x`` (contiguous, float) times ``scale``, a 0-d tensor of ``out_dtype``."""
     rt = x.runtime
-    key = ("reduce_flat", op, scale, out_dtype, FORCE_SCALAR, x.buf.geometry)
+    key = ("reduce_flat", op, scale, out_dtype, FORCE_SCALAR, SINGLE_PASS, x.buf.geometry)
     plan = rt.plans.get(key)
     if plan is None:
-        plan = rt.plans[key] = _plan(rt, x, op, scale, out_dtype)
+        plan = rt.plans[key] = (_plan_single if SINGLE_PASS else _plan)(rt, x, op, scale, out_dtype)
+    if SINGLE_PASS:
+        kernel, push, grid, groups, counter = plan
+        partial = contiguous_like((groups,), float32, rt)
+        out = contiguous_like((), out_dtype, rt)
+        rt.run(kernel, [out.buf, x.buf, partial.buf, counter.buf], push, grid)
+        return out
     (k1, push1, grid1, groups), (k2, push2) = plan
     partial = contiguous_like((groups,), float32, rt)
     out = contiguous_like((), out_dtype, rt)
@@ -64,6 +80,20 @@ def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
     push2 = k2.spec.pack([Fresh(out_dtype), Fresh(float32)],
                          {"n": groups, "chunk": 4 * -(-groups // 4), "scale": scale})
     return (k1, push1, rt.fold(groups * WG, WG), groups), (k2, push2)
+
+
+def _plan_single(rt, x: Tensor, op: str, scale: float, out_dtype):
+    n = x.numel()
+    chunk = chunk_for(n)
+    groups = -(-n // chunk)
+    vec = int(not FORCE_SCALAR and n % 4 == 0 and (x.buf.byte_offset // x.dtype.itemsize) % 4 == 0)
+    kernel = rt.kernels.get(FLAT_SINGLE, {"OP": OPS[op], "VEC": vec, "SINGLE": 1}, {"O": out_dtype, "A": x.dtype},
+                            (WG,))
+    # Written by a kernel, in stream order, so that a plan made inside a capture works too.
+    counter = zeros(1, dtype=int32, runtime=rt)
+    push = kernel.spec.pack([Fresh(out_dtype), x.buf, Fresh(float32), counter.buf],
+                            {"n": n, "chunk": chunk, "scale": scale, "unit": 1.0})
+    return kernel, push, rt.fold(groups * WG, WG), groups, counter
 
 
 class Fresh:

@@ -281,6 +281,54 @@ def test_flat_reduction_same_bits_on_every_path(rng, monkeypatch):
     assert abs(general - f64(x[:300_000]).sum()) <= 1e-6 * np.abs(x).sum()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_flat_reduction_in_one_dispatch_gives_the_two_dispatch_bits(rng, monkeypatch, dtype):
+    """The last workgroup folds the partials in the second pass's order: the same bits, for every
+    op, size (one workgroup, several, a chunk boundary, odd) and offset; its counter is ready for
+    the next dispatch, back to back with no sync between, and in a replayed graph."""
+    sizes = [1, 7, 4096, 4097, 40_001, 1_000_003]
+    xs = [hv.tensor((rng.standard_normal(n) * 3 + 0.5).astype(np.float32), dtype=dtype) for n in sizes]
+    xs.append(hv.tensor(rng.standard_normal(9001).astype(np.float32), dtype=dtype)[3:])   # odd offset
+
+    def all_of(x):
+        return [x.sum(), x.mean(), x.amax(), x.amin()]
+
+    def bits(ts):
+        return [_bits(t.to(hv.float32)) for t in ts]
+
+    def poisoned(x):
+        """The ops' outputs and partials take ranges just filled with NaN: an output the elected
+        workgroup never wrote (a counter left unreset) reads as NaN."""
+        nan = [hv.full((1,), np.nan, dtype=dtype) for _ in range(8)]
+        del nan
+        return all_of(x)
+
+    dispatches = hv.default_runtime().stream.dispatches
+    for x in xs:
+        all_of(x)
+    made = hv.default_runtime().stream.dispatches - dispatches     # the plans' counters are zeroed once
+    dispatches = hv.default_runtime().stream.dispatches
+    for x in xs:
+        all_of(x)
+    assert hv.default_runtime().stream.dispatches - dispatches == 4 * len(xs) < made   # one dispatch each
+    one = [bits(poisoned(x)) for x in xs for _ in range(3)]       # back to back, no sync between
+    monkeypatch.setattr(rf, "SINGLE_PASS", False)
+    two = [bits(all_of(x)) for x in xs]
+    for i, b in enumerate(one):
+        for got, want in zip(b, two[i // 3]):
+            np.testing.assert_array_equal(got, want)
+    monkeypatch.setattr(rf, "SINGLE_PASS", True)
+    x = xs[5]
+    out = hv.zeros((), dtype=dtype)
+    with hv.capture() as graph:
+        out.copy_(x.sum() + x.amax())
+    want = _bits((x.sum() + x.amax()).to(hv.float32))
+    for _ in range(3):
+        graph.replay()
+        np.testing.assert_array_equal(_bits(out.to(hv.float32)), want)
+    graph.destroy()
+
+
 def test_flat_reduction_order_follows_the_count_alone():
     assert [rf.chunk_for(n) for n in (1, 4096, 4097, 1 << 24, 1 << 28)] == [4096, 4096, 4096, 8192, 131072]
 

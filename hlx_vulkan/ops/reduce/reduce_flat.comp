@@ -5,6 +5,8 @@
 // s = tid, tid + WG, ... of its chunk; it folds them lane by lane in order (16-byte loads with
 // VEC, the same order without), then (l0 . l1) . (l2 . l3), then a fixed shared-memory tree.
 // The chunk and WG follow from n alone (ops/reduce_flat.py), so the order does too.
+// With SINGLE, both passes run in one dispatch: each workgroup writes its partial to P, and the
+// last to finish (an integer counter in C elects it) folds the partials exactly as pass two would.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -20,6 +22,10 @@ layout(std430, binding = 1) readonly buffer A { A_STORAGE4 a[]; };
 layout(std430, binding = 1) readonly buffer A { A_STORAGE a[]; };
 #endif
 layout(std430, binding = 0) writeonly buffer O { O_STORAGE o[]; };
+#if SINGLE
+layout(std430, binding = 2) coherent buffer P { float part[]; };
+layout(std430, binding = 3) coherent buffer C { uint cnt[]; };
+#endif
 
 // Bindings and push fields are declared in ops/reduce_flat.py (checked against this shader).
 layout(push_constant) uniform Params {
@@ -27,6 +33,10 @@ layout(push_constant) uniform Params {
     uint chunk;      // elements per workgroup, a multiple of 4
     float scale;     // multiplies the result (1/n of the whole for a mean, in the last pass)
     uint off_o, off_a;
+#if SINGLE
+    uint off_p, off_c;
+    float unit;      // 1.0: each partial is multiplied by it, as pass one multiplies by its scale
+#endif
 } p;
 
 #define CT float
@@ -43,6 +53,20 @@ layout(push_constant) uniform Params {
 #endif
 
 shared float red[WG];
+#if SINGLE
+shared bool last_group;
+#endif
+
+float fold_tree(vec4 acc) {
+    uint tid = gl_LocalInvocationID.x;
+    red[tid] = FOLD(FOLD(acc.x, acc.y), FOLD(acc.z, acc.w));
+    barrier();
+    for (uint h = WG / 2u; h > 0u; h >>= 1u) {
+        if (tid < h) red[tid] = FOLD(red[tid], red[tid + h]);
+        barrier();
+    }
+    return red[0];
+}
 
 void main() {
     uint c = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
@@ -73,11 +97,27 @@ void main() {
         for (uint j = 0u; j < 4u; ++j) if (e + j < e1) acc[j] = FOLD(acc[j], float(A_LOAD(a[p.off_a + e + j])));
 #endif
     }
-    red[tid] = FOLD(FOLD(acc.x, acc.y), FOLD(acc.z, acc.w));
-    barrier();
-    for (uint h = WG / 2u; h > 0u; h >>= 1u) {
-        if (tid < h) red[tid] = FOLD(red[tid], red[tid + h]);
-        barrier();
+    float folded = fold_tree(acc);
+#if SINGLE
+    uint groups = (p.n + p.chunk - 1u) / p.chunk;
+    if (tid == 0u) {
+        part[p.off_p + c] = folded * p.unit;
+        memoryBarrierBuffer();  // the partial is visible before the count says so
+        last_group = atomicAdd(cnt[p.off_c], 1u) == groups - 1u;
     }
-    if (tid == 0u) o[p.off_o + c] = O_STORE(red[0] * p.scale);
+    barrier();
+    if (!last_group) return;  // uniform across the workgroup
+    memoryBarrierBuffer();
+    // The second pass's order: four slots per thread over the partials, then the same tree.
+    acc = vec4(INIT);
+    for (uint q = 4u * tid; q < groups; q += 4u * WG)
+        for (uint j = 0u; j < 4u; ++j) if (q + j < groups) acc[j] = FOLD(acc[j], part[p.off_p + q + j]);
+    folded = fold_tree(acc);  // every thread read red[0] before the barrier above
+    if (tid == 0u) {
+        o[p.off_o] = O_STORE(folded * p.scale);
+        cnt[p.off_c] = 0u;  // ready for the next dispatch, which the stream orders after this one
+    }
+#else
+    if (tid == 0u) o[p.off_o + c] = O_STORE(folded * p.scale);
+#endif
 }
