@@ -104,6 +104,9 @@ _BUILTIN_WORKGROUP_SIZE = 25
 _SC_UNIFORM_CONSTANT, _SC_UNIFORM, _SC_WORKGROUP, _SC_PRIVATE, _SC_FUNCTION = 0, 2, 4, 6, 7
 _SC_PUSH_CONSTANT, _SC_STORAGE_BUFFER = 9, 12
 
+# Marks a constant or type whose value is being worked out: met again, it refers to itself.
+_PENDING = object()
+
 # OpSpecConstantOp operations an array length may use, on unsigned values.
 _SPEC_OPS = {
     113: lambda a: a, 114: lambda a: a,  # UConvert, SConvert
@@ -411,6 +414,8 @@ class _Types:
     def value(self, const_id: int, spec: dict, memo: dict) -> int:
         """An integer constant's value, with ``spec`` (SpecId to value) applied."""
         if const_id in memo:
+            if memo[const_id] is _PENDING:
+                raise InvalidShaderError(f"specialization constant %{const_id} is defined in terms of itself")
             return memo[const_id]
         c = self.consts.get(const_id)
         if c is None:
@@ -426,10 +431,13 @@ class _Types:
             if fn is None or fn.__code__.co_argcount != len(c[3]):
                 raise InvalidShaderError(f"%{const_id} is a specialization-constant expression (OpSpecConstantOp "
                                          f"opcode {c[2]}) that this library cannot evaluate, so cannot bound")
+            memo[const_id] = _PENDING
             try:
                 v = fn(*(self.value(a, spec, memo) for a in c[3]))
             except ZeroDivisionError:
                 raise InvalidShaderError(f"specialization constant %{const_id} divides by zero") from None
+            except RecursionError:
+                raise InvalidShaderError(f"specialization constant %{const_id} is nested too deeply") from None
         memo[const_id] = v & mask
         return memo[const_id]
 
@@ -438,10 +446,21 @@ class _Types:
         memo = {} if memo is None else memo
         key = (type_id, matrix_stride)
         if key in memo:
+            if memo[key] is _PENDING:
+                raise InvalidShaderError(f"type %{type_id} contains itself")
             return memo[key]
         d = self.defs.get(type_id)
         if d is None:
             raise InvalidShaderError(f"type %{type_id} is used but never defined")
+        memo[key] = _PENDING
+        try:
+            n = self._size(type_id, d, memo)
+        except RecursionError:
+            raise InvalidShaderError(f"type %{type_id} is nested too deeply") from None
+        memo[key] = n
+        return n
+
+    def _size(self, type_id: int, d: tuple, memo: dict) -> int:
         op = d[0]
         if op in (_OP_TYPE_INT, _OP_TYPE_FLOAT):
             n = d[1] // 8
@@ -468,16 +487,26 @@ class _Types:
             n = 8
         else:
             raise InvalidShaderError(f"type %{type_id} (opcode {op}) has no size in a push-constant block")
-        memo[key] = n
         return n
 
     def natural(self, type_id: int, spec: dict, memo: dict, values: dict) -> tuple[int, int]:
         """(bytes, alignment) of a type without explicit layout, laid out as std430 would."""
         if type_id in memo:
+            if memo[type_id] is _PENDING:
+                raise InvalidShaderError(f"type %{type_id} contains itself")
             return memo[type_id]
         d = self.defs.get(type_id)
         if d is None:
             raise InvalidShaderError(f"type %{type_id} is used but never defined")
+        memo[type_id] = _PENDING
+        try:
+            out = self._natural(d, spec, memo, values)
+        except RecursionError:
+            raise InvalidShaderError(f"type %{type_id} is nested too deeply") from None
+        memo[type_id] = out
+        return out
+
+    def _natural(self, d: tuple, spec: dict, memo: dict, values: dict) -> tuple[int, int]:
         op = d[0]
         if op in (_OP_TYPE_INT, _OP_TYPE_FLOAT):
             out = (d[1] // 8, d[1] // 8)
@@ -506,7 +535,6 @@ class _Types:
             out = (size, align)
         else:
             out = (8, 8)  # pointers and opaque handles
-        memo[type_id] = out
         return out
 
     def strip_arrays(self, type_id: int) -> tuple[int, int]:

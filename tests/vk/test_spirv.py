@@ -10,7 +10,8 @@ from hlx_vulkan.vk.spirv import MAX_NESTING, max_spirv_version_for, parse_spirv,
 from spirv_words import (DEC_BINDING, OP_ACCESS_CHAIN, OP_CAPABILITY, OP_CONSTANT, OP_CONSTANT_COMPOSITE,
                          OP_DECORATE, OP_ENTRY_POINT, OP_EXECUTION_MODE, OP_EXECUTION_MODE_ID, OP_NAME, OP_NOP,
                          OP_TYPE_ARRAY, OP_TYPE_FLOAT, OP_TYPE_INT, OP_TYPE_POINTER, OP_TYPE_STRUCT, OP_TYPE_VECTOR,
-                         OP_VARIABLE, find, instr, module, mutated_modules, pack, string, words_of)
+                         OP_SPEC_CONSTANT_OP, OP_VARIABLE, find, instr, module, mutated_modules, pack, string,
+                         words_of)
 
 LAYOUTS = """
 #version 450
@@ -158,6 +159,16 @@ def test_a_self_referencing_struct():
     at = find(words, OP_TYPE_STRUCT, lambda ops: len(ops) > 1)
     words[at + 2] = words[at + 1]
     _refuses(pack(words), "uses %[0-9]+ before it is defined")
+
+
+@pytest.mark.parametrize("ops", [[(3, 3, 3)], [(3, 5, 5), (5, 3, 3)]], ids=["itself", "a cycle of two"])
+def test_a_specialization_constant_defined_in_terms_of_itself(ops):
+    """Found by the property below: OpSpecConstantOp IAdd whose operands lead back to it, sizing a
+    workgroup array (was a RecursionError when the array's bytes were worked out)."""
+    body = [instr(OP_TYPE_INT, 2, 32, 0)] + [instr(OP_SPEC_CONSTANT_OP, 2, r, 128, a, b) for r, a, b in ops]
+    body += [instr(OP_TYPE_ARRAY, 4, 2, 3), instr(OP_TYPE_POINTER, 6, 4, 4), instr(OP_VARIABLE, 6, 7, 4)]
+    with pytest.raises(errors.InvalidShaderError, match="%3 is defined in terms of itself"):
+        parse_spirv(module(*body)).storage_bytes()
 
 
 def test_a_type_defined_twice():
