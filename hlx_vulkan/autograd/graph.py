@@ -188,13 +188,17 @@ def differentiable(backward, saves=()):
         def op(*args, **kwargs):
             if not getattr(_state, "enabled", True):
                 return forward(*args, **kwargs)
-            if kwargs or (len(args) != len(positional) and not positional.varargs):
-                args = positional(args, kwargs)
             for a in args:
                 if getattr(a, "requires_grad", False) is True:
                     break
             else:  # nothing to tape: inference pays this loop only
-                return forward(*args)
+                for a in kwargs.values():
+                    if getattr(a, "requires_grad", False) is True:
+                        break
+                else:
+                    return forward(*args, **kwargs)
+            if kwargs or (len(args) != len(positional) and not positional.varargs):
+                args = positional(args, kwargs)
             tensor_type = _tensor_type
             if tensor_type is None:
                 edges = [_edge(a) for a in args]
