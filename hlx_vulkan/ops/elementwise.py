@@ -584,9 +584,9 @@ def copy(x: Tensor, out: Tensor | None = None) -> Tensor:
 # The eager plans' front (ops/eager.py): a repeated call on the same layouts skips to the dispatch.
 add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge = (
     eager.binary(op) for op in (add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge))
-(exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu, floor, ceil, round, trunc,
- sign) = (eager.unary(op) for op in (exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu,
-                                      floor, ceil, round, trunc, sign))  # noqa: A001
+(exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu, floor, ceil, round, trunc, sign,
+ copy) = (eager.unary(op) for op in (exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu,
+                                     floor, ceil, round, trunc, sign, copy))  # noqa: A001
 
 __all__ = ["abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "broadcast_shapes",
            "cast", "ceil", "clamp", "copy", "cos", "div", "eq", "exp", "floor", "floor_divide", "ge", "gelu", "gt",

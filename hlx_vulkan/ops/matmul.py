@@ -49,7 +49,7 @@ from importlib import resources
 
 from .. import errors, glslang_library
 from ..autograd.graph import _state as _grad
-from ..autograd.graph import differentiable
+from ..autograd.graph import differentiable, tape
 from ..memory.tensor import TensorBuffer
 from ..strict_mode import _state as _strict
 from ..memory import float32
@@ -154,9 +154,8 @@ def _shaped(t: Tensor, shape) -> Tensor:
 
 
 def _matmul_front(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
-    if (out is None and isinstance(a, Tensor) and isinstance(b, Tensor)
-            and not ((a.requires_grad or b.requires_grad) and getattr(_grad, "enabled", True))):
-        # Nothing to tape and a plan for these layouts: the plan's run below, without the taping wrapper.
+    if out is None and isinstance(a, Tensor) and isinstance(b, Tensor):
+        # A plan for these layouts: the plan's run below, taped as the wrapper tapes (graph.tape).
         rt = a.runtime
         plan = rt._plans[_strict[0]].get(plan_key(a, b))
         if plan is not None and plan[7] is None and plan[3] == plan[6]:
@@ -166,6 +165,8 @@ def _matmul_front(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
             c = Tensor(buf, rt)
             # As Runtime.run, which checked this plan's grid when it was made.
             rt.stream.dispatch(kernel, [buf._allocation, a.buf.allocation, b.buf.allocation], push, groups)
+            if (a.requires_grad or b.requires_grad) and getattr(_grad, "enabled", True):
+                tape(_matmul_op, (a, b, None), c)
             return c
     return _matmul_op(a, b, out)
 

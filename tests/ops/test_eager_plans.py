@@ -16,7 +16,8 @@ from hlx_vulkan.ops import pointwise as pw
 
 BINARY = {"add": ew.add, "sub": ew.sub, "mul": ew.mul, "div": ew.div, "maximum": ew.maximum, "lt": ew.lt,
           "eq": ew.eq}
-UNARY = {"relu": ew.relu, "exp": ew.exp, "neg": ew.neg, "abs": ew.abs, "sigmoid": ew.sigmoid, "floor": ew.floor}
+UNARY = {"relu": ew.relu, "exp": ew.exp, "neg": ew.neg, "abs": ew.abs, "sigmoid": ew.sigmoid, "floor": ew.floor,
+         "copy": ew.copy}
 DTYPES = ("float32", "float16", "int32", "bool")
 
 
@@ -203,3 +204,65 @@ def test_vector_loads_off_take_their_own_plan(monkeypatch):
     without = a + b
     assert _bits(with_vec) == _bits(without)
     assert any(type(k) is tuple and k and k[0] is ew.add and k[-1] is False for k in a.runtime.plans)
+
+
+def _taped_run(fn, make_args, g):
+    """``fn`` over fresh operands, then backward with ``g``: the node's record, the output's bits and
+    every operand's gradient bits."""
+    args = make_args()
+    y = fn(*args)
+    ctx = y.grad_fn.ctx
+    record = (y.grad_fn.name, ctx.shapes, ctx.dtypes, ctx.args, ctx.needs, len(ctx.saved))
+    y.backward(hv.tensor(g))
+    grads = [t.grad.numpy().tobytes() if isinstance(t, hv.Tensor) and t.grad is not None else None for t in args]
+    return record, _bits(y), grads
+
+
+@pytest.mark.parametrize("which", ["a", "b", "both", "scalar", "scalar_left"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "maximum"])
+def test_a_taped_plan_gives_the_written_path_s_node_and_gradients(op, which):
+    rng = np.random.default_rng(7)
+    da, db = rng.standard_normal((4, 5)).astype(np.float32), rng.standard_normal((5,)).astype(np.float32)
+    g = rng.standard_normal((4, 5)).astype(np.float32)
+
+    def make_args():
+        a = hv.tensor(da, requires_grad=which in ("a", "both", "scalar", "scalar_left"))
+        if which == "scalar":
+            return a, 2.5
+        if which == "scalar_left":
+            return -1.5, a
+        return a, hv.tensor(db, requires_grad=which in ("b", "both"))
+    fast = BINARY[op]
+    ref = _taped_run(fast.__wrapped__, make_args, g)
+    for _ in range(2):  # learning, then from the plan
+        assert _taped_run(fast, make_args, g) == ref
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_a_taped_unary_plan_gives_the_written_path_s_node_and_gradients(op):
+    rng = np.random.default_rng(8)
+    dx, g = (rng.standard_normal((3, 7)).astype(np.float32) for _ in range(2))
+    fast = UNARY[op]
+    ref = _taped_run(fast.__wrapped__, lambda: (hv.tensor(dx, requires_grad=True),), g)
+    for _ in range(2):
+        assert _taped_run(fast, lambda: (hv.tensor(dx, requires_grad=True),), g) == ref
+
+
+@pytest.mark.parametrize("needs", [(True, False), (False, True), (True, True)])
+def test_taped_matmul_and_linear_plans_give_the_written_path_s_nodes_and_gradients(needs):
+    from hlx_vulkan.ops import linear as lin
+    rng = np.random.default_rng(9)
+    dx, dw, db = (rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (3, 5), (3,)))
+    g = rng.standard_normal((6, 3)).astype(np.float32)
+
+    def product_args():
+        return hv.tensor(dx, requires_grad=needs[0]), hv.tensor(dw.T.copy(), requires_grad=needs[1])
+
+    def linear_args():
+        return (hv.tensor(dx, requires_grad=needs[0]), hv.tensor(dw, requires_grad=needs[1]),
+                hv.tensor(db, requires_grad=needs[1]))
+    for written, fast, make_args in ((mm._matmul_op, mm.matmul, product_args),
+                                     (lin._linear_op, lin.linear, linear_args)):
+        ref = _taped_run(written, make_args, g)
+        for _ in range(2):
+            assert _taped_run(fast, make_args, g) == ref
