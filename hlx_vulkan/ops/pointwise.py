@@ -23,6 +23,7 @@ import numpy as np
 from .. import errors
 from ..memory import dtype_of, promote_types
 from ..memory.tensor import contiguous_strides
+from .. import precision as _precision
 from ..precision import float16_arithmetic
 from ..strict_mode import is_strict, refuse
 from ..runtime import KernelSpec
@@ -39,7 +40,9 @@ _VECTOR_DTYPES = ("float32", "float16", "bfloat16", "int32", "uint32", "int64")
 # (the element index ``i`` it may read is kept on the vector path).
 _READS_LAYOUT = re.compile(r"\b(ia|ib|ic|io|rest|coord)\b|\bp\.")
 
-# A scalar of zero keys a plan by its sign too: 0.0 and -0.0 are equal keys but different bits.
+# A scalar of zero keys a plan by its sign too: 0.0 and -0.0 are equal keys but different bits
+# (the defaults' own 0.0, _ZERO, is known to be +0.0 and keys as itself).
+_ZERO = 0.0
 _ZERO_KEYS = ("+0", "-0")
 # While ops/eager.py learns an op's plan on a thread: that thread id -> the launches it recorded.
 PROBES: dict = {}
@@ -120,7 +123,7 @@ def _coalesce(shape, strides_per_operand):
     return out_shape, per_operand
 
 
-def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = _ZERO, beta: float = _ZERO,
            out: Tensor | None = None, shape=None, compute=None) -> Tensor:
     """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
 
@@ -130,10 +133,13 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     strides) is written if given; ``shape`` broadcasts the result further.
     """
     rt = inputs[0].runtime
-    key = (expr, out_dtype, compute, alpha if alpha else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
-           beta if beta else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
-           out.buf.geometry if out is not None else None, float16_arithmetic(), VECTOR,
-           *[t.buf.geometry for t in inputs])  # plan_key's, inlined
+    geometries = []  # a loop, not a comprehension: no frame of its own (CPython 3.11)
+    for t in inputs:
+        geometries.append(t.buf.geometry)
+    key = (expr, out_dtype, compute, alpha if alpha or alpha is _ZERO else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
+           beta if beta or beta is _ZERO else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
+           out.buf.geometry if out is not None else None, _precision._float16_arithmetic, VECTOR,
+           *geometries)  # plan_key's, inlined
     plan = rt.plans.get(key)
     if plan is None:
         plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute)
@@ -150,13 +156,13 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     return out
 
 
-def plan_key(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+def plan_key(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = _ZERO, beta: float = _ZERO,
              out: Tensor | None = None, shape=None, compute=None) -> tuple:
     """The key of :func:`launch`'s plan in ``runtime.plans`` for these arguments: its value, once such
     a launch has run, is ``(kernel, out_shape, out_strides, dtype, push, groups, nbytes)``."""
-    return (expr, out_dtype, compute, alpha if alpha else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
-            beta if beta else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
-            out.buf.geometry if out is not None else None, float16_arithmetic(), VECTOR,
+    return (expr, out_dtype, compute, alpha if alpha or alpha is _ZERO else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
+            beta if beta or beta is _ZERO else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
+            out.buf.geometry if out is not None else None, _precision._float16_arithmetic, VECTOR,
             *[t.buf.geometry for t in inputs])
 
 
