@@ -131,6 +131,8 @@ class Stream:
         self._in_flight.popleft()
         if serial is not None:
             self.completed = serial
+            # The batch's command buffer is reset here, at the wait, not by the next batch's first op.
+            waitable.recycle()
 
     def _begin(self):
         self._cmd = (self._capture.new_command_buffer() if self._capture is not None
