@@ -35,9 +35,10 @@ def _accumulate(slot: dict, key, g: Tensor) -> None:
 
 
 def _to_leaf(t: Tensor, g: Tensor) -> None:
-    if g.shape != t.shape:
+    gb, tb = g.buf, t.buf
+    if gb.shape != tb.shape:
         raise errors.ShapeError(f"gradient of shape {g.shape} for a tensor of shape {t.shape}")
-    if g.dtype is not t.dtype:
+    if gb.dtype is not tb.dtype:
         g = ew.cast(g, t.dtype)
     if t.grad is None:
         t.grad = ew.copy(g)

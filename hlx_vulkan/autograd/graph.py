@@ -188,33 +188,18 @@ def differentiable(backward, saves=()):
         def op(*args, **kwargs):
             if not getattr(_state, "enabled", True):
                 return forward(*args, **kwargs)
-            if kwargs or (len(args) != len(positional) and not positional.varargs):
-                args = positional(args, kwargs)
             for a in args:
                 if getattr(a, "requires_grad", False) is True:
                     break
             else:  # nothing to tape: inference pays this loop only
-                return forward(*args)
-            tensor_type = _tensor_type
-            if tensor_type is None:
-                edges = [_edge(a) for a in args]
-                shapes = [a.shape if _is_tensor(a) else None for a in args]
-                dtypes = [a.dtype if _is_tensor(a) else None for a in args]
-                plain = [None if _is_tensor(a) else a for a in args]
-            else:  # the same four lists in one pass
-                edges, shapes, dtypes, plain = [], [], [], []
-                for a in args:
-                    if isinstance(a, tensor_type):
-                        buf = a.buf
-                        shapes.append(buf.shape)
-                        dtypes.append(buf.dtype)
-                        plain.append(None)
-                        edges.append((a if a._node is None else a._node) if a.requires_grad else None)
-                    else:
-                        shapes.append(None)
-                        dtypes.append(None)
-                        plain.append(a)
-                        edges.append(None)
+                for a in kwargs.values():
+                    if getattr(a, "requires_grad", False) is True:
+                        break
+                else:
+                    return forward(*args, **kwargs)
+            if kwargs or (len(args) != len(positional) and not positional.varargs):
+                args = positional(args, kwargs)
+            edges, shapes, dtypes, plain = _inputs(args)
             needs = tuple([e is not None for e in edges])
             if True not in needs:
                 return forward(*args)
@@ -223,19 +208,62 @@ def differentiable(backward, saves=()):
                 out = forward(*args)
             finally:
                 _state.enabled = True
-            ctx = Context()
-            ctx.saved = tuple([out if s == "out" else args[s] for s in saves])
-            ctx.shapes = tuple(shapes)
-            ctx.dtypes = tuple(dtypes)
-            ctx.args = tuple(plain)
-            ctx.needs = needs
-            out._node = Node(name, backward, ctx, edges)
-            out.requires_grad = True
-            return out
+            return _attach(out, name, backward, saves, args, edges, shapes, dtypes, plain, needs)
         op.backward_rule = backward
+        op.saves = saves
+        op.node_name = name
+        op.positional = positional
         return op
     return decorate
 
 
+def _inputs(args):
+    """Per argument: its edge (None, a leaf tensor or a node), shape, dtype, and value if not a tensor."""
+    tensor_type = _tensor_type
+    if tensor_type is None:
+        return ([_edge(a) for a in args], [a.shape if _is_tensor(a) else None for a in args],
+                [a.dtype if _is_tensor(a) else None for a in args], [None if _is_tensor(a) else a for a in args])
+    edges, shapes, dtypes, plain = [], [], [], []  # the same four lists in one pass
+    for a in args:
+        if isinstance(a, tensor_type):
+            buf = a.buf
+            shapes.append(buf.shape)
+            dtypes.append(buf.dtype)
+            plain.append(None)
+            edges.append((a if a._node is None else a._node) if a.requires_grad else None)
+        else:
+            shapes.append(None)
+            dtypes.append(None)
+            plain.append(a)
+            edges.append(None)
+    return edges, shapes, dtypes, plain
+
+
+def _attach(out, name, backward, saves, args, edges, shapes, dtypes, plain, needs):
+    ctx = Context()
+    ctx.saved = tuple([out if s == "out" else args[s] for s in saves])
+    ctx.shapes = tuple(shapes)
+    ctx.dtypes = tuple(dtypes)
+    ctx.args = tuple(plain)
+    ctx.needs = needs
+    out._node = Node(name, backward, ctx, edges)
+    out.requires_grad = True
+    return out
+
+
+def tape(op, args: tuple, out):
+    """Tape ``out`` as the differentiable ``op`` would have, for ``args`` (by position; defaults
+    filled in here), where its forward was run some other way (ops/eager.py's plans). Grad mode is
+    on and some argument requires grad: the caller checked."""
+    positional = op.positional
+    if len(args) != len(positional) and not positional.varargs:
+        args = positional(args, {})
+    edges, shapes, dtypes, plain = _inputs(args)
+    needs = tuple([e is not None for e in edges])
+    if True not in needs:
+        return out
+    return _attach(out, op.node_name, op.backward_rule, op.saves, args, edges, shapes, dtypes, plain, needs)
+
+
 __all__ = ["Context", "Node", "differentiable", "enable_grad", "is_grad_enabled", "no_grad", "run_backward",
-           "set_backward_pass", "set_grad_enabled"]
+           "set_backward_pass", "set_grad_enabled", "tape"]

@@ -94,11 +94,20 @@ class Allocation:
     # A range is a few integers, not a Vulkan object: __del__ returns it, since weakref.finalize's
     # registration would cost more than the rest of an eager op's allocation.
     def __del__(self):
-        if not self.freed:  # _give_back, inlined: every eager temporary passes here
+        if not self.freed:  # _give_back and MemoryPool._release, inlined: every eager temporary passes here
             self.freed = True
             pool = self._pool_ref()
             if pool is not None:
-                pool._release(self._block, self.offset, self._list, self.nbytes, self.busy)
+                with pool._lock:
+                    pool._in_use -= self.nbytes
+                    if self._block.buffer.destroyed:
+                        return
+                    free_list = self._list
+                    entries = pool._free.get(free_list)
+                    if entries is None:
+                        entries = pool._free[free_list] = []
+                    entries.append((self._block, self.offset, self.busy))
+                    pool._cached += free_list[0]
 
     def _give_back(self) -> None:
         self.freed = True

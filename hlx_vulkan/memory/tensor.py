@@ -59,6 +59,9 @@ class TensorBuffer:
         t.shape, t.strides, t.nbytes, t.numpy(), t.digest()
     """
 
+    __slots__ = ("manager", "shape", "dtype", "strides", "byte_offset", "_allocation", "_owns_allocation", "geometry",
+                 "numel", "__weakref__")
+
     def __init__(self, manager, allocation: Allocation | None, shape, dtype, strides=None, byte_offset: int = 0,
                  owns_allocation: bool = True):
         self.manager = manager

@@ -15,7 +15,7 @@ import numpy as np
 from .. import errors
 from ..autograd.graph import differentiable
 from ..memory import DType, bool_, category, dtype_of, float32, int32, int64, promote_types
-from . import reduce
+from . import eager, reduce
 from .pointwise import broadcast_shapes, compute_type, launch, scalar_fits
 from .tensor import Tensor, default_int_dtype, from_numpy
 
@@ -580,6 +580,13 @@ def copy(x: Tensor, out: Tensor | None = None) -> Tensor:
     """A contiguous copy of ``x``, or a copy into ``out`` (broadcasting ``x``)."""
     return launch("x", [x], out=out, shape=None if out is None else out.shape)
 
+
+# The eager plans' front (ops/eager.py): a repeated call on the same layouts skips to the dispatch.
+add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge = (
+    eager.binary(op) for op in (add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge))
+(exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu, floor, ceil, round, trunc, sign,
+ copy) = (eager.unary(op) for op in (exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, silu, reciprocal, neg, abs, relu,
+                                     floor, ceil, round, trunc, sign, copy))  # noqa: A001
 
 __all__ = ["abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "broadcast_shapes",
            "cast", "ceil", "clamp", "copy", "cos", "div", "eq", "exp", "floor", "floor_divide", "ge", "gelu", "gt",

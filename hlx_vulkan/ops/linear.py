@@ -13,7 +13,10 @@ calls make the outputs and record the same dispatches with no views, keys or che
 
 from __future__ import annotations
 
-from ..autograd.graph import differentiable
+import functools
+
+from ..autograd.graph import _state as _grad
+from ..autograd.graph import differentiable, tape
 from ..precision import float16_arithmetic
 from . import elementwise as ew
 from . import matmul as mm
@@ -101,22 +104,45 @@ def _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b) -> None:
     plans[key] = (bias_plan, x_plan, w_plan)
 
 
+def _planned(rt, plan, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The layer's forward from its plan: the product, then the bias's add."""
+    product, add = plan
+    y = _product(rt, product, x.buf, weight.buf)
+    if add is None:
+        return y
+    kernel, out_shape, out_strides, dt, push, groups, nbytes = add
+    out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
+    rt.run(kernel, [out.buf, y.buf, bias.buf], push, groups)
+    return out
+
+
+def _key(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple:
+    return ("linear", x.buf.geometry, weight.buf.geometry, None if bias is None else bias.buf.geometry,
+            _settings(x.dtype))
+
+
+def _linear_front(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    if isinstance(x, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor)):
+        # A plan for these layouts: run it, taped as the wrapper tapes (graph.tape), without the wrapper.
+        rt = x.runtime
+        plan = rt.plans.get(_key(x, weight, bias))
+        if plan is not None:
+            out = _planned(rt, plan, x, weight, bias)
+            if ((x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+                    and getattr(_grad, "enabled", True)):
+                tape(_linear_op, (x, weight, bias), out)
+            return out
+    return _linear_op(x, weight, bias)
+
+
 @differentiable(_linear_backward, saves=(0, 1))
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (weight of shape (out_features, in_features), as torch)."""
     rt = x.runtime
-    key = ("linear", x.buf.geometry, weight.buf.geometry, None if bias is None else bias.buf.geometry,
-           _settings(x.dtype))
+    key = _key(x, weight, bias)
     plan = rt.plans.get(key)
     if plan is not None:
-        product, add = plan
-        y = _product(rt, product, x.buf, weight.buf)
-        if add is None:
-            return y
-        kernel, out_shape, out_strides, dt, push, groups, nbytes = add
-        out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
-        rt.run(kernel, [out.buf, y.buf, bias.buf], push, groups)
-        return out
+        return _planned(rt, plan, x, weight, bias)
     wt = sh.transpose(weight, 0, 1)
     y = mm.matmul(x, wt)
     out = y if bias is None else ew.add(y, bias)
@@ -129,5 +155,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             rt.plans[key] = (product, add)
     return out
 
+
+_linear_op = linear
+linear = functools.wraps(_linear_op)(_linear_front)
 
 __all__ = ["linear"]

@@ -42,12 +42,16 @@ length (which changes the order, hence the bits).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from importlib import resources
 
 from .. import errors, glslang_library
-from ..autograd.graph import differentiable
+from ..autograd.graph import _state as _grad
+from ..autograd.graph import differentiable, tape
+from ..memory.tensor import TensorBuffer
+from ..strict_mode import _state as _strict
 from ..memory import float32
 from ..strict_mode import is_strict
 from ..runtime import KernelSpec
@@ -149,6 +153,24 @@ def _shaped(t: Tensor, shape) -> Tensor:
     return t if t.shape == shape else t.reshape(shape)
 
 
+def _matmul_front(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    if out is None and isinstance(a, Tensor) and isinstance(b, Tensor):
+        # A plan for these layouts: the plan's run below, taped as the wrapper tapes (graph.tape).
+        rt = a.runtime
+        plan = rt._plans[_strict[0]].get(plan_key(a, b))
+        if plan is not None and plan[7] is None and plan[3] == plan[6]:
+            kernel, push, groups, shape, strides, nbytes = plan[:6]
+            mem = rt.memory
+            buf = TensorBuffer.fresh(mem, mem.device_pool.allocate(nbytes), shape, a.buf.dtype, strides, nbytes)
+            c = Tensor(buf, rt)
+            # As Runtime.run, which checked this plan's grid when it was made.
+            rt.stream.dispatch(kernel, [buf._allocation, a.buf.allocation, b.buf.allocation], push, groups)
+            if (a.requires_grad or b.requires_grad) and getattr(_grad, "enabled", True):
+                tape(_matmul_op, (a, b, None), c)
+            return c
+    return _matmul_op(a, b, out)
+
+
 @differentiable(_matmul_backward, saves=(0, 1))
 def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     """``a @ b`` with numpy's rules; ``out`` (contiguous, of the result's shape) is written if given.
@@ -171,6 +193,10 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
             _run_split(rt, kernel, push, groups, c.buf, a.buf, b.buf, second)
         return c if final_shape == shape else c.reshape(final_shape)
     return _matmul(rt, key, a, b, out)
+
+
+_matmul_op = matmul
+matmul = functools.wraps(_matmul_op)(_matmul_front)
 
 
 def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None) -> tuple:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from importlib import resources
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from .. import errors
 from ..memory import dtype_of, promote_types
 from ..memory.tensor import contiguous_strides
+from .. import precision as _precision
 from ..precision import float16_arithmetic
 from ..strict_mode import is_strict, refuse
 from ..runtime import KernelSpec
@@ -37,6 +39,13 @@ _VECTOR_DTYPES = ("float32", "float16", "bfloat16", "int32", "uint32", "int64")
 # An expression that reads the kernel's offsets or push block keeps one element per thread
 # (the element index ``i`` it may read is kept on the vector path).
 _READS_LAYOUT = re.compile(r"\b(ia|ib|ic|io|rest|coord)\b|\bp\.")
+
+# A scalar of zero keys a plan by its sign too: 0.0 and -0.0 are equal keys but different bits
+# (the defaults' own 0.0, _ZERO, is known to be +0.0 and keys as itself).
+_ZERO = 0.0
+_ZERO_KEYS = ("+0", "-0")
+# While ops/eager.py learns an op's plan on a thread: that thread id -> the launches it recorded.
+PROBES: dict = {}
 
 _SLOTS = {"O": "O", "A": "A", "B": "B", "C": "C"}
 _PUSH = [("n", "I"), ("alpha", "I"), ("beta", "I"), ("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("off_c", "I"),
@@ -114,7 +123,7 @@ def _coalesce(shape, strides_per_operand):
     return out_shape, per_operand
 
 
-def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = _ZERO, beta: float = _ZERO,
            out: Tensor | None = None, shape=None, compute=None) -> Tensor:
     """Record ``out = expr(x, y, z)`` over the broadcast of ``inputs`` (x, y, z in order).
 
@@ -124,25 +133,37 @@ def launch(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, 
     strides) is written if given; ``shape`` broadcasts the result further.
     """
     rt = inputs[0].runtime
-    key = (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
-           float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])  # plan_key's, inlined
+    geometries = []  # a loop, not a comprehension: no frame of its own (CPython 3.11)
+    for t in inputs:
+        geometries.append(t.buf.geometry)
+    key = (expr, out_dtype, compute, alpha if alpha or alpha is _ZERO else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
+           beta if beta or beta is _ZERO else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
+           out.buf.geometry if out is not None else None, _precision._float16_arithmetic, VECTOR,
+           *geometries)  # plan_key's, inlined
     plan = rt.plans.get(key)
     if plan is None:
         plan = rt.plans[key] = _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute)
     kernel, out_shape, out_strides, dt, push, groups, nbytes = plan
-    if out is None:
+    given = out is not None
+    if not given:
         out = Tensor(rt.memory.fresh(out_shape, dt, out_strides, nbytes), rt)
     if kernel is not None:
         rt.run(kernel, [out.buf] + [t.buf for t in inputs], push, groups)  # binding order: O, A, B, C
+    if PROBES:
+        probe = PROBES.get(threading.get_ident())
+        if probe is not None:
+            probe.append((plan, inputs, given or shape is not None, out))
     return out
 
 
-def plan_key(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = 0.0, beta: float = 0.0,
+def plan_key(expr: str, inputs: list[Tensor], out_dtype=None, alpha: float = _ZERO, beta: float = _ZERO,
              out: Tensor | None = None, shape=None, compute=None) -> tuple:
     """The key of :func:`launch`'s plan in ``runtime.plans`` for these arguments: its value, once such
     a launch has run, is ``(kernel, out_shape, out_strides, dtype, push, groups, nbytes)``."""
-    return (expr, out_dtype, compute, alpha, beta, shape, out.buf.geometry if out is not None else None,
-            float16_arithmetic(), VECTOR, *[t.buf.geometry for t in inputs])
+    return (expr, out_dtype, compute, alpha if alpha or alpha is _ZERO else _ZERO_KEYS[math.copysign(1.0, alpha) < 0],
+            beta if beta or beta is _ZERO else _ZERO_KEYS[math.copysign(1.0, beta) < 0], shape,
+            out.buf.geometry if out is not None else None, _precision._float16_arithmetic, VECTOR,
+            *[t.buf.geometry for t in inputs])
 
 
 def _plan(rt, expr, inputs, out_dtype, alpha, beta, out, shape, compute):

@@ -100,21 +100,29 @@ class Optimizer:
             ew.launch("x + CT(1)", [count], out=count)
             fields = self._push()
             fields_key = (VECTOR, tuple(fields.items()))
+            hyper, slots = self.hyper.buf, self.slots
             for i, (p, state) in enumerate(zip(self.params, self.state)):
                 g = p.grad
                 if g is None:
                     continue
-                if g.shape != p.shape or g.dtype is not p.dtype:
+                pb, gb = p.buf, g.buf
+                if gb.shape != pb.shape or gb.dtype is not pb.dtype:
                     raise errors.ShapeError(f"gradient of shape {g.shape} ({g.dtype.name}) for a parameter of "
                                             f"shape {p.shape} ({p.dtype.name})")
-                if not g.is_contiguous():
+                if not gb.is_contiguous:
                     g = p.grad = ew.copy(g)
-                n = p.numel()
+                    gb = g.buf
+                n = pb.numel
                 if n == 0:
                     continue
-                bufs = [p.buf, g.buf, self.hyper.buf] + [state[s].buf for s in self.slots]  # P, G, H, M, V
+                bufs = [pb, gb, hyper]  # P, G, H, then M, V (loops, not comprehensions: no frames of their own)
+                for s in slots:
+                    bufs.append(state[s].buf)
+                geometries = []
+                for b in bufs:
+                    geometries.append(b.geometry)
                 # The kernel and push constants depend on the layouts and the settings only: planned once.
-                key = (fields_key, tuple(b.geometry for b in bufs))
+                key = (fields_key, tuple(geometries))
                 plan = self._plans.get(i)
                 if plan is None or plan[0] != key:
                     vec = VECTOR and n % 4 == 0 and all((b.byte_offset // 4) % 4 == 0 for b in bufs if b is not bufs[2])

@@ -199,6 +199,9 @@ class Kernel:
         self.used = False  # set by the stream when a dispatch of it is recorded
         self._max_range = device.limits["max_storage_buffer_range"]
         self._current: SetPool | None = None
+        # The serving pool's sets by their ranges' keys: the stream looks a set up here before it
+        # asks descriptor_set (which makes one where none is cached).
+        self.sets: dict = {}
         self._retired: list[SetPool] = []  # set aside while graphs use them, or until the device is done
 
     def descriptor_set(self, keys, allocations, graph=None) -> object:
@@ -240,8 +243,10 @@ class Kernel:
                 self._retired.remove(spare)
                 spare.reset()
                 self._current = spare
+                self.sets = spare.sets
                 return spare
         self._current = SetPool(DescriptorPool(self.pipeline, MAX_SETS))
+        self.sets = self._current.sets
         return self._current
 
     @property

@@ -122,7 +122,10 @@ class Runtime:
             mx = self.max_groups
             if (len(tensors) == len(spec.names) and len(grid) == 3 and grid[0] <= mx[0] and grid[1] <= mx[1]
                     and grid[2] <= mx[2]):
-                self.stream.dispatch(kernel, [b.allocation for b in tensors], push, grid)
+                allocations = []  # a loop, not a comprehension: no frame of its own (CPython 3.11)
+                for b in tensors:
+                    allocations.append(b.allocation)
+                self.stream.dispatch(kernel, allocations, push, grid)
                 return
         if spec.checked and type(tensors) is dict:
             tensors = {**tensors, CHECK_BINDING: self.checks.buf}

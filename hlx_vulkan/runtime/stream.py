@@ -131,6 +131,8 @@ class Stream:
         self._in_flight.popleft()
         if serial is not None:
             self.completed = serial
+            # The batch's command buffer is reset here, at the wait, not by the next batch's first op.
+            waitable.recycle()
 
     def _begin(self):
         self._cmd = (self._capture.new_command_buffer() if self._capture is not None
@@ -156,12 +158,19 @@ class Stream:
         """Record one dispatch of ``kernel`` over ``allocations`` in binding order; the kernel's
         declared roles say which are read and which written."""
         spec = kernel.spec
-        keys = tuple([a.key for a in allocations])
+        keys = []
+        touched = 0
+        for a in allocations:
+            keys.append(a.key)
+            touched += a.size
+        keys = tuple(keys)
         with self.lock:
             if self.trace is not None and self.trace_thread == threading.get_ident():
                 self.trace.append((kernel, tuple(allocations), push, groups))
             # First: making a set may have to flush the stream (see Kernel.descriptor_set).
-            descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
+            descriptor_set = kernel.sets.get(keys) if self._capture is None else None
+            if descriptor_set is None:
+                descriptor_set = kernel.descriptor_set(keys, allocations, self._capture)
             if self._cmd is None:
                 self._begin()
             pipeline, layout = kernel.handles
@@ -183,9 +192,7 @@ class Stream:
                 self._checked = True
             self._ops += 1
             self.dispatches += 1
-            touched = self._bytes
-            for a in allocations:
-                touched += a.size
+            touched += self._bytes
             self._bytes = touched
             if self._ops >= self.batch_ops:
                 self.submit()

@@ -21,6 +21,11 @@ def _wait_for_fences(device_handle, fences, timeout_ns: int) -> int:
     return vkb.lib.vkWaitForFences(device_handle, len(fences), fences, vkb.VK_TRUE, timeout_ns)
 
 
+def _reset_command_buffer(cmd) -> None:
+    """vkResetCommandBuffer through the C function (tests replace this to count resets)."""
+    check_result("vkResetCommandBuffer", vkb.lib.vkResetCommandBuffer(cmd, 0))
+
+
 def _destroy_fence(device, handle) -> None:
     vkb.vkDestroyFence(device.handle, handle, None)
 
@@ -81,13 +86,19 @@ class Submission:
     """
 
     def __init__(self, pool: "CommandBufferPool", slot: int):
-        self._pool, self._slot = pool, slot
+        self._pool, self._slot, self._use = pool, slot, pool._uses[slot]
 
     def done(self) -> bool:
         return self._pool._fences[self._slot].is_signaled()
 
     def wait(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self._pool._wait_slot(self._slot, timeout)
+
+    def recycle(self) -> None:
+        """After :meth:`wait`: reset the command buffer now (its slot's next begin then need not), unless
+        the slot was begun again since. The stream does this as it retires a batch: at a sync point,
+        not when the first op after it is recorded."""
+        self._pool._recycle(self._slot, self._use)
 
 
 def _destroy_command_pool(device, handle) -> None:
@@ -135,6 +146,8 @@ class CommandBufferPool(Owner):
                                                         "commandBufferCount": 1, "pCommandBuffers": arr})
                               for arr in self._cmd_arrays]
         self._in_flight = [False] * count
+        self._uses = [0] * count      # begins per slot: a Submission recycles only the use it submitted
+        self._reset = [True] * count  # the buffer is in the initial state (new, or recycled)
         self._recording = [False] * count
         self.next_buffer_index = 0
 
@@ -162,10 +175,19 @@ class CommandBufferPool(Owner):
         self.next_buffer_index = (slot + 1) % len(self.command_buffers)
         self._wait_slot(slot, timeout)
         cmd = self.command_buffers[slot]
-        check_result("vkResetCommandBuffer", vkb.lib.vkResetCommandBuffer(cmd, 0))
+        if not self._reset[slot]:
+            _reset_command_buffer(cmd)
+        self._reset[slot] = False
+        self._uses[slot] += 1
         check_result("vkBeginCommandBuffer", vkb.lib.vkBeginCommandBuffer(cmd, self._begin_infos[bool(reusable)]))
         self._recording[slot] = True
         return cmd
+
+    def _recycle(self, slot: int, use: int) -> None:
+        if (use == self._uses[slot] and not self._reset[slot] and not self._in_flight[slot]
+                and not self._recording[slot] and self.alive):
+            _reset_command_buffer(self.command_buffers[slot])
+            self._reset[slot] = True
 
     def end_command_buffer(self, cmd) -> None:
         slot = self._slot_of(cmd)

@@ -171,3 +171,35 @@ def test_a_lost_device_is_reported_once_as_device_lost(monkeypatch, held_by_even
     with pytest.raises(errors.DeviceLostError, match="vkWaitForFences failed with VK_ERROR_DEVICE_LOST"):
         sub.wait()
     assert len(calls) == 1
+
+
+def test_a_recycled_buffer_is_reset_at_the_wait_not_at_the_next_begin(ctx, spin, monkeypatch):
+    from hlx_vulkan.vk import commands
+    resets = []
+    reset = commands._reset_command_buffer
+    monkeypatch.setattr(commands, "_reset_command_buffer", lambda cmd: resets.append(cmd) or reset(cmd))
+    pipe, ds, buf = spin
+    buf.upload(struct.pack("<I", 3))
+    pool = CommandBufferPool(ctx.device, ctx.compute_queue_family, 1)
+
+    def one_run():
+        cmd = pool.begin_command_buffer()
+        pipe.record_dispatch(cmd, ds, struct.pack("<I", 10), (1, 1, 1))
+        pool.end_command_buffer(cmd)
+        return pool.submit(cmd, ctx.compute_queue)
+
+    first = one_run()
+    assert resets == []          # a new buffer starts in the initial state
+    first.wait()
+    first.recycle()
+    assert len(resets) == 1
+    second = one_run()
+    assert len(resets) == 1      # recycled: its begin did not reset it again
+    second.wait()
+    third = one_run()            # not recycled: the begin resets it
+    assert len(resets) == 2
+    second.recycle()             # a stale submission: the slot was begun again since
+    assert len(resets) == 2
+    third.wait()
+    assert struct.unpack("<I", buf.download())[0] == _lcg(3, 30)
+    pool.destroy()
