@@ -100,6 +100,10 @@ class DeviceTransferError(HlxError, RuntimeError):
     """A request to move a tensor to a device this library does not run on (``.cuda()``)."""
 
 
+class DeviceMismatchError(HlxError, RuntimeError):
+    """An op given tensors of two runtimes (two Vulkan devices), as torch refuses tensors on two devices."""
+
+
 class DestroyedError(HlxError, RuntimeError):
     """Use of an object after it, or the context that owns it, was destroyed."""
 

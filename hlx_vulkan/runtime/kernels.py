@@ -211,6 +211,13 @@ class Kernel:
         current = self._current
         ds = current.sets.get(key) if current is not None else None
         if ds is None:
+            # Ranges are keyed by block, and blocks are numbered across devices: a range met here
+            # for the first time is checked once to be this device's memory.
+            for a in allocations:
+                if a.block.device is not self.device:
+                    raise errors.DeviceMismatchError(
+                        f"kernel {self.name}: its tensors belong to different runtimes (Vulkan devices); "
+                        "move them to one first (as torch refuses tensors on two devices in one op)")
             if current is None or len(current.sets) >= MAX_SETS:
                 current = self._next_pool()
             ds = current.pool.allocate()

@@ -184,6 +184,23 @@ def test_a_failing_user_of_the_device_does_not_stop_its_teardown():
     assert live_objects() == baseline
 
 
+def test_tensors_of_two_runtimes_in_one_op_are_refused_and_both_go_on():
+    """Was a crash under the validation layer: a descriptor set of one device written with another
+    device's buffer. Every op family meets the check where it first binds a range."""
+    other = Runtime()
+    try:
+        x = hv.tensor(np.arange(6, dtype=np.float32))
+        y = hv.tensor(np.arange(6, dtype=np.float32), runtime=other)
+        for op in (lambda: x + y, lambda: y * x, lambda: x @ y.reshape(6, 1), lambda: x.copy_(y),
+                   lambda: hv.cat([x, y]), lambda: hv.where(x > 2, x, y)):
+            with pytest.raises(errors.DeviceMismatchError, match="different runtimes"):
+                op()
+        np.testing.assert_array_equal((x + x).numpy(), 2 * np.arange(6))
+        np.testing.assert_array_equal((y * 3).numpy(), 3 * np.arange(6))
+    finally:
+        other.close()
+
+
 def test_runtime_close_and_context_exit_finish_recorded_work():
     with VulkanContext() as ctx:
         rt = Runtime(ctx)
