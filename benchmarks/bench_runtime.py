@@ -11,8 +11,11 @@ The MLP step is timed two ways, torch's the same way as hlx's:
   host's caches cold after its threads ran): what a loop that reads the loss every step pays.
 - "steady": after a sync and one untimed step, several steps recorded back to back (fewer
   dispatches in all than a stream batch, so no submission waits for the device inside; an early
-  submission of a batch past 512 MiB touched may fall inside, as in a training loop): what a
+  submission of a batch past 128 MiB touched may fall inside, as in a training loop): what a
   training loop that does not sync every step pays per step.
+- "after a host cache sweep": as steady, one step, after numpy has read 32 MiB (no device
+  work): the cold-cache share of "after idle" on a CPU device, whose threads run the kernels
+  on the host's own cores.
 
 Run: python benchmarks/bench_runtime.py [--quick] [--host-only] [--out bench_runtime.json]
 """
@@ -46,12 +49,13 @@ except ImportError:
 HBM = {"H100": 3.35e12, "H200": 4.8e12}
 
 
-def host_us(fn, sync, count: int, rounds: int = 7, steady: bool = False) -> float:
+def host_us(fn, sync, count: int, rounds: int = 7, steady: bool = False, before=None) -> float:
     """Median over ``rounds`` of the recording thread's CPU microseconds per call: each round
     starts from an idle device and records ``count`` calls (fewer than a batch of the stream,
     so no submission waits for the device inside the round). ``steady``: each round's sync is
     followed by one untimed call, so the timed calls are recorded back to back as in a loop
-    (``count`` x the call's dispatches stays under a stream batch)."""
+    (``count`` x the call's dispatches stays under a stream batch). ``before``: called, untimed,
+    just before each round's timed calls."""
     for _ in range(3):
         fn()
     if not steady:
@@ -61,6 +65,8 @@ def host_us(fn, sync, count: int, rounds: int = 7, steady: bool = False) -> floa
         sync()
         if steady:
             fn()
+        if before is not None:
+            before()
         t0 = time.thread_time()
         for _ in range(count):
             fn()
@@ -161,20 +167,27 @@ def main(argv=None) -> int:
     steady_steps = max(1, BATCH_OPS // dispatches - 2)
     h_step = host_us(step, sync, 1, rounds=20)
     h_steady = steady_us(step, sync, steady_steps)
-    p_step = p_steady = p_default = p_default_steady = float("nan")
+    # A step after the host's caches were swept (numpy over 32 MiB, no device work): what a step
+    # after a sync pays on a CPU device, whose threads ran the kernels on the host's cores.
+    sweep = np.ones(8 << 20, np.float32).sum
+    h_swept = host_us(step, sync, 1, rounds=20, steady=True, before=sweep)
+    p_step = p_steady = p_default = p_default_steady = p_swept = p_default_swept = float("nan")
     kernels = kernels_default = None
     if torch is not None:
         pstep = mlp_step_torch(peer, batch, sizes, rng)
         kernels = _torch_kernels(pstep, peer)
         p_step = host_us(pstep, peer.sync, 1, rounds=20)
         p_steady = steady_us(pstep, peer.sync, steady_steps)
+        p_swept = host_us(pstep, peer.sync, 1, rounds=20, steady=True, before=sweep)
         pstep_default = mlp_step_torch(peer, batch, sizes, rng, foreach=None)
         kernels_default = _torch_kernels(pstep_default, peer)
         p_default = host_us(pstep_default, peer.sync, 1, rounds=20)
         p_default_steady = steady_us(pstep_default, peer.sync, steady_steps)
+        p_default_swept = host_us(pstep_default, peer.sync, 1, rounds=20, steady=True, before=sweep)
     name = f"MLP step {'-'.join(map(str, sizes))} b{batch} AdamW"
     for how, hs, ps, pds in (("after idle", h_step, p_step, p_default),
-                             (f"steady, {steady_steps} back to back", h_steady, p_steady, p_default_steady)):
+                             (f"steady, {steady_steps} back to back", h_steady, p_steady, p_default_steady),
+                             ("steady, each after a 32 MiB host cache sweep", h_swept, p_swept, p_default_swept)):
         h, p = hs / dispatches, ps / kernels if kernels else float("nan")
         rows.append({"what": f"host us per dispatch: {name}, {how} ({dispatches} dispatches; torch per kernel, "
                              f"{kernels}, foreach=False)", "hlx": h, "peer": p, "unit": "us", "peer_over_hlx": p / h,
