@@ -3,8 +3,8 @@ workgroup-scope matrices, tensor-addressed loads, row reductions and per-element
 online softmax on the accumulators, where :mod:`.attention_coopmat`'s kernel (cooperative-matrix-1,
 whose accumulator layout is opaque) takes every score tile through shared memory.
 
-Same bindings, push fields, outputs and logsumexp as that kernel's forward, so its backward follows
-either. :func:`chosen` decides: the device enables ``cooperative_matrix2`` (every part this kernel
+Same bindings, push fields, outputs and logsumexp as that kernel's forward (:mod:`.attention_launch`),
+so its backward follows either. :func:`chosen` decides: the device enables ``cooperative_matrix2`` (every part this kernel
 uses), the glslang library that compiles it is installed, the tile fits the device's limits and the
 operands start on 16-byte boundaries. ``$HLX_ATTENTION_COOPMAT`` overrides: ``1`` never takes it,
 ``2`` requires it (an error where it cannot run, and no silent fallback when it fails to compile);
@@ -17,39 +17,22 @@ and :data:`BACKWARD`; either backward follows either forward (they share the sav
 
 from __future__ import annotations
 
-import math
 import os
 from importlib import resources
 
 from .. import errors, glslang_library
-from ..runtime import KernelSpec
+from .attention_launch import backward_args, backward_specs, forward_args, forward_specs
 
 ENV = "HLX_ATTENTION_COOPMAT"
 ENV_BWD = "HLX_ATTENTION_COOPMAT_BWD"
-_SOURCE = resources.files(__package__) / "attention" / "attention_cm2.comp"
-_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("mshape", "4I"), ("mst", "4i"), ("mst_l", "i"),
-         ("mst_s", "i"), ("off_o", "I"), ("off_lse", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"),
-         ("off_m", "I")]
-_BINDINGS = [("O", "write", "O"), ("Lse", "write"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A")]
-FORWARD = {m: KernelSpec(_SOURCE, _BINDINGS + ([("M", "read")] if m else []), _PUSH) for m in (False, True)}
+FORWARD = forward_specs(resources.files(__package__) / "attention" / "attention_cm2.comp")
 # (BQ query rows a workgroup, BK keys a block, THREADS, ROWSUM_MMA): the default, and the variants the
 # check script sweeps (tried in order where the device does not take the default); FORCE_CONFIG
 # (benchmarks) replaces them.
 DEFAULT_CONFIG = (64, 64, 128, 1)
 VARIANTS = [(bq, bk, th, 1) for bq in (64, 128) for bk in (32, 64) for th in (128, 256)] + [(64, 64, 128, 0)]
 FORCE_CONFIG: tuple[int, int, int, int] | None = None
-_BWD_SOURCE = resources.files(__package__) / "attention" / "attention_cm2_bwd.comp"
-# attention_coopmat.py's backward bindings and push fields, which this backward mirrors.
-_BWD_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("scale", "f"), ("mshape", "4I"), ("mst", "4i"),
-             ("mst_l", "i"), ("mst_s", "i"), ("off_dq", "I"), ("off_dk", "I"), ("off_dv", "I"), ("off_lse", "I"),
-             ("off_dlt", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"), ("off_do", "I"), ("off_m", "I")]
-_BWD_READS = [("Lse", "read"), ("Dlt", "read"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A"),
-              ("DO", "read", "A")]
-_MASK = [("M", "read")]
-GRAD_Q = {m: KernelSpec(_BWD_SOURCE, [("DQ", "write", "O")] + _BWD_READS + (_MASK if m else []), _BWD_PUSH)
-          for m in (False, True)}
-GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O")] + _BWD_READS
-                         + (_MASK if m else []), _BWD_PUSH) for m in (False, True)}
+GRAD_Q, GRAD_KV = backward_specs(resources.files(__package__) / "attention" / "attention_cm2_bwd.comp")
 # The backward's (BR rows a workgroup, BT columns a block, THREADS); BACKWARD False keeps the
 # cooperative-matrix-1 backward in auto mode: on the H100 the cm2 forward with the coopmat-1
 # backward was faster than both on cm2 in 14 of 16 rows (check_attention_cm2.py, NOTES.md), so
@@ -158,11 +141,7 @@ def forward(q, k, v, mask, plan, out, lse) -> bool:
             raise
         _failed["fwd"] = True
         return False
-    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e)}
-    tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
-    if mask is not None:
-        tensors["M"] = mask.buf
-        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    tensors, fields = forward_args(q, k, v, mask, plan, out, lse)
     rt.run(kern, tensors, fields, (-(-plan.L // bq), plan.N, 1))
     return True
 
@@ -190,11 +169,7 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> bool:
             raise
         _failed["bwd"] = True
         return False
-    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e), "scale": plan.scale}
-    common = {"Lse": lse.buf, "Dlt": delta.buf, "Q": q.buf, "K": k.buf, "V": v.buf, "DO": g.buf}
-    if mask is not None:
-        common["M"] = mask.buf
-        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    common, fields = backward_args(q, k, v, g, mask, plan, lse, delta)
     if dq.numel():
         rt.run(kq, {"DQ": dq.buf, **common}, fields, (-(-plan.L // br), plan.N, 1))
     if dk.numel() or dv.numel():

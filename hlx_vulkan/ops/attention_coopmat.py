@@ -13,32 +13,16 @@ instead (same outputs).
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 
 from .. import errors
-from ..runtime import KernelSpec
 from ..strict_mode import is_strict
 from . import attention_cm2
+from .attention_launch import backward_args, backward_specs, forward_args, forward_specs
 from .matmul import coopmat_available
 
-_SOURCE = resources.files(__package__) / "attention" / "attention_coopmat.comp"
-_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("mshape", "4I"), ("mst", "4i"), ("mst_l", "i"),
-         ("mst_s", "i"), ("off_o", "I"), ("off_lse", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"),
-         ("off_m", "I")]
-_BINDINGS = [("O", "write", "O"), ("Lse", "write"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A")]
-_MASK = [("M", "read")]
-FORWARD = {m: KernelSpec(_SOURCE, _BINDINGS + (_MASK if m else []), _PUSH) for m in (False, True)}
-_BWD_SOURCE = resources.files(__package__) / "attention" / "attention_coopmat_bwd.comp"
-_BWD_PUSH = [("N", "I"), ("L", "I"), ("S", "I"), ("scale2", "f"), ("scale", "f"), ("mshape", "4I"), ("mst", "4i"),
-             ("mst_l", "i"), ("mst_s", "i"), ("off_dq", "I"), ("off_dk", "I"), ("off_dv", "I"), ("off_lse", "I"),
-             ("off_dlt", "I"), ("off_q", "I"), ("off_k", "I"), ("off_v", "I"), ("off_do", "I"), ("off_m", "I")]
-_BWD_READS = [("Lse", "read"), ("Dlt", "read"), ("Q", "read", "A"), ("K", "read", "A"), ("V", "read", "A"),
-              ("DO", "read", "A")]
-GRAD_Q = {m: KernelSpec(_BWD_SOURCE, [("DQ", "write", "O")] + _BWD_READS + (_MASK if m else []), _BWD_PUSH)
-          for m in (False, True)}
-GRAD_KV = {m: KernelSpec(_BWD_SOURCE, [("DK", "write", "O"), ("DV", "write", "O")] + _BWD_READS
-                         + (_MASK if m else []), _BWD_PUSH) for m in (False, True)}
+FORWARD = forward_specs(resources.files(__package__) / "attention" / "attention_coopmat.comp")
+GRAD_Q, GRAD_KV = backward_specs(resources.files(__package__) / "attention" / "attention_coopmat_bwd.comp")
 # The backward on cooperative matrices where the forward ran on them (False: the fused backward).
 BACKWARD = True
 BWD_NSG = 4
@@ -105,11 +89,7 @@ def forward(q, k, v, mask, plan, out, lse) -> None:
         defines["HLX_COOPMAT_BF16"] = 1
     kernel = rt.kernels.get(FORWARD[mask is not None], defines, {"O": q.dtype, "A": q.dtype}, (32 * nsg, 1, 1),
                             target_env="vulkan1.3")
-    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e)}
-    tensors = {"O": out.buf, "Lse": lse.buf, "Q": q.buf, "K": k.buf, "V": v.buf}
-    if mask is not None:
-        tensors["M"] = mask.buf
-        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    tensors, fields = forward_args(q, k, v, mask, plan, out, lse)
     rt.run(kernel, tensors, fields, groups)
 
 
@@ -131,11 +111,7 @@ def backward(q, k, v, g, mask, plan, lse, delta, dq, dk, dv) -> None:
                "QKV_VEC": int(all(off % 8 == 0 for off in offsets)), "CT": "float", "OCT": "float"}
     if q.dtype.name == "bfloat16":
         defines["HLX_COOPMAT_BF16"] = 1
-    fields = {"N": plan.N, "L": plan.L, "S": plan.S, "scale2": plan.scale * math.log2(math.e), "scale": plan.scale}
-    common = {"Lse": lse.buf, "Dlt": delta.buf, "Q": q.buf, "K": k.buf, "V": v.buf, "DO": g.buf}
-    if mask is not None:
-        common["M"] = mask.buf
-        fields.update(mshape=plan.mshape, mst=plan.mst, mst_l=mask.strides[-2], mst_s=mask.strides[-1])
+    common, fields = backward_args(q, k, v, g, mask, plan, lse, delta)
     rows = 16 * BWD_NSG
     dtypes = {"O": q.dtype, "A": q.dtype}
     if dq.numel():
