@@ -22,6 +22,7 @@ from importlib import resources
 
 from .. import errors, glslang_library
 from .attention_launch import backward_args, backward_specs, forward_args, forward_specs
+from .matmul import cm2_shape_listed
 
 ENV = "HLX_ATTENTION_COOPMAT"
 ENV_BWD = "HLX_ATTENTION_COOPMAT_BWD"
@@ -60,19 +61,9 @@ def _fits(rt, dtype: str, threads: int, ms, ns, ks) -> bool:
     flexible-dimension combination of ``dtype`` into float32 at this workgroup size divides the
     rows ``ms``, columns ``ns`` and inner dims ``ks`` of every product."""
     limits = rt.ctx.physical_device.limits
-    if limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0) < threads:
-        return False
     if limits.get("cooperative_matrix2_flexible_dimensions_max_dimension", 0) < max(*ms, *ns, *ks):
         return False
-    shapes = rt.ctx.physical_device.cooperative_matrix2_shapes
-    for s in shapes:
-        if not (s["a"] == s["b"] == dtype and s["c"] == s["result"] == "float32" and s["scope"] == 2
-                and s["workgroup_invocations"] in (0, threads)):
-            continue
-        mg, ng, kg = s["M_granularity"] or 1, s["N_granularity"] or 1, s["K_granularity"] or 1
-        if all(m % mg == 0 for m in ms) and all(n % ng == 0 for n in ns) and all(k % kg == 0 for k in ks):
-            return True
-    return not shapes
+    return cm2_shape_listed(rt, dtype, threads, ms, ns, ks, unlisted=True)
 
 
 def config(rt, dtype, e: int, ev: int):

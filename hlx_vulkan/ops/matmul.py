@@ -51,8 +51,8 @@ from .. import errors, glslang_library
 from ..autograd.graph import _state as _grad
 from ..autograd.graph import differentiable, tape
 from ..memory.tensor import TensorBuffer
-from ..strict_mode import _state as _strict
 from ..memory import float32
+from ..strict_mode import _state as _strict
 from ..strict_mode import is_strict
 from ..runtime import KernelSpec
 from . import elementwise as ew
@@ -290,8 +290,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
-    cm2 = (coop and (CM2_AUTO or FORCE_TILE in CM2_TILES) and cm2_available(rt, dtype)
-           and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b))
+    cm2 = _cm2_wanted(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b)
     force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
                            or (cm2 and FORCE_TILE in CM2_TILES)) else None
 
@@ -388,7 +387,8 @@ def _with_unit_stride(t: Tensor, batch_stride: int, nb: int) -> tuple[Tensor, in
 
 
 def _cm2_wanted(rt, dtype) -> bool:
-    return ((CM2_AUTO or FORCE_TILE in CM2_TILES) and not is_strict() and cm2_available(rt, dtype))
+    """matmul_cm2.comp is asked for (``$HLX_MATMUL_CM2=1`` or a forced cm2 tile) and can run here."""
+    return (CM2_AUTO or FORCE_TILE in CM2_TILES) and not is_strict() and cm2_available(rt, dtype)
 
 
 def _pick(tiles, M, N, batch, smallest):
@@ -424,12 +424,25 @@ def cm2_available(rt, dtype) -> bool:
 def cm2_tile_listed(rt, dtype, tile: str) -> bool:
     """The device lists workgroup-scope matrices of ``dtype`` (float32 accumulation) for the tile of
     :data:`CM2_TILES`: its workgroup size, and BM, BN, BK multiples of the listed granularities."""
-    name = getattr(dtype, "name", dtype)
     bm, bn, bk, threads = CM2_TILES[tile][:4]
+    return cm2_shape_listed(rt, dtype, threads, (bm,), (bn,), (bk,))
+
+
+def cm2_shape_listed(rt, dtype, threads: int, ms, ns, ks, unlisted: bool = False) -> bool:
+    """A workgroup of ``threads`` may use workgroup-scope matrices, and the device lists a
+    flexible-dimension combination of ``dtype`` into float32 for it whose granularities divide every
+    row count in ``ms``, column count in ``ns`` and inner dimension in ``ks``; ``unlisted`` where the
+    device lists none (matmul_cm2's and attention_cm2's kernels ask this of their products)."""
+    name = getattr(dtype, "name", dtype)
     info = rt.ctx.physical_device
     if threads > info.limits.get("cooperative_matrix2_workgroup_scope_max_workgroup_size", 0):
         return False
-    return any(s["scope"] == 2 and s["a"] == s["b"] == name and s["c"] == s["result"] == "float32"
-               and s["workgroup_invocations"] in (0, threads) and bm % max(1, s["M_granularity"]) == 0
-               and bn % max(1, s["N_granularity"]) == 0 and bk % max(1, s["K_granularity"]) == 0
-               for s in info.cooperative_matrix2_shapes)
+    shapes = info.cooperative_matrix2_shapes
+    for s in shapes:
+        if not (s["scope"] == 2 and s["a"] == s["b"] == name and s["c"] == s["result"] == "float32"
+                and s["workgroup_invocations"] in (0, threads)):
+            continue
+        mg, ng, kg = max(1, s["M_granularity"]), max(1, s["N_granularity"]), max(1, s["K_granularity"])
+        if all(m % mg == 0 for m in ms) and all(n % ng == 0 for n in ns) and all(k % kg == 0 for k in ks):
+            return True
+    return unlisted and not shapes
