@@ -41,7 +41,6 @@ SPIRV_MAGIC = b"\x03\x02\x23\x07"
 MIN_GLSLANG = (13, 0)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 # Sources enabling this extension compile through glslang_library (glslang 13 does not know it).
 _NEEDS_LIBRARY = re.compile(r"^\s*#\s*extension\s+GL_NV_cooperative_matrix2\b", re.MULTILINE)
 _memory: dict[str, bytes] = {}
@@ -120,8 +119,8 @@ def _define_texts(defines: Mapping[str, object] | None) -> dict[str, str]:
 
 
 def _hash_includes(source: str, include_dirs: Sequence[Path], h, seen: set) -> None:
-    for name in _INCLUDE.findall(source):
-        path = next((d / name for d in include_dirs if (d / name).is_file()), None)
+    for name in glslang_library.INCLUDE_LINE.findall(source):
+        path = glslang_library.find_include(name, include_dirs)
         if path is None:
             h.update(f"missing:{name}\0".encode())  # the compiler will report it
             continue

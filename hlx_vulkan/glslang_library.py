@@ -32,7 +32,8 @@ from typing import Mapping, Sequence
 from .errors import ShaderCompileError
 
 ENV_LIBRARY = "HLX_GLSLANG_LIBRARY"
-_INCLUDE_LINE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
+# An ``#include "x"`` line (with anything after the name): compiler.py hashes the files these name.
+INCLUDE_LINE = re.compile(r'^\s*#\s*include\s+"([^"]+)"[^\n]*$', re.MULTILINE)
 _VERSION_LINE = re.compile(r"^\s*#\s*version\b.*$", re.MULTILINE)
 _MAX_INCLUDE_DEPTH = 32
 _STAGES = {"comp": 6}  # SlangStage: SLANG_STAGE_COMPUTE
@@ -117,13 +118,18 @@ def inline_includes(source: str, include_dirs: Sequence[Path], name: str = "shad
 
     def expand(m: re.Match) -> str:
         include = m.group(1)
-        path = next((Path(d) / include for d in include_dirs if (Path(d) / include).is_file()), None)
+        path = find_include(include, include_dirs)
         if path is None:
             raise ShaderCompileError(f'{name}: cannot find #include "{include}" in {[str(d) for d in include_dirs]}')
         line = source.count("\n", 0, m.start()) + 2
         body = inline_includes(path.read_text(), include_dirs, include, depth + 1)
         return f'#line 1 "{include}"\n{body}\n#line {line} "{name}"'
-    return _INCLUDE_LINE.sub(expand, source)
+    return INCLUDE_LINE.sub(expand, source)
+
+
+def find_include(name: str, include_dirs: Sequence[Path]) -> Path | None:
+    """The first ``include_dirs / name`` that is a file, as glslang searches them."""
+    return next((Path(d) / name for d in include_dirs if (Path(d) / name).is_file()), None)
 
 
 def with_defines(source: str, defines: Mapping[str, str]) -> str:
