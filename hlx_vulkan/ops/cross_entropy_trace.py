@@ -1,7 +1,7 @@
 """The mean cross-entropy of class indices as one taped op, replayed from dispatch traces.
 
-``cross_entropy(logits, target)`` with ``reduction="mean"`` is six dispatches forward (the fused
-rows, two two-pass sums, a division) and three nodes on the tape (rows, sum, division) whose
+``cross_entropy(logits, target)`` with ``reduction="mean"`` is four dispatches forward (the fused
+rows, two flat sums, a division) and three nodes on the tape (rows, sum, division) whose
 backward rules add three more. Its dispatches follow from the operands' layouts alone, so the
 first call per layout runs those ops as they are, taped as usual, under a
 :class:`~hlx_vulkan.runtime.trace.Tracer`; it keeps the trace and, from the three nodes, their
@@ -84,7 +84,10 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
 
 def _first(rt, key, logits, target, ignore_index, attempts: int) -> Tensor:
     """The ops as they are, traced; the plan kept where the trace and the tape allow."""
-    rt.checks  # the error words the rows kernel binds, made (with a host write) before the trace
+    # Made (by host writes) before the trace, which a host write voids: the error words the rows
+    # kernel binds, and the flat sums' election counter.
+    rt.checks
+    reduce_flat.election_counter(rt)
     with Tracer(rt, [logits.buf, target.buf]) as tracer:
         total = fused.composed(logits, target, "mean", ignore_index)
     steps = _chain(total, logits) if total.requires_grad else None

@@ -5,8 +5,9 @@ the partials. Chunk and workgroup sizes follow from the element count alone, so 
 bits do too (never the device's subgroup size); the launch is planned once per layout.
 
 Both passes run in one dispatch: the workgroup that finishes last, elected by an integer counter
-(the plan's own word, zero between dispatches), folds the partials in the second pass's order,
-so the bits are the two-dispatch version's. It saves a dispatch and the barrier between the two.
+(one word per runtime and mode, zero between dispatches), folds the partials in the second
+pass's order, so the bits are the two-dispatch version's. It saves a dispatch and the barrier
+between the two.
 
 Forcing (tests, benchmarks): :data:`FORCE_SCALAR` turns vector loads off (same order, same bits);
 :data:`SINGLE_PASS` False runs the two passes as two dispatches (same bits);
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 from importlib import resources
 
+import numpy as np
+
 from ..memory import float32, int32
 from ..runtime import KernelSpec
-from .creation import zeros
 from .tensor import Tensor, contiguous_like
 
 FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp",
@@ -58,7 +60,7 @@ def reduce_all(x: Tensor, op: str, scale: float, out_dtype) -> Tensor:
         kernel, push, grid, groups, counter = plan
         partial = contiguous_like((groups,), float32, rt)
         out = contiguous_like((), out_dtype, rt)
-        rt.run(kernel, [out.buf, x.buf, partial.buf, counter.buf], push, grid)
+        rt.run(kernel, [out.buf, x.buf, partial.buf, counter], push, grid)
         return out
     (k1, push1, grid1, groups), (k2, push2) = plan
     partial = contiguous_like((groups,), float32, rt)
@@ -68,11 +70,16 @@ def reduce_all(x: Tensor, op: str, scale: float, out_dtype) -> Tensor:
     return out
 
 
-def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
+def _layout(x: Tensor) -> tuple[int, int, int, int]:
+    """(elements, chunk, workgroups, vector loads) of the first pass over ``x``."""
     n = x.numel()
     chunk = chunk_for(n)
-    groups = -(-n // chunk)
     vec = int(not FORCE_SCALAR and n % 4 == 0 and (x.buf.byte_offset // x.dtype.itemsize) % 4 == 0)
+    return n, chunk, -(-n // chunk), vec
+
+
+def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
+    n, chunk, groups, vec = _layout(x)
     k1 = rt.kernels.get(FLAT, {"OP": OPS[op], "VEC": vec}, {"O": float32, "A": x.dtype}, (WG,))
     vec2 = int(not FORCE_SCALAR and groups % 4 == 0)
     k2 = rt.kernels.get(FLAT, {"OP": OPS[op], "VEC": vec2}, {"O": out_dtype, "A": float32}, (WG,))
@@ -83,17 +90,28 @@ def _plan(rt, x: Tensor, op: str, scale: float, out_dtype):
 
 
 def _plan_single(rt, x: Tensor, op: str, scale: float, out_dtype):
-    n = x.numel()
-    chunk = chunk_for(n)
-    groups = -(-n // chunk)
-    vec = int(not FORCE_SCALAR and n % 4 == 0 and (x.buf.byte_offset // x.dtype.itemsize) % 4 == 0)
+    n, chunk, groups, vec = _layout(x)
     kernel = rt.kernels.get(FLAT_SINGLE, {"OP": OPS[op], "VEC": vec, "SINGLE": 1}, {"O": out_dtype, "A": x.dtype},
                             (WG,))
-    # Written by a kernel, in stream order, so that a plan made inside a capture works too.
-    counter = zeros(1, dtype=int32, runtime=rt)
-    push = kernel.spec.pack([Fresh(out_dtype), x.buf, Fresh(float32), counter.buf],
+    counter = election_counter(rt)
+    push = kernel.spec.pack([Fresh(out_dtype), x.buf, Fresh(float32), counter],
                             {"n": n, "chunk": chunk, "scale": scale, "unit": 1.0})
     return kernel, push, rt.fold(groups * WG, WG), groups, counter
+
+
+def election_counter(rt):
+    """The election counter of this mode's plans (one word, zero between dispatches; every plan
+    binds it read-write, so the stream orders one flat reduction after another). Zeroed by a host
+    write, as the runtime's error words are, not by a dispatch: a dispatch made while an op's
+    first call is traced (runtime/trace.py) would be replayed on every later call."""
+    key = ("reduce_flat counter",)
+    counter = rt.plans.get(key)
+    if counter is None:
+        counter = rt.memory.empty((1,), int32)
+        rt.stream.wait_for(counter.allocation.busy)
+        rt.memory.write_many([(counter, np.zeros(1, np.int32))])
+        rt.plans[key] = counter
+    return counter
 
 
 class Fresh:
@@ -105,4 +123,4 @@ class Fresh:
         self.dtype, self.byte_offset = dtype, 0
 
 
-__all__ = ["Fresh", "reduce_all"]
+__all__ = ["Fresh", "election_counter", "reduce_all"]

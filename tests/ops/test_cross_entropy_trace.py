@@ -43,9 +43,12 @@ def test_replays_give_torch_values_and_the_composed_bits(dtype, n, c, monkeypatc
         dispatches = rt.stream.dispatches - d0
         assert (loss.grad_fn.name == "cross_entropy") == (i > 0)  # one node once traced
         monkeypatch.setattr(ce, "TRACED", False)
+        d0 = rt.stream.dispatches
         ref_loss, ref_grad = _step(*data, dtype)
+        ref_dispatches = rt.stream.dispatches - d0
         monkeypatch.setattr(ce, "TRACED", True)
         assert loss.numpy().tobytes() == ref_loss.numpy().tobytes() and grad.tobytes() == ref_grad.tobytes()
+        assert dispatches == ref_dispatches  # a replay records what the composed ops record, no more
         results.append(dispatches)
         tx = torch.tensor(data[0], dtype=torch.float64, requires_grad=True)
         tl = torch.nn.functional.cross_entropy(tx, torch.tensor(data[1]), ignore_index=-7)
