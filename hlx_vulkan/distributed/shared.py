@@ -125,7 +125,8 @@ class NodeExchange:
         self.group, self.runtime = group, runtime
         self.rank, self.size = group.rank, group.world_size
         device = runtime.ctx.device
-        align = import_alignment(device) if os.environ.get("HLX_DIST_HOST_IMPORT", "1") != "0" else None
+        no_import = os.environ.get("HLX_DIST_HOST_IMPORT", "1") == "0"
+        align = None if no_import else import_alignment(device)
         page = max([mmap.PAGESIZE] + [a for a in _g.gather_objects(align) if a])
         self.page = page
         flag_bytes = _round_up(8 * len(bucket_nbytes), page)
@@ -171,8 +172,7 @@ class NodeExchange:
         self.imports: list[ImportedHostBuffer] = []
         self.regions: list[_Region] = []
         self.mode = "copy"
-        self.why_copy = "HLX_DIST_HOST_IMPORT=0" if os.environ.get("HLX_DIST_HOST_IMPORT", "1") == "0" else \
-            "the device lacks VK_EXT_external_memory_host"
+        self.why_copy = "HLX_DIST_HOST_IMPORT=0" if no_import else "the device lacks VK_EXT_external_memory_host"
         if align:
             try:
                 self.imports = [ImportedHostBuffer(device, d.ctypes.data, off, keep=self.window) for d in self.data]
