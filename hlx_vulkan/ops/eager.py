@@ -29,7 +29,7 @@ from . import pointwise as _pw
 from .tensor import Tensor
 
 _grad = _graph._state
-_ZERO_KEYS = ("+0", "-0")
+_ZERO_KEYS = _pw._ZERO_KEYS  # a zero scalar keys by its sign, as pointwise plans do
 
 
 def _learn(op, rt, plans, key, args, inputs):
