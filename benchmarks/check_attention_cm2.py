@@ -83,8 +83,7 @@ def why_unavailable(rt) -> str | None:
 def correctness(args, rt, results, backward=False) -> bool:
     """The cases with the cm2 forward (and with ``backward``, the cm2 backward: the cases with gradients)."""
     all_ok = True
-    print(f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
-          f"{'cm2':<6}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
+    print(cac.header("cm2", 6))
     for case in CASES:
         name, dtype, batch, L, S, E, EV, causal, mkind, grad = case
         if backward and not grad:
@@ -98,14 +97,10 @@ def correctness(args, rt, results, backward=False) -> bool:
             err_text = ", ".join(f"{e:.1e}" for e in errs.values())
         except Exception as exc:  # noqa: BLE001 - a failing case must not end the run
             ok, errs, used, same = False, {}, None, None
-            err_text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
-            traceback.print_exc()
+            err_text = cac.failure_text(exc)
         all_ok &= ok
-        print(f"{name:<18}{dtype:<10}{str(batch):<8}{L:>5}{S:>5}{E:>5}{EV:>5} {str(causal):<7}{str(mkind):<7}"
-              f"{str(used):<6}{str(same):<6}{err_text:<36}{'PASS' if ok else 'FAIL'}", flush=True)
-        results.append({"case": name, "dtype": dtype, "batch": list(batch), "L": L, "S": S, "E": E, "EV": EV,
-                        "causal": causal, "mask": mkind, "cm2": used, "cm2_backward": backward, "same_bits": same,
-                        "errors": errs, "pass": ok})
+        print(cac.row(case, used, same, err_text, ok, 6), flush=True)
+        results.append(cac.record(case, same, errs, ok, cm2=used, cm2_backward=backward))
     return all_ok
 
 

@@ -162,10 +162,35 @@ def check_case(case, rng, rt, expect_coop, fwd_name="attention/attention_coopmat
     return ok, errs, coop, same
 
 
+def header(column: str, width: int) -> str:
+    """The correctness table's header, ``column`` (the kernel used) ``width`` wide (check_attention_cm2 too)."""
+    return (f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
+            f"{column:<{width}}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
+
+
+def row(case, used, same, err_text: str, ok: bool, width: int) -> str:
+    """A case's line of the correctness table."""
+    name, dtype, batch, L, S, E, EV, causal, mkind, _ = case
+    return (f"{name:<18}{dtype:<10}{str(batch):<8}{L:>5}{S:>5}{E:>5}{EV:>5} {str(causal):<7}{str(mkind):<7}"
+            f"{str(used):<{width}}{str(same):<6}{err_text:<36}{'PASS' if ok else 'FAIL'}")
+
+
+def record(case, same, errs: dict, ok: bool, **used) -> dict:
+    """A case's JSON row; ``used``: which kernels ran (by the caller's names)."""
+    name, dtype, batch, L, S, E, EV, causal, mkind, _ = case
+    return {"case": name, "dtype": dtype, "batch": list(batch), "L": L, "S": S, "E": E, "EV": EV, "causal": causal,
+            "mask": mkind, **used, "same_bits": same, "errors": errs, "pass": ok}
+
+
+def failure_text(exc: Exception) -> str:
+    """A case that raised: its traceback printed, one line for the table (a failing case must not end the run)."""
+    traceback.print_exc()
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+
+
 def correctness(args, rt, results) -> bool:
     all_ok = True
-    print(f"{'case':<18}{'dtype':<10}{'batch':<8}{'L':>5}{'S':>5}{'E':>5}{'EV':>5} {'causal':<7}{'mask':<7}"
-          f"{'coopmat':<8}{'same':<6}{'max err (out, dq, dk, dv)':<36}result")
+    print(header("coopmat", 8))
     for case in CASES:
         name, dtype = case[0], case[1]
         if args.quick and name not in QUICK:
@@ -188,15 +213,10 @@ def correctness(args, rt, results) -> bool:
                       f"{', '.join(f'{e:.1e}' for e in errs2.values())} {'PASS' if ok2 else 'FAIL'}")
         except Exception as exc:  # noqa: BLE001 - a failing case must not end the run
             ok, errs, coop, same = False, {}, None, None
-            err_text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
-            traceback.print_exc()
+            err_text = failure_text(exc)
         all_ok &= ok
-        _, _, batch, L, S, E, EV, causal, mkind, _ = case
-        print(f"{name:<18}{dtype:<10}{str(batch):<8}{L:>5}{S:>5}{E:>5}{EV:>5} {str(causal):<7}{str(mkind):<7}"
-              f"{str(coop):<8}{str(same):<6}{err_text:<36}{'PASS' if ok else 'FAIL'}", flush=True)
-        results.append({"case": name, "dtype": dtype, "batch": list(batch), "L": L, "S": S, "E": E, "EV": EV,
-                        "causal": causal, "mask": mkind, "coopmat": coop, "same_bits": same, "errors": errs,
-                        "expect_coopmat": expect, "pass": ok})
+        print(row(case, coop, same, err_text, ok, 8), flush=True)
+        results.append(record(case, same, errs, ok, coopmat=coop, expect_coopmat=expect))
     return all_ok
 
 
