@@ -46,7 +46,7 @@ class _Ctx:
 
 def _settings() -> tuple:
     return (fused.FORCE_SCALAR, fused.FORCE_STREAM, reduce_flat.ENABLED, reduce_flat.FORCE_SCALAR,
-            reduce_flat.SINGLE_PASS, reduce_flat.GROUPS, pw.VECTOR, float16_arithmetic())
+            reduce_flat.SINGLE_PASS, reduce_flat.SINGLE_PASS_MAX, reduce_flat.GROUPS, pw.VECTOR, float16_arithmetic())
 
 
 def applies(logits: Tensor, target, reduction: str) -> bool:

@@ -4,13 +4,15 @@ float32 partials (16-byte loads where aligned, many elements per thread), one wo
 the partials. Chunk and workgroup sizes follow from the element count alone, so the result's
 bits do too (never the device's subgroup size); the launch is planned once per layout.
 
-Both passes run in one dispatch: the workgroup that finishes last, elected by an integer counter
-(one word per runtime and mode, zero between dispatches), folds the partials in the second
-pass's order, so the bits are the two-dispatch version's. It saves a dispatch and the barrier
-between the two.
+Up to :data:`SINGLE_PASS_MAX` elements both passes run in one dispatch: the workgroup that
+finishes last, elected by an integer counter (one word per runtime and mode, zero between
+dispatches), folds the partials in the second pass's order, so the bits are the two-dispatch
+version's. It saves the host a dispatch and the barrier between the two, which is what a small
+reduction costs; a large one is the device's time, where the election costs more (each
+workgroup waits on its atomic: on an H100, 64 MiB in 38.0 us against 34.1 in two dispatches).
 
 Forcing (tests, benchmarks): :data:`FORCE_SCALAR` turns vector loads off (same order, same bits);
-:data:`SINGLE_PASS` False runs the two passes as two dispatches (same bits);
+:data:`SINGLE_PASS` False runs the two passes as two dispatches at every size (same bits);
 :data:`ENABLED` False sends every reduction to the general kernel of ops/reduce.py.
 """
 
@@ -33,10 +35,12 @@ FLAT_SINGLE = KernelSpec(FLAT.path, [("O", "write", "O"), ("A", "read", "A"), ("
 OPS = {"sum": 0, "max": 1, "min": 2}
 WG = 256
 GROUPS = 2048        # about this many partials
+PARTIAL_SLOTS = 4
 MIN_CHUNK = 4 * WG * 4
 ENABLED = True
 FORCE_SCALAR = False
 SINGLE_PASS = True
+SINGLE_PASS_MAX = 1 << 22   # elements (16 MiB of float32): above, two dispatches
 
 
 def chunk_for(n: int) -> int:
@@ -52,21 +56,22 @@ def applies(x: Tensor, op: str) -> bool:
 def reduce_all(x: Tensor, op: str, scale: float, out_dtype) -> Tensor:
     """The ``op`` of all of ``x`` (contiguous, float) times ``scale``, a 0-d tensor of ``out_dtype``."""
     rt = x.runtime
-    key = ("reduce_flat", op, scale, out_dtype, FORCE_SCALAR, SINGLE_PASS, x.buf.geometry)
+    single = SINGLE_PASS and x.numel() <= SINGLE_PASS_MAX
+    key = ("reduce_flat", op, scale, out_dtype, FORCE_SCALAR, single, x.buf.geometry)
     plan = rt.plans.get(key)
     if plan is None:
-        plan = rt.plans[key] = (_plan_single if SINGLE_PASS else _plan)(rt, x, op, scale, out_dtype)
-    if SINGLE_PASS:
+        plan = rt.plans[key] = (_plan_single if single else _plan)(rt, x, op, scale, out_dtype)
+    if single:
         kernel, push, grid, groups, counter = plan
         partial = contiguous_like((groups,), float32, rt)
         out = contiguous_like((), out_dtype, rt)
         rt.run(kernel, [out.buf, x.buf, partial.buf, counter], push, grid)
         return out
     (k1, push1, grid1, groups), (k2, push2) = plan
-    partial = contiguous_like((groups,), float32, rt)
+    partial = _partials(rt, groups)
     out = contiguous_like((), out_dtype, rt)
-    rt.run(k1, [partial.buf, x.buf], push1, grid1)
-    rt.run(k2, [out.buf, partial.buf], push2, (1, 1, 1))
+    rt.run(k1, [partial, x.buf], push1, grid1)
+    rt.run(k2, [out.buf, partial], push2, (1, 1, 1))
     return out
 
 
@@ -97,6 +102,22 @@ def _plan_single(rt, x: Tensor, op: str, scale: float, out_dtype):
     push = kernel.spec.pack([Fresh(out_dtype), x.buf, Fresh(float32), counter],
                             {"n": n, "chunk": chunk, "scale": scale, "unit": 1.0})
     return kernel, push, rt.fold(groups * WG, WG), groups, counter
+
+
+def _partials(rt, groups: int):
+    """The next of the runtime's :data:`PARTIAL_SLOTS` partial buffers for two dispatches (each
+    holds at least ``groups`` floats; at most :data:`GROUPS` are ever asked for). A fresh
+    buffer would take the range the last reduction's second pass read (the pool serves freed
+    memory at once), so every first pass would wait for the last second pass; in turn, the
+    next reduction's first pass runs beside this one's second (64 MiB sums, H100: NOTES.md)."""
+    key = ("reduce_flat partials",)
+    ring = rt.plans.get(key)
+    if ring is None or ring[0][0].numel < groups:
+        size = max(groups, GROUPS)
+        ring = rt.plans[key] = [[rt.memory.empty((size,), float32) for _ in range(PARTIAL_SLOTS)], 0]
+    slots, i = ring
+    ring[1] = (i + 1) % PARTIAL_SLOTS
+    return slots[i]
 
 
 def election_counter(rt):

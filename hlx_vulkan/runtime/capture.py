@@ -172,7 +172,9 @@ class Graph:
             if not fence.is_signaled():
                 fence.wait()
             self._prepared.submit(fence)
-            stream.track(_FenceWait(fence), depth=RING)
+            # RING - 1: the stream retires this slot's wait before the slot's fence is reset for a
+            # later replay (with RING, each replay waited for the fence it had just submitted).
+            stream.track(_FenceWait(fence), depth=RING - 1)
             for hook in self.hooks.values():
                 hook.after_run()
             self.replays += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import vulkan as vkb
@@ -14,6 +15,11 @@ DEFAULT_TIMEOUT_S = None  # wait for as long as the work runs
 # A wait is a loop of driver waits this long: between them Python delivers Ctrl-C, and a device
 # lost meanwhile is reported by the next one even by a driver that does not wake a pending wait.
 WAIT_SLICE_S = 1.0
+# Before it blocks, a wait polls the fence this long on a GPU: a blocking driver wait wakes the
+# thread tens of microseconds after the fence signals (on an H100 a replayed tiny op's round trip
+# took 43 us blocking, 19 polling; benchmarks/NOTES.md), and CUDA's default synchronisation spins
+# too. No polling on a CPU device (lavapipe), whose own threads need the cores it would take.
+SPIN_S = float(os.environ.get("HLX_FENCE_SPIN_US", "2000")) * 1e-6
 
 
 def _wait_for_fences(device_handle, fences, timeout_ns: int) -> int:
@@ -47,6 +53,7 @@ class Fence(VkObject):
         # The wait and reset go straight to the C functions with this prebuilt array: the binding's
         # wrappers build their arguments anew on every call (tens of microseconds per submission).
         self._array = ffi.new("VkFence[1]", [self.handle])
+        self._spin_s = 0.0 if device.physical.type == "cpu" else SPIN_S
 
     def is_signaled(self) -> bool:
         """True once the work finished; :class:`DeviceLostError` if the device was lost."""
@@ -61,7 +68,15 @@ class Fence(VkObject):
         """Block until signaled, for as long as the work runs; with ``timeout`` (seconds),
         :class:`FenceTimeoutError` once it has passed. A lost device raises :class:`DeviceLostError`."""
         self._check_alive()
-        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        start = time.monotonic()
+        deadline = None if timeout is None else start + max(0.0, float(timeout))
+        spin_end = start + (self._spin_s if deadline is None else min(self._spin_s, max(0.0, float(timeout))))
+        handle = self.device.handle
+        while time.monotonic() < spin_end:
+            result = _wait_for_fences(handle, self._array, 0)
+            if result != vkb.VK_TIMEOUT:
+                check_result("vkWaitForFences", result)
+                return
         while True:
             left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))
             result = _wait_for_fences(self.device.handle, self._array, int(left * 1e9))

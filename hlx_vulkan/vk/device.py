@@ -124,18 +124,26 @@ class Device(Owner):
             vulkanMemoryModelDeviceScope=feats["vulkan_memory_model_device_scope"],
         )
         head, extensions = v12, []
+        # Every struct of the pNext chain, held until the device is made: a raw struct points at
+        # the one before it without holding it, and the H100 (whose chain has one) crashed in
+        # vkCreateDevice reading the structs freed behind it.
+        chain = [v11, v12]
         if feats["maintenance4"] or feats["subgroup_size_control"]:
             head = vkb.VkPhysicalDeviceVulkan13Features(pNext=head, maintenance4=feats["maintenance4"],
                                                         subgroupSizeControl=feats["subgroup_size_control"])
+            chain.append(head)
         if feats["cooperative_matrix"]:
             head = vkb.VkPhysicalDeviceCooperativeMatrixFeaturesKHR(pNext=head, cooperativeMatrix=True)
+            chain.append(head)
             extensions.append(COOPERATIVE_MATRIX_EXT)
         if feats.get("bfloat16_cooperative_matrix"):
             head = bfloat16_features(pNext=head, type=True, cooperative_matrix=True)
+            chain.append(head)
             extensions.append(BFLOAT16_EXT)
         if feats.get("cooperative_matrix2"):
             head = raw_struct(COOPMAT2_FEATURES_STYPE, [feats[f"cooperative_matrix2_{k}"] for k in COOPMAT2_FEATURES],
                               pNext=head)
+            chain.append(head)
             extensions.append(COOPMAT2_EXT)
         if HOST_MEMORY_EXT in physical.extensions:  # data parallel: copies straight to MPI shared memory
             extensions.append(HOST_MEMORY_EXT)
@@ -145,6 +153,7 @@ class Device(Owner):
         queue_info = vkb.VkDeviceQueueCreateInfo(queueFamilyIndex=self.queue_family, queueCount=1, pQueuePriorities=[1.0])
         info = vkb.VkDeviceCreateInfo(pNext=features2, pQueueCreateInfos=[queue_info], ppEnabledExtensionNames=extensions)
         self.handle = call(vkb.vkCreateDevice, physical.handle, info, None)
+        del chain
         self.enabled_features = dict(feats)
         self.enabled_extensions = tuple(extensions)
         self.queue = vkb.vkGetDeviceQueue(self.handle, self.queue_family, 0)

@@ -327,6 +327,39 @@ def test_flat_reduction_in_one_dispatch_gives_the_two_dispatch_bits(rng, monkeyp
     graph.destroy()
 
 
+def test_flat_reductions_past_the_one_dispatch_size_take_two_dispatches_and_the_same_bits(rng, monkeypatch):
+    x = hv.tensor(rng.standard_normal(9001).astype(np.float32))
+    small = hv.tensor(rng.standard_normal(4000).astype(np.float32))
+    one = [_bits(t) for t in (x.sum(), x.amax(), small.mean())]
+    monkeypatch.setattr(rf, "SINGLE_PASS_MAX", 5000)
+    stream = hv.default_runtime().stream
+    for t, want_dispatches in ((x, 2), (small, 1)):
+        t.sum()                                        # the plan made
+        before = stream.dispatches
+        t.sum()
+        assert stream.dispatches - before == want_dispatches
+    two = [_bits(t) for t in (x.sum(), x.amax(), small.mean())]
+    for got, want in zip(two, one):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_two_dispatch_reductions_back_to_back_share_a_ring_of_partials_correctly(rng, monkeypatch):
+    """Two-dispatch reductions take the runtime's partial buffers in turn: one barrier a reduction
+    (its second pass reads its first's partials), none between one's second pass and the next's
+    first; a buffer reused while a reduction four back may still read it is ordered after it."""
+    monkeypatch.setattr(rf, "SINGLE_PASS", False)
+    stream = hv.default_runtime().stream
+    data = [rng.standard_normal(70001 + 13 * i).astype(np.float32) for i in range(3 * rf.PARTIAL_SLOTS + 1)]
+    xs = [hv.tensor(d) for d in data]
+    want = [x.sum().item() for x in xs]                  # one at a time, a sync between
+    hv.default_runtime().synchronize()
+    before = stream.barriers
+    got = [x.sum() for x in xs]                          # back to back
+    assert stream.barriers - before == len(xs)
+    assert [g.item() for g in got] == want
+    np.testing.assert_allclose(want, [d.astype(np.float64).sum() for d in data], rtol=1e-5, atol=1e-3)
+
+
 def test_flat_reduction_order_follows_the_count_alone():
     assert [rf.chunk_for(n) for n in (1, 4096, 4097, 1 << 24, 1 << 28)] == [4096, 4096, 4096, 8192, 131072]
 

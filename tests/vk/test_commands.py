@@ -118,6 +118,10 @@ def held_by_event(ctx, spin):
     vkb.vkDestroyEvent(ctx.device.handle, event, None)
 
 
+def _fence_of(sub):
+    return sub._pool._fences[sub._slot]
+
+
 def _count_waits(monkeypatch, after=None):
     """Count the driver waits a fence wait makes; ``after(n)`` runs once the n-th one timed out."""
     import vulkan as vkb
@@ -138,6 +142,7 @@ def test_a_wait_without_timeout_lasts_as_long_as_the_work(monkeypatch, held_by_e
     """Many slices pass while the work is held; none of them ends the wait with an error."""
     from hlx_vulkan.vk import commands
     sub, release = held_by_event
+    _fence_of(sub)._spin_s = 0.0   # the blocking slices alone (a GPU polls first)
     monkeypatch.setattr(commands, "WAIT_SLICE_S", 0.001)
     calls = _count_waits(monkeypatch, after=lambda n: n == 20 and release())
     sub.wait()
@@ -148,6 +153,7 @@ def test_a_wait_without_timeout_lasts_as_long_as_the_work(monkeypatch, held_by_e
 def test_an_explicit_timeout_still_times_out_across_slices(monkeypatch, held_by_event):
     from hlx_vulkan.vk import commands
     sub, release = held_by_event
+    _fence_of(sub)._spin_s = 0.0
     monkeypatch.setattr(commands, "WAIT_SLICE_S", 0.001)
     calls = _count_waits(monkeypatch)
     with pytest.raises(errors.FenceTimeoutError, match="within 0.05 s"):
@@ -171,6 +177,65 @@ def test_a_lost_device_is_reported_once_as_device_lost(monkeypatch, held_by_even
     with pytest.raises(errors.DeviceLostError, match="vkWaitForFences failed with VK_ERROR_DEVICE_LOST"):
         sub.wait()
     assert len(calls) == 1
+
+
+def test_a_gpu_wait_polls_the_fence_before_it_blocks(monkeypatch, held_by_event):
+    """On a GPU a wait first polls (zero-timeout driver waits): a blocking wait wakes the thread
+    late. The work finishes during the poll: no blocking wait is made."""
+    sub, release = held_by_event
+    _fence_of(sub)._spin_s = 30.0
+    calls = _count_waits(monkeypatch, after=lambda n: n == 50 and release())
+    sub.wait()
+    assert sub.done() and len(calls) > 50
+    assert set(calls) == {0}
+
+
+def test_a_poll_that_outlasts_its_budget_falls_back_to_blocking_slices(monkeypatch, held_by_event):
+    from hlx_vulkan.vk import commands
+    sub, release = held_by_event
+    _fence_of(sub)._spin_s = 0.01
+    monkeypatch.setattr(commands, "WAIT_SLICE_S", 0.001)
+    calls = _count_waits(monkeypatch, after=lambda n: calls[-1] > 0 and n > 3 and release())
+    sub.wait()
+    assert sub.done()
+    first_block = next(i for i, t in enumerate(calls) if t > 0)
+    assert first_block > 0 and set(calls[:first_block]) == {0}
+    assert all(t == 1_000_000 for t in calls[first_block:-1])
+
+
+def test_a_timeout_shorter_than_the_poll_budget_still_times_out(monkeypatch, held_by_event):
+    sub, release = held_by_event
+    _fence_of(sub)._spin_s = 30.0
+    with pytest.raises(errors.FenceTimeoutError, match="within 0.02 s"):
+        sub.wait(timeout=0.02)
+    assert not sub.done()
+    release()
+    sub.wait()
+    assert sub.done()
+
+
+def test_a_device_lost_during_the_poll_is_reported_as_device_lost(monkeypatch, held_by_event):
+    import vulkan as vkb
+    from hlx_vulkan.vk import commands
+    sub, release = held_by_event
+    _fence_of(sub)._spin_s = 30.0
+    calls = []
+
+    def wait_for_fences(*args):
+        calls.append(args)
+        return vkb.VK_ERROR_DEVICE_LOST if len(calls) == 3 else vkb.VK_TIMEOUT
+    monkeypatch.setattr(commands, "_wait_for_fences", wait_for_fences)
+    with pytest.raises(errors.DeviceLostError, match="VK_ERROR_DEVICE_LOST"):
+        sub.wait()
+    assert len(calls) == 3
+
+
+def test_fences_poll_on_a_gpu_and_not_on_a_cpu_device(ctx):
+    from hlx_vulkan.vk import commands
+    fence = commands.Fence(ctx.device)
+    want = 0.0 if ctx.device.physical.type == "cpu" else commands.SPIN_S
+    assert fence._spin_s == want
+    fence.destroy()
 
 
 def test_a_recycled_buffer_is_reset_at_the_wait_not_at_the_next_begin(ctx, spin, monkeypatch):

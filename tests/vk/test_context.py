@@ -78,3 +78,47 @@ def test_selection_prefers_gpus_and_says_why():
 def test_validation_can_be_asked_for_explicitly():
     with VulkanContext(enable_validation=True) as c:
         assert c.validation_enabled
+
+
+def test_the_feature_chain_outlives_vkcreatedevice(ctx, monkeypatch):
+    """Every struct of vkCreateDevice's pNext chain is alive during the call, the optional ones
+    (cooperative matrices, bfloat16, cooperative-matrix-2) included: a raw struct points at the
+    one before it without holding it, and an H100 crashed in vkCreateDevice reading a freed one.
+    The device is claimed to have every optional feature; the call itself is stood in for."""
+    import dataclasses
+    import gc
+    import weakref
+
+    import vulkan as vkb
+
+    from hlx_vulkan.vk import device as device_module
+    from hlx_vulkan.vk.physical import COOPMAT2_FEATURES
+
+    made = []
+    for name in ("bfloat16_features", "raw_struct"):
+        real = getattr(device_module, name)
+
+        def spy(*args, _real=real, **kwargs):
+            obj = _real(*args, **kwargs)
+            made.append(weakref.ref(obj))
+            return obj
+        monkeypatch.setattr(device_module, name, spy)
+
+    class Reached(Exception):
+        pass
+
+    real_call = device_module.call
+
+    def fake_call(fn, *args):
+        if fn is vkb.vkCreateDevice:
+            gc.collect()
+            raise Reached([r() is not None for r in made])
+        return real_call(fn, *args)
+    monkeypatch.setattr(device_module, "call", fake_call)
+    feats = dict(ctx.physical_device.features, cooperative_matrix=True, bfloat16_cooperative_matrix=True,
+                 cooperative_matrix2=True, **{f"cooperative_matrix2_{k}": True for k in COOPMAT2_FEATURES})
+    physical = dataclasses.replace(ctx.physical_device, features=feats)
+    with pytest.raises(Reached) as reached:
+        device_module.Device(ctx.instance, physical)
+    alive = reached.value.args[0]
+    assert len(alive) == 2 and all(alive)
