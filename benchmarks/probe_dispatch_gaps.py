@@ -21,7 +21,6 @@ import hlx_vulkan as hv
 from hlx_vulkan.nn import functional as F
 from hlx_vulkan.ops import reduce_flat
 from hlx_vulkan.vk import record
-from hlx_vulkan.vk.api import ffi
 from report import save_rows
 from timing import capture_cuda_graph, cuda_graph_seconds, replay_seconds
 
@@ -29,10 +28,6 @@ try:
     import torch
 except ImportError:
     torch = None
-
-FUNCTIONS = ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch",
-             "vkCmdPipelineBarrier")
-
 
 def set_barrier_masks(mode: str) -> None:
     """The C recorder's hazard barrier: "full" (compute and transfer, the library's), "compute"
@@ -42,7 +37,7 @@ def set_barrier_masks(mode: str) -> None:
     masks = {"full": (compute | transfer, write | vkb.VK_ACCESS_TRANSFER_WRITE_BIT,
                       write | read | vkb.VK_ACCESS_TRANSFER_WRITE_BIT | vkb.VK_ACCESS_TRANSFER_READ_BIT),
              "compute": (compute, write, write | read), "exec": (compute, 0, 0)}[mode]
-    record._NATIVE.init(*(int(ffi.cast("uintptr_t", ffi.addressof(vkb.lib, name))) for name in FUNCTIONS), *masks)
+    record._NATIVE.init(*record.native_functions(), *masks)
 
 
 def main(argv=None) -> int:

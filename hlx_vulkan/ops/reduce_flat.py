@@ -8,8 +8,8 @@ Up to :data:`SINGLE_PASS_MAX` elements both passes run in one dispatch: the work
 finishes last, elected by an integer counter (one word per runtime and mode, zero between
 dispatches), folds the partials in the second pass's order, so the bits are the two-dispatch
 version's. It saves the host a dispatch and the barrier between the two, which is what a small
-reduction costs; a large one is the device's time, where the election costs more (each
-workgroup waits on its atomic: on an H100, 64 MiB in 38.0 us against 34.1 in two dispatches).
+reduction costs; a large one is the device's time, where the election measured slower (on an
+H100, 64 MiB in 38.0 us against 34.1 in two dispatches).
 
 Forcing (tests, benchmarks): :data:`FORCE_SCALAR` turns vector loads off (same order, same bits);
 :data:`SINGLE_PASS` False runs the two passes as two dispatches at every size (same bits);

@@ -70,15 +70,13 @@ class Fence(VkObject):
         self._check_alive()
         start = time.monotonic()
         deadline = None if timeout is None else start + max(0.0, float(timeout))
-        spin_end = start + (self._spin_s if deadline is None else min(self._spin_s, max(0.0, float(timeout))))
-        handle = self.device.handle
-        while time.monotonic() < spin_end:
-            result = _wait_for_fences(handle, self._array, 0)
-            if result != vkb.VK_TIMEOUT:
-                check_result("vkWaitForFences", result)
-                return
+        spin_end = start + self._spin_s
         while True:
-            left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))
+            now = time.monotonic()
+            if now < spin_end:  # a poll
+                left = 0.0
+            else:
+                left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - now))
             result = _wait_for_fences(self.device.handle, self._array, int(left * 1e9))
             if result != vkb.VK_TIMEOUT:
                 check_result("vkWaitForFences", result)

@@ -58,10 +58,15 @@ def _native():
         from . import _record
     except ImportError:
         return None
-    _record.init(*(int(ffi.cast("uintptr_t", ffi.addressof(_lib, name))) for name in
-                   ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch",
-                    "vkCmdPipelineBarrier")), _COMPUTE | _TRANSFER, _WRITES, _ACCESSES)
+    _record.init(*native_functions(), _COMPUTE | _TRANSFER, _WRITES, _ACCESSES)
     return _record
+
+
+def native_functions() -> list[int]:
+    """The addresses of the Vulkan functions the C recorder calls, in ``init``'s order."""
+    return [int(ffi.cast("uintptr_t", ffi.addressof(_lib, name))) for name in
+            ("vkCmdBindPipeline", "vkCmdBindDescriptorSets", "vkCmdPushConstants", "vkCmdDispatch",
+             "vkCmdPipelineBarrier")]
 
 
 _NATIVE = _native()
