@@ -8,7 +8,9 @@ replaying a CUDA graph of the same R products; medians of three trials. Each row
 results against a float64 product of the same inputs (relative Frobenius error).
 
 ``--explore`` also times every tile, candidate tiles, and one chunk instead of split-K where K
-is split (see ops/matmul.py, "Order"), to choose the defaults. Prints a table, saves JSON.
+is split (see ops/matmul.py, "Order"), to choose the defaults. With ``HLX_PIPELINE_STATS=1``
+each row's kernel also names the driver's statistics of it (the register count on NVIDIA: what
+sets how many workgroups an SM holds). Prints a table, saves JSON.
 
 Run: python benchmarks/bench_gemm.py [--explore [--tiles A,B]] [--min-size 2048] [--max-size 8192] [--out bench_gemm.json]
 """
@@ -80,12 +82,21 @@ def _kernel_of(a, b, out) -> str:
     keys = ("BM", "BN", "BK", "TM", "TN", "SGM", "SGN", "FM", "FN", "STAGES", "A_COLS", "B_COLS", "A_VEC", "B_VEC",
             "PAD", "SPLIT")
     return "; ".join(f"{k.name.split('/')[-1]}(" + ",".join(f"{d}={k.defines[d]}" for d in keys if d in k.defines) + ")"
-                     for k in rt.kernels.used())
+                     + _statistics(k) for k in rt.kernels.used())
+
+
+def _statistics(kernel) -> str:
+    """The driver's register count and the like, with HLX_PIPELINE_STATS=1 where the device has them."""
+    return "".join(" [" + ", ".join(f"{name}={value}" for name, value in stats.items()) + "]"
+                   for stats in kernel.pipeline.statistics().values())
 
 
 # Candidates timed by --explore beside the library's own tiles (not used by the library).
 EXTRA_TILES = {"small32": (32, 64, 16, 4, 4, 1), "small_bk32": (64, 64, 32, 4, 4, 1),
-               "huge": (128, 256, 8, 8, 16, 1), "huge_t": (256, 128, 8, 16, 8, 1)}
+               "huge": (128, 256, 8, 8, 16, 1), "huge_t": (256, 128, 8, 16, 8, 1),
+               # half the accumulators of "large" (a thread 8x4 or 4x8): more workgroups an SM (seventh stop)
+               "large_8x4": (128, 64, 16, 8, 4, 1), "large_4x8": (64, 128, 16, 4, 8, 1),
+               "large_bk16": (128, 128, 16, 8, 8, 1), "large_nopad": (128, 128, 8, 8, 8, 0)}
 EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": (4, 2, 4, 4, 16, 2),
                     "coop_128x256_k16": (2, 4, 4, 4, 16, 2), "coop_128_8sg": (2, 4, 4, 2, 32, 2),
                     # more subgroups per tile (latency hidden by warps rather than fragments): fifth stop
@@ -95,7 +106,7 @@ EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": 
                     # within 48 KiB: a quarter less L2 traffic per multiply-add than 128x128 (sixth stop)
                     "coop_128x256_s1": (2, 4, 4, 4, 32, 1), "coop_256x128_s1": (4, 2, 4, 4, 32, 1),
                     "coop_large_s1": (2, 2, 4, 4, 32, 1)}
-BIG = {"large", "huge", "huge_t", "coop_large", "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16",
+BIG = {"large", "huge", "huge_t", "large_8x4", "large_4x8", "large_bk16", "large_nopad", "coop_large", "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16",
        "coop_128_8sg", "coop_128_16sg", "coop_128x256_s1", "coop_256x128_s1", "coop_large_s1"}
 SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg", "coop_64_8sg",
          "coop_64_8sg_k64", "coop_64_8sg_t"}

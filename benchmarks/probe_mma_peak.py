@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import hlx_vulkan as hv
 from hlx_vulkan.runtime import KernelSpec
 from report import save_rows
-from timing import replay_seconds
+from timing import replay_seconds, torch_matmul_tflops
 
 try:
     import torch
@@ -55,16 +54,8 @@ def main(argv=None) -> int:
                          "tflops": flop / seconds / 1e12})
             print(f"subgroups {sgs} fragments {fm}x{fn} workgroups/SM {per_sm}: {rows[-1]['tflops']:7.1f} TFLOP/s",
                   flush=True)
-    peer = None
-    if torch is not None and torch.cuda.is_available():
-        x = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
-        torch.matmul(x, x)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(5):
-            torch.matmul(x, x)
-        torch.cuda.synchronize()
-        peer = 5 * 2 * 8192 ** 3 / (time.perf_counter() - t0) / 1e12
+    peer = torch_matmul_tflops("float16", reps=5)
+    if peer:
         print(f"torch float16 matmul 8192^3: {peer:.1f} TFLOP/s")
     best = max(r["tflops"] for r in rows)
     print(f"best: {best:.1f} TFLOP/s" + (f", {best / peer:.2f} of torch's matmul" if peer else ""))

@@ -88,3 +88,22 @@ def replay_seconds(graph, sync, reps: int, target_s: float) -> float:
         sync()
         trials.append((time.perf_counter() - t0) / (n * reps))
     return statistics.median(trials)
+
+
+def torch_matmul_tflops(dtype: str, n: int = 8192, reps: int = 3) -> float | None:
+    """torch's n^3 matmul rate in TFLOP/s on CUDA (TF32 off for float32), or None without CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+    torch.matmul(x, x)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.matmul(x, x)
+    torch.cuda.synchronize()
+    return reps * 2 * n ** 3 / (time.perf_counter() - t0) / 1e12

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 
@@ -16,6 +17,7 @@ from .physical import (BFLOAT16_EXT, COOPERATIVE_MATRIX_EXT, COOPMAT2_EXT, COOPM
 
 
 HOST_MEMORY_EXT = "VK_EXT_external_memory_host"  # see vk/host_memory.py
+PIPELINE_STATS_EXT = "VK_KHR_pipeline_executable_properties"
 _open_devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
 _exit_hook_registered = False
 # How long the exit hook waits for a lock another thread holds before it goes on without it.
@@ -147,6 +149,15 @@ class Device(Owner):
             extensions.append(COOPMAT2_EXT)
         if HOST_MEMORY_EXT in physical.extensions:  # data parallel: copies straight to MPI shared memory
             extensions.append(HOST_MEMORY_EXT)
+        # The compiler's statistics of each pipeline (registers, shared memory: what sets a kernel's
+        # occupancy) for benchmarks/probe_pipeline_stats.py; asked for, since drivers may skip their
+        # pipeline caches for it.
+        self.pipeline_statistics = (os.environ.get("HLX_PIPELINE_STATS") == "1"
+                                    and PIPELINE_STATS_EXT in physical.extensions)
+        if self.pipeline_statistics:
+            head = vkb.VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR(pNext=head, pipelineExecutableInfo=True)
+            chain.append(head)
+            extensions.append(PIPELINE_STATS_EXT)
         core = vkb.VkPhysicalDeviceFeatures(shaderInt64=feats["shader_int64"], shaderFloat64=feats["shader_float64"],
                                             shaderInt16=feats["shader_int16"])
         features2 = vkb.VkPhysicalDeviceFeatures2(pNext=head, features=core)

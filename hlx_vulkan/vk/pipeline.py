@@ -126,6 +126,21 @@ def _specialization_info(values: dict[int, object]):
     return vkb.VkSpecializationInfo(pMapEntries=entries, dataSize=len(data), pData=vkb.ffi.from_buffer(bytes(data)))
 
 
+def _c_text(chars) -> str:
+    return vkb.ffi.string(chars).decode(errors="replace") if not isinstance(chars, str) else chars
+
+
+def _statistic_value(stat):
+    kind, value = stat.format, stat.value
+    if kind == vkb.VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+        return bool(value.b32)
+    if kind == vkb.VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+        return int(value.i64)
+    if kind == vkb.VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+        return float(value.f64)
+    return int(value.u64)
+
+
 def _pool_sizes(bindings, max_sets: int) -> list:
     counts: dict[int, int] = {}
     for b in bindings:
@@ -196,8 +211,9 @@ class ComputePipeline(VkObject):
             stage = vkb.VkPipelineShaderStageCreateInfo(
                 stage=vkb.VK_SHADER_STAGE_COMPUTE_BIT, module=shader.handle, pName=shader.entry_point,
                 pSpecializationInfo=_specialization_info(spec))
+            flags = vkb.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR if getattr(device, "pipeline_statistics", False) else 0
             pipeline = call(vkb.vkCreateComputePipelines, dev, None, 1,
-                            [vkb.VkComputePipelineCreateInfo(stage=stage, layout=layout)], None)[0]
+                            [vkb.VkComputePipelineCreateInfo(flags=flags, stage=stage, layout=layout)], None)[0]
             handles.append((vkb.vkDestroyPipeline, pipeline))
             pool = call(vkb.vkCreateDescriptorPool, dev, vkb.VkDescriptorPoolCreateInfo(
                 flags=vkb.VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT, maxSets=max_sets,
@@ -210,6 +226,24 @@ class ComputePipeline(VkObject):
         self.descriptor_set_layouts = [set_layout]
         self._live_sets = 0
         self._own(device, _destroy_pipeline, device, pipeline, layout, set_layout, pool)
+
+    def statistics(self) -> dict[str, dict[str, object]]:
+        """The driver's statistics of this pipeline, by executable name (on NVIDIA, for one: the
+        register count and shared memory); empty unless the device was made with
+        ``HLX_PIPELINE_STATS=1`` and has VK_KHR_pipeline_executable_properties."""
+        self._check_alive()
+        if not getattr(self.device, "pipeline_statistics", False):
+            return {}
+        dev = self.device.handle
+        properties_fn = vkb.vkGetDeviceProcAddr(dev, "vkGetPipelineExecutablePropertiesKHR")
+        statistics_fn = vkb.vkGetDeviceProcAddr(dev, "vkGetPipelineExecutableStatisticsKHR")
+        executables = call(properties_fn, dev, vkb.VkPipelineInfoKHR(pipeline=self.pipeline))
+        out = {}
+        for index, executable in enumerate(executables):
+            stats = call(statistics_fn, dev, vkb.VkPipelineExecutableInfoKHR(pipeline=self.pipeline,
+                                                                             executableIndex=index))
+            out[_c_text(executable.name)] = {_c_text(s.name): _statistic_value(s) for s in stats}
+        return out
 
     @staticmethod
     def _resolve_workgroup_size(shader, spec: dict, requested, limits) -> tuple[int, int, int]:

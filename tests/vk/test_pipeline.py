@@ -184,3 +184,87 @@ def test_specialization_values_that_do_not_fit_32_bits(ctx):
         with pytest.raises(errors.LimitExceededError, match="does not fit 32 bits"):
             ComputePipeline(ctx.device, shader, bindings, specialization={7: value})
     shader.destroy()
+
+
+def test_pipeline_statistics_are_empty_unless_asked_for_and_offered(ctx, monkeypatch):
+    """Without HLX_PIPELINE_STATS=1 (or, with it, on a device without
+    VK_KHR_pipeline_executable_properties: lavapipe) a pipeline reports no statistics."""
+    shader = ShaderModule(ctx.device, compile_glsl(VECTOR_ADD))
+    pipe = ComputePipeline(ctx.device, shader, _add_bindings(), 4)
+    offered = "VK_KHR_pipeline_executable_properties" in ctx.physical_device.extensions
+    assert ctx.device.pipeline_statistics is False
+    assert pipe.statistics() == {}
+    monkeypatch.setenv("HLX_PIPELINE_STATS", "1")
+    device = vk.Device(ctx.instance, ctx.physical_device)
+    try:
+        assert device.pipeline_statistics is offered
+        stats_pipe = ComputePipeline(device, ShaderModule(device, compile_glsl(VECTOR_ADD)), _add_bindings(), 4)
+        stats = stats_pipe.statistics()
+        assert bool(stats) is offered
+        stats_pipe.destroy()
+    finally:
+        device.destroy()
+    pipe.destroy()
+    shader.destroy()
+    with pytest.raises(errors.DestroyedError):
+        pipe.statistics()
+
+
+def test_pipeline_statistics_are_asked_for_at_device_creation(ctx, monkeypatch):
+    """With HLX_PIPELINE_STATS=1 on a device that offers the extension, vkCreateDevice gets its
+    name and its feature (pipelineExecutableInfo) in the pNext chain. The device is claimed to
+    offer it; the call itself is stood in for."""
+    import dataclasses
+
+    import vulkan as vkb
+
+    from hlx_vulkan.vk import device as device_module
+
+    class Reached(Exception):
+        pass
+
+    real_call = device_module.call
+    stype = vkb.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR
+
+    def fake_call(fn, *args):
+        if fn is vkb.vkCreateDevice:
+            info = args[1]
+            names = [vkb.ffi.string(info.ppEnabledExtensionNames[i]).decode()
+                     for i in range(info.enabledExtensionCount)]
+            enabled, node = None, info.pNext
+            while node != vkb.ffi.NULL:
+                base = vkb.ffi.cast("VkBaseInStructure *", node)
+                if base.sType == stype:
+                    enabled = vkb.ffi.cast("VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR *",
+                                           node).pipelineExecutableInfo
+                node = base.pNext
+            raise Reached(names, enabled)
+        return real_call(fn, *args)
+    monkeypatch.setattr(device_module, "call", fake_call)
+    monkeypatch.setenv("HLX_PIPELINE_STATS", "1")
+    physical = dataclasses.replace(ctx.physical_device, extensions=frozenset(
+        set(ctx.physical_device.extensions) | {"VK_KHR_pipeline_executable_properties"}))
+    with pytest.raises(Reached) as reached:
+        device_module.Device(ctx.instance, physical)
+    names, enabled = reached.value.args
+    assert "VK_KHR_pipeline_executable_properties" in names and enabled == 1
+    monkeypatch.delenv("HLX_PIPELINE_STATS")
+    with pytest.raises(Reached) as reached:
+        device_module.Device(ctx.instance, physical)
+    names, enabled = reached.value.args
+    assert "VK_KHR_pipeline_executable_properties" not in names and enabled is None
+
+
+@pytest.mark.parametrize("fmt,field,value", [("BOOL32", "b32", True), ("INT64", "i64", -5), ("UINT64", "u64", 2**40),
+                                             ("FLOAT64", "f64", 0.25)])
+def test_a_pipeline_statistic_reads_as_its_format_says(fmt, field, value):
+    import vulkan as vkb
+
+    from hlx_vulkan.vk.pipeline import _c_text, _statistic_value
+
+    stat = vkb.ffi.new("VkPipelineExecutableStatisticKHR *")
+    stat.format = getattr(vkb, f"VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_{fmt}_KHR")
+    setattr(stat.value, field, value)
+    stat.name = b"Register Count"
+    assert _statistic_value(stat) == value and type(_statistic_value(stat)) is type(value)
+    assert _c_text(stat.name) == "Register Count" and _c_text("already text") == "already text"
