@@ -106,8 +106,9 @@ EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": 
                     # within 48 KiB: a quarter less L2 traffic per multiply-add than 128x128 (sixth stop)
                     "coop_128x256_s1": (2, 4, 4, 4, 32, 1), "coop_256x128_s1": (4, 2, 4, 4, 32, 1),
                     "coop_large_s1": (2, 2, 4, 4, 32, 1)}
-BIG = {"large", "huge", "huge_t", "large_8x4", "large_4x8", "large_bk16", "large_nopad", "coop_large", "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16",
-       "coop_128_8sg", "coop_128_16sg", "coop_128x256_s1", "coop_256x128_s1", "coop_large_s1"}
+BIG = {"large", "huge", "huge_t", "large_8x4", "large_4x8", "large_bk16", "large_nopad", "coop_large",
+       "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16", "coop_128_8sg", "coop_128_16sg", "coop_128x256_s1",
+       "coop_256x128_s1", "coop_large_s1"}
 SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg", "coop_64_8sg",
          "coop_64_8sg_k64", "coop_64_8sg_t"}
 

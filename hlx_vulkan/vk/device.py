@@ -150,8 +150,8 @@ class Device(Owner):
         if HOST_MEMORY_EXT in physical.extensions:  # data parallel: copies straight to MPI shared memory
             extensions.append(HOST_MEMORY_EXT)
         # The compiler's statistics of each pipeline (registers, shared memory: what sets a kernel's
-        # occupancy) for benchmarks/probe_pipeline_stats.py; asked for, since drivers may skip their
-        # pipeline caches for it.
+        # occupancy; benchmarks/bench_gemm.py and probe_gemm_stages.py print them): only when asked
+        # for, since drivers may bypass their pipeline caches to keep them.
         self.pipeline_statistics = (os.environ.get("HLX_PIPELINE_STATS") == "1"
                                     and PIPELINE_STATS_EXT in physical.extensions)
         if self.pipeline_statistics:

@@ -211,7 +211,8 @@ class ComputePipeline(VkObject):
             stage = vkb.VkPipelineShaderStageCreateInfo(
                 stage=vkb.VK_SHADER_STAGE_COMPUTE_BIT, module=shader.handle, pName=shader.entry_point,
                 pSpecializationInfo=_specialization_info(spec))
-            flags = vkb.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR if getattr(device, "pipeline_statistics", False) else 0
+            capture = getattr(device, "pipeline_statistics", False)
+            flags = vkb.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR if capture else 0
             pipeline = call(vkb.vkCreateComputePipelines, dev, None, 1,
                             [vkb.VkComputePipelineCreateInfo(flags=flags, stage=stage, layout=layout)], None)[0]
             handles.append((vkb.vkDestroyPipeline, pipeline))
