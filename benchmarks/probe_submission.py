@@ -11,12 +11,11 @@ Run: python benchmarks/probe_submission.py [--out benchmarks/results/probe_submi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import hlx_vulkan as hv
 from report import save_rows
-from timing import capture_cuda_graph
+from timing import capture_cuda_graph, median_seconds
 
 try:
     import torch
@@ -39,18 +38,6 @@ def per_call(fn, sync, n: int) -> tuple[float, float]:
     return sorted(trials, key=lambda t: t[1])[1]
 
 
-def round_trip(fn, sync, n: int = 30) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/probe_submission.json")
@@ -65,7 +52,8 @@ def main(argv=None) -> int:
 
     def row(what, fn, sync, n):
         host, rate = per_call(fn, sync, n)
-        r = {"what": what, "host_us": host * 1e6, "with_sync_us": rate * 1e6, "round_trip_us": round_trip(fn, sync) * 1e6}
+        r = {"what": what, "host_us": host * 1e6, "with_sync_us": rate * 1e6,
+             "round_trip_us": median_seconds(fn, sync, 30) * 1e6}  # a call and its sync, alone
         rows.append(r)
         print(f"{what:42} {r['host_us']:10.1f} {r['with_sync_us']:10.1f} {r['round_trip_us']:10.1f}", flush=True)
 

@@ -31,9 +31,9 @@ MAX_IN_FLIGHT = 4
 # Outside a capture, a batch is also submitted once its dispatches have touched this many bytes
 # and the queue has room (fewer than MAX_IN_FLIGHT batches pending, or the oldest done): the
 # device starts on large ops while the host records the next ones, instead of idling until the
-# next sync, and the host never waits for the device because of it. Our side of a submission is
-# a few microseconds (prebuilt arguments, vk/commands.py); the driver's share is not measured
-# alone, but on the H100 submitting every 16 MiB raised the MLP step's host time by 24-59 %.
+# next sync, and the host never waits for the device because of it. A submission cost the host
+# 16-40 us on the lent H100 machines, vkQueueSubmit 8-19 us of it (seventh stop), and submitting
+# every 16 MiB raised the MLP step's host time by 24-59 %.
 # Chosen on the H100 (benchmarks/NOTES.md, fifth stop: ten 64 MiB ops between syncs, and the
 # MLP step, which touches 127 MiB): 128 MiB with 4 batches in flight matched or beat 16 and
 # 512 MiB, and 2 in flight, on the ops, and kept the step's host time; 16 MiB cost the step.

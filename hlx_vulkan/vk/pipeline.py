@@ -211,8 +211,7 @@ class ComputePipeline(VkObject):
             stage = vkb.VkPipelineShaderStageCreateInfo(
                 stage=vkb.VK_SHADER_STAGE_COMPUTE_BIT, module=shader.handle, pName=shader.entry_point,
                 pSpecializationInfo=_specialization_info(spec))
-            capture = getattr(device, "pipeline_statistics", False)
-            flags = vkb.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR if capture else 0
+            flags = vkb.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR if device.pipeline_statistics else 0
             pipeline = call(vkb.vkCreateComputePipelines, dev, None, 1,
                             [vkb.VkComputePipelineCreateInfo(flags=flags, stage=stage, layout=layout)], None)[0]
             handles.append((vkb.vkDestroyPipeline, pipeline))
@@ -233,7 +232,7 @@ class ComputePipeline(VkObject):
         register count and shared memory); empty unless the device was made with
         ``HLX_PIPELINE_STATS=1`` and has VK_KHR_pipeline_executable_properties."""
         self._check_alive()
-        if not getattr(self.device, "pipeline_statistics", False):
+        if not self.device.pipeline_statistics:
             return {}
         dev = self.device.handle
         properties_fn = vkb.vkGetDeviceProcAddr(dev, "vkGetPipelineExecutablePropertiesKHR")
