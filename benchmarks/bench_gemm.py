@@ -93,10 +93,13 @@ def _statistics(kernel) -> str:
 
 # Candidates timed by --explore beside the library's own tiles (not used by the library).
 EXTRA_TILES = {"small32": (32, 64, 16, 4, 4, 1), "small_bk32": (64, 64, 32, 4, 4, 1),
-               "huge": (128, 256, 8, 8, 16, 1), "huge_t": (256, 128, 8, 16, 8, 1),
+               "huge_t": (256, 128, 8, 16, 8, 1),
                # half the accumulators of "large" (a thread 8x4 or 4x8): more workgroups an SM (seventh stop)
                "large_8x4": (128, 64, 16, 8, 4, 1), "large_4x8": (64, 128, 16, 4, 8, 1),
-               "large_bk16": (128, 128, 16, 8, 8, 1), "large_nopad": (128, 128, 8, 8, 8, 0)}
+               # the large tile before the eighth stop, and padded (a 32 KiB device halves its BK)
+               "large_bk8": (128, 128, 8, 8, 8, 1), "large_pad": (128, 128, 16, 8, 8, 1),
+               # 64 x 128 (128 threads), so more workgroups an SM (eighth stop)
+               "large_64x128": (64, 128, 16, 8, 8, 1)}
 EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": (4, 2, 4, 4, 16, 2),
                     "coop_128x256_k16": (2, 4, 4, 4, 16, 2), "coop_128_8sg": (2, 4, 4, 2, 32, 2),
                     # more subgroups per tile (latency hidden by warps rather than fragments): fifth stop
@@ -106,7 +109,7 @@ EXTRA_COOP_TILES = {"coop_64x128_2sg": (1, 2, 4, 4, 32, 2), "coop_256x128_k16": 
                     # within 48 KiB: a quarter less L2 traffic per multiply-add than 128x128 (sixth stop)
                     "coop_128x256_s1": (2, 4, 4, 4, 32, 1), "coop_256x128_s1": (4, 2, 4, 4, 32, 1),
                     "coop_large_s1": (2, 2, 4, 4, 32, 1)}
-BIG = {"large", "huge", "huge_t", "large_8x4", "large_4x8", "large_bk16", "large_nopad", "coop_large",
+BIG = {"large", "huge", "huge_t", "large_8x4", "large_4x8", "large_bk8", "large_pad", "large_64x128", "coop_large",
        "coop_64x128_2sg", "coop_256x128_k16", "coop_128x256_k16", "coop_128_8sg", "coop_128_16sg", "coop_128x256_s1",
        "coop_256x128_s1", "coop_large_s1"}
 SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop_64x128_2sg", "coop_64_8sg",

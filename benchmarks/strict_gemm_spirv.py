@@ -1,6 +1,6 @@
 """SPIR-V instructions of the strict GEMM's multiply-add, from the hardened modules (no device time).
 
-Compiles matmul_tiled.comp (both tiles, vector loads) and matmul_direct.comp in strict mode, as
+Compiles matmul_tiled.comp (every tile, vector loads) and matmul_direct.comp in strict mode, as
 ops/matmul.py launches them, disassembles each hardened module with spirv-dis, and counts the
 instructions of every basic block that multiplies and adds (the innermost loop body: one vec4
 multiply-add in the tiled kernel, one scalar in the direct one), by kind. The flushed path and
@@ -32,7 +32,7 @@ def kernels() -> dict[str, bytes]:
     """name -> hardened SPIR-V of the strict matmul kernels, built by running one product each."""
     out = {}
     a, b = hv.randn(64, 64), hv.randn(64, 64)
-    for tile in ("small", "large", None):
+    for tile in (*mm.TILES, None):
         mm.FORCE_TILE = tile
         rt = hv.default_runtime()
         rt.kernels.reset_usage()

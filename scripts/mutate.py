@@ -67,6 +67,8 @@ MUTATIONS = [
     M("matmul drops the last k", "ops (forward)", "hlx_vulkan/ops/matmul/matmul_direct.comp",
       "for (uint k = 0u; k < p.K; ++k) {", "for (uint k = 0u; k + 1u < p.K; ++k) {",
       ("tests/ops/test_linear_algebra.py", "tests/autograd/test_gradients.py")),
+    M("tiled matmul's running B index steps short of a K tile", "ops (forward)",
+      "hlx_vulkan/ops/matmul/matmul_tiled.comp", "b_kstep = BK * p.sb_k / 4;", "b_kstep = (BK - 4) * p.sb_k / 4;", ("tests/ops/test_matmul_kernels.py",)),
     M("softmax without the max subtracted", "ops (forward)", "hlx_vulkan/ops/softmax/softmax.comp",
       "s += exp(float(A_LOAD(a[base + int(r) * p.st_r])) - m);", "s += exp(float(A_LOAD(a[base + int(r) * p.st_r])));",
       ("tests/nn/test_functional.py", "tests/autograd/test_gradients.py")),

@@ -40,10 +40,12 @@ _PUSH = [("off_o", "I"), ("off_a", "I"), ("off_b", "I"), ("OG", "i"), ("K", "i")
          ("sw", "i"), ("cg", "i"), ("kc", "I"), ("nsplit", "I")]
 IMPLICIT = KernelSpec(resources.files(__package__) / "conv" / "conv_implicit.comp",
                       [("O", "write", "O"), ("A", "read", "A"), ("B", "read", "B")], _PUSH)
-# (BM, BN, BK, TM, TN, PAD) as matmul.TILES (whose tiles it has), BN a divisor of the thread count;
-# for layers of 64 channels (ResNet's first stage), 64 output channels by 128 pixels (128 threads
-# of 8 x 8, as "large") or by 256 pixels (256 threads of 4 x 16).
-TILES = {**mm.TILES, "mid": (64, 128, 8, 8, 8, 1), "wide": (64, 256, 8, 4, 16, 1)}
+# (BM, BN, BK, TM, TN, PAD) as matmul.TILES, BN a divisor of the thread count: small and large as
+# matmul's were when these were measured on the H100 (matmul's large has BK 16 since; this kernel's
+# has not been timed so), and for layers of 64 channels (ResNet's first stage), 64 output channels
+# by 128 pixels (128 threads of 8 x 8, as "large") or by 256 pixels (256 threads of 4 x 16).
+TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1), "mid": (64, 128, 8, 8, 8, 1),
+         "wide": (64, 256, 8, 4, 16, 1)}
 # The weight gradient's sum over pixels is cut into chunks (see _wgrad_chunks).
 WGRAD_TILES = 1056  # 64 x 64 output tiles times chunks to aim for: eight per SM of an H100
 MIN_WGRAD_CHUNK = 1024

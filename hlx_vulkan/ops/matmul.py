@@ -73,9 +73,12 @@ SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "re
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
 
 # Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each, shared rows
-# padded by PAD 16-byte vectors. Measured on an H100 (benchmarks/NOTES.md): the large tile from
-# 256 workgroups up (2048^2 outputs), the small one below (the MLP's 512x1024 products).
-TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 8, 8, 8, 1)}
+# padded by PAD 16-byte vectors (the two big tiles' are not: on the H100 padding changed nothing,
+# and so the large tile's 32 KiB fits lavapipe; the huge one's 48 KiB halves its BK there, see
+# _tiled_k_step). Measured on an H100 (benchmarks/NOTES.md, eighth stop): the huge tile from 128
+# workgroups up (2048^2 outputs: 0.81 of cuBLAS against the large tile's 0.77), the small one
+# below (the MLP's 512x1024 products); the large one where forced.
+TILES = {"small": (64, 64, 16, 4, 4, 1), "large": (128, 128, 16, 8, 8, 0), "huge": (128, 256, 16, 8, 16, 0)}
 # Tiles of matmul_coopmat.comp: (SGM, SGN, FM, FN, BK, STAGES): SGM x SGN subgroups of 32,
 # each FM x FN 16x16 fragments; BK values of k a step; STAGES shared buffers. The large one
 # (four subgroups of 64x64) from 256 workgroups up, the small one with BK 64 below.
@@ -88,7 +91,7 @@ COOP_TILES = {"coop_small": (2, 2, 2, 2, 32, 2), "coop_small_k64": (2, 2, 2, 2, 
 CM2_TILES = {"cm2_64x64": (64, 64, 64, 128, 0), "cm2_128x128": (128, 128, 64, 256, 8),
              "cm2_128x256": (128, 256, 64, 256, 8)}
 # The workgroups a tile needs to be chosen; SMALLEST: what each kernel takes otherwise.
-MIN_GROUPS = {"large": 256, "coop_large": 256, "cm2_128x128": 132, "cm2_128x256": 264}
+MIN_GROUPS = {"large": 256, "huge": 128, "coop_large": 256, "cm2_128x128": 132, "cm2_128x256": 264}
 SMALLEST = {"tiled": "small", "coop": "coop_small_k64", "cm2": "cm2_64x64"}
 # Why matmul_cm2.comp could not be built, by dtype: those products take coopmat-1 from then on.
 CM2_FAILED: dict[str, str] = {}
@@ -337,10 +340,22 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
         kernel = rt.kernels.get(COOPMAT, defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
     else:
         tbm, tbn, bk, tm, tn, pad = TILES[tile]
+        bk = _tiled_k_step(rt, tbm, tbn, bk, pad)
         defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad)
         kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
     reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
+
+
+def _tiled_k_step(rt, bm: int, bn: int, bk: int, pad: int) -> int:
+    """A tiled-kernel tile's BK, halved (not below 8) until its two shared stages, with strict
+    mode's two marks, fit the device: lavapipe's 32 KiB holds the large tile's 32 KiB, not the
+    marks as well. Tile shape does not change a product's bits, so neither does this."""
+    budget = rt.ctx.physical_device.limits["max_compute_shared_memory_size"]
+    marks = 8 if is_strict() else 0
+    while bk > 8 and 2 * bk * (bm // 4 + bn // 4 + 2 * pad) * 16 + marks > budget:
+        bk //= 2
+    return bk
 
 
 def _plan_cm2(rt, dtype, force, M, N, batch, kc, nchunks, a_cols, b_cols, aligned):

@@ -86,7 +86,8 @@ def _device(threads=(128, 256), max_wg=256, fail=()):
     coop = [{"M": 16, "N": 16, "K": 16, "a": d, "b": d, "c": "float32", "result": "float32", "scope": 3}
             for d in ("float16", "bfloat16")]
     physical = SimpleNamespace(limits={"subgroup_size": 32, "cooperative_matrix2_workgroup_scope_max_workgroup_size":
-                                       max_wg}, cooperative_matrix_shapes=coop, cooperative_matrix2_shapes=shapes)
+                                       max_wg, "max_compute_shared_memory_size": 49152},
+                               cooperative_matrix_shapes=coop, cooperative_matrix2_shapes=shapes)
     feats = {"cooperative_matrix": True, "bfloat16_cooperative_matrix": True, "cooperative_matrix2": True}
     return SimpleNamespace(device=SimpleNamespace(enabled_features=feats, physical=SimpleNamespace(type="discrete")),
                            ctx=SimpleNamespace(physical_device=physical), kernels=_Kernels(fail),

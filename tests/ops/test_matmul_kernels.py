@@ -33,6 +33,39 @@ def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, monkeypatch,
             np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
 
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["A@B", "At@B", "A@Bt", "At@Bt"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, rng):
+    """Aligned operands several tiles across: workgroups wholly inside M and N load their whole K
+    tiles from running indices with no bounds checks, the last K tile (K = 200, no multiple of 16
+    or 32) and the edge workgroups with them. Every tile of a kernel (the tiled one everywhere,
+    coopmat-1 where the device has it) gives the same bits, close to float64, with every output
+    written over NaN."""
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    M, N, K = 296, 520, 200
+    ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    families = {"tiled": list(mm.TILES)}
+    if _coop(dtype):
+        families["coop"] = list(mm.COOP_TILES)
+    for family, tiles in families.items():
+        results = []
+        for tile in tiles:
+            monkeypatch.setattr(mm, "FORCE_TILE", tile)
+            out = hv.full((M, N), np.nan, dtype=getattr(hv, dtype))
+            hv.matmul(ha, hb, out=out)
+            got = out.to(hv.float32).numpy().astype(np.float64)
+            assert np.isfinite(got).all(), tile
+            tol = 1e-4 if dtype == "float32" else 2e-2
+            np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max(), err_msg=tile)
+            results.append(_bits(out))
+        for tile, r in zip(tiles[1:], results[1:]):
+            np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
+
 def _coop_defines(dtype, **flags):
     from hlx_vulkan.runtime.kernels import slot_defines
     d = {"CT": "float", "OCT": "float"}
@@ -80,4 +113,21 @@ def test_cooperative_matrix_availability():
 def test_tile_choice_follows_the_problem_size():
     tiles = {name: t[:2] for name, t in mm.TILES.items()}
     assert mm._pick(tiles, 512, 1024, 1, "small") == "small"
-    assert mm._pick(tiles, 4096, 4096, 1, "small") == "large"
+    assert mm._pick(tiles, 1024, 2048, 1, "small") == "small"
+    assert mm._pick(tiles, 2048, 2048, 1, "small") == "huge"
+    assert mm._pick(tiles, 4096, 4096, 1, "small") == "huge"
+    assert mm._pick({"small": (64, 64), "large": (128, 128)}, 2048, 2048, 1, "small") == "large"
+
+
+def test_tiled_k_step_fits_the_devices_shared_memory():
+    """BK halves only where a tile's two shared stages (and strict mode's marks) would not fit."""
+    from types import SimpleNamespace
+    def rt(budget):
+        return SimpleNamespace(ctx=SimpleNamespace(physical_device=SimpleNamespace(
+            limits={"max_compute_shared_memory_size": budget})))
+    assert mm._tiled_k_step(rt(32768), 128, 128, 16, 0) == 16  # 32 KiB exactly
+    assert mm._tiled_k_step(rt(32768), 128, 128, 16, 1) == 8
+    assert mm._tiled_k_step(rt(1024), 128, 128, 16, 1) == 8  # never below 8
+    with hv.strict():
+        assert mm._tiled_k_step(rt(32768), 128, 128, 16, 0) == 8
+        assert mm._tiled_k_step(rt(49152), 128, 128, 16, 0) == 16
