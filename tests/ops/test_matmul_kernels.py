@@ -33,7 +33,6 @@ def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, monkeypatch,
             np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
 
 
-
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)],
                          ids=["A@B", "At@B", "A@Bt", "At@Bt"])
@@ -65,6 +64,7 @@ def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, r
             results.append(_bits(out))
         for tile, r in zip(tiles[1:], results[1:]):
             np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
+
 
 def _coop_defines(dtype, **flags):
     from hlx_vulkan.runtime.kernels import slot_defines
