@@ -12,7 +12,8 @@ is split (see ops/matmul.py, "Order"), to choose the defaults. With ``HLX_PIPELI
 each row's kernel also names the driver's statistics of it (the register count on NVIDIA: what
 sets how many workgroups an SM holds). Prints a table, saves JSON.
 
-Run: python benchmarks/bench_gemm.py [--explore [--tiles A,B]] [--min-size 2048] [--max-size 8192] [--out bench_gemm.json]
+Run: python benchmarks/bench_gemm.py [--explore [--tiles A,B]] [--min-size 2048] [--max-size 8192]
+     [--out bench_gemm.json]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import capture_cuda_graph, cuda_graph_seconds, replay_seconds
+from timing import capture_cuda_graph, capture_seconds, cuda_graph_seconds
 from hlx_vulkan.ops import matmul as mm
 
 try:
@@ -50,13 +51,10 @@ def _to_hlx(t):
 
 
 def _hlx_seconds(a, b, out, reps):
-    rt = hv.default_runtime()
-    with hv.capture() as graph:
+    def record():
         for _ in range(reps):
             hv.matmul(a, b, out=out)
-    seconds = replay_seconds(graph, rt.synchronize, reps, TARGET_S)
-    graph.destroy()
-    return seconds
+    return capture_seconds(record, reps, TARGET_S)
 
 
 def _torch_seconds(a, b, out, reps):
@@ -124,9 +122,9 @@ def variants(dtype, size, K, explore, only=None):
         return out
     tiles = list(mm.COOP_TILES) if mm.coopmat_available(hv.default_runtime(), dtype) else list(mm.TILES)
     tiles = [t for t in tiles if t in (BIG if size >= 2048 else SMALL) and (only is None or t in only)]
-    if only is not None:
-        return out + [(t, t, chunk) for t in tiles]
     out += [(t, t, chunk) for t in tiles]
+    if only is not None:
+        return out
     if K > chunk:  # the cost of split-K (the order by K): one chunk instead
         out.append(("auto one chunk", None, 1 << 30))
     elif K >= 1024 and size <= 4096:  # what split-K would buy: chunks of K / 2

@@ -17,7 +17,7 @@ import os
 import hlx_vulkan as hv
 from hlx_vulkan.runtime import KernelSpec
 from report import save_rows
-from timing import replay_seconds, torch_matmul_tflops
+from timing import capture_seconds, torch_matmul_tflops
 
 try:
     import torch
@@ -32,11 +32,7 @@ READ = KernelSpec(os.path.join(HERE, "cache_read.comp"), [("O", "write"), ("A", 
 
 
 def _seconds(rt, kernel, bufs, push, groups) -> float:
-    with hv.capture() as graph:
-        rt.run(kernel, bufs, push, (groups, 1, 1))
-    seconds = replay_seconds(graph, rt.synchronize, 1, 0.3)
-    graph.destroy()
-    return seconds
+    return capture_seconds(lambda: rt.run(kernel, bufs, push, (groups, 1, 1)), 1, 0.3)
 
 
 def main(argv=None) -> int:

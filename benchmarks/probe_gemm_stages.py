@@ -22,7 +22,7 @@ import hlx_vulkan as hv  # noqa: E402
 from hlx_vulkan.ops import matmul as mm  # noqa: E402
 from hlx_vulkan.runtime import KernelSpec  # noqa: E402
 from report import save_rows  # noqa: E402
-from timing import replay_seconds  # noqa: E402
+from timing import capture_seconds  # noqa: E402
 
 # (kernel, module attribute, tile, dtype, the loop's load line, the loop's store-and-barrier lines)
 KERNELS = (
@@ -50,6 +50,13 @@ def variants(name: str, load: str, store: str, folder: str) -> list[str]:
             f.write(t)
         paths.append(path)
     return paths
+
+
+def _matmul_seconds(a, b, c, reps: int) -> float:
+    def record():
+        for _ in range(reps):
+            hv.matmul(a, b, out=c)
+    return capture_seconds(record, reps, 0.5)
 
 
 def main(argv=None) -> int:
@@ -80,11 +87,7 @@ def main(argv=None) -> int:
                         registers = [k.pipeline.statistics().get("CS", {}).get("Register Count")
                                      for k in rt.kernels.used()]
                         reps = max(1, min(10, int(4e11 / (2 * n ** 3))))
-                        with hv.capture() as graph:
-                            for _ in range(reps):
-                                hv.matmul(a, b, out=c)
-                        seconds = replay_seconds(graph, rt.synchronize, reps, 0.5)
-                        graph.destroy()
+                        seconds = _matmul_seconds(a, b, c, reps)
                     finally:
                         setattr(mm, attr, original)
                         mm.FORCE_TILE = None

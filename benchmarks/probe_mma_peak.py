@@ -16,7 +16,7 @@ import os
 import hlx_vulkan as hv
 from hlx_vulkan.runtime import KernelSpec
 from report import save_rows
-from timing import replay_seconds, torch_matmul_tflops
+from timing import capture_seconds, torch_matmul_tflops
 
 try:
     import torch
@@ -45,10 +45,8 @@ def main(argv=None) -> int:
         for per_sm in (1, 2, 4):
             groups = args.sms * per_sm
             out = hv.empty((groups * sgs * 256,))
-            with hv.capture() as graph:
-                rt.run(kernel, {"O": out.buf, "A": a.buf}, {"iters": ITERS}, (groups, 1, 1))
-            seconds = replay_seconds(graph, rt.synchronize, 1, 0.3)
-            graph.destroy()
+            seconds = capture_seconds(lambda: rt.run(kernel, {"O": out.buf, "A": a.buf}, {"iters": ITERS},
+                                                     (groups, 1, 1)), 1, 0.3)
             flop = groups * sgs * fm * fn * ITERS * 2 * 16 ** 3
             rows.append({"subgroups": sgs, "fm": fm, "fn": fn, "workgroups_per_sm": per_sm,
                          "tflops": flop / seconds / 1e12})

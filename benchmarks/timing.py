@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import hlx_vulkan as hv
+
 
 def mean_seconds(fn, sync, warmup: int, reps: int) -> float:
     """Seconds per call of ``fn``: ``warmup`` calls, a sync, then ``reps`` calls pipelined and one sync."""
@@ -88,6 +90,17 @@ def replay_seconds(graph, sync, reps: int, target_s: float) -> float:
         sync()
         trials.append((time.perf_counter() - t0) / (n * reps))
     return statistics.median(trials)
+
+
+def capture_seconds(record, reps: int, target_s: float) -> float:
+    """Seconds per call of hlx work: ``record()``, which makes ``reps`` calls, captured into a
+    graph once and timed as :func:`replay_seconds` times it; the graph is destroyed after."""
+    with hv.capture() as graph:
+        record()
+    try:
+        return replay_seconds(graph, hv.default_runtime().synchronize, reps, target_s)
+    finally:
+        graph.destroy()
 
 
 def torch_matmul_tflops(dtype: str, n: int = 8192, reps: int = 3) -> float | None:

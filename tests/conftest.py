@@ -97,6 +97,26 @@ def assert_clean_exit(proc: subprocess.CompletedProcess) -> None:
         assert bad not in proc.stderr, f"{bad!r} on stderr:\n{proc.stderr[-4000:]}"
 
 
+class CreateDeviceReached(Exception):
+    """Raised by :func:`stop_at_create_device`'s stand-in, with what its ``inspect`` returned."""
+
+
+def stop_at_create_device(monkeypatch, inspect) -> None:
+    """Stand in for vkCreateDevice: a :class:`hlx_vulkan.vk.device.Device` being made raises
+    CreateDeviceReached(inspect(create_info)) where the call would be; other calls go through."""
+    import vulkan as vkb
+
+    from hlx_vulkan.vk import device as device_module
+
+    real_call = device_module.call
+
+    def call(fn, *args):
+        if fn is vkb.vkCreateDevice:
+            raise CreateDeviceReached(inspect(args[1]))
+        return real_call(fn, *args)
+    monkeypatch.setattr(device_module, "call", call)
+
+
 @pytest.fixture(scope="module")
 def ctx():
     from hlx_vulkan import VulkanContext

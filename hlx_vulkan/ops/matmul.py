@@ -407,9 +407,17 @@ def _cm2_wanted(rt, dtype) -> bool:
 
 
 def _pick(tiles, M, N, batch, smallest):
-    """The largest tile of MIN_GROUPS (by area) that still makes its workgroups; else ``smallest``."""
+    """The largest tile of MIN_GROUPS (by area) that still makes its workgroups and pads the
+    product by at most a quarter more than the tile that pads it least; else ``smallest``.
+    Without the padding bound the 128x256 tile took products 64 columns wide (four times the
+    work). The quarter is a judgement, not a measurement: it keeps every choice the H100 figures
+    made (multiples of the tiles) and turns away tiles twice as wide or tall as the product."""
+    def padded(bm, bn):
+        return -(-M // bm) * bm * -(-N // bn) * bn
+    least = min(padded(bm, bn) for bm, bn in tiles.values())
     fits = [(bm * bn, name) for name, (bm, bn) in tiles.items()
-            if name in MIN_GROUPS and -(-M // bm) * -(-N // bn) * batch >= MIN_GROUPS[name]]
+            if name in MIN_GROUPS and -(-M // bm) * -(-N // bn) * batch >= MIN_GROUPS[name]
+            and 4 * padded(bm, bn) <= 5 * least]
     return max(fits)[1] if fits else smallest
 
 

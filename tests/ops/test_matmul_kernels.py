@@ -117,6 +117,12 @@ def test_tile_choice_follows_the_problem_size():
     assert mm._pick(tiles, 2048, 2048, 1, "small") == "huge"
     assert mm._pick(tiles, 4096, 4096, 1, "small") == "huge"
     assert mm._pick({"small": (64, 64), "large": (128, 128)}, 2048, 2048, 1, "small") == "large"
+    assert mm._pick(tiles, 3000, 3000, 1, "small") == "huge"  # pads 4 % more than small: taken
+    assert mm._pick(tiles, 430, 8018, 1, "small") == "huge"  # 14 % more: taken
+    # Narrow products: a tile twice or four times as wide as the product is turned away.
+    assert mm._pick(tiles, 65536, 128, 1, "small") == "large"
+    assert mm._pick(tiles, 65536, 64, 1, "small") == "small"
+    assert mm._pick(tiles, 512, 64, 256, "small") == "small"
 
 
 def test_tiled_k_step_fits_the_devices_shared_memory():

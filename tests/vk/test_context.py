@@ -89,8 +89,7 @@ def test_the_feature_chain_outlives_vkcreatedevice(ctx, monkeypatch):
     import gc
     import weakref
 
-    import vulkan as vkb
-
+    from conftest import CreateDeviceReached, stop_at_create_device
     from hlx_vulkan.vk import device as device_module
     from hlx_vulkan.vk.physical import COOPMAT2_FEATURES
 
@@ -104,21 +103,14 @@ def test_the_feature_chain_outlives_vkcreatedevice(ctx, monkeypatch):
             return obj
         monkeypatch.setattr(device_module, name, spy)
 
-    class Reached(Exception):
-        pass
-
-    real_call = device_module.call
-
-    def fake_call(fn, *args):
-        if fn is vkb.vkCreateDevice:
-            gc.collect()
-            raise Reached([r() is not None for r in made])
-        return real_call(fn, *args)
-    monkeypatch.setattr(device_module, "call", fake_call)
+    def alive(info):
+        gc.collect()
+        return [r() is not None for r in made]
+    stop_at_create_device(monkeypatch, alive)
     feats = dict(ctx.physical_device.features, cooperative_matrix=True, bfloat16_cooperative_matrix=True,
                  cooperative_matrix2=True, **{f"cooperative_matrix2_{k}": True for k in COOPMAT2_FEATURES})
     physical = dataclasses.replace(ctx.physical_device, features=feats)
-    with pytest.raises(Reached) as reached:
+    with pytest.raises(CreateDeviceReached) as reached:
         device_module.Device(ctx.instance, physical)
-    alive = reached.value.args[0]
-    assert len(alive) == 2 and all(alive)
+    structs = reached.value.args[0]
+    assert len(structs) == 2 and all(structs)

@@ -218,40 +218,33 @@ def test_pipeline_statistics_are_asked_for_at_device_creation(ctx, monkeypatch):
 
     import vulkan as vkb
 
+    from conftest import CreateDeviceReached, stop_at_create_device
     from hlx_vulkan.vk import device as device_module
 
-    class Reached(Exception):
-        pass
-
-    real_call = device_module.call
     stype = vkb.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR
 
-    def fake_call(fn, *args):
-        if fn is vkb.vkCreateDevice:
-            info = args[1]
-            names = [vkb.ffi.string(info.ppEnabledExtensionNames[i]).decode()
-                     for i in range(info.enabledExtensionCount)]
-            enabled, node = None, info.pNext
-            while node != vkb.ffi.NULL:
-                base = vkb.ffi.cast("VkBaseInStructure *", node)
-                if base.sType == stype:
-                    enabled = vkb.ffi.cast("VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR *",
-                                           node).pipelineExecutableInfo
-                node = base.pNext
-            raise Reached(names, enabled)
-        return real_call(fn, *args)
-    monkeypatch.setattr(device_module, "call", fake_call)
+    def requested(info):
+        names = [vkb.ffi.string(info.ppEnabledExtensionNames[i]).decode() for i in range(info.enabledExtensionCount)]
+        enabled, node = None, info.pNext
+        while node != vkb.ffi.NULL:
+            base = vkb.ffi.cast("VkBaseInStructure *", node)
+            if base.sType == stype:
+                enabled = vkb.ffi.cast("VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR *",
+                                       node).pipelineExecutableInfo
+            node = base.pNext
+        return names, enabled
+    stop_at_create_device(monkeypatch, requested)
     monkeypatch.setenv("HLX_PIPELINE_STATS", "1")
     physical = dataclasses.replace(ctx.physical_device, extensions=frozenset(
         set(ctx.physical_device.extensions) | {"VK_KHR_pipeline_executable_properties"}))
-    with pytest.raises(Reached) as reached:
+    with pytest.raises(CreateDeviceReached) as reached:
         device_module.Device(ctx.instance, physical)
-    names, enabled = reached.value.args
+    names, enabled = reached.value.args[0]
     assert "VK_KHR_pipeline_executable_properties" in names and enabled == 1
     monkeypatch.delenv("HLX_PIPELINE_STATS")
-    with pytest.raises(Reached) as reached:
+    with pytest.raises(CreateDeviceReached) as reached:
         device_module.Device(ctx.instance, physical)
-    names, enabled = reached.value.args
+    names, enabled = reached.value.args[0]
     assert "VK_KHR_pipeline_executable_properties" not in names and enabled is None
 
 
