@@ -69,6 +69,7 @@ gather, scatter, scatter_add, flip, roll, repeat_interleave = (_ix.gather, _ix.s
 sort, argsort, topk, msort, kthvalue, cumprod = _so.sort, _so.argsort, _so.topk, _so.msort, _so.kthvalue, _scan.cumprod
 erf, selu, celu = _act.erf, _act.selu, _act.celu
 from .ops.attention import baddbmm  # noqa: E402 - after the ops it builds on
+from .ops.linear import addmm  # noqa: E402
 
 
 def clone(x: Tensor) -> Tensor:

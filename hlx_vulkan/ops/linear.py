@@ -1,20 +1,24 @@
 """``x @ weight.T + bias`` (torch.nn.functional.linear) as one taped op.
 
-The forward records the kernels of the three ops it stands for (a transposed view of the weight,
-the matmul, the broadcast add of the bias) and the backward those of their three backward rules,
-on the same operand layouts, so the bits are the composed form's; the tape holds one node instead
-of three, and a small layer's host time is mostly that bookkeeping.
+The forward is one launch where it can be (``matmul.fuses_bias``: a 1-D bias of the weight's
+dtype, outside strict mode): the product's kernel adds the bias as it stores each output, rounding
+as the composed ops do (the product to the output dtype, then the add), so its bits are those of
+the matmul and the add, which serve everywhere else. The backward records the kernels of the three
+backward rules (the transpose's, matmul's, the add's) on the same operand layouts, so its bits are
+the composed form's too; the tape holds one node instead of three, and a small layer's host time
+is mostly that bookkeeping.
 
-Both directions are planned once per layout, as single launches are: the first call runs the
-composed ops, then takes the launch plans they made (matmul's, the add's, the bias sum's) into one
-plan of the layer, keyed by the operands' geometry and the settings those plans depend on; later
-calls make the outputs and record the same dispatches with no views, keys or checks in between.
+Both directions are planned once per layout, as single launches are: the first call runs the ops,
+then takes the launch plans they made (matmul's, the add's, the bias sum's) into one plan of the
+layer, keyed by the operands' geometry and the settings those plans depend on; later calls make
+the outputs and record the same dispatches with no views, keys or checks in between.
 """
 
 from __future__ import annotations
 
 import functools
 
+from .. import errors
 from ..autograd.graph import _state as _grad
 from ..autograd.graph import differentiable, tape
 from ..precision import float16_arithmetic
@@ -41,17 +45,6 @@ def _settings(dtype) -> tuple:
             reduce.MIN_CHUNK, reduce.TARGET_GROUPS)
 
 
-def _product(rt, plan, a, b) -> Tensor:
-    """Record a product from matmul's plan ``plan`` over ``a`` and ``b`` (buffers of the planned layouts)."""
-    kernel, push, groups, shape, strides, nbytes, _, second = plan
-    c = Tensor(rt.memory.fresh(shape, a.dtype, strides, nbytes), rt)
-    if second is None:
-        rt.run(kernel, [c.buf, a, b], push, groups)
-    else:
-        mm._run_split(rt, kernel, push, groups, c.buf, a, b, second)
-    return c
-
-
 def _linear_backward(ctx, g):
     x, weight = ctx.saved
     need_x, need_w, need_b = ctx.needs
@@ -66,9 +59,9 @@ def _linear_backward(ctx, g):
             gb = Tensor(rt.memory.fresh(shape, g.dtype, strides, nbytes), rt)
             rt.run(kernel, [gb.buf, g.buf], push, groups)
         if x_plan is not None:
-            gx = _product(rt, x_plan, g.buf, weight.buf)
+            gx = mm.run_plan(rt, x_plan, g.buf, weight.buf)
         if w_plan is not None:
-            gwt = _product(rt, w_plan, x.buf, g.buf)
+            gwt = mm.run_plan(rt, w_plan, x.buf, g.buf)
             gw = gwt._view(gwt.shape[::-1], gwt.strides[::-1])  # the transpose's rule
         return gx, gw, gb
     gb = reduce.sum_to_shape(g, ctx.shapes[2]) if need_b else None  # the add's rule for the bias
@@ -105,9 +98,10 @@ def _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b) -> None:
 
 
 def _planned(rt, plan, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """The layer's forward from its plan: the product, then the bias's add."""
-    product, add = plan
-    y = _product(rt, product, x.buf, weight.buf)
+    """The layer's forward from its plan: the product (with the bias, where it was fused), then the
+    bias's add (where it was not)."""
+    product, add, fused = plan
+    y = mm.run_plan(rt, product, x.buf, weight.buf, bias.buf if fused else None)
     if add is None:
         return y
     kernel, out_shape, out_strides, dt, push, groups, nbytes = add
@@ -144,6 +138,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if plan is not None:
         return _planned(rt, plan, x, weight, bias)
     wt = sh.transpose(weight, 0, 1)
+    if bias is not None and mm.fuses_bias(x, wt, bias):
+        # One launch: the bias added as the product is stored, the bits of the two below.
+        out = mm.with_bias(x, wt, bias)
+        product = rt.plans.get(mm.plan_key(x, wt, bias=bias))
+        if product is not None and product[6] == product[3]:
+            rt.plans[key] = (product, None, True)
+        return out
     y = mm.matmul(x, wt)
     out = y if bias is None else ew.add(y, bias)
     if x.ndim >= 2 and x.dtype is weight.dtype and (bias is None or bias.dtype is x.dtype):
@@ -152,11 +153,39 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         add = None if bias is None else rt.plans.get(pw.plan_key("x + y", [y, bias], x.dtype, compute=x.dtype))
         if product is not None and product[6] == product[3] and (bias is None or (add is not None and
                                                                                   add[0] is not None)):
-            rt.plans[key] = (product, add)
+            rt.plans[key] = (product, add, False)
     return out
 
 
 _linear_op = linear
 linear = functools.wraps(_linear_op)(_linear_front)
 
-__all__ = ["linear"]
+
+def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:  # noqa: A002 - torch's name
+    """``beta * input + alpha * (mat1 @ mat2)`` for (n, m) and (m, p) matrices, ``input`` broadcast
+    to (n, p), as torch.addmm (beta 0 ignores ``input``, NaN included). With beta and alpha 1 and
+    ``input`` a row of p values it is a linear layer (GPT-2's ``addmm(bias, x, weight)``): one
+    launch, the bits of ``mat1 @ mat2 + input``."""
+    from .contract import mm
+    if not isinstance(input, Tensor):
+        raise TypeError(f"addmm: input must be a Tensor, not {type(input).__name__}")
+    if not isinstance(mat1, Tensor) or not isinstance(mat2, Tensor) or mat1.ndim != 2 or mat2.ndim != 2:
+        raise errors.ShapeError(f"addmm needs two 2-D tensors, got {getattr(mat1, 'shape', type(mat1).__name__)} "
+                                f"and {getattr(mat2, 'shape', type(mat2).__name__)}")
+    if beta != 0:
+        try:
+            sh.expand(input, (mat1.shape[0], mat2.shape[1]))
+        except errors.ShapeError:
+            raise errors.ShapeError(f"addmm: input of shape {input.shape} does not broadcast to "
+                                    f"{(mat1.shape[0], mat2.shape[1])}") from None
+    if beta == 1 and alpha == 1 and input.ndim == 1 and mat1.shape[1] == mat2.shape[0]:
+        return linear(mat1, sh.transpose(mat2, 0, 1), input)
+    prod = mm(mat1, mat2)
+    if alpha != 1:
+        prod = prod * alpha
+    if beta == 0:
+        return prod
+    return prod + (input if beta == 1 else input * beta)
+
+
+__all__ = ["addmm", "linear"]

@@ -71,6 +71,20 @@ CM2 = KernelSpec(_DIR / "matmul_cm2.comp", _BINDINGS, _PUSH)
 DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
+# The kernels built with BIAS 1 (matmul/bias.glsl, a linear layer's bias added as the product is
+# stored): the bias bound after their buffers, its place after their push fields.
+_BIASED: dict[KernelSpec, KernelSpec] = {}
+
+
+def _biased(spec: KernelSpec) -> KernelSpec:
+    got = _BIASED.get(spec)
+    if got is None:
+        bindings = [(n, r, spec.slots[n]) if n in spec.slots else (n, r) for n, r in spec.bindings]
+        extra = [("cols", "I")] if spec is SPLITK else []  # the split-K pass finds a column as i % cols
+        got = _BIASED[spec] = KernelSpec(spec.path, bindings + [("Z", "read", "O")],
+                                         list(spec.fields) + extra + [("off_z", "I"), ("sz", "i")])
+    return got
+
 
 # Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each, shared rows
 # padded by PAD 16-byte vectors (the two big tiles' are not: on the H100 padding changed nothing,
@@ -202,14 +216,55 @@ _matmul_op = matmul
 matmul = functools.wraps(_matmul_op)(_matmul_front)
 
 
-def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None) -> tuple:
-    """The key of ``a @ b``'s launch plan in ``runtime.plans``: its value, once a product of these
-    layouts has run, is ``(kernel, push, groups, shape, strides, nbytes, final_shape, second)``."""
+def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None, bias: Tensor | None = None) -> tuple:
+    """The key of ``a @ b``'s launch plan (``a @ b + bias``'s with ``bias``) in ``runtime.plans``: its
+    value, once a product of these layouts has run, is ``(kernel, push, groups, shape, strides,
+    nbytes, final_shape, second)``, which :func:`run_plan` runs."""
     return ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
-            None if out is None else out.buf.geometry)
+            None if out is None else out.buf.geometry, None if bias is None else bias.buf.geometry)
 
 
-def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
+def run_plan(rt, plan, a, b, z=None) -> Tensor:
+    """Run a plan of :func:`plan_key` on buffers of its layouts (``z``: the bias, for a plan made
+    with one) into a fresh output of the plan's shape (before ``final_shape``)."""
+    kernel, push, groups, shape, strides, nbytes, _, second = plan
+    c = Tensor(rt.memory.fresh(shape, a.dtype, strides, nbytes), rt)
+    if second is None:
+        rt.run(kernel, [c.buf, a, b] if z is None else [c.buf, a, b, z], push, groups)
+    else:
+        _run_split(rt, kernel, push, groups, c.buf, a, b, second, z=z)
+    return c
+
+
+def fuses_bias(a: Tensor, b: Tensor, bias: Tensor) -> bool:
+    """:func:`with_bias` serves ``a @ b + bias``: a 1-D bias of the product's columns, one dtype and
+    runtime for all three, a product with elements and a K, outside strict mode (whose add the
+    composed form keeps), off the cooperative-matrix-2 kernel (which has no epilogue) and, for
+    float16, on a device with float16 arithmetic (matmul/bias.glsl adds in it)."""
+    if not all(isinstance(t, Tensor) for t in (a, b, bias)) or min(a.ndim, b.ndim) < 2 or bias.ndim != 1:
+        return False
+    rt = a.runtime
+    return (a.dtype is b.dtype is bias.dtype and a.dtype.is_float and b.runtime is rt and bias.runtime is rt
+            and bias.shape[0] == b.shape[-1] and min(a.shape[-1], a.shape[-2], b.shape[-1]) > 0
+            and a.shape[-1] == b.shape[-2] and math.prod(a.shape[:-2]) * math.prod(b.shape[:-2]) > 0
+            and not is_strict() and not _cm2_wanted(rt, a.dtype)
+            and (a.dtype.name != "float16" or rt.device.enabled_features.get("shader_float16", False)))
+
+
+def with_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
+    """``a @ b + bias`` in one launch where :func:`fuses_bias` says so: the bias added as the product
+    is stored, with the bits of matmul then add (matmul/bias.glsl). Not taped: ops/linear.py tapes
+    the layer. Planned per layout, as matmul is."""
+    rt = a.runtime
+    key = plan_key(a, b, bias=bias)
+    plan = rt.plans.get(key)
+    if plan is not None:
+        c = run_plan(rt, plan, a.buf, b.buf, bias.buf)
+        return c if plan[6] == plan[3] else c.reshape(plan[6])
+    return _matmul(rt, key, a, b, None, bias)
+
+
+def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | None = None) -> Tensor:
     if a.dtype is not b.dtype:
         raise errors.DTypeError(f"matmul: dtypes {a.dtype.name} and {b.dtype.name} do not match")
     if not a.dtype.is_float:
@@ -245,20 +300,24 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
         a3, sa_b = _with_unit_stride(a3, sa_b, len(batch_shape))
         b3, sb_b = _with_unit_stride(b3, sb_b, len(batch_shape))
     kernel, groups, kc, nsplit, reduce_kernel = _plan(rt, a.dtype, M, N, K, batch, a3, b3, sa_b, sb_b,
-                                                      [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)])
+                                                      [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)],
+                                                      bias is not None)
     fields = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
               "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
+    z = [] if bias is None else [bias.buf]  # bound after the buffers of the kernel that stores the output
+    placed = {} if bias is None else {"sz": bias.strides[0]}
     if nsplit == 1:
-        bufs = [c.buf, a3.buf, b3.buf]
-        push, second = kernel.spec.pack(bufs, fields), None
+        bufs = [c.buf, a3.buf, b3.buf] + z
+        push, second = kernel.spec.pack(bufs, fields | placed), None
         rt.run(kernel, bufs, push, groups)
     else:
         n = batch * M * N
         part = contiguous_like((nsplit, batch, M, N), float32, rt)
         push = kernel.spec.pack([part.buf, a3.buf, b3.buf], fields)
-        second = (reduce_kernel, reduce_kernel.spec.pack([c.buf, part.buf], {"n": n, "nsplit": nsplit}), n,
+        reduce_fields = {"n": n, "nsplit": nsplit} | ({"cols": N} | placed if z else {})
+        second = (reduce_kernel, reduce_kernel.spec.pack([c.buf, part.buf] + z, reduce_fields), n,
                   part.shape, part.strides, part.buf.nbytes)
-        _run_split(rt, kernel, push, groups, c.buf, a3.buf, b3.buf, second, part)
+        _run_split(rt, kernel, push, groups, c.buf, a3.buf, b3.buf, second, part, z[0] if z else None)
     # Operands read in place (views, no copies) make a plan: the next call with these layouts skips all of the above.
     in_place = all(x.buf._allocation is y.buf._allocation and x.buf.byte_offset == y.buf.byte_offset
                    for x, y in ((a3, a), (b3, b)))
@@ -267,13 +326,14 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None) -> Tensor:
     return c.reshape(final_shape)
 
 
-def _run_split(rt, kernel, push, groups, c, a, b, second, part=None) -> None:
-    """Split-K: every chunk's float32 sum into ``part``, then their sum in chunk order into ``c``."""
+def _run_split(rt, kernel, push, groups, c, a, b, second, part=None, z=None) -> None:
+    """Split-K: every chunk's float32 sum into ``part``, then their sum in chunk order (plus the
+    bias ``z``, where the plan has one) into ``c``."""
     reduce_kernel, reduce_push, n, shape, strides, nbytes = second
     if part is None:  # a plan's run: partials in a fresh allocation, at offset 0 as when it was planned
         part = Tensor(rt.memory.fresh(shape, float32, strides, nbytes), rt)
     rt.run(kernel, [part.buf, a, b], push, groups)
-    rt.run(reduce_kernel, [c, part.buf], reduce_push, n)
+    rt.run(reduce_kernel, [c, part.buf] if z is None else [c, part.buf, z], reduce_push, n)
 
 
 def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, extent) -> bool:
@@ -282,8 +342,9 @@ def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, exten
             and offset % width == 0 and extent % width == 0)
 
 
-def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
-    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product."""
+def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
+    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product; with ``bias``,
+    the kernel that stores the output (the product's, or split-K's second pass) adds it."""
     sa_m, sa_k = a3.strides[-2:]
     sb_k, sb_n = b3.strides[-2:]
     off_a, off_b, off_o = offsets
@@ -293,7 +354,8 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
-    cm2 = _cm2_wanted(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b) and _unit_stride(sb_k, sb_n, sb_b)
+    cm2 = (not bias and _cm2_wanted(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b)
+           and _unit_stride(sb_k, sb_n, sb_b))
     force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
                            or (cm2 and FORCE_TILE in CM2_TILES)) else None
 
@@ -330,20 +392,27 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets):
     defines["A_VEC"], defines["B_VEC"] = map(int, vec(w))
     # Outputs are contiguous; a split's partials are fresh (aligned) float32.
     defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
+    fused = {"BIAS": 1} if bias and not split else {}
+
+    def spec(s):
+        return _biased(s) if fused else s
     if direct:
-        kernel = rt.kernels.get(DIRECT, {"CT": "float", "OCT": "float"}, dtypes, (8, 8, 1))
+        kernel = rt.kernels.get(spec(DIRECT), {"CT": "float", "OCT": "float"} | fused, dtypes, (8, 8, 1))
     elif coop:
         sgm, sgn, fm, fn, bk, stages = COOP_TILES[tile]
-        defines.update(SGM=sgm, SGN=sgn, FM=fm, FN=fn, BK=bk, STAGES=stages)
+        defines.update(SGM=sgm, SGN=sgn, FM=fm, FN=fn, BK=bk, STAGES=stages, **fused)
         if dtype.name == "bfloat16":
             defines["HLX_COOPMAT_BF16"] = 1
-        kernel = rt.kernels.get(COOPMAT, defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
+        kernel = rt.kernels.get(spec(COOPMAT), defines, dtypes, (32 * sgm * sgn, 1, 1), target_env="vulkan1.3")
     else:
         tbm, tbn, bk, tm, tn, pad = TILES[tile]
         bk = _tiled_k_step(rt, tbm, tbn, bk, pad)
-        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad)
-        kernel = rt.kernels.get(TILED, defines, dtypes, (tbn // tn, tbm // tm, 1))
-    reduce_kernel = rt.kernels.get(SPLITK, {"CT": "float", "OCT": "float"}, {"O": dtype}) if split else None
+        defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad, **fused)
+        kernel = rt.kernels.get(spec(TILED), defines, dtypes, (tbn // tn, tbm // tm, 1))
+    reduce_kernel = None
+    if split:
+        reduce_defines = {"CT": "float", "OCT": "float"} | ({"BIAS": 1} if bias else {})
+        reduce_kernel = rt.kernels.get(_biased(SPLITK) if bias else SPLITK, reduce_defines, {"O": dtype})
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
 
 

@@ -484,6 +484,8 @@ class Tensor:
     def bmm(self, other): return _ct.bmm(self, other)
     def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
         return _attn.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return _linear.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
 
     def sum(self, *args, **kwargs): return _red.sum(self, *args, **kwargs)
     def mean(self, *args, **kwargs): return _red.mean(self, *args, **kwargs)
@@ -676,6 +678,7 @@ __all__ = ["Device", "Tensor", "check_device", "check_dtype", "contiguous_stride
 
 # The op modules build on Tensor, so they are imported once it exists; its methods call them.
 from . import attention as _attn  # noqa: E402
+from . import linear as _linear  # noqa: E402
 from . import contract as _ct  # noqa: E402
 from . import creation as _cr  # noqa: E402
 from . import digest as _dg  # noqa: E402

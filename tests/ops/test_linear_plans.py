@@ -82,3 +82,39 @@ def test_batched_input_and_a_two_dim_bias_keep_their_shapes(rng):
         runs = [_run(data, g, (True, True, True), composed=c) for c in (False, False, True)]
         for a, p, c in zip(*runs):
             assert a.shape == c.shape and a.tobytes() == p.tobytes() == c.tobytes()
+
+
+@pytest.mark.parametrize("input_shape,beta,alpha", [((7,), 1, 1), ((5, 7), 1, 1), ((1, 7), 0.5, -2.0),
+                                                    ((7,), 0, 3.0), ((5, 1), 1, 0.25)])
+def test_addmm_matches_torch_and_is_a_linear_layer(input_shape, beta, alpha, rng):
+    """torch.addmm's (input, mat1, mat2, beta, alpha) against float64, gradients included; with beta
+    and alpha 1 and a row of biases it runs as F.linear (one launch) with the bits of mm + input."""
+    from opcheck import check, f64
+    from hlx_vulkan import errors
+    a = rng.standard_normal(input_shape).astype(np.float32)
+    if beta == 0:
+        a[:] = np.nan  # ignored, NaN included, as torch
+    m1, m2 = rng.standard_normal((5, 9)).astype(np.float32), rng.standard_normal((9, 7)).astype(np.float32)
+    ha = [hv.tensor(x, requires_grad=True) for x in (a, m1, m2)]
+    rt = hv.default_runtime()
+    rt.kernels.reset_usage()
+    out = hv.addmm(*ha, beta=beta, alpha=alpha)
+    one_launch = input_shape == (7,) and beta == alpha == 1
+    assert len(rt.kernels.used()) == 1 if one_launch else len(rt.kernels.used()) > 1
+    ta = [torch.tensor(f64(x), requires_grad=True) for x in (a, m1, m2)]
+    ref = torch.addmm(*ta, beta=beta, alpha=alpha)
+    check(out.numpy(), ref.detach().numpy(), "float32", 1e-5)
+    if one_launch:
+        assert out.numpy().tobytes() == (hv.mm(ha[1], ha[2]) + ha[0]).numpy().tobytes()
+    w = rng.standard_normal(ref.shape).astype(np.float32)
+    (out * hv.tensor(w)).sum().backward()
+    (ref * torch.tensor(f64(w))).sum().backward()
+    for h, t in zip(ha if beta != 0 else ha[1:], ta if beta != 0 else ta[1:]):
+        check(h.grad.numpy(), t.grad.numpy(), "float32", 1e-5)
+    assert ha[0].addmm(ha[1], ha[2], beta=beta, alpha=alpha).shape == (5, 7)
+    with pytest.raises(errors.ShapeError):
+        hv.addmm(hv.zeros(4), ha[1], ha[2])
+    with pytest.raises(errors.ShapeError):
+        hv.addmm(ha[0], hv.zeros(3, 5, 9), ha[2])
+    with pytest.raises(TypeError):
+        hv.addmm(1.0, ha[1], ha[2])

@@ -66,6 +66,49 @@ def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, r
             np.testing.assert_array_equal(r, results[0], err_msg=f"{family}: {tile} against {tiles[0]}")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch, rng):
+    """F.linear's bias, added by the kernel that stores the product (split-K: by its second pass),
+    gives the bits of matmul then add for every kernel (each tiled tile, the direct one on CPU
+    devices, coopmat-1 where the device has it): transposed and batched inputs, a strided bias, odd
+    shapes, outputs written over NaN, close to float64; and the fused kernel is the one that ran.
+    (On the H100 a float16 bias added in float32 gave other bits: matmul/bias.glsl says why.)"""
+    from hlx_vulkan.nn import functional as F
+    from opcheck import randn
+    if chunk:
+        _short_chunks(monkeypatch, chunk)
+    rt = hv.default_runtime()
+    dt = getattr(hv, dtype)
+    tiles = [None, *mm.TILES] + (list(mm.COOP_TILES) if _coop(dtype) else [])
+    cases = (((296, 200), 520, False), ((37, 45), 29, True), ((3, 17, 200), 67, False))
+    for tile in tiles:
+        monkeypatch.setattr(mm, "FORCE_TILE", tile)
+        for x_shape, fout, x_transposed in cases:
+            x = randn(rng, x_shape[::-1] if x_transposed else x_shape, dtype)
+            w, b = randn(rng, (fout, x_shape[-1]), dtype), randn(rng, (2 * fout,), dtype)
+            hx, hw, hb = hv.tensor(x), hv.tensor(w), hv.tensor(b)[::2]
+            if x_transposed:
+                hx, x = hx.T, x.T
+            out_shape = x_shape[:-1] + (fout,)
+            junk = [hv.full(out_shape, np.nan, dtype=dt) for _ in range(3)]  # the output is carved from these
+            del junk
+            rt.kernels.reset_usage()
+            fused = F.linear(hx, hw, hb)
+            fused_ran = any("Z" in k.spec.names for k in rt.kernels.used())
+            # float16 is fused where the device has float16 arithmetic (lavapipe and the H100 do).
+            assert fused_ran == (dtype != "float16" or rt.device.enabled_features.get("shader_float16", False)), tile
+            again = F.linear(hx, hw, hb)  # the layer's plan
+            composed = hv.matmul(hx, hw.T) + hb
+            ref = x.astype(np.float64) @ w.astype(np.float64).T + b[::2].astype(np.float64)
+            got = fused.to(hv.float32).numpy().astype(np.float64)
+            assert fused.shape == out_shape and np.isfinite(got).all(), tile
+            tol = 1e-4 if dtype == "float32" else 2e-2
+            np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max(), err_msg=str(tile))
+            np.testing.assert_array_equal(_bits(fused), _bits(composed), err_msg=str(tile))
+            np.testing.assert_array_equal(_bits(again), _bits(composed), err_msg=str(tile))
+
+
 def _coop_defines(dtype, **flags):
     from hlx_vulkan.runtime.kernels import slot_defines
     d = {"CT": "float", "OCT": "float"}
@@ -90,14 +133,15 @@ def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile):
     geometry = {"SGM": sgm, "SGN": sgn, "FM": fm, "FN": fn, "BK": bk, "STAGES": stages}
     flag_sets = [{}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1},
                  {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1, "B_VEC": 1, "SPLIT": 1, "O_VEC": 1},
-                 {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}]
+                 {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "BIAS": 1},
+                 {"B_COLS": 1, "BIAS": 1}]
     for flags in flag_sets:
         spirv = compile_file(mm.COOPMAT.path, {**_coop_defines(dtype, **flags), **geometry}, target_env="vulkan1.3")
         validate_spirv(spirv, "vulkan1.3")
         reflection = parse_spirv(spirv)
         assert "CooperativeMatrixKHR" in reflection.capabilities
         assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
-        mm.COOPMAT.check(reflection)
+        (mm._biased(mm.COOPMAT) if flags.get("BIAS") else mm.COOPMAT).check(reflection)
 
 
 def test_cooperative_matrix_availability():

@@ -21,8 +21,9 @@
 // dimension a multiple of 8; with both, a K tile wholly inside the operands is loaded from
 // running indices with no bounds checks: on an H100 that took 4096^3 from 248 to 292 TFLOP/s);
 // O_VEC (16-byte stores); SPLIT (float32 chunk sums into the partial buffer O, added up in chunk
-// order by matmul_splitk.comp); HLX_COOPMAT_BF16 (the compiler retypes the A and B matrices to
-// bfloat16, which glslang 13 cannot spell).
+// order by matmul_splitk.comp); BIAS (a linear layer's bias added as each output is stored,
+// bias.glsl); HLX_COOPMAT_BF16 (the compiler retypes the A and B matrices to bfloat16, which
+// glslang 13 cannot spell).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -67,7 +68,12 @@ layout(push_constant) uniform Params {
     int sa_b, sa_m, sa_k;
     int sb_b, sb_k, sb_n;
     uint kc, nbatch;
+#if BIAS
+    uint off_z;
+    int sz;
+#endif
 } p;
+#include "bias.glsl"
 
 // Shared tiles in 16-byte units (8 elements). A row of a tile runs along the operand's
 // contiguous dimension: k for A (m with A_COLS), n for B (k with B_COLS).
@@ -251,6 +257,8 @@ void multiply(uint s, uint wm, uint wn) {
 #else
 #define O_UNIT(v0, v1) (uint(float16BitsToUint16(O_STORE(v0))) | uint(float16BitsToUint16(O_STORE(v1))) << 16)
 #endif
+// Output j of a lane's eight, the bias added where BIAS is 1.
+#define OUT(j) WITH_BIAS(v[j], gn + uint(j))
 
 void main() {
     tid = gl_LocalInvocationID.x;
@@ -342,15 +350,16 @@ void main() {
 #if O_VEC
             if (gn < p.N) {
 #if O_BYTES == 4
-                c[at / 4u] = uvec4(O_UNIT(v[0], 0), O_UNIT(v[1], 0), O_UNIT(v[2], 0), O_UNIT(v[3], 0));
-                c[at / 4u + 1u] = uvec4(O_UNIT(v[4], 0), O_UNIT(v[5], 0), O_UNIT(v[6], 0), O_UNIT(v[7], 0));
+                c[at / 4u] = uvec4(O_UNIT(OUT(0), 0), O_UNIT(OUT(1), 0), O_UNIT(OUT(2), 0), O_UNIT(OUT(3), 0));
+                c[at / 4u + 1u] = uvec4(O_UNIT(OUT(4), 0), O_UNIT(OUT(5), 0), O_UNIT(OUT(6), 0), O_UNIT(OUT(7), 0));
 #else
-                c[at / 8u] = uvec4(O_UNIT(v[0], v[1]), O_UNIT(v[2], v[3]), O_UNIT(v[4], v[5]), O_UNIT(v[6], v[7]));
+                c[at / 8u] = uvec4(O_UNIT(OUT(0), OUT(1)), O_UNIT(OUT(2), OUT(3)), O_UNIT(OUT(4), OUT(5)),
+                                   O_UNIT(OUT(6), OUT(7)));
 #endif
             }
 #else
             [[unroll]] for (uint e = 0u; e < 8u; ++e)
-                if (gn + e < p.N) c[at + e] = O_STORE(v[e]);
+                if (gn + e < p.N) c[at + e] = O_STORE(WITH_BIAS(v[e], gn + e));
 #endif
         }
     }

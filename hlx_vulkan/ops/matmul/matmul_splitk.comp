@@ -1,7 +1,8 @@
 #version 450
 // The second pass of a split-K matmul: O[i] = ((P[0][i] + P[1][i]) + P[2][i]) + ..., the float32
 // chunk sums added in chunk order (as matmul_direct.comp adds them in its one pass), then
-// stored in O's dtype. No atomics: the same partials always give the same bits.
+// stored in O's dtype (with BIAS, a linear layer's bias added first, bias.glsl). No atomics: the
+// same partials always give the same bits.
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -15,12 +16,22 @@ layout(std430, binding = 1) readonly buffer P { float part[]; };
 layout(push_constant) uniform Params {
     uint n, nsplit;
     uint off_o, off_p;
+#if BIAS
+    uint cols;  // the product's N: element i is in column i % cols
+    uint off_z;
+    int sz;
+#endif
 } p;
+#define Z_BINDING 2
+#include "bias.glsl"
 
 void main() {
     uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
     if (i >= p.n) return;
     float t = part[p.off_p + i];
     for (uint s = 1u; s < p.nsplit; ++s) t += part[p.off_p + s * p.n + i];
+#if BIAS
+    t = WITH_BIAS(t, i % p.cols);
+#endif
     c[p.off_o + i] = O_STORE(t);
 }
