@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import capture_cuda_graph, cuda_graph_seconds, replay_seconds
+from timing import hlx_step_seconds, torch_step_seconds
 from hlx_vulkan.nn import functional as F
 from hlx_vulkan.ops import conv_implicit as ci
 
@@ -57,28 +56,9 @@ TARGET_S = 0.1  # device time per timing trial
 
 
 def _hlx_seconds(step, reps: int) -> float:
-    rt = hv.default_runtime()
     step()  # eager first: kernels built, plans made
-    rt.synchronize()
-    with hv.capture() as graph:
-        for _ in range(reps):
-            step()
-    seconds = replay_seconds(graph, rt.synchronize, reps, TARGET_S)
-    graph.destroy()
-    return seconds
-
-
-def _torch_seconds(step, reps: int, cuda: bool) -> float:
-    if not cuda:  # torch CPU, for the smoke test
-        step()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            step()
-        return (time.perf_counter() - t0) / reps
-    graph = capture_cuda_graph(step, reps)  # cudnn.benchmark picks its algorithm in the warm-up
-    seconds = cuda_graph_seconds(graph, reps, TARGET_S)
-    del graph
-    return seconds
+    hv.default_runtime().synchronize()
+    return hlx_step_seconds(step, reps, TARGET_S)
 
 
 def _rel_err(got: np.ndarray, ref: np.ndarray) -> float:
@@ -124,7 +104,7 @@ def run_case(case, dtype: str, dev: str, reps: int, gen, impls) -> list[dict]:
                 txg.grad = twg.grad = None
                 torch.nn.functional.conv2d(txg, twg, stride=s, padding=p).backward(tg)
             flops = 3 * flop
-        t_torch = _torch_seconds(t_step, reps, dev == "cuda")
+        t_torch = torch_step_seconds(t_step, reps, TARGET_S, dev == "cuda")  # cudnn.benchmark picks in the warm-up
         for impl in impls:
             _use(impl)
             if mode == "fwd":

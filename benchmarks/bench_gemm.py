@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import hlx_vulkan as hv
-from timing import capture_cuda_graph, capture_seconds, cuda_graph_seconds
+from timing import hlx_step_seconds, torch_step_seconds
 from hlx_vulkan.ops import matmul as mm
 
 try:
@@ -51,22 +50,11 @@ def _to_hlx(t):
 
 
 def _hlx_seconds(a, b, out, reps):
-    def record():
-        for _ in range(reps):
-            hv.matmul(a, b, out=out)
-    return capture_seconds(record, reps, TARGET_S)
+    return hlx_step_seconds(lambda: hv.matmul(a, b, out=out), reps, TARGET_S)
 
 
 def _torch_seconds(a, b, out, reps):
-    if not a.is_cuda:  # a smoke test on a machine without CUDA
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b, out=out)
-        return (time.perf_counter() - t0) / reps
-    graph = capture_cuda_graph(lambda: torch.matmul(a, b, out=out), reps)
-    seconds = cuda_graph_seconds(graph, reps, TARGET_S)
-    del graph
-    return seconds
+    return torch_step_seconds(lambda: torch.matmul(a, b, out=out), reps, TARGET_S, a.is_cuda)
 
 
 def _rel_err(got, ref) -> float:

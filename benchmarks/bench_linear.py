@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import hlx_vulkan as hv
 from hlx_vulkan.nn import functional as F
-from timing import capture_cuda_graph, capture_seconds, cuda_graph_seconds
+from timing import hlx_step_seconds, torch_step_seconds
 
 try:
     import torch
@@ -42,25 +41,6 @@ def _chain(linear, x, layers):
     for w, b in layers:
         x = linear(x, w, b)
     return x
-
-
-def _torch_seconds(fn, reps, cuda):
-    if not cuda:  # a smoke test on a machine without CUDA
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        return (time.perf_counter() - t0) / reps
-    graph = capture_cuda_graph(fn, reps)
-    seconds = cuda_graph_seconds(graph, reps, TARGET_S)
-    del graph
-    return seconds
-
-
-def _hlx_seconds(fn, reps):
-    def record():
-        for _ in range(reps):
-            fn()
-    return capture_seconds(record, reps, TARGET_S)
 
 
 def _composed(x, w, b):
@@ -106,9 +86,9 @@ def main(argv=None) -> int:
             err = float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref))
             flop = 2 * M * sum(i * o for i, o in zip(dims, dims[1:]))
             reps = max(1, min(50, int(2e10 / flop)))
-            t_fused = _hlx_seconds(lambda: _chain(F.linear, hx, hl), reps)
-            t_composed = _hlx_seconds(lambda: _chain(_composed, hx, hl), reps)
-            t_torch = _torch_seconds(lambda: _chain(torch.nn.functional.linear, tx, tl), reps, cuda)
+            t_fused = hlx_step_seconds(lambda: _chain(F.linear, hx, hl), reps, TARGET_S)
+            t_composed = hlx_step_seconds(lambda: _chain(_composed, hx, hl), reps, TARGET_S)
+            t_torch = torch_step_seconds(lambda: _chain(torch.nn.functional.linear, tx, tl), reps, TARGET_S, cuda)
             row = {"dtype": dtype, "chain": name, "rows": M, "features": dims, "fused_us": t_fused * 1e6,
                    "composed_us": t_composed * 1e6, "torch_us": t_torch * 1e6, "fused_ratio": t_torch / t_fused,
                    "composed_ratio": t_torch / t_composed, "fused_tflops": flop / t_fused / 1e12,

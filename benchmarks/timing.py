@@ -103,6 +103,31 @@ def capture_seconds(record, reps: int, target_s: float) -> float:
         graph.destroy()
 
 
+def hlx_step_seconds(step, reps: int, target_s: float) -> float:
+    """Seconds per call of ``step()`` (hlx work): ``reps`` calls captured once, timed as
+    :func:`capture_seconds` times them."""
+    def record():
+        for _ in range(reps):
+            step()
+    return capture_seconds(record, reps, target_s)
+
+
+def torch_step_seconds(step, reps: int, target_s: float, cuda: bool) -> float:
+    """Seconds per call of ``step()`` (torch work): on CUDA a graph of ``reps`` calls timed as
+    :func:`cuda_graph_seconds` times it; without CUDA (a smoke test of a script) one warm-up call,
+    then ``reps`` calls on the host clock."""
+    if not cuda:
+        step()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            step()
+        return (time.perf_counter() - t0) / reps
+    graph = capture_cuda_graph(step, reps)
+    seconds = cuda_graph_seconds(graph, reps, target_s)
+    del graph
+    return seconds
+
+
 def torch_matmul_tflops(dtype: str, n: int = 8192, reps: int = 3) -> float | None:
     """torch's n^3 matmul rate in TFLOP/s on CUDA (TF32 off for float32), or None without CUDA."""
     try:

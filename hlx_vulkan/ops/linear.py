@@ -22,6 +22,7 @@ from .. import errors
 from ..autograd.graph import _state as _grad
 from ..autograd.graph import differentiable, tape
 from ..precision import float16_arithmetic
+from . import contract
 from . import elementwise as ew
 from . import matmul as mm
 from . import pointwise as pw
@@ -142,7 +143,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         # One launch: the bias added as the product is stored, the bits of the two below.
         out = mm.with_bias(x, wt, bias)
         product = rt.plans.get(mm.plan_key(x, wt, bias=bias))
-        if product is not None and product[6] == product[3]:
+        if product is not None:
             rt.plans[key] = (product, None, True)
         return out
     y = mm.matmul(x, wt)
@@ -166,7 +167,6 @@ def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tens
     to (n, p), as torch.addmm (beta 0 ignores ``input``, NaN included). With beta and alpha 1 and
     ``input`` a row of p values it is a linear layer (GPT-2's ``addmm(bias, x, weight)``): one
     launch, the bits of ``mat1 @ mat2 + input``."""
-    from .contract import mm
     if not isinstance(input, Tensor):
         raise TypeError(f"addmm: input must be a Tensor, not {type(input).__name__}")
     if not isinstance(mat1, Tensor) or not isinstance(mat2, Tensor) or mat1.ndim != 2 or mat2.ndim != 2:
@@ -180,7 +180,7 @@ def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tens
                                     f"{(mat1.shape[0], mat2.shape[1])}") from None
     if beta == 1 and alpha == 1 and input.ndim == 1 and mat1.shape[1] == mat2.shape[0]:
         return linear(mat1, sh.transpose(mat2, 0, 1), input)
-    prod = mm(mat1, mat2)
+    prod = contract.mm(mat1, mat2)
     if alpha != 1:
         prod = prod * alpha
     if beta == 0:

@@ -254,13 +254,13 @@ def fuses_bias(a: Tensor, b: Tensor, bias: Tensor) -> bool:
 def with_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
     """``a @ b + bias`` in one launch where :func:`fuses_bias` says so: the bias added as the product
     is stored, with the bits of matmul then add (matmul/bias.glsl). Not taped: ops/linear.py tapes
-    the layer. Planned per layout, as matmul is."""
+    the layer. Planned per layout, as matmul is (both operands have two dims or more, so the plan's
+    shape is the result's)."""
     rt = a.runtime
     key = plan_key(a, b, bias=bias)
     plan = rt.plans.get(key)
     if plan is not None:
-        c = run_plan(rt, plan, a.buf, b.buf, bias.buf)
-        return c if plan[6] == plan[3] else c.reshape(plan[6])
+        return run_plan(rt, plan, a.buf, b.buf, bias.buf)
     return _matmul(rt, key, a, b, None, bias)
 
 
