@@ -2,17 +2,19 @@
 
 For float32, float16 and bfloat16: an MLP layer's three products (512x1024x1024 forward as
 nn.Linear runs it, x @ W^T, and its two backward products G @ W and G^T @ X, the transposed
-operands read as views) and squares 1024 to 8192. hlx is timed by replaying a captured graph
+operands read as views), squares 1024 to 8192, and two weight gradients G^T @ X over a long K
+(small outputs, K past one chunk: split-K). hlx is timed by replaying a captured graph
 of R products into one output (each waits for the last, as on a CUDA stream), torch by
 replaying a CUDA graph of the same R products; medians of three trials. Each row checks both
 results against a float64 product of the same inputs (relative Frobenius error).
 
-``--explore`` also times every tile, candidate tiles, and one chunk instead of split-K where K
-is split (see ops/matmul.py, "Order"), to choose the defaults. With ``HLX_PIPELINE_STATS=1``
+``--explore`` also times every tile, candidate tiles, and where K is split (see ops/matmul.py,
+"Order") one chunk instead (other bits) and the split in two dispatches where the library makes
+it one (the same bits), to choose the defaults. With ``HLX_PIPELINE_STATS=1``
 each row's kernel also names the driver's statistics of it (the register count on NVIDIA: what
 sets how many workgroups an SM holds). Prints a table, saves JSON.
 
-Run: python benchmarks/bench_gemm.py [--explore [--tiles A,B]] [--min-size 2048] [--max-size 8192]
+Run: python benchmarks/bench_gemm.py [--explore [--tiles A,B,split]] [--min-size 2048] [--max-size 8192]
      [--out bench_gemm.json]
 """
 
@@ -35,7 +37,8 @@ except ImportError:
 # name, M, N, K, layout: "nn" A @ B; "nt" A @ (B stored N x K)^T; "tn" (A stored K x M)^T @ B
 CASES = [("mlp fwd x@W^T", 512, 1024, 1024, "nt"), ("mlp bwd G@W", 512, 1024, 1024, "nn"),
          ("mlp bwd G^T@X", 1024, 1024, 512, "tn"), ("1024^3", 1024, 1024, 1024, "nn"),
-         ("2048^3", 2048, 2048, 2048, "nn"), ("4096^3", 4096, 4096, 4096, "nn"), ("8192^3", 8192, 8192, 8192, "nn")]
+         ("2048^3", 2048, 2048, 2048, "nn"), ("4096^3", 4096, 4096, 4096, "nn"), ("8192^3", 8192, 8192, 8192, "nn"),
+         ("dW 256x256x4096", 256, 256, 4096, "tn"), ("dW 512x1024x1536", 512, 1024, 1536, "tn")]
 PEAK = {"float32": 67e12, "float16": 989e12, "bfloat16": 989e12}  # H100 SXM, dense
 TARGET_S = 0.1  # GPU time per timing trial
 
@@ -102,19 +105,25 @@ SMALL = {"small", "small32", "small_bk32", "coop_small", "coop_small_k64", "coop
          "coop_64_8sg_k64", "coop_64_8sg_t"}
 
 
-def variants(dtype, size, K, explore, only=None):
+TWO_DISPATCHES = "auto 2 dispatches"
+
+
+def variants(dtype, M, N, K, explore, only=None):
     """(label, FORCE_TILE, CHUNK_K) to time; ``only``: these tiles (where they apply) instead of all."""
     chunk = mm.CHUNK_K[dtype]
     out = [("auto", None, chunk)]
     if not explore:
         return out
     tiles = list(mm.COOP_TILES) if mm.coopmat_available(hv.default_runtime(), dtype) else list(mm.TILES)
+    size = max(M, N, K)
     tiles = [t for t in tiles if t in (BIG if size >= 2048 else SMALL) and (only is None or t in only)]
     out += [(t, t, chunk) for t in tiles]
-    if only is not None:
+    if only is not None and "split" not in only:
         return out
-    if K > chunk:  # the cost of split-K (the order by K): one chunk instead
+    if K > chunk:  # the cost of split-K (the order by K): one chunk instead; and two dispatches
         out.append(("auto one chunk", None, 1 << 30))
+        if mm.SPLIT_ONE_DISPATCH and M * N <= mm.ELECT_MAX_OUTPUTS:
+            out.append((TWO_DISPATCHES, None, chunk))
     elif K >= 1024 and size <= 4096:  # what split-K would buy: chunks of K / 2
         out.append(("auto 2 chunks", None, K // 2))
     return out
@@ -152,7 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="float32,float16,bfloat16")
     parser.add_argument("--explore", action="store_true", help="time every tile and the one-chunk order too")
     parser.add_argument("--explore-dtypes", default="float32,float16", help="the dtypes --explore covers")
-    parser.add_argument("--tiles", default=None, help="with --explore: only these tiles, comma-separated")
+    parser.add_argument("--tiles", default=None, help="with --explore: only these tiles, comma-separated ("
+                        "'split' adds the one-chunk and two-dispatch variants of split products)")
     parser.add_argument("--min-size", type=int, default=0, help="skip products whose largest dimension is smaller")
     args = parser.parse_args(argv)
     only = set(args.tiles.split(",")) if args.tiles else None
@@ -170,7 +180,7 @@ def main(argv=None) -> int:
         mm.COOP_TILES.update(EXTRA_COOP_TILES)
     gen = torch.Generator(device=dev).manual_seed(0)
     rows = []
-    print(f"{'dtype':9} {'case':15} {'M x N x K':16} {'variant':16} {'hlx TF/s':>9} {'torch':>7} {'ratio':>6} "
+    print(f"{'dtype':9} {'case':17} {'M x N x K':16} {'variant':16} {'hlx TF/s':>9} {'torch':>7} {'ratio':>6} "
           f"{'peak':>5} {'err hlx':>8} {'err torch':>9}  kernel", flush=True)
     for dtype in args.dtypes.split(","):
         for name, M, N, K, layout in CASES:
@@ -179,8 +189,9 @@ def main(argv=None) -> int:
             ta, tb, ha, hb, ref, tout, hout, flop, reps = operands(M, N, K, layout, dtype, dev, gen)
             t_torch = _torch_seconds(ta, tb, tout, reps)
             err_torch = _rel_err(tout, ref)
-            for label, tile, chunk in variants(dtype, max(M, N, K), K, args.explore and dtype in explore, only):
+            for label, tile, chunk in variants(dtype, M, N, K, args.explore and dtype in explore, only):
                 mm.FORCE_TILE, mm.CHUNK_K = tile, {**default_chunk, dtype: chunk}
+                mm.SPLIT_ONE_DISPATCH = label != TWO_DISPATCHES
                 try:
                     poisoned = hv.full((M, N), float("nan"), dtype=dtype)  # unwritten outputs would show as NaN
                     kernel = _kernel_of(ha, hb, poisoned)
@@ -189,18 +200,18 @@ def main(argv=None) -> int:
                     err = _rel_err(got, ref)
                     t_hlx = _hlx_seconds(ha, hb, hout, reps)
                 except Exception as exc:  # a variant that fails to build or run is reported, not fatal
-                    print(f"{dtype:9} {name:15} {label:16} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                    print(f"{dtype:9} {name:17} {label:16} FAILED: {type(exc).__name__}: {exc}", flush=True)
                     rows.append({"dtype": dtype, "case": name, "variant": label, "error": repr(exc)})
                     continue
                 finally:
-                    mm.FORCE_TILE, mm.CHUNK_K = None, default_chunk
+                    mm.FORCE_TILE, mm.CHUNK_K, mm.SPLIT_ONE_DISPATCH = None, default_chunk, True
                 row = {"dtype": dtype, "case": name, "M": M, "N": N, "K": K, "layout": layout, "variant": label,
                        "hlx_tflops": flop / t_hlx / 1e12, "torch_tflops": flop / t_torch / 1e12,
                        "ratio": t_torch / t_hlx, "peak_fraction": flop / t_hlx / PEAK[dtype],
                        "torch_peak_fraction": flop / t_torch / PEAK[dtype], "err_hlx": err, "err_torch": err_torch,
                        "hlx_us": t_hlx * 1e6, "torch_us": t_torch * 1e6, "kernel": kernel}
                 rows.append(row)
-                print(f"{dtype:9} {name:15} {f'{M}x{N}x{K}':16} {label:16} {row['hlx_tflops']:9.1f} "
+                print(f"{dtype:9} {name:17} {f'{M}x{N}x{K}':16} {label:16} {row['hlx_tflops']:9.1f} "
                       f"{row['torch_tflops']:7.1f} {row['ratio']:6.2f} {row['peak_fraction']:5.2f} {err:8.1e} "
                       f"{err_torch:9.1e}  {kernel}", flush=True)
             del ta, tb, ref, tout, ha, hb, hout
@@ -211,7 +222,7 @@ def main(argv=None) -> int:
     auto = [r for r in rows if r.get("variant") == "auto"]
     print("\nsummary (auto):")
     for r in auto:
-        print(f"  {r['dtype']:9} {r['case']:15} {r['hlx_tflops']:7.1f} TFLOP/s  torch {r['torch_tflops']:7.1f}  "
+        print(f"  {r['dtype']:9} {r['case']:17} {r['hlx_tflops']:7.1f} TFLOP/s  torch {r['torch_tflops']:7.1f}  "
               f"ratio {r['ratio']:.2f}  peak {r['peak_fraction']:.2f}")
     return 0
 

@@ -20,6 +20,16 @@ uint16_t f32_to_bf16(float v) {
     return uint16_t(u >> 16);
 }
 
+// float16 bits to float32 in integer code. Where a kernel rounds a float32 to float16 and goes on
+// in float32, float(float16_t(x)) is not enough: NVIDIA's compiler folds that round trip back to x,
+// even through a bit cast (benchmarks/NOTES.md, the ninth stop).
+float f16_to_f32(uint bits) {
+    uint e = (bits >> 10) & 0x1Fu, m = bits & 0x3FFu;
+    float mag = e == 0u ? float(m) * 5.9604644775390625e-8  // subnormal: m * 2^-24, exact
+              : uintBitsToFloat(e == 31u ? 0x7F800000u | m << 13 : (e + 112u) << 23 | m << 13);
+    return (bits & 0x8000u) != 0u ? -mag : mag;
+}
+
 #if A_KIND == 1
 #define A_LOAD(v) CT(bf16_to_f32(v))
 #else

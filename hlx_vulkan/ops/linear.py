@@ -42,8 +42,8 @@ class _ProductContext:
 
 def _settings(dtype) -> tuple:
     """What the launch plans taken into a layer's plan depend on besides the operands' layouts."""
-    return (mm.FORCE_TILE, mm.CHUNK_K.get(dtype.name), mm.MAX_CHUNKS, float16_arithmetic(), pw.VECTOR,
-            reduce.MIN_CHUNK, reduce.TARGET_GROUPS)
+    return (mm.FORCE_TILE, mm.CHUNK_K.get(dtype.name), mm.MAX_CHUNKS, mm.SPLIT_ONE_DISPATCH, mm.ELECT_MAX_OUTPUTS,
+            float16_arithmetic(), pw.VECTOR, reduce.MIN_CHUNK, reduce.TARGET_GROUPS)
 
 
 def _linear_backward(ctx, g):

@@ -15,29 +15,32 @@ Operands may be strided views (a transpose costs nothing). Kernels (in ``matmul/
   (others are copied first); where its kernel fails to build, coopmat-1 serves instead.
 - ``matmul_direct.comp``: CPU devices (lavapipe), where workgroup barriers cost more than
   the loads they save.
-- ``matmul_splitk.comp``: the second pass of split-K (below).
+- ``matmul_splitk.comp``: the second pass of split-K where it runs as two dispatches (below).
 
 Order. Each output's reduction over k depends on K (and the dtype) alone. K is cut into
 chunks of :func:`chunk_length` values (one chunk up to :data:`CHUNK_K`, at most
 :data:`MAX_CHUNKS` beyond); each chunk is summed with k ascending from zero (one fma a step in
 float32, or one 16x16x16 multiply-add per 16 values of k on cooperative matrices), and the
 chunk sums are added in chunk order. Where K has several chunks the product is split-K:
-each chunk is a workgroup of its own writing a float32 partial, and ``matmul_splitk.comp``
-adds the partials in chunk order, no atomics (the CPU kernel does the same sums in one
-pass). No choice made from M, N or the batch (tile, vector or scalar loads) changes an
-output's bits, so a row of the result does not depend on how many rows (or batches) the
-product has. The three float32 kernels give the same bits as one another; the
-cooperative-matrix kernel (whose multiply-adds round differently) serves every 16-bit
-product on a device that has it, whatever its shape or strides: matmul_cm2.comp where the
-device has cooperative matrices 2 (its steps of BK multiply-adds in k order; whether its tiles
-give the same bits as one another, and as coopmat-1, benchmarks/check_gemm_cm2.py checks on the
-device), else matmul_coopmat.comp.
+each chunk is a workgroup of its own writing a float32 partial; in a product of at most
+:data:`ELECT_MAX_OUTPUTS` outputs the last of a tile's workgroups to finish (elected by an
+integer count, ``matmul/elect.glsl``) adds the tile's partials in chunk order, in a larger one
+``matmul_splitk.comp`` adds them in a second dispatch, with the same bits; no floating-point
+atomics (the CPU kernel does the same sums in one pass). No choice made from M, N or the batch
+(tile, vector or scalar loads, one dispatch or two) changes an output's bits, so a row of the
+result does not depend on how many rows (or batches) the product has. The three float32
+kernels give the same bits as one another; the cooperative-matrix kernel (whose multiply-adds
+round differently) serves every 16-bit product on a device that has it, whatever its shape or
+strides: matmul_cm2.comp where the device has cooperative matrices 2 (its steps of BK
+multiply-adds in k order; whether its tiles give the same bits as one another, and as
+coopmat-1, benchmarks/check_gemm_cm2.py checks on the device), else matmul_coopmat.comp.
 
 Forcing (tests, benchmarks): :data:`FORCE_TILE` names a tile of :data:`TILES` (the tiled
 kernel for every dtype, CPU devices included), of :data:`COOP_TILES` (coopmat-1, for what runs
 on cooperative matrices) or of :data:`CM2_TILES` (matmul_cm2.comp where the device has it,
 whether or not it lists the tile's shape); :data:`CHUNK_K` and :data:`MAX_CHUNKS` set the chunk
-length (which changes the order, hence the bits).
+length (which changes the order, hence the bits); :data:`SPLIT_ONE_DISPATCH` False runs split-K
+as two dispatches (same bits).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from ..memory import float32
 from ..strict_mode import _state as _strict
 from ..strict_mode import is_strict
 from ..runtime import KernelSpec
+from . import election
 from . import elementwise as ew
 from . import reduce
 from . import shape as sh
@@ -74,6 +78,9 @@ SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "re
 # The kernels built with BIAS 1 (matmul/bias.glsl, a linear layer's bias added as the product is
 # stored): the bias bound after their buffers, its place after their push fields.
 _BIASED: dict[KernelSpec, KernelSpec] = {}
+# The kernels built with SPLIT 2 (matmul/elect.glsl, split-K in one dispatch): the partials and the
+# election counts bound after the rest, their places after the other push fields.
+_ELECTED: dict[KernelSpec, KernelSpec] = {}
 
 
 def _biased(spec: KernelSpec) -> KernelSpec:
@@ -83,6 +90,15 @@ def _biased(spec: KernelSpec) -> KernelSpec:
         extra = [("cols", "I")] if spec is SPLITK else []  # the split-K pass finds a column as i % cols
         got = _BIASED[spec] = KernelSpec(spec.path, bindings + [("Z", "read", "O")],
                                          list(spec.fields) + extra + [("off_z", "I"), ("sz", "i")])
+    return got
+
+
+def _elected(spec: KernelSpec) -> KernelSpec:
+    got = _ELECTED.get(spec)
+    if got is None:
+        bindings = [(n, r, spec.slots[n]) if n in spec.slots else (n, r) for n, r in spec.bindings]
+        got = _ELECTED[spec] = KernelSpec(spec.path, bindings + [("P", "write"), ("C", "readwrite")],
+                                          list(spec.fields) + [("off_p", "I"), ("off_c", "I")])
     return got
 
 
@@ -119,6 +135,16 @@ CM2_AUTO = os.environ.get("HLX_MATMUL_CM2", "0") == "1"
 # products, whose float32 partials cost more beside their fast multiply-adds.
 CHUNK_K = {"float32": 1024, "float16": 4096, "bfloat16": 4096}
 MAX_CHUNKS = 4
+# Split-K in one dispatch (matmul/elect.glsl) on the tiled and coopmat-1 kernels, for products of
+# at most ELECT_MAX_OUTPUTS outputs (batches included); two dispatches otherwise, the partials added
+# by matmul_splitk.comp (the same bits either way; cm2 always takes two). On an H100 (tenth stop,
+# NOTES.md) one dispatch ran products of 256x256 and 512x512 outputs 1.2-1.6 times as fast as two
+# (0.16-0.59 of cuBLAS to 0.22-0.73), lost 1-7 % on some (64x64, 128x128, 512x512x4096), and from
+# 2048^2 outputs up lost 3-5 % (its elected workgroups add the partials while the SMs run down).
+SPLIT_ONE_DISPATCH = True
+ELECT_MAX_OUTPUTS = 1 << 19
+# Buffers of election counts handed out in turn: this many split products can run side by side.
+COUNT_SLOTS = 4
 DIRECT_TILE = 32
 # A name from TILES: that tile of the tiled kernel for every dtype, CPU devices included; from
 # COOP_TILES: that tile for the 16-bit products a device runs on cooperative matrices.
@@ -220,8 +246,9 @@ def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None, bias: Tensor | Non
     """The key of ``a @ b``'s launch plan (``a @ b + bias``'s with ``bias``) in ``runtime.plans``: its
     value, once a product of these layouts has run, is ``(kernel, push, groups, shape, strides,
     nbytes, final_shape, second)``, which :func:`run_plan` runs."""
-    return ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, a.buf.geometry, b.buf.geometry,
-            None if out is None else out.buf.geometry, None if bias is None else bias.buf.geometry)
+    return ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, SPLIT_ONE_DISPATCH, ELECT_MAX_OUTPUTS,
+            a.buf.geometry, b.buf.geometry, None if out is None else out.buf.geometry,
+            None if bias is None else bias.buf.geometry)
 
 
 def run_plan(rt, plan, a, b, z=None) -> Tensor:
@@ -310,6 +337,13 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | No
         bufs = [c.buf, a3.buf, b3.buf] + z
         push, second = kernel.spec.pack(bufs, fields | placed), None
         rt.run(kernel, bufs, push, groups)
+    elif reduce_kernel is None:  # split-K in one dispatch: the partials' last 16-byte unit whole
+        part = contiguous_like((-(-nsplit * batch * M * N // 4) * 4,), float32, rt)
+        words = groups[0] * groups[1] * batch
+        bufs = [c.buf, a3.buf, b3.buf] + z + [part.buf, election.counts(rt, "matmul", words, COUNT_SLOTS)]
+        push = kernel.spec.pack(bufs, fields | placed)
+        second = (None, None, words, part.shape, part.strides, part.buf.nbytes)
+        rt.run(kernel, bufs, push, groups)
     else:
         n = batch * M * N
         part = contiguous_like((nsplit, batch, M, N), float32, rt)
@@ -328,10 +362,15 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | No
 
 def _run_split(rt, kernel, push, groups, c, a, b, second, part=None, z=None) -> None:
     """Split-K: every chunk's float32 sum into ``part``, then their sum in chunk order (plus the
-    bias ``z``, where the plan has one) into ``c``."""
+    bias ``z``, where the plan has one) into ``c``: in the same dispatch where the plan has no
+    second kernel (``n`` is then the number of election counts), else in a second one."""
     reduce_kernel, reduce_push, n, shape, strides, nbytes = second
     if part is None:  # a plan's run: partials in a fresh allocation, at offset 0 as when it was planned
         part = Tensor(rt.memory.fresh(shape, float32, strides, nbytes), rt)
+    if reduce_kernel is None:
+        bufs = [c, a, b] if z is None else [c, a, b, z]
+        rt.run(kernel, bufs + [part.buf, election.counts(rt, "matmul", n, COUNT_SLOTS)], push, groups)
+        return
     rt.run(kernel, [part.buf, a, b], push, groups)
     rt.run(reduce_kernel, [c, part.buf] if z is None else [c, part.buf, z], reduce_push, n)
 
@@ -379,23 +418,29 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
         tiles = {name: t[:2] for name, t in TILES.items()}
         tile = force or _pick(tiles, M, N, batch, SMALLEST["tiled"])
         bm, bn = tiles[tile]
-    # Several chunks: split-K (the CPU kernel sums its chunks in one pass, in the same order).
+    # Several chunks: split-K (the CPU kernel sums its chunks in one pass, in the same order), in
+    # one dispatch (elect) or with a second pass (two).
     split = nchunks > 1 and not direct
+    elect = (split and SPLIT_ONE_DISPATCH and M * N * batch <= ELECT_MAX_OUTPUTS
+             and election.ready(rt, "matmul", -(-N // bn) * -(-M // bm) * batch, COUNT_SLOTS))
+    two = split and not elect
     nsplit = nchunks if split else 1
     if batch * nsplit > rt.max_groups[2]:
         raise errors.LimitExceededError(f"matmul over {batch} batches of {nsplit} chunks; at most "
                                         f"{rt.max_groups[2]} in one launch")
-    out_dtype = float32 if split else dtype
-    dtypes = {"O": out_dtype, "A": dtype, "B": dtype}
-    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": int(split)}
+    dtypes = {"O": float32 if two else dtype, "A": dtype, "B": dtype}
+    defines = {"CT": "float", "OCT": "float", "A_COLS": a_cols, "B_COLS": b_cols, "SPLIT": 2 if elect else int(split)}
     w = 8 if coop else 4
     defines["A_VEC"], defines["B_VEC"] = map(int, vec(w))
     # Outputs are contiguous; a split's partials are fresh (aligned) float32.
-    defines["O_VEC"] = int(N % w == 0 and (split or off_o % w == 0))
-    fused = {"BIAS": 1} if bias and not split else {}
+    defines["O_VEC"] = int(N % w == 0 and (two or off_o % w == 0))
+    if elect:
+        defines["P_VEC"] = int(N % 4 == 0)
+    fused = {"BIAS": 1} if bias and not two else {}
 
     def spec(s):
-        return _biased(s) if fused else s
+        s = _biased(s) if fused else s
+        return _elected(s) if elect else s
     if direct:
         kernel = rt.kernels.get(spec(DIRECT), {"CT": "float", "OCT": "float"} | fused, dtypes, (8, 8, 1))
     elif coop:
@@ -410,7 +455,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
         defines.update(BM=tbm, BN=tbn, BK=bk, TM=tm, TN=tn, PAD=pad, **fused)
         kernel = rt.kernels.get(spec(TILED), defines, dtypes, (tbn // tn, tbm // tm, 1))
     reduce_kernel = None
-    if split:
+    if two:
         reduce_defines = {"CT": "float", "OCT": "float"} | ({"BIAS": 1} if bias else {})
         reduce_kernel = rt.kernels.get(_biased(SPLITK) if bias else SPLITK, reduce_defines, {"O": dtype})
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-import numpy as np
-
-from ..memory import float32, int32
+from ..memory import float32
 from ..runtime import KernelSpec
+from . import election
 from .tensor import Tensor, contiguous_like
 
 FLAT = KernelSpec(resources.files(__package__) / "reduce" / "reduce_flat.comp",
@@ -122,17 +121,8 @@ def _partials(rt, groups: int):
 
 def election_counter(rt):
     """The election counter of this mode's plans (one word, zero between dispatches; every plan
-    binds it read-write, so the stream orders one flat reduction after another). Zeroed by a host
-    write, as the runtime's error words are, not by a dispatch: a dispatch made while an op's
-    first call is traced (runtime/trace.py) would be replayed on every later call."""
-    key = ("reduce_flat counter",)
-    counter = rt.plans.get(key)
-    if counter is None:
-        counter = rt.memory.empty((1,), int32)
-        rt.stream.wait_for(counter.allocation.busy)
-        rt.memory.write_many([(counter, np.zeros(1, np.int32))])
-        rt.plans[key] = counter
-    return counter
+    binds it, so the stream orders one flat reduction after another)."""
+    return election.counts(rt, "reduce_flat")
 
 
 class Fresh:

@@ -98,10 +98,22 @@ def test_every_output_written_over_poison_and_k_zero(rng):
     assert hv.matmul(hv.zeros(0, 5), hv.zeros(5, 2)).shape == (0, 2)
 
 
-def _short_chunks(monkeypatch, length=64):
-    """Chunks of ``length`` (and as many as K needs), so that small products split."""
+def _short_chunks(monkeypatch, length=64, one_dispatch=True):
+    """Chunks of ``length`` (and as many as K needs), so that small products split; in one dispatch
+    or, with ``one_dispatch`` False, two."""
     monkeypatch.setattr(mm, "CHUNK_K", {name: length for name in mm.CHUNK_K})
     monkeypatch.setattr(mm, "MAX_CHUNKS", 1 << 20)
+    monkeypatch.setattr(mm, "SPLIT_ONE_DISPATCH", one_dispatch)
+
+
+# Split-K in one dispatch, in two, and no split (one chunk): what ``chunk`` takes in the tests below.
+SPLITS = [pytest.param(64, id="split"), pytest.param(-64, id="split in two dispatches"),
+          pytest.param(None, id="one chunk")]
+
+
+def _splits(monkeypatch, chunk):
+    if chunk:
+        _short_chunks(monkeypatch, abs(chunk), chunk > 0)
 
 
 def _bits(t):
@@ -130,17 +142,19 @@ def test_chunk_length_depends_on_k_alone():
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("M,N,K,ta,tb", [(37, 45, 200, False, False), (33, 17, 64, True, False),
                                          (20, 70, 130, False, True), (9, 12, 1000, True, True)], ids=str)
-def test_split_k(dtype, M, N, K, ta, tb, matmul_kernel, monkeypatch, rng):
-    """Split-K (float32 chunk sums added in chunk order by a second pass) is right, and on a CPU
-    device gives the bits of the one-pass kernel, which sums the same chunks in the same order."""
-    _short_chunks(monkeypatch)
+@pytest.mark.parametrize("one_dispatch", [True, False], ids=["one dispatch", "two dispatches"])
+def test_split_k(dtype, M, N, K, ta, tb, one_dispatch, matmul_kernel, monkeypatch, rng):
+    """Split-K (float32 chunk sums added in chunk order, by the last of a tile's workgroups to
+    finish or by a second pass) is right, and on a CPU device gives the bits of the one-pass
+    kernel, which sums the same chunks in the same order."""
+    _short_chunks(monkeypatch, one_dispatch=one_dispatch)
     ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
     rt = hv.default_runtime()
     dispatched = rt.stream.dispatches
     got = ha @ hb
     check(got.numpy(), f64(a) @ f64(b), dtype, TOL[dtype])
-    if matmul_kernel is not None and K > 64:
-        assert rt.stream.dispatches == dispatched + 2  # the chunks, then their sum
+    if matmul_kernel is not None and K > 64 and matmul_kernel not in mm.CM2_TILES:
+        assert rt.stream.dispatches == dispatched + (1 if one_dispatch else 2)  # the chunks (then their sum)
     if matmul_kernel is not None and rt.device.physical.type == "cpu" and not _coop(dtype):
         monkeypatch.setattr(mm, "FORCE_TILE", None)  # matmul_direct.comp: every chunk in one pass
         np.testing.assert_array_equal(_bits(ha @ hb), _bits(got))

@@ -7,7 +7,7 @@ import pytest
 
 import hlx_vulkan as hv
 from hlx_vulkan.ops import matmul as mm
-from test_linear_algebra import COOP, _bits, _coop, _operands, _short_chunks
+from test_linear_algebra import COOP, SPLITS, _bits, _coop, _operands, _short_chunks, _splits
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
@@ -36,15 +36,14 @@ def test_every_kernel_of_a_family_gives_the_same_bits(dtype, chunk, monkeypatch,
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)],
                          ids=["A@B", "At@B", "A@Bt", "At@Bt"])
-@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+@pytest.mark.parametrize("chunk", SPLITS)
 def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, rng):
     """Aligned operands several tiles across: workgroups wholly inside M and N load their whole K
     tiles from running indices with no bounds checks, the last K tile (K = 200, no multiple of 16
     or 32) and the edge workgroups with them. Every tile of a kernel (the tiled one everywhere,
     coopmat-1 where the device has it) gives the same bits, close to float64, with every output
     written over NaN."""
-    if chunk:
-        _short_chunks(monkeypatch, chunk)
+    _splits(monkeypatch, chunk)
     M, N, K = 296, 520, 200
     ha, hb, a, b = _operands(rng, M, N, K, dtype, ta, tb)
     ref = a.astype(np.float64) @ b.astype(np.float64)
@@ -67,17 +66,17 @@ def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, r
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("chunk", [64, None], ids=["split", "one chunk"])
+@pytest.mark.parametrize("chunk", SPLITS)
 def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch, rng):
-    """F.linear's bias, added by the kernel that stores the product (split-K: by its second pass),
+    """F.linear's bias, added by the kernel that stores the product (split-K: by its elected
+    workgroup, or by its second pass),
     gives the bits of matmul then add for every kernel (each tiled tile, the direct one on CPU
     devices, coopmat-1 where the device has it): transposed and batched inputs, a strided bias, odd
     shapes, outputs written over NaN, close to float64; and the fused kernel is the one that ran.
     (On the H100 a float16 bias added in float32 gave other bits: matmul/bias.glsl says why.)"""
     from hlx_vulkan.nn import functional as F
     from opcheck import randn
-    if chunk:
-        _short_chunks(monkeypatch, chunk)
+    _splits(monkeypatch, chunk)
     rt = hv.default_runtime()
     dt = getattr(hv, dtype)
     tiles = [None, *mm.TILES] + (list(mm.COOP_TILES) if _coop(dtype) else [])
@@ -109,10 +108,77 @@ def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch
             np.testing.assert_array_equal(_bits(again), _bits(composed), err_msg=str(tile))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_split_k_in_one_dispatch_gives_the_two_dispatch_bits(dtype, monkeypatch, rng):
+    """Split-K in one dispatch (the last of a tile's chunks to finish adds the partials,
+    matmul/elect.glsl) against two dispatches, for every tile (the tiled kernel's, coopmat-1's where
+    the device has it): several tiles and chunks, a ragged N (partials stored one by one) and a
+    multiple of 4, a broadcast batch, an output at an odd offset; equal bits, close to float64,
+    every output written over NaN, one dispatch; the election counts are zero again after every
+    call, so the next call (the plan's run) gives the same bits."""
+    import math
+    from opcheck import randn
+    _short_chunks(monkeypatch, 64)
+    rt = hv.default_runtime()
+    dt = getattr(hv, dtype)
+    tiles = list(mm.TILES) + (list(mm.COOP_TILES) if _coop(dtype) else [])
+    cases = (((296, 200), (200, 520)), ((37, 200), (200, 45)), ((3, 17, 200), (200, 64)))
+    for tile in tiles:
+        monkeypatch.setattr(mm, "FORCE_TILE", tile)
+        for sa, sb in cases:
+            a, b = randn(rng, sa, dtype), randn(rng, sb, dtype)
+            ha, hb = hv.tensor(a), hv.tensor(b)
+            shape = sa[:-1] + sb[-1:]
+            ref = a.astype(np.float64) @ b.astype(np.float64)
+            results = []
+            for one in (False, True, True):  # two dispatches; one; one again, from the plan
+                monkeypatch.setattr(mm, "SPLIT_ONE_DISPATCH", one)
+                out = hv.full((math.prod(shape) + 1,), np.nan, dtype=dt)[1:].reshape(shape)
+                dispatched = rt.stream.dispatches
+                hv.matmul(ha, hb, out=out)
+                assert rt.stream.dispatches - dispatched == (1 if one else 2), (tile, sa, sb)
+                got = out.to(hv.float32).numpy().astype(np.float64)
+                assert np.isfinite(got).all(), (tile, sa, sb, one)
+                tol = 1e-4 if dtype == "float32" else 2e-2
+                np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max(), err_msg=str(tile))
+                results.append(_bits(out))
+            for r in results[1:]:
+                np.testing.assert_array_equal(r, results[0], err_msg=f"{tile}: {sa} @ {sb}")
+    counts = rt.plans[("election counts", "matmul")][0]
+    assert all(not c.any() for c in rt.read(counts))
+
+
+def test_split_k_first_met_inside_a_capture(monkeypatch, rng):
+    """The election counts are made by a host write, which a capture cannot hold: a split product
+    first planned inside one (a fresh process's captured step) takes two dispatches there, with the
+    same bits, and the plan serves after the capture too."""
+    from opcheck import randn
+    _short_chunks(monkeypatch, 64)
+    monkeypatch.setattr(mm, "FORCE_TILE", "small")
+    rt = hv.default_runtime()
+    ha, hb = hv.tensor(randn(rng, (70, 300), "float32")), hv.tensor(randn(rng, (300, 45), "float32"))
+    want = _bits(ha @ hb)
+    rt.plans.clear()  # no plan and no counts, as in a fresh process
+    out = hv.empty((70, 45))
+    with hv.capture() as graph:
+        dispatched = rt.stream.dispatches
+        hv.matmul(ha, hb, out=out)
+        assert rt.stream.dispatches - dispatched == 2
+    graph.replay()
+    np.testing.assert_array_equal(_bits(out), want)
+    np.testing.assert_array_equal(_bits(hv.matmul(ha, hb, out=hv.empty((70, 45)))), want)
+    graph.destroy()
+    rt.plans.clear()
+    assert mm.ELECT_MAX_OUTPUTS >= 70 * 45
+    dispatched = rt.stream.dispatches
+    np.testing.assert_array_equal(_bits(ha @ hb), want)  # outside a capture: one dispatch
+    assert rt.stream.dispatches - dispatched == 1
+
+
 def _coop_defines(dtype, **flags):
     from hlx_vulkan.runtime.kernels import slot_defines
     d = {"CT": "float", "OCT": "float"}
-    out = hv.float32 if flags.get("SPLIT") else getattr(hv, dtype)
+    out = hv.float32 if flags.get("SPLIT") == 1 else getattr(hv, dtype)
     d.update({**slot_defines("A", getattr(hv, dtype)), **slot_defines("B", getattr(hv, dtype)),
               **slot_defines("O", out)})
     d.update({k: 0 for k in ("A_COLS", "B_COLS", "A_VEC", "B_VEC", "O_VEC", "SPLIT")})
@@ -134,14 +200,16 @@ def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile):
     flag_sets = [{}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1},
                  {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1, "B_VEC": 1, "SPLIT": 1, "O_VEC": 1},
                  {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "BIAS": 1},
-                 {"B_COLS": 1, "BIAS": 1}]
+                 {"B_COLS": 1, "BIAS": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "SPLIT": 2, "P_VEC": 1},
+                 {"A_COLS": 1, "SPLIT": 2, "P_VEC": 0, "BIAS": 1}]
     for flags in flag_sets:
         spirv = compile_file(mm.COOPMAT.path, {**_coop_defines(dtype, **flags), **geometry}, target_env="vulkan1.3")
         validate_spirv(spirv, "vulkan1.3")
         reflection = parse_spirv(spirv)
         assert "CooperativeMatrixKHR" in reflection.capabilities
         assert ("BFloat16CooperativeMatrixKHR" in reflection.capabilities) == (dtype == "bfloat16")
-        (mm._biased(mm.COOPMAT) if flags.get("BIAS") else mm.COOPMAT).check(reflection)
+        spec = mm._biased(mm.COOPMAT) if flags.get("BIAS") else mm.COOPMAT
+        (mm._elected(spec) if flags.get("SPLIT") == 2 else spec).check(reflection)
 
 
 def test_cooperative_matrix_availability():

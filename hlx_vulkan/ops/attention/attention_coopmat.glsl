@@ -12,7 +12,7 @@
 #else
 #define A_BITS(x) uint(float16BitsToUint16(x))
 #define P_BITS(x) uint(float16BitsToUint16(float16_t(x)))
-#define P_VAL(b) float(uint16BitsToFloat16(uint16_t(b)))
+#define P_VAL(b) f16_to_f32(b)  // not float(float16_t): that round trip folds away (dtypes.glsl)
 #endif
 
 #define NEG_INF uintBitsToFloat(0xFF800000u)

@@ -20,8 +20,9 @@
 // memory and loaded column-major); A_VEC / B_VEC (16-byte loads: aligned, and the contiguous
 // dimension a multiple of 8; with both, a K tile wholly inside the operands is loaded from
 // running indices with no bounds checks: on an H100 that took 4096^3 from 248 to 292 TFLOP/s);
-// O_VEC (16-byte stores); SPLIT (float32 chunk sums into the partial buffer O, added up in chunk
-// order by matmul_splitk.comp); BIAS (a linear layer's bias added as each output is stored,
+// O_VEC (16-byte stores); SPLIT 1 (float32 chunk sums into the partial buffer O, added up in chunk
+// order by matmul_splitk.comp); SPLIT 2 (the same in one dispatch, elect.glsl; P_VEC: N a multiple
+// of 4, partials in 16-byte units); BIAS (a linear layer's bias added as each output is stored,
 // bias.glsl); HLX_COOPMAT_BF16 (the compiler retypes the A and B matrices to bfloat16, which
 // glslang 13 cannot spell).
 #extension GL_GOOGLE_include_directive : require
@@ -72,6 +73,9 @@ layout(push_constant) uniform Params {
     uint off_z;
     int sz;
 #endif
+#if SPLIT == 2
+    uint off_p, off_c;
+#endif
 } p;
 #include "bias.glsl"
 
@@ -97,6 +101,9 @@ layout(push_constant) uniform Params {
 #define B_STAGE (B_ROWS * SB)
 shared uvec4 As[STAGES * A_STAGE];
 shared uvec4 Bs[STAGES * B_STAGE];
+#define ELECT_FLAG As[0].x
+#define ELECT_T uint
+#include "elect.glsl"
 
 #define LA (A_ROWS * A_LEN / 8 / THREADS)
 #define LB (B_ROWS * B_LEN / 8 / THREADS)
@@ -260,6 +267,26 @@ void multiply(uint s, uint wm, uint wn) {
 // Output j of a lane's eight, the bias added where BIAS is 1.
 #define OUT(j) WITH_BIAS(v[j], gn + uint(j))
 
+// A lane's eight outputs of row gm, columns gn .. gn + 7 (those inside the product), at cbase.
+void store8(uint cbase, uint gm, uint gn, float v[8]) {
+    if (gm >= p.M) return;
+    uint at = cbase + gm * p.N + gn;
+#if O_VEC
+    if (gn < p.N) {
+#if O_BYTES == 4
+        c[at / 4u] = uvec4(O_UNIT(OUT(0), 0), O_UNIT(OUT(1), 0), O_UNIT(OUT(2), 0), O_UNIT(OUT(3), 0));
+        c[at / 4u + 1u] = uvec4(O_UNIT(OUT(4), 0), O_UNIT(OUT(5), 0), O_UNIT(OUT(6), 0), O_UNIT(OUT(7), 0));
+#else
+        c[at / 8u] = uvec4(O_UNIT(OUT(0), OUT(1)), O_UNIT(OUT(2), OUT(3)), O_UNIT(OUT(4), OUT(5)),
+                           O_UNIT(OUT(6), OUT(7)));
+#endif
+    }
+#else
+    [[unroll]] for (uint e = 0u; e < 8u; ++e)
+        if (gn + e < p.N) c[at + e] = O_STORE(WITH_BIAS(v[e], gn + e));
+#endif
+}
+
 void main() {
     tid = gl_LocalInvocationID.x;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
@@ -329,10 +356,15 @@ void main() {
 #if STAGES == 1
     barrier();
 #endif
-#if SPLIT
+#if SPLIT == 1
     uint cbase = p.off_o + (chunk * p.nbatch + batch) * p.M * p.N;
 #else
     uint cbase = p.off_o + batch * p.M * p.N;
+#endif
+#if SPLIT == 2
+    // This chunk's partial; the tile's last chunk to finish adds them all up below.
+    uint plane = p.nbatch * p.M * p.N, chunks = gl_NumWorkGroups.z / p.nbatch;
+    uint pbase = p.off_p + batch * p.M * p.N;
 #endif
     uint spot = sg * 80u, r = lane / 2u, c8 = (lane % 2u) * 8u;
     [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) {
@@ -345,22 +377,44 @@ void main() {
                               uintBitsToFloat(u0.w), uintBitsToFloat(u1.x), uintBitsToFloat(u1.y),
                               uintBitsToFloat(u1.z), uintBitsToFloat(u1.w));
         uint gm = row0 + wm + i * 16u + r, gn = col0 + wn + j * 16u + c8;
-        uint at = cbase + gm * p.N + gn;
-        if (gm < p.M) {
-#if O_VEC
-            if (gn < p.N) {
-#if O_BYTES == 4
-                c[at / 4u] = uvec4(O_UNIT(OUT(0), 0), O_UNIT(OUT(1), 0), O_UNIT(OUT(2), 0), O_UNIT(OUT(3), 0));
-                c[at / 4u + 1u] = uvec4(O_UNIT(OUT(4), 0), O_UNIT(OUT(5), 0), O_UNIT(OUT(6), 0), O_UNIT(OUT(7), 0));
+#if SPLIT == 2
+        if (gm >= p.M) continue;
+        uint at = pbase + chunk * plane + gm * p.N + gn;
+#if P_VEC
+        if (gn < p.N) part[at >> 2] = uintBitsToFloat(u0);
+        if (gn + 4u < p.N) part[(at >> 2) + 1u] = uintBitsToFloat(u1);
 #else
-                c[at / 8u] = uvec4(O_UNIT(OUT(0), OUT(1)), O_UNIT(OUT(2), OUT(3)), O_UNIT(OUT(4), OUT(5)),
-                                   O_UNIT(OUT(6), OUT(7)));
+        [[unroll]] for (uint e = 0u; e < 8u; ++e) if (gn + e < p.N) set_part(at + e, v[e]);
 #endif
-            }
 #else
-            [[unroll]] for (uint e = 0u; e < 8u; ++e)
-                if (gn + e < p.N) c[at + e] = O_STORE(WITH_BIAS(v[e], gn + e));
+        store8(cbase, gm, gn, v);
 #endif
+    }
+#if SPLIT == 2
+    if (!last_of_tile((batch * gl_NumWorkGroups.y + gl_WorkGroupID.y) * gl_NumWorkGroups.x + gl_WorkGroupID.x, chunks))
+        return;
+    // The tile's partials added up in chunk order: a lane's eight outputs of each fragment.
+    vec4 tot[FM][FN][2];
+    for (uint s = 0u; s < chunks; ++s) {
+        [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) {
+            uint gm = row0 + wm + i * 16u + r, gn = col0 + wn + j * 16u + c8;
+            if (gm >= p.M) continue;
+            uint at = pbase + s * plane + gm * p.N + gn;
+            vec4 q[2] = vec4[2](vec4(0.0), vec4(0.0));
+#if P_VEC
+            if (gn < p.N) q[0] = part[at >> 2];
+            if (gn + 4u < p.N) q[1] = part[(at >> 2) + 1u];
+#else
+            [[unroll]] for (uint e = 0u; e < 8u; ++e) if (gn + e < p.N) q[e / 4u][e % 4u] = part_at(at + e);
+#endif
+            tot[i][j][0] = s == 0u ? q[0] : tot[i][j][0] + q[0];
+            tot[i][j][1] = s == 0u ? q[1] : tot[i][j][1] + q[1];
         }
     }
+    [[unroll]] for (uint i = 0u; i < FM; ++i) [[unroll]] for (uint j = 0u; j < FN; ++j) {
+        vec4 lo = tot[i][j][0], hi = tot[i][j][1];
+        float v[8] = float[8](lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+        store8(cbase, row0 + wm + i * 16u + r, col0 + wn + j * 16u + c8, v);
+    }
+#endif
 }

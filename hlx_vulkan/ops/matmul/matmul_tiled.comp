@@ -19,9 +19,10 @@
 // A_VEC / B_VEC: 4-element vector loads (aligned, every stride but the vector dimension's a
 // multiple of 4); with both, a K tile that lies wholly inside the operands is loaded from running
 // indices with no bounds checks (on an H100 that alone took 4096^3 from 35 to 38 TFLOP/s);
-// O_VEC: 4-element vector stores; SPLIT: float32 chunk sums into the partial buffer O, which
-// matmul_splitk.comp adds up in chunk order; BIAS: a linear layer's bias added as each output is
-// stored (bias.glsl).
+// O_VEC: 4-element vector stores; SPLIT 1: float32 chunk sums into the partial buffer O, which
+// matmul_splitk.comp adds up in chunk order; SPLIT 2: the same in one dispatch (elect.glsl; P_VEC:
+// N a multiple of 4, partials in 16-byte units); BIAS: a linear layer's bias added as each output
+// is stored (bias.glsl).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
@@ -76,12 +77,18 @@ layout(push_constant) uniform Params {
     uint off_z;
     int sz;
 #endif
+#if SPLIT == 2
+    uint off_p, off_c;
+#endif
 } p;
 #include "bias.glsl"
 
 // k-major tiles.
 shared vec4 As[2][BK][BM / 4 + PAD];
 shared vec4 Bs[2][BK][BN / 4 + PAD];
+#define ELECT_FLAG As[0][0][0].x
+#define ELECT_T float
+#include "elect.glsl"
 
 // Each thread carries LA vectors (or scalars) of A and LB of B from global memory to shared.
 #define LA (BM * BK / A_W / THREADS)
@@ -307,10 +314,50 @@ void main() {
         s ^= 1u;
     }
 
-#if SPLIT
+#if SPLIT == 1
     uint cbase = p.off_o + (chunk * p.nbatch + batch) * p.M * p.N;
 #else
     uint cbase = p.off_o + batch * p.M * p.N;
+#endif
+#if SPLIT == 2
+    // This chunk's partial; the tile's last chunk to finish adds them all up below.
+    uint plane = p.nbatch * p.M * p.N, chunks = gl_NumWorkGroups.z / p.nbatch;
+    uint pbase = p.off_p + batch * p.M * p.N;
+    [[unroll]] for (uint g = 0u; g < GM; ++g) [[unroll]] for (uint r = 0u; r < 4u; ++r) {
+        uint gm = row0 + g * (RT * 4u) + ty * 4u + r;
+        if (gm >= p.M) continue;
+        [[unroll]] for (uint h = 0u; h < GN; ++h) {
+            uint gn = col0 + h * (CT_ * 4u) + tx * 4u, at = pbase + chunk * plane + gm * p.N + gn;
+#if P_VEC
+            if (gn < p.N) part[at >> 2] = acc[g * 4u + r][h];
+#else
+            [[unroll]] for (uint j = 0u; j < 4u; ++j) if (gn + j < p.N) set_part(at + j, acc[g * 4u + r][h][j]);
+#endif
+        }
+    }
+    if (!last_of_tile((batch * gl_NumWorkGroups.y + gl_WorkGroupID.y) * gl_NumWorkGroups.x + gl_WorkGroupID.x, chunks))
+        return;
+    // The tile's partials added up in chunk order, into acc.
+    for (uint s = 0u; s < chunks; ++s) {
+        [[unroll]] for (uint g = 0u; g < GM; ++g) [[unroll]] for (uint r = 0u; r < 4u; ++r) {
+            uint gm = row0 + g * (RT * 4u) + ty * 4u + r;
+            if (gm >= p.M) continue;
+            [[unroll]] for (uint h = 0u; h < GN; ++h) {
+                uint gn = col0 + h * (CT_ * 4u) + tx * 4u, at = pbase + s * plane + gm * p.N + gn;
+#if P_VEC
+                if (gn < p.N) {
+                    vec4 q = part[at >> 2];
+                    acc[g * 4u + r][h] = s == 0u ? q : acc[g * 4u + r][h] + q;
+                }
+#else
+                [[unroll]] for (uint j = 0u; j < 4u; ++j) if (gn + j < p.N) {
+                    float q = part_at(at + j);
+                    acc[g * 4u + r][h][j] = s == 0u ? q : acc[g * 4u + r][h][j] + q;
+                }
+#endif
+            }
+        }
+    }
 #endif
     [[unroll]] for (uint g = 0u; g < GM; ++g) [[unroll]] for (uint r = 0u; r < 4u; ++r) {
         uint gm = row0 + g * (RT * 4u) + ty * 4u + r;
