@@ -142,3 +142,17 @@ def test_sdpa_takes_the_coopmat_forward_when_usable(monkeypatch, rng):
     seen.clear()
     F.scaled_dot_product_attention(q, kv, kv, dropout_p=0.2)
     assert not seen  # dropout: the fused kernel
+
+
+def test_float16_bits_decode_in_integer_code():
+    """The float16 forward sums each row's P as rounded to float16 (the P that multiplies V) through
+    dtypes.glsl's f16_to_f32, integer code, because NVIDIA's compiler folds float(float16_t(x)) back
+    to x (on the H100 the sum was unrounded: benchmarks/NOTES.md, tenth stop). Every one of the 65536
+    bit patterns decodes to numpy's value of it, NaNs to NaNs."""
+    from hlx_vulkan.ops import pointwise as pw
+    bits = np.arange(1 << 16, dtype=np.int32)
+    got = pw.launch("f16_to_f32(uint(x))", [hv.tensor(bits)], out_dtype=hv.float32, compute=hv.float32).numpy()
+    want = bits.astype(np.uint16).view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
