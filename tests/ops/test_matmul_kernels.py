@@ -69,10 +69,10 @@ def test_gemm_tiles_inside_and_at_the_edges(dtype, ta, tb, chunk, monkeypatch, r
 @pytest.mark.parametrize("chunk", SPLITS)
 def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch, rng):
     """F.linear's bias, added by the kernel that stores the product (split-K: by its elected
-    workgroup, or by its second pass),
-    gives the bits of matmul then add for every kernel (each tiled tile, the direct one on CPU
-    devices, coopmat-1 where the device has it): transposed and batched inputs, a strided bias, odd
-    shapes, outputs written over NaN, close to float64; and the fused kernel is the one that ran.
+    workgroup, or by its second pass), gives the bits of matmul then add for every kernel (each
+    tiled tile, the direct one on CPU devices, coopmat-1 where the device has it): transposed and
+    batched inputs, a strided bias, odd shapes, outputs written over NaN, close to float64; and the
+    fused kernel is the one that ran.
     (On the H100 a float16 bias added in float32 gave other bits: matmul/bias.glsl says why.)"""
     from hlx_vulkan.nn import functional as F
     from opcheck import randn
