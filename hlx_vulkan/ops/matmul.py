@@ -76,30 +76,28 @@ DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
 # The kernels built with BIAS 1 (matmul/bias.glsl, a linear layer's bias added as the product is
-# stored): the bias bound after their buffers, its place after their push fields.
+# stored) and with SPLIT 2 (matmul/elect.glsl, split-K in one dispatch): their extra buffers bound
+# after the kernel's own, their places after its push fields.
 _BIASED: dict[KernelSpec, KernelSpec] = {}
-# The kernels built with SPLIT 2 (matmul/elect.glsl, split-K in one dispatch): the partials and the
-# election counts bound after the rest, their places after the other push fields.
 _ELECTED: dict[KernelSpec, KernelSpec] = {}
 
 
-def _biased(spec: KernelSpec) -> KernelSpec:
-    got = _BIASED.get(spec)
+def _extended(cache: dict, spec: KernelSpec, bindings: list, fields: list) -> KernelSpec:
+    """``spec`` with ``bindings`` and push ``fields`` after its own (made once, kept in ``cache``)."""
+    got = cache.get(spec)
     if got is None:
-        bindings = [(n, r, spec.slots[n]) if n in spec.slots else (n, r) for n, r in spec.bindings]
-        extra = [("cols", "I")] if spec is SPLITK else []  # the split-K pass finds a column as i % cols
-        got = _BIASED[spec] = KernelSpec(spec.path, bindings + [("Z", "read", "O")],
-                                         list(spec.fields) + extra + [("off_z", "I"), ("sz", "i")])
+        own = [(n, r, spec.slots[n]) if n in spec.slots else (n, r) for n, r in spec.bindings]
+        got = cache[spec] = KernelSpec(spec.path, own + bindings, list(spec.fields) + fields)
     return got
+
+
+def _biased(spec: KernelSpec) -> KernelSpec:
+    cols = [("cols", "I")] if spec is SPLITK else []  # the split-K pass finds a column as i % cols
+    return _extended(_BIASED, spec, [("Z", "read", "O")], cols + [("off_z", "I"), ("sz", "i")])
 
 
 def _elected(spec: KernelSpec) -> KernelSpec:
-    got = _ELECTED.get(spec)
-    if got is None:
-        bindings = [(n, r, spec.slots[n]) if n in spec.slots else (n, r) for n, r in spec.bindings]
-        got = _ELECTED[spec] = KernelSpec(spec.path, bindings + [("P", "write"), ("C", "readwrite")],
-                                          list(spec.fields) + [("off_p", "I"), ("off_c", "I")])
-    return got
+    return _extended(_ELECTED, spec, [("P", "write"), ("C", "readwrite")], [("off_p", "I"), ("off_c", "I")])
 
 
 # Register tiles of matmul_tiled.comp: (BM, BN, BK, TM, TN, PAD), 256 threads each, shared rows

@@ -2,10 +2,10 @@
 // partial in P, as the two-pass split does; the last of a tile's workgroups to finish, elected by
 // an integer count a tile in C, adds the tile's partials in chunk order, as matmul_splitk.comp
 // would, and stores the output. The same partials, added in the same order: the same bits. No
-// second dispatch and no barrier between two, and the partials are read while still in L2. The
-// elected workgroup reads them chunk by chunk, every load of a chunk in flight at once: element by
-// element, each element's chunks one after another, the loads waited on each other, and on an
-// H100 the split became slower than in two dispatches (4096^3 float32 41.8 against 43.4 TFLOP/s).
+// second dispatch and no barrier between two. The elected workgroup reads the partials chunk by
+// chunk, every load of a chunk in flight at once: element by element, each element's chunks one
+// after another, the loads waited on each other, and on an H100 the split became slower than in
+// two dispatches (4096^3 float32 41.8 against 43.4 TFLOP/s).
 // P and C are bound after the kernel's three buffers and the bias (binding 3, where BIAS is 1);
 // push fields off_p and off_c place them. The election's result reaches the workgroup through
 // ELECT_FLAG, an element (of type ELECT_T) of the kernel's shared tiles, free once the product
