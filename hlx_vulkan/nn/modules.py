@@ -22,6 +22,7 @@ from ..memory import dtype_of
 from ..ops import elementwise as ew
 from ..ops import shape as sh
 from ..ops.creation import ones, zeros
+from ..ops.linear import linear_relu
 from ..ops.random import rand, randn
 from ..ops.tensor import Tensor
 from . import functional as F
@@ -200,16 +201,33 @@ class Sequential(Module):
         for i, m in enumerate(modules):
             setattr(self, str(i), m)
 
-    def __getitem__(self, i: int) -> Module:
+    def __getitem__(self, i: int | slice) -> Module:
+        """The i-th module; a slice is a Sequential of those modules (shared, not copied), as torch."""
+        if isinstance(i, slice):
+            return Sequential(*list(self._modules.values())[i])
         return list(self._modules.values())[i]
 
     def __len__(self) -> int:
         return len(self._modules)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            m = modules[i]
+            if i + 1 < len(modules) and is_plain(m, Linear) and is_plain(modules[i + 1], ReLU):
+                # One launch for both where the product's kernel can apply relu, the same bits.
+                x = linear_relu(x, m.weight, m.bias)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
         return x
+
+
+def is_plain(m: Module, cls: type) -> bool:
+    """``m`` is a ``cls`` whose forward nobody replaced (subclass or instance attribute)."""
+    return type(m) is cls and "forward" not in m.__dict__
 
 
 class _Activation(Module):
@@ -219,7 +237,19 @@ class _Activation(Module):
         return type(self).fn(x)
 
 
-class ReLU(_Activation):
+class _InplaceActivation(_Activation):
+    """torch's signature, ``inplace`` included: accepted, the result a new tensor all the same (as
+    more_modules' activations)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_InplaceActivation):
     fn = staticmethod(ew.relu)
 
 
@@ -231,14 +261,14 @@ class Sigmoid(_Activation):
     fn = staticmethod(ew.sigmoid)
 
 
-class SiLU(_Activation):
+class SiLU(_InplaceActivation):
     fn = staticmethod(ew.silu)
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return ew.leaky_relu(x, self.negative_slope)

@@ -25,10 +25,11 @@ from ..ops import matmul as mm
 from ..ops import reduce as red
 from ..ops import shape as sh
 from ..ops.creation import full, zeros
+from ..ops.linear import linear_relu
 from ..ops.random import rand
 from ..ops.tensor import Tensor
 from . import functional as F
-from .modules import Dropout, LayerNorm, Linear, Module, Parameter
+from .modules import Dropout, LayerNorm, Linear, Module, Parameter, is_plain
 
 
 class ModuleList(Module):
@@ -262,7 +263,11 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(x)
 
     def _ff_block(self, x):
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        if self.activation is ew.relu and is_plain(self.linear1, Linear):  # one launch, the same bits
+            h = linear_relu(x, self.linear1.weight, self.linear1.bias)
+        else:
+            h = self.activation(self.linear1(x))
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(self, src: Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False) -> Tensor:
         x = src

@@ -154,7 +154,10 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
     return launch("x", [x]) if compute_type(x.dtype) == "uint" else launch("abs(x)", [x])
 
 
-@differentiable(_saved_grad_rule("x > CT(0) ? y : CT(0)"), saves=("out",))
+RELU_GRAD = "x > CT(0) ? y : CT(0)"  # relu's rule over its output x and the gradient y
+
+
+@differentiable(_saved_grad_rule(RELU_GRAD), saves=("out",))
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); NaN stays NaN, as torch."""
     return launch("(x < CT(0) ? CT(0) : x)", [x])

@@ -1,12 +1,13 @@
-"""``x @ weight.T + bias`` (torch.nn.functional.linear) as one taped op.
+"""``x @ weight.T + bias`` (torch.nn.functional.linear) as one taped op, and ``linear_relu``, the
+same followed by relu (nn.Sequential's Linear then ReLU).
 
-The forward is one launch where it can be (``matmul.fuses_bias``: a 1-D bias of the weight's
-dtype, outside strict mode): the product's kernel adds the bias as it stores each output, rounding
-as the composed ops do (the product to the output dtype, then the add), so its bits are those of
-the matmul and the add, which serve everywhere else. The backward records the kernels of the three
-backward rules (the transpose's, matmul's, the add's) on the same operand layouts, so its bits are
-the composed form's too; the tape holds one node instead of three, and a small layer's host time
-is mostly that bookkeeping.
+The forward is one launch where it can be (``matmul.fuses_epilogue``: a 1-D bias of the weight's
+dtype, outside strict mode): the product's kernel adds the bias (and applies relu) as it stores
+each output, rounding as the composed ops do (the product to the output dtype, then the add, then
+relu), so its bits are those of the matmul, the add and relu, which serve everywhere else. The
+backward records the kernels of the backward rules (relu's, the transpose's, matmul's, the add's)
+on the same operand layouts, so its bits are the composed form's too; the tape holds one node
+instead of three or four, and a small layer's host time is mostly that bookkeeping.
 
 Both directions are planned once per layout, as single launches are: the first call runs the ops,
 then takes the launch plans they made (matmul's, the add's, the bias sum's) into one plan of the
@@ -47,7 +48,7 @@ def _settings(dtype) -> tuple:
 
 
 def _linear_backward(ctx, g):
-    x, weight = ctx.saved
+    x, weight = ctx.saved[:2]
     need_x, need_w, need_b = ctx.needs
     rt = g.runtime
     key = ("linear backward", g.buf.geometry, x.buf.geometry, weight.buf.geometry, ctx.needs, _settings(g.dtype))
@@ -98,11 +99,16 @@ def _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b) -> None:
     plans[key] = (bias_plan, x_plan, w_plan)
 
 
+def _linear_relu_backward(ctx, g):
+    """relu's rule on the saved output, then the layer's."""
+    return _linear_backward(ctx, ew.launch(ew.RELU_GRAD, [ctx.saved[2], g]))
+
+
 def _planned(rt, plan, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """The layer's forward from its plan: the product (with the bias, where it was fused), then the
-    bias's add (where it was not)."""
+    """The layer's forward from its plan: the product (with the epilogue, where it was fused), then
+    the bias's add (where it was not)."""
     product, add, fused = plan
-    y = mm.run_plan(rt, product, x.buf, weight.buf, bias.buf if fused else None)
+    y = mm.run_plan(rt, product, x.buf, weight.buf, bias.buf if fused and bias is not None else None)
     if add is None:
         return y
     kernel, out_shape, out_strides, dt, push, groups, nbytes = add
@@ -111,41 +117,58 @@ def _planned(rt, plan, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor
     return out
 
 
-def _key(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple:
+def _key(x: Tensor, weight: Tensor, bias: Tensor | None, act: str | None) -> tuple:
     return ("linear", x.buf.geometry, weight.buf.geometry, None if bias is None else bias.buf.geometry,
-            _settings(x.dtype))
+            _settings(x.dtype), act)
 
 
-def _linear_front(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    if isinstance(x, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor)):
-        # A plan for these layouts: run it, taped as the wrapper tapes (graph.tape), without the wrapper.
-        rt = x.runtime
-        plan = rt.plans.get(_key(x, weight, bias))
-        if plan is not None:
-            out = _planned(rt, plan, x, weight, bias)
-            if ((x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
-                    and getattr(_grad, "enabled", True)):
-                tape(_linear_op, (x, weight, bias), out)
-            return out
-    return _linear_op(x, weight, bias)
+def _front(op, act: str | None):
+    """``op`` (linear or linear_relu) that runs a layer's plan where these layouts have one, taped
+    as the op's wrapper tapes (graph.tape), without the wrapper."""
+    def front(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        if isinstance(x, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor)):
+            rt = x.runtime
+            plan = rt.plans.get(_key(x, weight, bias, act))
+            if plan is not None:
+                out = _planned(rt, plan, x, weight, bias)
+                if ((x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+                        and getattr(_grad, "enabled", True)):
+                    tape(op, (x, weight, bias), out)
+                return out
+        return op(x, weight, bias)
+    return functools.wraps(op)(front)
 
 
 @differentiable(_linear_backward, saves=(0, 1))
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` (weight of shape (out_features, in_features), as torch)."""
+    return _forward(x, weight, bias, None)
+
+
+@differentiable(_linear_relu_backward, saves=(0, 1, "out"))
+def linear_relu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``relu(x @ weight.T + bias)``, in one launch where the product's kernel can apply both: the
+    bits of ``F.relu(F.linear(x, weight, bias))``, one node on the tape (nn.Sequential runs a
+    Linear followed by a ReLU through it)."""
+    return _forward(x, weight, bias, "relu")
+
+
+def _forward(x: Tensor, weight: Tensor, bias: Tensor | None, act: str | None) -> Tensor:
     rt = x.runtime
-    key = _key(x, weight, bias)
+    key = _key(x, weight, bias, act)
     plan = rt.plans.get(key)
     if plan is not None:
         return _planned(rt, plan, x, weight, bias)
     wt = sh.transpose(weight, 0, 1)
-    if bias is not None and mm.fuses_bias(x, wt, bias):
-        # One launch: the bias added as the product is stored, the bits of the two below.
-        out = mm.with_bias(x, wt, bias)
-        product = rt.plans.get(mm.plan_key(x, wt, bias=bias))
+    if (bias is not None or act is not None) and mm.fuses_epilogue(x, wt, bias, act):
+        # One launch: the epilogue applied as the product is stored, the bits of the ops below.
+        out = mm.with_epilogue(x, wt, bias, act)
+        product = rt.plans.get(mm.plan_key(x, wt, bias=bias, act=act))
         if product is not None:
             rt.plans[key] = (product, None, True)
         return out
+    if act is not None:  # the composed ops (strict mode, cooperative matrices 2, a bias it cannot take)
+        return ew.relu(_forward(x, weight, bias, None))
     y = mm.matmul(x, wt)
     out = y if bias is None else ew.add(y, bias)
     if x.ndim >= 2 and x.dtype is weight.dtype and (bias is None or bias.dtype is x.dtype):
@@ -158,8 +181,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out
 
 
-_linear_op = linear
-linear = functools.wraps(_linear_op)(_linear_front)
+_linear_op, _linear_relu_op = linear, linear_relu
+linear, linear_relu = _front(_linear_op, None), _front(_linear_relu_op, "relu")
 
 
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:  # noqa: A002 - torch's name
@@ -188,4 +211,4 @@ def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tens
     return prod + (input if beta == 1 else input * beta)
 
 
-__all__ = ["addmm", "linear"]
+__all__ = ["addmm", "linear", "linear_relu"]

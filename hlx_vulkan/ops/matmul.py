@@ -75,7 +75,7 @@ CM2 = KernelSpec(_DIR / "matmul_cm2.comp", _BINDINGS, _PUSH)
 DIRECT = KernelSpec(_DIR / "matmul_direct.comp", _BINDINGS, _PUSH)
 SPLITK = KernelSpec(_DIR / "matmul_splitk.comp", [("O", "write", "O"), ("P", "read")],
                     [("n", "I"), ("nsplit", "I"), ("off_o", "I"), ("off_p", "I")])
-# The kernels built with BIAS 1 (matmul/bias.glsl, a linear layer's bias added as the product is
+# The kernels built with BIAS 1 (matmul/epilogue.glsl, a linear layer's bias added as the product is
 # stored) and with SPLIT 2 (matmul/elect.glsl, split-K in one dispatch): their extra buffers bound
 # after the kernel's own, their places after its push fields.
 _BIASED: dict[KernelSpec, KernelSpec] = {}
@@ -240,13 +240,14 @@ _matmul_op = matmul
 matmul = functools.wraps(_matmul_op)(_matmul_front)
 
 
-def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None, bias: Tensor | None = None) -> tuple:
-    """The key of ``a @ b``'s launch plan (``a @ b + bias``'s with ``bias``) in ``runtime.plans``: its
-    value, once a product of these layouts has run, is ``(kernel, push, groups, shape, strides,
-    nbytes, final_shape, second)``, which :func:`run_plan` runs."""
+def plan_key(a: Tensor, b: Tensor, out: Tensor | None = None, bias: Tensor | None = None,
+             act: str | None = None) -> tuple:
+    """The key of ``a @ b``'s launch plan (with :func:`with_epilogue`'s ``bias`` and ``act``, its)
+    in ``runtime.plans``: its value, once a product of these layouts has run, is ``(kernel, push,
+    groups, shape, strides, nbytes, final_shape, second)``, which :func:`run_plan` runs."""
     return ("matmul", FORCE_TILE, CHUNK_K.get(a.dtype.name), MAX_CHUNKS, SPLIT_ONE_DISPATCH, ELECT_MAX_OUTPUTS,
             a.buf.geometry, b.buf.geometry, None if out is None else out.buf.geometry,
-            None if bias is None else bias.buf.geometry)
+            None if bias is None else bias.buf.geometry, act)
 
 
 def run_plan(rt, plan, a, b, z=None) -> Tensor:
@@ -261,35 +262,44 @@ def run_plan(rt, plan, a, b, z=None) -> Tensor:
     return c
 
 
-def fuses_bias(a: Tensor, b: Tensor, bias: Tensor) -> bool:
-    """:func:`with_bias` serves ``a @ b + bias``: a 1-D bias of the product's columns, one dtype and
-    runtime for all three, a product with elements and a K, outside strict mode (whose add the
-    composed form keeps), off the cooperative-matrix-2 kernel (which has no epilogue) and, for
-    float16, on a device with float16 arithmetic (matmul/bias.glsl adds in it)."""
-    if not all(isinstance(t, Tensor) for t in (a, b, bias)) or min(a.ndim, b.ndim) < 2 or bias.ndim != 1:
+# Activations a product's kernel can apply as it stores (matmul/epilogue.glsl's ACT values).
+ACTIVATIONS = {"relu": 1}
+
+
+def fuses_epilogue(a: Tensor, b: Tensor, bias: Tensor | None = None, act: str | None = None) -> bool:
+    """:func:`with_epilogue` serves ``a @ b`` with ``bias`` added and ``act`` applied: a 1-D bias of
+    the product's columns, one dtype and runtime for all, a float product of matrices (or batches)
+    with elements and a K, outside strict mode (which keeps the composed ops), off the
+    cooperative-matrix-2 kernel (which has no epilogue) and, for float16, on a device with float16
+    arithmetic (matmul/epilogue.glsl adds in it and takes the rounded value's bits)."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or min(a.ndim, b.ndim) < 2:
         return False
     rt = a.runtime
-    return (a.dtype is b.dtype is bias.dtype and a.dtype.is_float and b.runtime is rt and bias.runtime is rt
-            and bias.shape[0] == b.shape[-1] and min(a.shape[-1], a.shape[-2], b.shape[-1]) > 0
+    if bias is not None and not (isinstance(bias, Tensor) and bias.ndim == 1 and bias.dtype is a.dtype
+                                 and bias.runtime is rt and bias.shape[0] == b.shape[-1]):
+        return False
+    return (a.dtype is b.dtype and a.dtype.is_float and b.runtime is rt and (act is None or act in ACTIVATIONS)
+            and min(a.shape[-1], a.shape[-2], b.shape[-1]) > 0
             and a.shape[-1] == b.shape[-2] and math.prod(a.shape[:-2]) * math.prod(b.shape[:-2]) > 0
             and not is_strict() and not _cm2_wanted(rt, a.dtype)
             and (a.dtype.name != "float16" or rt.device.enabled_features.get("shader_float16", False)))
 
 
-def with_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
-    """``a @ b + bias`` in one launch where :func:`fuses_bias` says so: the bias added as the product
-    is stored, with the bits of matmul then add (matmul/bias.glsl). Not taped: ops/linear.py tapes
-    the layer. Planned per layout, as matmul is (both operands have two dims or more, so the plan's
-    shape is the result's)."""
+def with_epilogue(a: Tensor, b: Tensor, bias: Tensor | None = None, act: str | None = None) -> Tensor:
+    """``a @ b`` with ``bias`` added and the activation ``act`` applied, in one launch where
+    :func:`fuses_epilogue` says so: as the product is stored, with the bits of matmul, add and the
+    activation's op (matmul/epilogue.glsl). Not taped: ops/linear.py tapes the layer. Planned per
+    layout, as matmul is (both operands have two dims or more, so the plan's shape is the result's)."""
     rt = a.runtime
-    key = plan_key(a, b, bias=bias)
+    key = plan_key(a, b, bias=bias, act=act)
     plan = rt.plans.get(key)
     if plan is not None:
-        return run_plan(rt, plan, a.buf, b.buf, bias.buf)
-    return _matmul(rt, key, a, b, None, bias)
+        return run_plan(rt, plan, a.buf, b.buf, None if bias is None else bias.buf)
+    return _matmul(rt, key, a, b, None, bias, act)
 
 
-def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | None = None) -> Tensor:
+def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | None = None,
+            act: str | None = None) -> Tensor:
     if a.dtype is not b.dtype:
         raise errors.DTypeError(f"matmul: dtypes {a.dtype.name} and {b.dtype.name} do not match")
     if not a.dtype.is_float:
@@ -326,7 +336,7 @@ def _matmul(rt, key, a: Tensor, b: Tensor, out: Tensor | None, bias: Tensor | No
         b3, sb_b = _with_unit_stride(b3, sb_b, len(batch_shape))
     kernel, groups, kc, nsplit, reduce_kernel = _plan(rt, a.dtype, M, N, K, batch, a3, b3, sa_b, sb_b,
                                                       [t.buf.byte_offset // t.dtype.itemsize for t in (a3, b3, c)],
-                                                      bias is not None)
+                                                      bias is not None, act)
     fields = {"M": M, "N": N, "K": K, "sa_b": sa_b, "sa_m": a3.strides[-2], "sa_k": a3.strides[-1], "sb_b": sb_b,
               "sb_k": b3.strides[-2], "sb_n": b3.strides[-1], "kc": kc, "nbatch": batch}
     z = [] if bias is None else [bias.buf]  # bound after the buffers of the kernel that stores the output
@@ -379,9 +389,10 @@ def _aligned(width, contiguous_stride, other_stride, batch_stride, offset, exten
             and offset % width == 0 and extent % width == 0)
 
 
-def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
-    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product; with ``bias``,
-    the kernel that stores the output (the product's, or split-K's second pass) adds it."""
+def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False, act=None):
+    """(kernel, grid, kc, number of splits, split-K reduce kernel) for one product; with ``bias``
+    and ``act``, the kernel that stores the output (the product's, or split-K's second pass) adds
+    the bias and applies the activation."""
     sa_m, sa_k = a3.strides[-2:]
     sb_k, sb_n = b3.strides[-2:]
     off_a, off_b, off_o = offsets
@@ -391,7 +402,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
     kc = chunk_length(K, dtype)
     nchunks = -(-K // kc)
     coop = coopmat_available(rt, dtype) and not is_strict()  # strict: no cooperative matrices
-    cm2 = (not bias and _cm2_wanted(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b)
+    cm2 = (not bias and act is None and _cm2_wanted(rt, dtype) and _unit_stride(sa_m, sa_k, sa_b)
            and _unit_stride(sb_k, sb_n, sb_b))
     force = FORCE_TILE if (FORCE_TILE in TILES or (coop and FORCE_TILE in COOP_TILES)
                            or (cm2 and FORCE_TILE in CM2_TILES)) else None
@@ -434,10 +445,11 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
     defines["O_VEC"] = int(N % w == 0 and (two or off_o % w == 0))
     if elect:
         defines["P_VEC"] = int(N % 4 == 0)
-    fused = {"BIAS": 1} if bias and not two else {}
+    epilogue = ({"BIAS": 1} if bias else {}) | ({"ACT": ACTIVATIONS[act]} if act else {})
+    fused = {} if two else epilogue
 
     def spec(s):
-        s = _biased(s) if fused else s
+        s = _biased(s) if "BIAS" in fused else s
         return _elected(s) if elect else s
     if direct:
         kernel = rt.kernels.get(spec(DIRECT), {"CT": "float", "OCT": "float"} | fused, dtypes, (8, 8, 1))
@@ -454,7 +466,7 @@ def _plan(rt, dtype, M, N, K, batch, a3, b3, sa_b, sb_b, offsets, bias=False):
         kernel = rt.kernels.get(spec(TILED), defines, dtypes, (tbn // tn, tbm // tm, 1))
     reduce_kernel = None
     if two:
-        reduce_defines = {"CT": "float", "OCT": "float"} | ({"BIAS": 1} if bias else {})
+        reduce_defines = {"CT": "float", "OCT": "float"} | epilogue
         reduce_kernel = rt.kernels.get(_biased(SPLITK) if bias else SPLITK, reduce_defines, {"O": dtype})
     return kernel, (-(-N // bn), -(-M // bm), batch * nsplit), kc, nsplit, reduce_kernel
 

@@ -60,6 +60,36 @@ def test_forward_and_gradients_match_torch_modules(rng):
         assert np.linalg.norm(p.grad.numpy() - ref) <= 1e-4 * np.linalg.norm(ref), name
 
 
+def test_sequential_runs_linear_then_relu_as_one_layer(rng):
+    """A Linear followed by a ReLU in a Sequential is one launch and one tape node (ops.linear's
+    linear_relu), with the bits of the two modules run one after the other, forward and backward;
+    a trailing Linear, a ReLU after something else and a Linear whose forward was replaced run as
+    they are."""
+    from hlx_vulkan.nn import functional as F
+    from layer_runs import assert_same_bits, launches_output_grads
+
+    class Scaled(nn.Linear):  # its own forward: not fused
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    m = nn.Sequential(nn.Linear(9, 17), nn.ReLU(), nn.Linear(17, 13, bias=False), nn.ReLU(inplace=True),
+                      Scaled(13, 7), nn.ReLU(), nn.Tanh(), nn.ReLU(), nn.Linear(7, 5))
+    x = rng.standard_normal((11, 9)).astype(np.float32)
+    g = rng.standard_normal((11, 5)).astype(np.float32)
+
+    def by_hand(xt):
+        h = F.relu(F.linear(xt, m[0].weight, m[0].bias))
+        h = F.relu(F.linear(h, m[2].weight))
+        h = F.relu(F.linear(h, m[4].weight, m[4].bias) * 2.0)
+        return F.linear(F.relu(F.tanh(h)), m[8].weight, m[8].bias)
+
+    fused, composed = (launches_output_grads(fn, x, g, m.parameters()) for fn in (m, by_hand))
+    assert fused[0] == composed[0] - 2  # the first two layers' relus
+    assert_same_bits(fused, composed)
+    h = np.maximum(x.astype(np.float64) @ m[0].weight.numpy().T.astype(np.float64) + m[0].bias.numpy(), 0)
+    np.testing.assert_allclose(m[:2](hv.tensor(x)).numpy(), h, rtol=1e-5, atol=1e-6)
+
+
 def test_embedding_gradient_sums_repeated_indices(rng):
     emb = nn.Embedding(7, 3)
     idx = np.array([[1, 4, 1], [6, 1, 0]])

@@ -150,6 +150,25 @@ def test_encoder_layer_matches_torch(norm_first, activation, rng):
     _check_grads(ours, theirs, [hx], [tx], out, ref, rng)
 
 
+def test_feed_forward_block_runs_linear1_and_relu_as_one_launch(rng):
+    """The encoder layer's feed-forward block with relu (the default) runs linear1 and relu as one
+    launch (ops.linear's linear_relu) with the bits of the two, forward and backward, on a 3-D
+    input; with gelu it runs them as they are."""
+    from hlx_vulkan.nn import functional as F
+    from layer_runs import assert_same_bits, launches_output_grads
+    layer = hv.nn.TransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0, batch_first=True)
+    x = rng.standard_normal((2, 7, 12)).astype(np.float32)
+    g = rng.standard_normal((2, 7, 12)).astype(np.float32)
+    l1, l2 = layer.linear1, layer.linear2
+    params = [l1.weight, l1.bias, l2.weight, l2.bias]
+    fused, composed = (launches_output_grads(block, x, g, params) for block in (
+        layer._ff_block, lambda h: F.linear(F.relu(F.linear(h, l1.weight, l1.bias)), l2.weight, l2.bias)))
+    assert fused[0] == composed[0] - 1
+    assert_same_bits(fused, composed)
+    layer.activation = F.gelu
+    assert launches_output_grads(layer._ff_block, x, g, params)[0] == composed[0]
+
+
 def test_encoder_stack_in_eval_mode_with_dropout_configured(rng):
     d, H, L, B = 8, 2, 5, 3
     layer = torch.nn.TransformerEncoderLayer(d, H, dim_feedforward=16, dropout=0.2)

@@ -73,7 +73,7 @@ def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch
     tiled tile, the direct one on CPU devices, coopmat-1 where the device has it): transposed and
     batched inputs, a strided bias, odd shapes, outputs written over NaN, close to float64; and the
     fused kernel is the one that ran.
-    (On the H100 a float16 bias added in float32 gave other bits: matmul/bias.glsl says why.)"""
+    (On the H100 a float16 bias added in float32 gave other bits: matmul/epilogue.glsl says why.)"""
     from hlx_vulkan.nn import functional as F
     from opcheck import randn
     _splits(monkeypatch, chunk)
@@ -106,6 +106,66 @@ def test_linear_adds_its_bias_as_the_product_is_stored(dtype, chunk, monkeypatch
             np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max(), err_msg=str(tile))
             np.testing.assert_array_equal(_bits(fused), _bits(composed), err_msg=str(tile))
             np.testing.assert_array_equal(_bits(again), _bits(composed), err_msg=str(tile))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", SPLITS)
+def test_linear_relu_applies_relu_as_the_product_is_stored(dtype, chunk, monkeypatch, rng):
+    """linear_relu (nn.Sequential's Linear then ReLU) in the kernel that stores the product gives
+    the bits of F.relu(F.linear(...)) for every kernel, with and without a bias: relu of the value
+    rounded to the output dtype, so a float16 output that rounds to -0.0 stays -0.0 (as relu keeps
+    it) and NaN rows stay NaN; close to float64; one launch, the fused kernel; the plan's rerun the
+    same; and its gradients the composed form's bits."""
+    from hlx_vulkan.nn import functional as F
+    from hlx_vulkan.ops.linear import linear_relu
+    from opcheck import randn
+    _splits(monkeypatch, chunk)
+    rt = hv.default_runtime()
+    dt = getattr(hv, dtype)
+    # One tile a kernel (the epilogue is the kernel's store, whatever its tile): the default (the
+    # direct kernel on CPU devices), the tiled kernel, coopmat-1 where the device has it.
+    tiles = [None, "small"] + (["coop_small"] if _coop(dtype) else [])
+    for tile in tiles:
+        monkeypatch.setattr(mm, "FORCE_TILE", tile)
+        two = chunk == -64 and not (tile is None and rt.device.physical.type == "cpu")
+        # N a multiple of 4 (vector stores) with a bias, a ragged one without.
+        for rows, fin, fout, with_bias in ((296, 200, 132, True), (37, 70, 29, False)):
+            x, w = randn(rng, (rows, fin), dtype), randn(rng, (fout, fin), dtype)
+            x[1] = np.nan  # a NaN row
+            # Row 2's first three outputs negative and below float16's least subnormal: without a
+            # bias they round to -0.0.
+            x[2] = x[2] * np.float32(1e-4)
+            w[:3] = -np.sign(x[2]) * np.abs(w[:3]) * np.float32(1e-6)
+            b = randn(rng, (fout,), dtype) if with_bias else None
+            hx, hw, hb = hv.tensor(x), hv.tensor(w), None if b is None else hv.tensor(b)
+            dispatched = rt.stream.dispatches
+            rt.kernels.reset_usage()
+            fused = linear_relu(hx, hw, hb)
+            assert rt.stream.dispatches - dispatched == (2 if two else 1), tile
+            assert any(k.defines.get("ACT") == 1 for k in rt.kernels.used()), tile
+            again = linear_relu(hx, hw, hb)  # the layer's plan
+            composed = F.relu(F.linear(hx, hw, hb))
+            ref = x.astype(np.float64) @ w.astype(np.float64).T + (0 if b is None else b.astype(np.float64))
+            ref = np.where(ref < 0, 0, ref)
+            got = fused.to(hv.float32).numpy().astype(np.float64)
+            assert np.isnan(got[1]).all() and np.isfinite(np.delete(got, 1, 0)).all(), tile
+            tol = 1e-4 if dtype == "float32" else 2e-2
+            np.testing.assert_allclose(np.delete(got, 1, 0), np.delete(ref, 1, 0), rtol=0,
+                                       atol=tol * np.abs(np.delete(ref, 1, 0)).max(), err_msg=str(tile))
+            if dtype == "float16" and b is None:  # the -0.0s the rounding makes: relu keeps them
+                assert (got[2, :3] == 0).all() and np.signbit(got[2, :3]).all(), tile
+            np.testing.assert_array_equal(_bits(fused), _bits(composed), err_msg=str(tile))
+            np.testing.assert_array_equal(_bits(again), _bits(composed), err_msg=str(tile))
+    # The gradients: relu's rule on the saved output, then the layer's (one dispatch per rule).
+    x, w, b = (randn(rng, s, dtype) for s in ((41, 70), (29, 70), (29,)))
+    g = randn(rng, (41, 29), dtype)
+    grads = []
+    for fn in (lambda *a: linear_relu(*a), lambda *a: F.relu(F.linear(*a))):
+        leaves = [hv.tensor(v).requires_grad_() for v in (x, w, b)]
+        fn(*leaves).backward(hv.tensor(g))
+        grads.append([_bits(t.grad) for t in leaves])
+    for mine, theirs in zip(*grads):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -192,7 +252,7 @@ def _coop_defines(dtype, **flags):
 @pytest.mark.parametrize("tile", COOP)
 def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile):
     """They run only where the device has cooperative matrices (not lavapipe); here every tile is
-    compiled, with a spread of layout, vector and split flags, and checked by spirv-val."""
+    compiled, with a spread of layout, vector, split and epilogue flags, and checked by spirv-val."""
     from hlx_vulkan.compiler import compile_file
     from hlx_vulkan.vk.spirv import parse_spirv, validate_spirv
     sgm, sgn, fm, fn, bk, stages = mm.COOP_TILES[tile]
@@ -201,7 +261,8 @@ def test_cooperative_matrix_kernels_are_valid_spirv(dtype, tile):
                  {"A_COLS": 1, "B_COLS": 1, "A_VEC": 1, "B_VEC": 1, "SPLIT": 1, "O_VEC": 1},
                  {"A_COLS": 1, "SPLIT": 1}, {"B_COLS": 1, "O_VEC": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "BIAS": 1},
                  {"B_COLS": 1, "BIAS": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "SPLIT": 2, "P_VEC": 1},
-                 {"A_COLS": 1, "SPLIT": 2, "P_VEC": 0, "BIAS": 1}]
+                 {"A_COLS": 1, "SPLIT": 2, "P_VEC": 0, "BIAS": 1}, {"A_VEC": 1, "B_VEC": 1, "O_VEC": 1, "ACT": 1},
+                 {"B_COLS": 1, "BIAS": 1, "ACT": 1}, {"SPLIT": 2, "P_VEC": 1, "O_VEC": 1, "BIAS": 1, "ACT": 1}]
     for flags in flag_sets:
         spirv = compile_file(mm.COOPMAT.path, {**_coop_defines(dtype, **flags), **geometry}, target_env="vulkan1.3")
         validate_spirv(spirv, "vulkan1.3")

@@ -22,9 +22,9 @@
 // running indices with no bounds checks: on an H100 that took 4096^3 from 248 to 292 TFLOP/s);
 // O_VEC (16-byte stores); SPLIT 1 (float32 chunk sums into the partial buffer O, added up in chunk
 // order by matmul_splitk.comp); SPLIT 2 (the same in one dispatch, elect.glsl; P_VEC: N a multiple
-// of 4, partials in 16-byte units); BIAS (a linear layer's bias added as each output is stored,
-// bias.glsl); HLX_COOPMAT_BF16 (the compiler retypes the A and B matrices to bfloat16, which
-// glslang 13 cannot spell).
+// of 4, partials in 16-byte units); BIAS and ACT (a linear layer's bias and relu applied as each
+// output is stored, epilogue.glsl); HLX_COOPMAT_BF16 (the compiler retypes the A and B matrices
+// to bfloat16, which glslang 13 cannot spell).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -77,7 +77,7 @@ layout(push_constant) uniform Params {
     uint off_p, off_c;
 #endif
 } p;
-#include "bias.glsl"
+#include "epilogue.glsl"
 
 // Shared tiles in 16-byte units (8 elements). A row of a tile runs along the operand's
 // contiguous dimension: k for A (m with A_COLS), n for B (k with B_COLS).
@@ -264,8 +264,8 @@ void multiply(uint s, uint wm, uint wn) {
 #else
 #define O_UNIT(v0, v1) (uint(float16BitsToUint16(O_STORE(v0))) | uint(float16BitsToUint16(O_STORE(v1))) << 16)
 #endif
-// Output j of a lane's eight, the bias added where BIAS is 1.
-#define OUT(j) WITH_BIAS(v[j], gn + uint(j))
+// Output j of a lane's eight, the layer's epilogue applied (epilogue.glsl).
+#define OUT(j) EPILOGUE(v[j], gn + uint(j))
 
 // A lane's eight outputs of row gm, columns gn .. gn + 7 (those inside the product), at cbase.
 void store8(uint cbase, uint gm, uint gn, float v[8]) {
@@ -283,7 +283,7 @@ void store8(uint cbase, uint gm, uint gn, float v[8]) {
     }
 #else
     [[unroll]] for (uint e = 0u; e < 8u; ++e)
-        if (gn + e < p.N) c[at + e] = O_STORE(WITH_BIAS(v[e], gn + e));
+        if (gn + e < p.N) c[at + e] = O_STORE(EPILOGUE(v[e], gn + e));
 #endif
 }
 

@@ -3,8 +3,8 @@
 // where a workgroup barrier costs more than the loads it saves: 8x8 threads, each a 4x4
 // block read straight from the buffers. The reduction order is ops/matmul.py's ("Order"):
 // chunks of kc values of k, each summed in order with fma from 0, the chunk sums added in
-// chunk order, all in one pass; the tiled kernel with split-K gives the same bits. BIAS: a linear
-// layer's bias added as each output is stored (bias.glsl).
+// chunk order, all in one pass; the tiled kernel with split-K gives the same bits. BIAS, ACT: a
+// linear layer's bias and relu applied as each output is stored (epilogue.glsl).
 #extension GL_GOOGLE_include_directive : require
 #include "float_controls.glsl"
 #include "dtypes.glsl"
@@ -28,7 +28,7 @@ layout(push_constant) uniform Params {
     int sz;
 #endif
 } p;
-#include "bias.glsl"
+#include "epilogue.glsl"
 
 void main() {
     uint row0 = gl_WorkGroupID.y * 32u + gl_LocalInvocationID.y * 4u;
@@ -68,7 +68,7 @@ void main() {
         if (gm >= p.M) continue;
         for (int j = 0; j < 4; ++j) {
             uint gn = col0 + uint(j);
-            if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(WITH_BIAS(acc[i][j], gn));
+            if (gn < p.N) c[cbase + gm * p.N + gn] = O_STORE(EPILOGUE(acc[i][j], gn));
         }
     }
 }

@@ -21,8 +21,8 @@
 // indices with no bounds checks (on an H100 that alone took 4096^3 from 35 to 38 TFLOP/s);
 // O_VEC: 4-element vector stores; SPLIT 1: float32 chunk sums into the partial buffer O, which
 // matmul_splitk.comp adds up in chunk order; SPLIT 2: the same in one dispatch (elect.glsl; P_VEC:
-// N a multiple of 4, partials in 16-byte units); BIAS: a linear layer's bias added as each output
-// is stored (bias.glsl).
+// N a multiple of 4, partials in 16-byte units); BIAS, ACT: a linear layer's bias and relu
+// applied as each output is stored (epilogue.glsl).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "float_controls.glsl"
@@ -81,7 +81,7 @@ layout(push_constant) uniform Params {
     uint off_p, off_c;
 #endif
 } p;
-#include "bias.glsl"
+#include "epilogue.glsl"
 
 // k-major tiles.
 shared vec4 As[2][BK][BM / 4 + PAD];
@@ -367,12 +367,12 @@ void main() {
             vec4 v = acc[g * 4u + r][h];
 #if O_VEC
             if (gn < p.N) {
-                v = vec4(WITH_BIAS(v.x, gn), WITH_BIAS(v.y, gn + 1u), WITH_BIAS(v.z, gn + 2u), WITH_BIAS(v.w, gn + 3u));
+                v = vec4(EPILOGUE(v.x, gn), EPILOGUE(v.y, gn + 1u), EPILOGUE(v.z, gn + 2u), EPILOGUE(v.w, gn + 3u));
                 c[(cbase + gm * p.N + gn) / 4u] = O_STORAGE4(O_STORE(v.x), O_STORE(v.y), O_STORE(v.z), O_STORE(v.w));
             }
 #else
             [[unroll]] for (uint j = 0u; j < 4u; ++j)
-                if (gn + j < p.N) c[cbase + gm * p.N + gn + j] = O_STORE(WITH_BIAS(v[j], gn + j));
+                if (gn + j < p.N) c[cbase + gm * p.N + gn + j] = O_STORE(EPILOGUE(v[j], gn + j));
 #endif
         }
     }
