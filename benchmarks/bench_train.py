@@ -25,7 +25,7 @@ import numpy as np
 import hlx_vulkan as hv
 from hlx_vulkan import nn, optim
 from hlx_vulkan.nn import functional as F
-from timing import capture_cuda_graph, mean_seconds
+from timing import capture_cuda_graph, mean_seconds, warm_clocks
 
 try:
     import torch
@@ -66,6 +66,7 @@ def bench_hlx(args, x_np, y_np, rows):
     record_s = time.perf_counter() - t0
     ops = rt.stream.dispatches - before
     rt.synchronize()
+    warm_clocks()  # each timing below is tens of milliseconds: too short to raise an idle GPU's clock
     eager_s = mean_seconds(step, rt.synchronize, args.warmup, args.steps)
     rows.append({"mode": "hlx eager", "ms_per_step": 1e3 * eager_s, "host_us_per_op": 1e6 * record_s / ops,
                  "ops_per_step": ops})
@@ -73,6 +74,7 @@ def bench_hlx(args, x_np, y_np, rows):
     with hv.capture() as graph:
         step()
     rt.synchronize()
+    warm_clocks()
     host, synced = [], []
     for _ in range(max(3, args.steps // 2)):
         t0 = time.perf_counter()
@@ -105,6 +107,7 @@ def bench_hlx(args, x_np, y_np, rows):
     call()  # eager
     call()  # captured
     rt.synchronize()
+    warm_clocks()
     host = []
     for _ in range(max(3, args.steps // 2)):
         t0 = time.perf_counter()

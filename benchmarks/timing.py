@@ -8,6 +8,20 @@ import time
 import hlx_vulkan as hv
 
 
+def warm_clocks(seconds: float = 0.5) -> None:
+    """Keep the device busy with throwaway products for about ``seconds``, so that a short timing
+    after it runs at the clock a sustained load gets: an idle H100 sits at 345 MHz, reaches 1980
+    after about 0.25 s of load and drops back about 2 s after the load ends
+    (results/clock_ramp_h100_eleventh.json); a host-bound phase (eager steps) may not raise it."""
+    a = hv.randn(1024, 1024)
+    sync = hv.default_runtime().synchronize
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(8):
+            a @ a
+        sync()
+
+
 def mean_seconds(fn, sync, warmup: int, reps: int) -> float:
     """Seconds per call of ``fn``: ``warmup`` calls, a sync, then ``reps`` calls pipelined and one sync."""
     for _ in range(warmup):
