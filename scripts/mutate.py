@@ -88,7 +88,7 @@ MUTATIONS = [
     M("linear's fused relu swallows NaN", "ops (forward)", "hlx_vulkan/ops/matmul/epilogue.glsl",
       "return x < 0.0 ? 0.0 : x;", "return x > 0.0 ? x : 0.0;", ("tests/ops/test_matmul_kernels.py",)),
     M("linear_relu's backward skips relu's rule", "autograd (backward)", "hlx_vulkan/ops/linear.py",
-      "return _linear_backward(ctx, ew.launch(ew.RELU_GRAD, [ctx.saved[2], g]))", "return _linear_backward(ctx, g)",
+      "return _linear_backward(ctx, pw.launch(ew.RELU_GRAD, [ctx.saved[2], g]))", "return _linear_backward(ctx, g)",
       ("tests/ops/test_matmul_kernels.py", "tests/nn/test_modules.py")),
     M("Sequential fuses a Linear whose forward was replaced", "nn (forward)", "hlx_vulkan/nn/modules.py",
       'return type(m) is cls and "forward" not in m.__dict__', "return isinstance(m, cls)",

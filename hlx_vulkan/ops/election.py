@@ -21,8 +21,7 @@ def ready(rt, name: str, words: int, slots: int = 1) -> bool:
     """Whether :func:`counts` can hand out ``words`` for ``name`` now: made here (or made larger)
     unless a capture is being recorded, where the host write cannot be (the new buffers might take
     memory the capture's work still uses); the caller then does without the election."""
-    ring = rt.plans.get(("election counts", name))
-    if ring is not None and ring[0][0].numel >= words and len(ring[0]) == slots:
+    if _fitting(rt, name, words, slots) is not None:
         return True
     if rt.stream.capture_graph is not None:
         return False
@@ -33,18 +32,24 @@ def ready(rt, name: str, words: int, slots: int = 1) -> bool:
 def counts(rt, name: str, words: int = 1, slots: int = 1):
     """The next of ``slots`` buffers of at least ``words`` zeroed int32 words kept for ``name`` in
     ``rt``'s plans (made, or made larger, by a host write before the dispatch that binds them)."""
-    key = ("election counts", name)
-    ring = rt.plans.get(key)
-    if ring is None or ring[0][0].numel < words or len(ring[0]) != slots:
-        size = max(words, 2 * ring[0][0].numel if ring is not None else 1)
+    ring = _fitting(rt, name, words, slots)
+    if ring is None:
+        old = rt.plans.get(("election counts", name))
+        size = max(words, 2 * old[0][0].numel if old is not None else 1)
         bufs = [rt.memory.empty((size,), int32) for _ in range(slots)]
         for buf in bufs:
             rt.stream.wait_for(buf.allocation.busy)
         rt.memory.write_many([(buf, np.zeros(size, np.int32)) for buf in bufs])
-        ring = rt.plans[key] = [bufs, 0]
+        ring = rt.plans[("election counts", name)] = [bufs, 0]
     bufs, i = ring
     ring[1] = (i + 1) % slots
     return bufs[i]
+
+
+def _fitting(rt, name: str, words: int, slots: int):
+    """``name``'s ring of count buffers ([buffers, next]) if it has ``slots`` of ``words`` or more, else None."""
+    ring = rt.plans.get(("election counts", name))
+    return ring if ring is not None and ring[0][0].numel >= words and len(ring[0]) == slots else None
 
 
 __all__ = ["counts", "ready"]

@@ -101,7 +101,7 @@ def _plan_backward(rt, key, g, x, weight, need_x, need_w, need_b) -> None:
 
 def _linear_relu_backward(ctx, g):
     """relu's rule on the saved output, then the layer's."""
-    return _linear_backward(ctx, ew.launch(ew.RELU_GRAD, [ctx.saved[2], g]))
+    return _linear_backward(ctx, pw.launch(ew.RELU_GRAD, [ctx.saved[2], g]))
 
 
 def _planned(rt, plan, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -283,7 +283,7 @@ void store8(uint cbase, uint gm, uint gn, float v[8]) {
     }
 #else
     [[unroll]] for (uint e = 0u; e < 8u; ++e)
-        if (gn + e < p.N) c[at + e] = O_STORE(EPILOGUE(v[e], gn + e));
+        if (gn + e < p.N) c[at + e] = O_STORE(OUT(e));
 #endif
 }
 
